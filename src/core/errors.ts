@@ -1,0 +1,95 @@
+/**
+ * One error class for the whole project. Callers branch on `code`, never on
+ * the message; the same codes travel in JSON-RPC `error.data.code` and in
+ * inbox reports (SPEC, Errors).
+ */
+export const ERROR_CODES = [
+  'E_INVALID_URL',
+  'E_UNSUPPORTED_SCHEME',
+  'E_HTTP',
+  'E_TIMEOUT',
+  'E_TOO_LARGE',
+  'E_UNSUPPORTED_TYPE',
+  'E_INTEGRITY',
+  'E_NOT_FOUND',
+  'E_AMBIGUOUS',
+  'E_DISK_FULL',
+  'E_BAD_REQUEST',
+  'E_UNAVAILABLE',
+  /** Network failure below HTTP (connection refused/reset, DNS, TLS). Retryable. */
+  'E_NETWORK',
+  /** The operation was cancelled (daemon shutting down, caller aborted). */
+  'E_ABORTED',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface MediaCacheErrorOptions {
+  /** HTTP status for E_HTTP. */
+  status?: number;
+  /** The URL the error is about, when there is one. */
+  url?: string;
+  /** Whether a retry may succeed (network errors, 408, 429, 5xx). */
+  retryable?: boolean;
+  /** Seconds the origin asked us to wait (Retry-After), already parsed. */
+  retryAfterMs?: number;
+  cause?: unknown;
+}
+
+export class MediaCacheError extends Error {
+  readonly code: ErrorCode;
+  readonly status?: number;
+  readonly url?: string;
+  readonly retryable: boolean;
+  readonly retryAfterMs?: number;
+
+  constructor(code: ErrorCode, message: string, opts: MediaCacheErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'MediaCacheError';
+    this.code = code;
+    if (opts.status !== undefined) this.status = opts.status;
+    if (opts.url !== undefined) this.url = opts.url;
+    this.retryable = opts.retryable ?? false;
+    if (opts.retryAfterMs !== undefined) this.retryAfterMs = opts.retryAfterMs;
+  }
+
+  /** Plain JSON form used in RPC `error.data` and in job records. */
+  toJSON(): ErrorInfo {
+    const out: ErrorInfo = { code: this.code, message: this.message };
+    if (this.status !== undefined) out.status = this.status;
+    if (this.url !== undefined) out.url = this.url;
+    return out;
+  }
+}
+
+export interface ErrorInfo {
+  code: ErrorCode;
+  message: string;
+  status?: number;
+  url?: string;
+}
+
+export function isMediaCacheError(e: unknown): e is MediaCacheError {
+  return e instanceof MediaCacheError;
+}
+
+export function isErrorCode(s: unknown): s is ErrorCode {
+  return typeof s === 'string' && (ERROR_CODES as readonly string[]).includes(s);
+}
+
+/** Node errno codes that mean "the disk is full" (or the quota is). */
+const DISK_FULL_ERRNOS = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * Wrap anything thrown into a MediaCacheError, keeping codes that are already
+ * ours and mapping the filesystem's "no space" into E_DISK_FULL.
+ */
+export function toMediaCacheError(e: unknown, url?: string): MediaCacheError {
+  if (e instanceof MediaCacheError) return e;
+  const errno = (e as { code?: unknown } | null)?.code;
+  const msg = e instanceof Error ? e.message : String(e);
+  if (typeof errno === 'string' && DISK_FULL_ERRNOS.has(errno)) {
+    return new MediaCacheError('E_DISK_FULL', `disk full: ${msg}`, { cause: e, url, retryable: true });
+  }
+  return new MediaCacheError('E_UNAVAILABLE', msg, { cause: e, url });
+}
