@@ -1,0 +1,348 @@
+/**
+ * The daemon's configuration, resolved once from flags > environment >
+ * JSON config file > platform defaults into one frozen object.
+ *
+ * Everything is injected (argv, env, platform, file reader, cwd) so the
+ * whole precedence table is a pure function tested without a process.
+ * Bad input throws ConfigError whose message says what to change; main.ts
+ * prints it and exits 2.
+ */
+import path from 'node:path';
+import yargs from 'yargs';
+import { checkSocketPath, defaultCacheDir, defaultConfigFile, defaultSocketPath, defaultStateDir, type PlatformEnv } from '../core/paths.js';
+
+export interface DaemonConfig {
+  /** The config file actually read, if any. */
+  configFile?: string;
+  cacheDir: string;
+  indexDir: string;
+  inboxes: string[];
+  socket: string;
+  concurrency: number;
+  perHost: number;
+  timeoutMs: number;
+  maxFileSize: number;
+  sweepSchedule: string;
+  /** MB/s the sweep may read; 0 = unlimited. */
+  sweepRate: number;
+  /** ms a sweep may run before it stops (and the next resumes); 0 = no limit. */
+  sweepMaxDuration: number;
+  logLevel: string;
+  logFile?: string;
+  /** How long SIGTERM waits for running downloads before re-queueing them. */
+  graceMs: number;
+}
+
+/** Keys SIGHUP applies to a running daemon; the rest need a restart. */
+export const RELOADABLE_KEYS = ['concurrency', 'perHost', 'sweepSchedule', 'sweepRate', 'sweepMaxDuration', 'logLevel', 'logFile'] as const;
+
+export const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
+
+export const DEFAULTS = {
+  concurrency: 5,
+  perHost: 4,
+  timeoutMs: 30_000,
+  maxFileSize: 2 * 1024 ** 3,
+  sweepSchedule: '0 3 * * *',
+  sweepRate: 64,
+  sweepMaxDuration: 0,
+  logLevel: 'info',
+  graceMs: 10_000,
+} as const;
+
+/** Thrown for any configuration the user must fix; main prints `message` and exits 2. */
+export class ConfigError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface ResolveInput {
+  /** Arguments after the script name (process.argv.slice(2)). */
+  argv: readonly string[];
+  /** Where MEDIACACHE_* are read (normally process.env). */
+  env: Readonly<Record<string, string | undefined>>;
+  /** For defaults (XDG, systemd directories, Windows) and the socket limit. */
+  platformEnv: PlatformEnv;
+  /** Read a text file; return undefined when it does not exist, throw for other errors. */
+  readFile: (file: string) => string | undefined;
+  /** Base for relative paths given as flags or env. Default: process.cwd(). */
+  cwd?: string;
+  /** Validate a cron expression; return an error message or undefined. */
+  validateCron?: (expr: string) => string | undefined;
+}
+
+export type ResolveResult = { kind: 'config'; config: DaemonConfig } | { kind: 'help'; text: string } | { kind: 'version' };
+
+type Kind = 'path' | 'paths' | 'int' | 'number' | 'bytes' | 'duration' | 'string' | 'level';
+
+interface Setting {
+  key: keyof DaemonConfig;
+  flag: string;
+  env: string[];
+  /** Accepted JSON keys: the flag's camelCase first. */
+  fileKeys: string[];
+  kind: Kind;
+  min?: number;
+  describe: string;
+}
+
+const SETTINGS: readonly Setting[] = [
+  { key: 'cacheDir', flag: 'cache-dir', env: ['MEDIACACHE_DIR', 'MEDIACACHE_CACHE_DIR'], fileKeys: ['cacheDir'], kind: 'path', describe: 'cache root' },
+  { key: 'inboxes', flag: 'inbox', env: ['MEDIACACHE_INBOX'], fileKeys: ['inbox', 'inboxes'], kind: 'paths', describe: 'watched inbox folder (repeatable; env is a path list)' },
+  { key: 'socket', flag: 'socket', env: ['MEDIACACHE_SOCKET'], fileKeys: ['socket'], kind: 'path', describe: 'Unix socket path, or \\\\.\\pipe\\NAME on Windows' },
+  { key: 'indexDir', flag: 'index', env: ['MEDIACACHE_INDEX'], fileKeys: ['index', 'indexDir'], kind: 'path', describe: 'index location (default <cache-dir>/index)' },
+  { key: 'concurrency', flag: 'concurrency', env: ['MEDIACACHE_CONCURRENCY'], fileKeys: ['concurrency'], kind: 'int', min: 1, describe: `parallel downloads (default ${DEFAULTS.concurrency})` },
+  { key: 'perHost', flag: 'per-host', env: ['MEDIACACHE_PER_HOST'], fileKeys: ['perHost'], kind: 'int', min: 1, describe: `parallel downloads per host (default ${DEFAULTS.perHost})` },
+  { key: 'timeoutMs', flag: 'timeout', env: ['MEDIACACHE_TIMEOUT'], fileKeys: ['timeout', 'timeoutMs'], kind: 'duration', min: 1, describe: `per-download stall/overall limit, ms (default ${DEFAULTS.timeoutMs})` },
+  { key: 'maxFileSize', flag: 'max-file-size', env: ['MEDIACACHE_MAX_FILE_SIZE'], fileKeys: ['maxFileSize'], kind: 'bytes', min: 1, describe: 'refuse larger content, bytes (suffixes K, M, G allowed; default 2G)' },
+  { key: 'sweepSchedule', flag: 'sweep-schedule', env: ['MEDIACACHE_SWEEP_SCHEDULE'], fileKeys: ['sweepSchedule'], kind: 'string', describe: `integrity sweep cron schedule (default "${DEFAULTS.sweepSchedule}")` },
+  { key: 'sweepRate', flag: 'sweep-rate', env: ['MEDIACACHE_SWEEP_RATE'], fileKeys: ['sweepRate'], kind: 'number', min: 0, describe: `sweep read rate, MB/s, 0 = unlimited (default ${DEFAULTS.sweepRate})` },
+  { key: 'sweepMaxDuration', flag: 'sweep-max-duration', env: ['MEDIACACHE_SWEEP_MAX_DURATION'], fileKeys: ['sweepMaxDuration'], kind: 'duration', min: 0, describe: 'stop a sweep after this long, ms or 30m/2h, 0 = no limit' },
+  { key: 'logLevel', flag: 'log-level', env: ['MEDIACACHE_LOG_LEVEL'], fileKeys: ['logLevel'], kind: 'level', describe: `${LOG_LEVELS.join('|')} (default ${DEFAULTS.logLevel})` },
+  { key: 'logFile', flag: 'log-file', env: ['MEDIACACHE_LOG_FILE'], fileKeys: ['logFile'], kind: 'path', describe: 'also write JSON lines to this file (reopened on SIGHUP)' },
+  { key: 'graceMs', flag: 'grace', env: ['MEDIACACHE_GRACE'], fileKeys: ['grace', 'graceMs'], kind: 'duration', min: 0, describe: `on SIGTERM, wait this long for running downloads, ms (default ${DEFAULTS.graceMs})` },
+];
+
+const FILE_KEYS = new Map<string, Setting>(SETTINGS.flatMap((s) => s.fileKeys.map((k) => [k, s] as const)));
+
+type Source = { from: string; raw: unknown; baseDir: string };
+
+function buildParser(argv: readonly string[]) {
+  let y = yargs([...argv])
+    .scriptName('mediacached')
+    .usage('$0 [options]\n\nThe mediacache daemon: downloads media from URLs given over its socket or dropped into inbox folders, stores each content once, and re-verifies the cache on a schedule.\nEvery option is also an environment variable MEDIACACHE_<OPTION> and a camelCase key of the JSON config file; flag > env > file > default.')
+    .help(false)
+    .version(false)
+    .option('config', { type: 'string', describe: 'JSON config file (env MEDIACACHE_CONFIG)' })
+    .option('help', { type: 'boolean', alias: 'h', describe: 'show this help' })
+    .option('version', { type: 'boolean', alias: 'V', describe: 'print the version' })
+    .strict()
+    .exitProcess(false)
+    .wrap(100)
+    .fail((msg, err) => {
+      throw new ConfigError(`${msg ?? err?.message ?? 'bad arguments'}. Run mediacached --help for the options.`);
+    });
+  for (const s of SETTINGS) {
+    y = y.option(s.flag, { type: 'string', array: s.kind === 'paths' ? true : undefined, describe: s.describe, requiresArg: true });
+  }
+  return y;
+}
+
+/** Position in a JSON text → "line L, column C" for error messages. */
+function lineCol(text: string, pos: number): string {
+  const before = text.slice(0, pos);
+  const line = before.split('\n').length;
+  const col = pos - before.lastIndexOf('\n');
+  return `line ${line}, column ${col}`;
+}
+
+function parseJsonFile(file: string, text: string): Record<string, unknown> {
+  let data: unknown;
+  try {
+    data = JSON.parse(text.replace(/^\uFEFF/, ''));
+  } catch (e) {
+    const msg = (e as Error).message;
+    const m = /position (\d+)/.exec(msg);
+    const where = m ? ` (${lineCol(text, Number(m[1]))})` : '';
+    throw new ConfigError(`config file ${file} is not valid JSON: ${msg}${where}. Fix the file, or point --config / MEDIACACHE_CONFIG at another one.`);
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new ConfigError(`config file ${file} must hold a JSON object like {"concurrency": 4}, not ${Array.isArray(data) ? 'an array' : typeof data}.`);
+  }
+  return data as Record<string, unknown>;
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!;
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = d[j]!;
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return d[b.length]!;
+}
+
+/** "Did you mean" for a misspelt or kebab-cased config key. */
+function suggest(key: string): string {
+  const norm = (k: string): string => k.toLowerCase().replace(/[-_]/g, '');
+  let best: string | undefined;
+  let bestD = 3;
+  for (const k of FILE_KEYS.keys()) {
+    const d = editDistance(norm(key), norm(k));
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best ? ` Did you mean "${best}"?` : '';
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, t: 1024 ** 4, tb: 1024 ** 4 };
+
+function convert(s: Setting, src: Source, P: path.PlatformPath, home: string): unknown {
+  const what = `${s.key === 'inboxes' ? 'inbox' : s.flag} (from ${src.from})`;
+  const raw = src.raw;
+  const expand = (p: string): string => {
+    const t = p.trim();
+    if (t === '') throw new ConfigError(`${what} is empty; give a path or leave it out.`);
+    const h = t === '~' ? home : t.startsWith('~/') ? P.join(home, t.slice(2)) : t;
+    return P.resolve(src.baseDir, h);
+  };
+  const str = (): string => {
+    if (typeof raw === 'number' && s.kind !== 'path' && s.kind !== 'paths') return String(raw);
+    if (typeof raw !== 'string') throw new ConfigError(`${what} must be a ${s.kind === 'path' ? 'path string' : 'string'}, got ${JSON.stringify(raw)}.`);
+    return raw.trim();
+  };
+  switch (s.kind) {
+    case 'path':
+      if (s.key === 'socket' && typeof raw === 'string' && /^\\\\[.?]\\pipe\\/i.test(raw)) return raw;
+      return expand(str());
+    case 'paths': {
+      const list = Array.isArray(raw) ? raw : [raw];
+      return list.map((p) => {
+        if (typeof p !== 'string') throw new ConfigError(`${what} must be a path or a list of paths, got ${JSON.stringify(p)}.`);
+        return expand(p);
+      });
+    }
+    case 'int':
+    case 'number': {
+      const v = typeof raw === 'number' ? raw : Number(str());
+      const ok = Number.isFinite(v) && (s.kind === 'number' || Number.isInteger(v)) && str() !== '';
+      if (!ok) throw new ConfigError(`${what} must be ${s.kind === 'int' ? 'a whole number' : 'a number'}, got ${JSON.stringify(raw)}.`);
+      if (s.min !== undefined && v < s.min) throw new ConfigError(`${what} must be at least ${s.min}, got ${v}.`);
+      return v;
+    }
+    case 'duration': {
+      const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/i.exec(str());
+      if (!m) throw new ConfigError(`${what} must be milliseconds or a duration like 30s, 30m, 2h, got ${JSON.stringify(raw)}.`);
+      const v = Math.round(Number(m[1]) * UNITS[(m[2] ?? 'ms').toLowerCase()]!);
+      if (s.min !== undefined && v < s.min) throw new ConfigError(`${what} must be at least ${s.min} ms, got ${v}.`);
+      return v;
+    }
+    case 'bytes': {
+      const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?b?)$/i.exec(str());
+      if (!m) throw new ConfigError(`${what} must be a number of bytes, optionally with K, M, G (e.g. 500M), got ${JSON.stringify(raw)}.`);
+      const v = Math.floor(Number(m[1]) * BYTE_UNITS[m[2]!.toLowerCase()]!);
+      if (s.min !== undefined && v < s.min) throw new ConfigError(`${what} must be at least ${s.min} byte, got ${v}.`);
+      return v;
+    }
+    case 'level': {
+      const v = str().toLowerCase();
+      if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new ConfigError(`${what} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}.`);
+      return v;
+    }
+    case 'string': {
+      const v = str();
+      if (v === '') throw new ConfigError(`${what} is empty.`);
+      return v;
+    }
+  }
+}
+
+/** Help text (yargs-generated), for --help. */
+export async function helpText(): Promise<string> {
+  return buildParser([]).getHelp();
+}
+
+/**
+ * flag > env > file > default. Throws ConfigError for anything the user
+ * must fix. Relative paths from flags/env are taken from `cwd`, those in
+ * the config file from the file's directory.
+ */
+export async function resolveConfig(input: ResolveInput): Promise<ResolveResult> {
+  const pe = input.platformEnv;
+  const P = pe.platform === 'win32' ? path.win32 : path.posix;
+  const cwd = input.cwd ?? process.cwd();
+  const env = input.env;
+
+  const args = buildParser(input.argv).parseSync() as Record<string, unknown>;
+  if (args.help) return { kind: 'help', text: await helpText() };
+  if (args.version) return { kind: 'version' };
+
+  // The config file: explicit (must exist) or the platform default (if present).
+  const explicit = typeof args.config === 'string' ? { file: args.config, from: '--config' } : env.MEDIACACHE_CONFIG ? { file: env.MEDIACACHE_CONFIG, from: 'MEDIACACHE_CONFIG' } : undefined;
+  const configFile = explicit ? P.resolve(cwd, explicit.file) : defaultConfigFile(pe);
+  let fileData: Record<string, unknown> = {};
+  let usedFile: string | undefined;
+  let text: string | undefined;
+  try {
+    text = input.readFile(configFile);
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${configFile}: ${(e as Error).message}.`);
+  }
+  if (text === undefined) {
+    if (explicit) throw new ConfigError(`config file ${configFile} (from ${explicit.from}) does not exist. Create it or fix the path.`);
+  } else {
+    fileData = parseJsonFile(configFile, text);
+    usedFile = configFile;
+    for (const k of Object.keys(fileData)) {
+      if (!FILE_KEYS.has(k)) {
+        throw new ConfigError(`unknown key "${k}" in config file ${configFile}.${suggest(k)} Known keys: ${SETTINGS.map((s) => s.fileKeys[0]).join(', ')}.`);
+      }
+    }
+  }
+  const fileDir = usedFile ? P.dirname(usedFile) : cwd;
+  const listSep = pe.platform === 'win32' ? ';' : ':';
+
+  const out: Partial<Record<keyof DaemonConfig, unknown>> = {};
+  for (const s of SETTINGS) {
+    let src: Source | undefined;
+    const flagVal = args[s.flag];
+    if (flagVal !== undefined && !(Array.isArray(flagVal) && flagVal.length === 0)) {
+      if (s.kind !== 'paths' && Array.isArray(flagVal)) {
+        // A repeated single-valued flag: the last one wins, as in most CLIs.
+        src = { from: `--${s.flag}`, raw: flagVal[flagVal.length - 1], baseDir: cwd };
+      } else src = { from: `--${s.flag}`, raw: flagVal, baseDir: cwd };
+    }
+    if (!src) {
+      const e = s.env.find((n) => env[n] !== undefined && env[n] !== '');
+      if (e) {
+        const v = env[e]!;
+        src = { from: e, raw: s.kind === 'paths' ? v.split(listSep).filter((x) => x !== '') : v, baseDir: cwd };
+      }
+    }
+    if (!src) {
+      const k = s.fileKeys.find((n) => fileData[n] !== undefined);
+      if (k) src = { from: `"${k}" in ${usedFile}`, raw: fileData[k], baseDir: fileDir };
+    }
+    if (src) out[s.key] = convert(s, src, P, pe.homedir);
+  }
+
+  const cacheDir = (out.cacheDir as string | undefined) ?? defaultCacheDir(pe);
+  const socket = (out.socket as string | undefined) ?? defaultSocketPath(pe);
+  const sockErr = checkSocketPath(socket, pe.platform);
+  if (sockErr) throw new ConfigError(sockErr);
+  const sweepSchedule = (out.sweepSchedule as string | undefined) ?? DEFAULTS.sweepSchedule;
+  const cronErr = input.validateCron?.(sweepSchedule);
+  if (cronErr) throw new ConfigError(`sweep-schedule ${JSON.stringify(sweepSchedule)} is not a valid cron expression: ${cronErr}`);
+
+  const config: DaemonConfig = {
+    cacheDir,
+    indexDir: (out.indexDir as string | undefined) ?? P.join(cacheDir, 'index'),
+    inboxes: (out.inboxes as string[] | undefined) ?? [P.join(defaultStateDir(pe), 'inbox')],
+    socket,
+    concurrency: (out.concurrency as number | undefined) ?? DEFAULTS.concurrency,
+    perHost: (out.perHost as number | undefined) ?? DEFAULTS.perHost,
+    timeoutMs: (out.timeoutMs as number | undefined) ?? DEFAULTS.timeoutMs,
+    maxFileSize: (out.maxFileSize as number | undefined) ?? DEFAULTS.maxFileSize,
+    sweepSchedule,
+    sweepRate: (out.sweepRate as number | undefined) ?? DEFAULTS.sweepRate,
+    sweepMaxDuration: (out.sweepMaxDuration as number | undefined) ?? DEFAULTS.sweepMaxDuration,
+    logLevel: (out.logLevel as string | undefined) ?? DEFAULTS.logLevel,
+    graceMs: (out.graceMs as number | undefined) ?? DEFAULTS.graceMs,
+  };
+  if (usedFile) config.configFile = usedFile;
+  if (out.logFile) config.logFile = out.logFile as string;
+  return { kind: 'config', config: Object.freeze(Object.assign(config, { inboxes: Object.freeze([...config.inboxes]) as string[] })) };
+}
+
+/** Keys whose values differ between two configs (for SIGHUP reporting). */
+export function changedKeys(a: DaemonConfig, b: DaemonConfig): Array<keyof DaemonConfig> {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)] as Array<keyof DaemonConfig>);
+  return [...keys].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+}
