@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { resolveConfig, changedKeys, ConfigError, DEFAULTS, type DaemonConfig, type ResolveInput } from '../src/daemon/config.js';
 import type { PlatformEnv } from '../src/core/paths.js';
 
@@ -22,7 +22,7 @@ async function cfg(p: Parameters<typeof input>[0] = {}): Promise<DaemonConfig> {
   return r.config;
 }
 
-async function fails(t: Tap.Test, p: Parameters<typeof input>[0], re: RegExp): Promise<void> {
+async function fails(t: Test, p: Parameters<typeof input>[0], re: RegExp): Promise<void> {
   try {
     await resolveConfig(input(p));
     t.fail(`expected ConfigError matching ${re}`);
@@ -30,10 +30,6 @@ async function fails(t: Tap.Test, p: Parameters<typeof input>[0], re: RegExp): P
     t.type(e, ConfigError);
     t.match((e as Error).message, re);
   }
-}
-// tap's Test type without importing tap's internals by name
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
 }
 
 t.test('defaults follow the platform (XDG on Linux)', async (t) => {
