@@ -50,6 +50,16 @@ function firstOfList(v: string | undefined, sep: string): string | undefined {
   return first || undefined;
 }
 
+/**
+ * An XDG base directory variable, or undefined when unset, empty or relative:
+ * the XDG Base Directory spec says a relative value "should be considered
+ * invalid and ignored" (a relative cache dir would follow the daemon's cwd).
+ */
+function xdg(p: PlatformEnv, name: 'XDG_CACHE_HOME' | 'XDG_STATE_HOME' | 'XDG_CONFIG_HOME' | 'XDG_RUNTIME_DIR'): string | undefined {
+  const v = p.env[name];
+  return v && path.posix.isAbsolute(v) ? v : undefined;
+}
+
 /** Where cached media lives by default. */
 export function defaultCacheDir(p: PlatformEnv = currentPlatformEnv()): string {
   const P = pathFor(p);
@@ -60,7 +70,7 @@ export function defaultCacheDir(p: PlatformEnv = currentPlatformEnv()): string {
     return P.join(base, 'mediacache', 'cache');
   }
   if (p.platform === 'darwin') return P.join(p.homedir, 'Library', 'Caches', 'mediacache');
-  return P.join(p.env.XDG_CACHE_HOME || P.join(p.homedir, '.cache'), 'mediacache');
+  return P.join(xdg(p, 'XDG_CACHE_HOME') || P.join(p.homedir, '.cache'), 'mediacache');
 }
 
 /** Where state that is not cache lives (default inbox). */
@@ -73,7 +83,7 @@ export function defaultStateDir(p: PlatformEnv = currentPlatformEnv()): string {
     return P.join(base, 'mediacache', 'state');
   }
   if (p.platform === 'darwin') return P.join(p.homedir, 'Library', 'Application Support', 'mediacache');
-  return P.join(p.env.XDG_STATE_HOME || P.join(p.homedir, '.local', 'state'), 'mediacache');
+  return P.join(xdg(p, 'XDG_STATE_HOME') || P.join(p.homedir, '.local', 'state'), 'mediacache');
 }
 
 /** Where the config file is looked for when --config is not given. */
@@ -86,7 +96,7 @@ export function defaultConfigFile(p: PlatformEnv = currentPlatformEnv()): string
   if (p.platform === 'darwin') return P.join(p.homedir, 'Library', 'Application Support', 'mediacache', 'config.json');
   const cd = firstOfList(p.env.CONFIGURATION_DIRECTORY, ':');
   if (cd) return P.join(cd, 'config.json');
-  return P.join(p.env.XDG_CONFIG_HOME || P.join(p.homedir, '.config'), 'mediacache', 'config.json');
+  return P.join(xdg(p, 'XDG_CONFIG_HOME') || P.join(p.homedir, '.config'), 'mediacache', 'config.json');
 }
 
 /** Default log directory (only used when a log file is asked for without a path). */
@@ -112,8 +122,9 @@ export function defaultSocketPath(p: PlatformEnv = currentPlatformEnv()): string
   const P = path.posix;
   const rd = firstOfList(p.env.RUNTIME_DIRECTORY, ':');
   if (rd) return P.join(rd, 'mediacached.sock');
-  if (p.platform !== 'darwin' && p.env.XDG_RUNTIME_DIR) {
-    return P.join(p.env.XDG_RUNTIME_DIR, 'mediacache', 'mediacached.sock');
+  const runtime = xdg(p, 'XDG_RUNTIME_DIR');
+  if (p.platform !== 'darwin' && runtime) {
+    return P.join(runtime, 'mediacache', 'mediacached.sock');
   }
   const tmp = p.platform === 'darwin' ? p.tmpdir : '/tmp';
   return P.join(tmp, `mediacache-${p.uid}`, 'mediacached.sock');
