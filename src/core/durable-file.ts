@@ -1,0 +1,130 @@
+/**
+ * A lowdb adapter that survives crashes and power loss.
+ *
+ * lowdb's own JSONFile (steno) renames a temp file over the target, which is
+ * atomic, but never fsyncs: after a power cut the renamed file may be empty or
+ * truncated. This adapter:
+ *   1. stringifies synchronously (so the bytes are a snapshot of `data` at the
+ *      moment write() is called, whatever the caller mutates afterwards),
+ *   2. writes them to a unique temp file in the SAME directory (rename is only
+ *      atomic within one filesystem),
+ *   3. fsyncs the temp file, renames it over the target, fsyncs the directory.
+ * Invariant: at every instant the target path holds either the complete old
+ * content or the complete new content, never a mix, and once write() resolves
+ * the new content is on stable storage.
+ *
+ * read() returns null for a missing file (lowdb keeps its default data) and
+ * throws DurableFileParseError — distinct from I/O errors — for content that is
+ * not JSON, so the caller can move the file aside and rebuild instead of dying.
+ */
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { Adapter } from 'lowdb';
+
+/** The file exists but is not valid JSON (truncated, empty, garbage). */
+export class DurableFileParseError extends Error {
+  readonly code = 'EJSONPARSE';
+  readonly path: string;
+  constructor(path: string, cause: unknown) {
+    super(`${path}: not valid JSON: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'DurableFileParseError';
+    this.path = path;
+  }
+}
+
+export function isDurableFileParseError(e: unknown): e is DurableFileParseError {
+  return e instanceof DurableFileParseError;
+}
+
+/** Prefix of every temp file this module creates; stale ones can be removed at open. */
+export const TEMP_PREFIX = '.tmp-';
+
+let tempSeq = 0;
+
+/** Node errno codes a rename may throw on Windows while another process holds the file. */
+const RENAME_RETRY = new Set(['EPERM', 'EACCES', 'EBUSY']);
+
+export class DurableJSONFile<T> implements Adapter<T> {
+  readonly filename: string;
+
+  constructor(filename: string) {
+    this.filename = filename;
+  }
+
+  async read(): Promise<T | null> {
+    let text: string;
+    try {
+      text = await readFile(this.filename, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+    try {
+      return JSON.parse(text) as T;
+    } catch (e) {
+      throw new DurableFileParseError(this.filename, e);
+    }
+  }
+
+  async write(data: T): Promise<void> {
+    // Stringify before the first await: the written bytes are this instant's state.
+    const text = JSON.stringify(data);
+    await writeFileDurable(this.filename, text);
+  }
+}
+
+/** Atomically replace `filename` with `text`, durable once resolved (see module comment). */
+export async function writeFileDurable(filename: string, text: string): Promise<void> {
+  const dir = dirname(filename);
+  const tmp = join(dir, `${TEMP_PREFIX}${basename(filename)}-${process.pid}-${++tempSeq}`);
+  let renamed = false;
+  try {
+    const fh = await open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(text, 'utf8');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await renameWithRetry(tmp, filename);
+    renamed = true;
+    await fsyncDir(dir);
+  } finally {
+    if (!renamed) await unlink(tmp).catch(() => undefined);
+  }
+}
+
+async function renameWithRetry(from: string, to: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await rename(from, to);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (process.platform !== 'win32' || !code || !RENAME_RETRY.has(code) || attempt >= 10) throw e;
+      await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
+    }
+  }
+}
+
+/**
+ * fsync a directory so a rename inside it is durable. Windows cannot open a
+ * directory for fsync (EPERM/EISDIR); NTFS journals the rename itself there.
+ */
+export async function fsyncDir(dir: string): Promise<void> {
+  let fh;
+  try {
+    fh = await open(dir, 'r');
+  } catch (e) {
+    if (process.platform === 'win32') return;
+    throw e;
+  }
+  try {
+    await fh.sync();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EPERM' && code !== 'EISDIR') throw e;
+  } finally {
+    await fh.close();
+  }
+}

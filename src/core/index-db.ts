@@ -1,0 +1,540 @@
+/**
+ * The cache index: every distinct content (by md5) with its URLs, kept in
+ * memory and persisted as lowdb shards.
+ *
+ * Layout of the index dir:
+ *   meta.json          {"schemaVersion":1,"shardDigits":2,"createdAt":…}
+ *   records/xx.json    records whose md5 starts with xx (256 shards), compact JSON
+ * One lowdb file cannot hold a large cache (DEPS §7: a 1M-record write blocks
+ * ~9 s), so a write touches only the shards that changed: at 1M records a
+ * shard is ~4k records, ~1.3 MB, a few ms to stringify.
+ *
+ * The URL→md5 map is NOT persisted: it is derived from the records' `urls` at
+ * open. Building it costs less than parsing a persisted copy would, and a map
+ * that is never written can never disagree with the records after a crash.
+ * Stats are derived the same way and then maintained incrementally.
+ *
+ * Writes are coalesced: put/addUrl/remove change memory synchronously, mark the
+ * shard dirty and schedule one flush `flushDelayMs` later; the flush writes each
+ * dirty shard once through DurableJSONFile (temp + fsync + rename + dir fsync).
+ * Flushes are serialized, so one shard is never written twice at the same
+ * time; a mutation during a flush re-dirties its shard for the next one.
+ *
+ * Crash invariant (with the store): every shard on disk is a complete old or
+ * new version. The store renames a content file into place BEFORE put(), so
+ * the index never durably names a file that was never written; a crash before
+ * the flush leaves a file without a record, which the sweep adopts. A record
+ * whose file is missing (deleted by hand, or remove() whose unlink ran before
+ * the index flush) is repaired by the sweep. For remove, callers should drop
+ * the record and flush BEFORE unlinking the file: a crash in between then
+ * leaves an orphan file to adopt rather than a record to re-fetch.
+ *
+ * A URL belongs to one record: putting or adding a URL already held by another
+ * md5 moves it (the old record drops it). If a crash leaves two shards both
+ * claiming a URL, open keeps it on the later fetch and rewrites the loser.
+ */
+import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Low } from 'lowdb';
+import { DurableJSONFile, isDurableFileParseError, TEMP_PREFIX } from './durable-file.js';
+import { MediaCacheError, toMediaCacheError } from './errors.js';
+import {
+  assertMd5,
+  assertRecord,
+  Entry,
+  laterClaim,
+  normalizePrefix,
+  recordProblem,
+  SHARD_COUNT,
+  SHARD_DIGITS,
+  shardName,
+  shardOf,
+} from './index-record.js';
+import { silentLogger, type Logger } from './logger.js';
+import { emptyStats, type CacheStats, type StoredRecord } from './types.js';
+
+export const SCHEMA_VERSION = 1;
+
+interface MetaFile {
+  schemaVersion: number;
+  shardDigits: number;
+  createdAt: string;
+}
+
+interface ShardFile {
+  v: number;
+  records: StoredRecord[] | Entry[];
+}
+
+export interface IndexDbOptions {
+  /** Delay between the first unflushed change and its write (default 200 ms). */
+  flushDelayMs?: number;
+  logger?: Logger;
+  /** Shards read in parallel at open (default 4). */
+  readConcurrency?: number;
+  /** Clock for meta.json and moved-aside names (tests). */
+  now?: () => Date;
+}
+
+/** Counters for tests, benchmarks and status output. */
+export interface IndexDiagnostics {
+  /** Shard files written since open (meta.json excluded). */
+  shardWrites: number;
+  /** Flushes that wrote at least one file. */
+  flushes: number;
+  /** Duration of the last such flush. */
+  lastFlushMs: number;
+  /** Duration of open(). */
+  openMs: number;
+}
+
+const EMPTY_SHARD: ShardFile = { v: 1, records: [] };
+
+export class IndexDb {
+  readonly dir: string;
+  readonly recovered: string[] = [];
+  private createdFresh = false;
+  private metaMissing = false;
+  readonly diagnostics: IndexDiagnostics = { shardWrites: 0, flushes: 0, lastFlushMs: 0, openMs: 0 };
+
+  private readonly shards: Map<string, Entry>[] = [];
+  private readonly lows: Low<ShardFile>[] = [];
+  private readonly meta: Low<MetaFile>;
+  private readonly urlMap = new Map<string, string>();
+  private readonly totals: CacheStats = emptyStats();
+  private count = 0;
+
+  private readonly flushDelayMs: number;
+  private readonly logger: Logger;
+  private readonly readConcurrency: number;
+  private readonly now: () => Date;
+
+  private readonly dirty = new Set<number>();
+  private metaDirty = false;
+  private timer: NodeJS.Timeout | undefined;
+  private retryDelayMs = 0;
+  /** The running flush (or a resolved promise); flushes run one after another. */
+  private chain: Promise<void> = Promise.resolve();
+  /** A flush queued behind the running one; later flush() calls join it. */
+  private queued: Promise<void> | undefined;
+  private closed = false;
+
+  private constructor(dir: string, opts: IndexDbOptions) {
+    this.dir = dir;
+    this.flushDelayMs = opts.flushDelayMs ?? 200;
+    this.logger = opts.logger ?? silentLogger;
+    this.readConcurrency = Math.max(1, opts.readConcurrency ?? 4);
+    this.now = opts.now ?? (() => new Date());
+    if (!(this.flushDelayMs >= 0)) throw new MediaCacheError('E_BAD_REQUEST', 'flushDelayMs must be >= 0');
+    for (let i = 0; i < SHARD_COUNT; i++) {
+      this.shards.push(new Map());
+      this.lows.push(new Low<ShardFile>(new DurableJSONFile(this.shardPath(i)), EMPTY_SHARD));
+    }
+    this.meta = new Low<MetaFile>(new DurableJSONFile(join(dir, 'meta.json')), this.freshMeta());
+  }
+
+  static async open(dir: string, opts: IndexDbOptions = {}): Promise<IndexDb> {
+    const db = new IndexDb(dir, opts);
+    const t0 = performance.now();
+    try {
+      await db.load();
+    } catch (e) {
+      throw e instanceof MediaCacheError ? e : new MediaCacheError('E_UNAVAILABLE', `cannot open index ${dir}: ${String((e as Error)?.message ?? e)}`, { cause: e });
+    }
+    db.diagnostics.openMs = performance.now() - t0;
+    return db;
+  }
+
+  /** Index missing or damaged: the caller should run an adopting sweep. */
+  get needsRebuild(): boolean {
+    return this.recovered.length > 0 || this.createdFresh || this.metaMissing;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  get(md5: string): StoredRecord | undefined {
+    if (typeof md5 !== 'string' || md5.length !== 32) return undefined;
+    return this.entry(md5)?.toStored();
+  }
+
+  has(md5: string): boolean {
+    return typeof md5 === 'string' && md5.length === 32 && this.entry(md5) !== undefined;
+  }
+
+  md5ForUrl(url: string): string | undefined {
+    return this.urlMap.get(url);
+  }
+
+  /** Records whose md5 starts with `prefix` (1..32 hex digits), in md5 order. */
+  findByPrefix(prefix: string, limit = Infinity): StoredRecord[] {
+    const p = normalizePrefix(prefix);
+    if (limit <= 0) return [];
+    if (p.length === 32) {
+      const e = this.entry(p);
+      return e ? [e.toStored()] : [];
+    }
+    // Only the shards that can hold the prefix: one when it covers the shard
+    // digits, 16^(digits-len) otherwise.
+    let first: number;
+    let last: number;
+    if (p.length >= SHARD_DIGITS) {
+      first = last = parseInt(p.slice(0, SHARD_DIGITS), 16);
+    } else {
+      const span = 16 ** (SHARD_DIGITS - p.length);
+      first = parseInt(p, 16) * span;
+      last = first + span - 1;
+    }
+    const hits: Entry[] = [];
+    for (let i = first; i <= last; i++) {
+      for (const [md5, e] of this.shards[i]) if (md5.startsWith(p)) hits.push(e);
+    }
+    hits.sort((a, b) => (a.md5 < b.md5 ? -1 : 1));
+    return hits.slice(0, Math.min(limit, hits.length)).map((e) => e.toStored());
+  }
+
+  /** Insert or replace the record for rec.md5; its URLs now point to it. */
+  put(rec: StoredRecord): void {
+    this.assertOpen();
+    assertRecord(rec);
+    const next = new Entry(rec);
+    const i = shardOf(next.md5);
+    const prev = this.shards[i].get(next.md5);
+    if (prev) {
+      this.unaccount(prev);
+      for (const u of prev.urls) if (this.urlMap.get(u) === prev.md5) this.urlMap.delete(u);
+    }
+    this.shards[i].set(next.md5, next);
+    this.account(next);
+    for (const u of next.urls) this.claimUrl(u, next);
+    this.markDirty(i);
+  }
+
+  /** Record one more URL for existing content (E_NOT_FOUND when md5 is unknown). */
+  addUrl(md5: string, url: string): void {
+    this.assertOpen();
+    assertMd5(md5);
+    if (typeof url !== 'string' || url === '') throw new MediaCacheError('E_BAD_REQUEST', 'url must be a non-empty string');
+    const e = this.entry(md5);
+    if (!e) throw new MediaCacheError('E_NOT_FOUND', `no record for md5 ${md5}`);
+    if (this.urlMap.get(url) === md5 && e.urls.includes(url)) return;
+    if (!e.urls.includes(url)) e.urls.push(url);
+    this.claimUrl(url, e);
+    this.markDirty(shardOf(md5));
+  }
+
+  remove(md5: string): StoredRecord | undefined {
+    this.assertOpen();
+    if (typeof md5 !== 'string' || md5.length !== 32) return undefined;
+    const i = shardOf(md5);
+    const e = this.shards[i]?.get(md5);
+    if (!e) return undefined;
+    this.shards[i].delete(md5);
+    this.unaccount(e);
+    for (const u of e.urls) if (this.urlMap.get(u) === md5) this.urlMap.delete(u);
+    this.markDirty(i);
+    return e.toStored();
+  }
+
+  /** Every record, shard by shard (copies; mutations during iteration are allowed). */
+  *records(): IterableIterator<StoredRecord> {
+    for (const shard of this.shards) {
+      for (const e of [...shard.values()]) yield e.toStored();
+    }
+  }
+
+  stats(): CacheStats {
+    return structuredClone(this.totals);
+  }
+
+  /** Write every dirty shard now; resolves once all are durable. */
+  flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.queued) return this.queued;
+    const run = this.chain.then(() => {
+      this.queued = undefined;
+      return this.writeDirty();
+    });
+    this.queued = run;
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Flush and stop accepting changes. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return this.chain;
+    try {
+      await this.flush();
+    } finally {
+      // Even when the last flush failed (it rejects to tell the caller): no
+      // retry timer may outlive close().
+      this.closed = true;
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  // ---- internals ----
+
+  private shardPath(i: number): string {
+    return join(this.dir, 'records', `${shardName(i)}.json`);
+  }
+
+  private freshMeta(): MetaFile {
+    return { schemaVersion: SCHEMA_VERSION, shardDigits: SHARD_DIGITS, createdAt: new Date().toISOString() };
+  }
+
+  private entry(md5: string): Entry | undefined {
+    return this.shards[shardOf(md5)]?.get(md5);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new MediaCacheError('E_UNAVAILABLE', 'index is closed');
+  }
+
+  private account(e: Entry): void {
+    this.count++;
+    this.totals.totalFiles++;
+    this.totals.totalSize += e.fileSize;
+    const t = this.totals.byType[e.mediaType];
+    t.count++;
+    t.size += e.fileSize;
+  }
+
+  private unaccount(e: Entry): void {
+    this.count--;
+    this.totals.totalFiles--;
+    this.totals.totalSize -= e.fileSize;
+    const t = this.totals.byType[e.mediaType];
+    t.count--;
+    t.size -= e.fileSize;
+  }
+
+  /** Point `url` at `owner`, taking it away from any other record that listed it. */
+  private claimUrl(url: string, owner: Entry): void {
+    const prevMd5 = this.urlMap.get(url);
+    if (prevMd5 !== undefined && prevMd5 !== owner.md5) {
+      const prev = this.entry(prevMd5);
+      if (prev) {
+        prev.urls = prev.urls.filter((u) => u !== url);
+        this.markDirty(shardOf(prevMd5));
+      }
+    }
+    this.urlMap.set(url, owner.md5);
+  }
+
+  private markDirty(i: number): void {
+    this.dirty.add(i);
+    this.schedule(this.flushDelayMs);
+  }
+
+  /**
+   * Arm the flush timer. The normal timer keeps the process alive so a short
+   * script's last records reach disk; a retry after a failure does not (a
+   * full disk must not keep a finished process running forever).
+   */
+  private schedule(delayMs: number, retry = false): void {
+    if (this.timer || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.flush().catch((e: unknown) => {
+        this.logger.error('index flush failed; will retry', { error: String((e as Error)?.message ?? e) });
+      });
+    }, delayMs);
+    if (retry) this.timer.unref();
+  }
+
+  private async writeDirty(): Promise<void> {
+    const todo = [...this.dirty].sort((a, b) => a - b);
+    this.dirty.clear();
+    const writeMeta = this.metaDirty;
+    this.metaDirty = false;
+    if (todo.length === 0 && !writeMeta) return;
+    const t0 = performance.now();
+    const errors: unknown[] = [];
+    if (writeMeta) {
+      try {
+        await this.meta.write();
+      } catch (e) {
+        this.metaDirty = true;
+        errors.push(e);
+      }
+    }
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < todo.length) {
+        const i = todo[next++];
+        const low = this.lows[i];
+        // Low.write() hands data to the adapter, which stringifies before its
+        // first await: the bytes are the shard as of this line.
+        low.data = { v: 1, records: [...this.shards[i].values()] };
+        try {
+          await low.write();
+          this.diagnostics.shardWrites++;
+        } catch (e) {
+          this.dirty.add(i);
+          errors.push(e);
+        } finally {
+          low.data = EMPTY_SHARD;
+        }
+      }
+    };
+    await Promise.all([worker(), worker()]);
+    this.diagnostics.flushes++;
+    this.diagnostics.lastFlushMs = performance.now() - t0;
+    if (errors.length > 0) {
+      // Keep the data dirty and retry with backoff; the caller of flush() learns now.
+      this.retryDelayMs = Math.min(30_000, Math.max(1000, this.retryDelayMs * 2));
+      this.schedule(this.retryDelayMs, true);
+      throw toMediaCacheError(errors[0]);
+    }
+    this.retryDelayMs = 0;
+  }
+
+  private async load(): Promise<void> {
+    const recordsDir = join(this.dir, 'records');
+    let existed = true;
+    try {
+      await readdir(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      existed = false;
+    }
+    await mkdir(recordsDir, { recursive: true });
+    await this.removeStaleTemps(this.dir);
+    const shardFiles = new Set(await this.removeStaleTemps(recordsDir));
+
+    const meta = await this.readFile(this.meta.adapter as DurableJSONFile<MetaFile>, isMeta);
+    if (meta === undefined) {
+      this.metaMissing = existed;
+      this.metaDirty = true;
+    } else {
+      if (meta.schemaVersion > SCHEMA_VERSION) {
+        throw new MediaCacheError('E_UNAVAILABLE', `index ${this.dir} has schemaVersion ${meta.schemaVersion}; this version reads up to ${SCHEMA_VERSION}`);
+      }
+      if (meta.shardDigits !== SHARD_DIGITS) {
+        throw new MediaCacheError('E_UNAVAILABLE', `index ${this.dir} uses ${meta.shardDigits}-digit shards; expected ${SHARD_DIGITS}`);
+      }
+      this.meta.data = meta;
+    }
+    if (meta === undefined && [...shardFiles].every((f) => !f.endsWith('.json'))) {
+      this.createdFresh = true;
+      this.metaMissing = false;
+    }
+
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < SHARD_COUNT) {
+        const i = next++;
+        if (!shardFiles.has(`${shardName(i)}.json`)) continue;
+        const data = await this.readFile(this.lows[i].adapter as DurableJSONFile<ShardFile>, (d) => isShard(d, i));
+        if (data) for (const r of data.records as StoredRecord[]) this.adopt(new Entry(r), i);
+      }
+    };
+    await Promise.all(Array.from({ length: this.readConcurrency }, worker));
+    // Fresh meta, or shards changed while loading (URL conflicts): write them now.
+    if (this.metaDirty || this.dirty.size > 0) await this.flush();
+  }
+
+  /** Add a record read from disk, resolving a URL claimed twice (see module comment). */
+  private adopt(e: Entry, i: number): void {
+    if (this.shards[i].has(e.md5)) {
+      // A shard never holds one md5 twice unless hand-edited: keep the first, rewrite.
+      this.dirty.add(i);
+      return;
+    }
+    this.shards[i].set(e.md5, e);
+    this.account(e);
+    for (const u of e.urls) {
+      const otherMd5 = this.urlMap.get(u);
+      if (otherMd5 === undefined) {
+        this.urlMap.set(u, e.md5);
+        continue;
+      }
+      const other = this.entry(otherMd5)!;
+      const winner = laterClaim(e, other);
+      const loser = winner === e ? other : e;
+      loser.urls = loser.urls.filter((x) => x !== u);
+      this.urlMap.set(u, winner.md5);
+      this.dirty.add(shardOf(loser.md5));
+      this.logger.warn('index: url claimed by two records; kept the later fetch', { url: u, kept: winner.md5, dropped: loser.md5 });
+    }
+  }
+
+  /**
+   * Read one JSON file: undefined when missing; moved aside (and undefined)
+   * when it does not parse or has the wrong shape.
+   */
+  private async readFile<T>(adapter: DurableJSONFile<T>, valid: (d: unknown) => d is T): Promise<T | undefined> {
+    let data: T | null;
+    try {
+      data = await adapter.read();
+    } catch (e) {
+      if (!isDurableFileParseError(e)) throw e;
+      await this.moveAside(adapter.filename, e.message);
+      return undefined;
+    }
+    if (data === null) return undefined;
+    if (!valid(data)) {
+      await this.moveAside(adapter.filename, 'wrong shape');
+      return undefined;
+    }
+    return data;
+  }
+
+  private async moveAside(file: string, why: string): Promise<void> {
+    const stamp = this.now().toISOString().replace(/:/g, '');
+    let target = `${file}.corrupt-${stamp}`;
+    for (let n = 1; await exists(target); n++) target = `${file}.corrupt-${stamp}-${n}`;
+    await rename(file, target);
+    this.recovered.push(target);
+    this.logger.warn('index: damaged file moved aside; run a sweep to re-adopt its files', { file, movedTo: target, why });
+  }
+
+  /** Delete temp files a crashed writer left; returns the remaining names. */
+  private async removeStaleTemps(dir: string): Promise<string[]> {
+    const names = await readdir(dir);
+    const keep: string[] = [];
+    for (const n of names) {
+      if (!n.startsWith(TEMP_PREFIX)) keep.push(n);
+      else if (!writerAlive(n)) await unlink(join(dir, n)).catch(() => undefined);
+    }
+    return keep;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Whether the process that created temp file `name` (`.tmp-<file>-<pid>-<seq>`) still runs. */
+function writerAlive(name: string): boolean {
+  const pid = Number(/-(\d+)-\d+$/.exec(name)?.[1]);
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function isMeta(d: unknown): d is MetaFile {
+  const m = d as MetaFile;
+  return typeof d === 'object' && d !== null && Number.isInteger(m.schemaVersion) && Number.isInteger(m.shardDigits);
+}
+
+function isShard(d: unknown, i: number): d is ShardFile {
+  if (typeof d !== 'object' || d === null || !Array.isArray((d as ShardFile).records)) return false;
+  for (const r of (d as ShardFile).records) {
+    if (recordProblem(r) !== undefined || shardOf((r as StoredRecord).md5) !== i) return false;
+  }
+  return true;
+}
