@@ -1,0 +1,140 @@
+/**
+ * The daemon's winston logger: human-readable lines on stderr (stdout stays
+ * clean for whoever reads it: tap, a pipe), and optionally JSON lines in a
+ * file. The file is our own append stream under a winston Stream transport,
+ * so `reopen()` (SIGHUP, after logrotate renamed the file away) can swap in
+ * a fresh stream at the configured path without losing a line: the new
+ * transport is added before the old one is removed, and the old stream is
+ * ended only after it has been detached.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Writable } from 'node:stream';
+import winston from 'winston';
+import type { Logger } from '../core/logger.js';
+
+export interface DaemonLoggerOptions {
+  level: string;
+  logFile?: string;
+  /** Human-readable output; default process.stderr. */
+  console?: Writable;
+  /** Colour the level names (default: when `console` is a TTY). */
+  colors?: boolean;
+}
+
+export interface DaemonLogger extends Logger {
+  readonly winston: winston.Logger;
+  readonly logFile: string | undefined;
+  level: string;
+  /** Close and reopen the log file at `file` (default: the current path). */
+  reopen(file?: string | undefined): Promise<void>;
+  /** Flush and close every transport. */
+  end(): Promise<void>;
+}
+
+/** Errors inside meta would serialise as {}; keep what a reader needs. */
+const errorsInMeta = winston.format((info) => {
+  for (const [k, v] of Object.entries(info)) {
+    if (v instanceof Error) {
+      const code = (v as { code?: unknown }).code;
+      info[k] = { name: v.name, message: v.message, ...(code !== undefined ? { code } : {}), stack: v.stack };
+    }
+  }
+  return info;
+});
+
+const RESERVED = new Set(['level', 'message', 'timestamp', 'stack']);
+
+function human(colors: boolean): winston.Logform.Format {
+  return winston.format.combine(
+    winston.format.errors({ stack: true }),
+    errorsInMeta(),
+    winston.format.timestamp(),
+    ...(colors ? [winston.format.colorize({ level: true })] : []),
+    winston.format.printf((info) => {
+      const meta: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(info)) if (!RESERVED.has(k)) meta[k] = v;
+      const m = Object.keys(meta).length ? ` ${JSON.stringify(meta)}` : '';
+      const stack = typeof info.stack === 'string' ? `\n${info.stack}` : '';
+      return `${String(info.timestamp)} ${String(info.level)} ${String(info.message)}${m}${stack}`;
+    }),
+  );
+}
+
+const jsonLines = winston.format.combine(winston.format.errors({ stack: true }), errorsInMeta(), winston.format.timestamp(), winston.format.json());
+
+function openStream(file: string): fs.WriteStream {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const s = fs.createWriteStream(file, { flags: 'a', mode: 0o640 });
+  // A failing log file must not take the daemon down; it is reported on stderr.
+  s.on('error', (e) => process.stderr.write(`mediacached: log file ${file}: ${e.message}\n`));
+  return s;
+}
+
+function endStream(s: fs.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (s.closed || s.destroyed) return resolve();
+    s.once('close', () => resolve());
+    s.end();
+  });
+}
+
+export function createDaemonLogger(o: DaemonLoggerOptions): DaemonLogger {
+  const out = o.console ?? process.stderr;
+  const colors = o.colors ?? Boolean((out as { isTTY?: boolean }).isTTY);
+  const w = winston.createLogger({
+    level: o.level,
+    levels: winston.config.npm.levels,
+    transports: [new winston.transports.Stream({ stream: out, format: human(colors) })],
+    exitOnError: false,
+  });
+  let file = o.logFile;
+  let fileStream: fs.WriteStream | undefined;
+  let fileTransport: winston.transport | undefined;
+
+  const attach = (f: string): void => {
+    fileStream = openStream(f);
+    fileTransport = new winston.transports.Stream({ stream: fileStream, format: jsonLines });
+    w.add(fileTransport);
+  };
+  if (file) attach(file);
+
+  const logger: DaemonLogger = {
+    winston: w,
+    get logFile() {
+      return file;
+    },
+    get level() {
+      return w.level;
+    },
+    set level(l: string) {
+      w.level = l;
+    },
+    error: (m, meta) => w.error(m, meta),
+    warn: (m, meta) => w.warn(m, meta),
+    info: (m, meta) => w.info(m, meta),
+    debug: (m, meta) => w.debug(m, meta),
+    async reopen(next = file) {
+      const oldStream = fileStream;
+      const oldTransport = fileTransport;
+      fileStream = undefined;
+      fileTransport = undefined;
+      file = next;
+      if (file) attach(file);
+      if (oldTransport) w.remove(oldTransport);
+      if (oldStream) await endStream(oldStream);
+    },
+    async end() {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 2000);
+        w.once('finish', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        w.end();
+      });
+      if (fileStream) await endStream(fileStream);
+    },
+  };
+  return logger;
+}
