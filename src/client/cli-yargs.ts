@@ -1,0 +1,210 @@
+/**
+ * The full mcctl grammar in yargs 18: help with an example per command,
+ * strict flags, shell completion, and usage errors (exit 2, not yargs'
+ * default 1). Loaded lazily by cli.ts only when the fast parser (args.ts)
+ * is not sure, because importing yargs roughly doubles mcctl's start time.
+ *
+ * Parsing never runs a command: the handlers only record the Invocation, so
+ * both parsers feed the same dispatcher (commands.ts).
+ */
+import fs from 'node:fs';
+import yargs, { type Argv } from 'yargs';
+import { JOB_STATES, type JobState } from '../core/protocol.js';
+import { type Command, type GlobalOptions, type Invocation } from './args.js';
+import { EXIT } from './exit-codes.js';
+
+export type YargsOutcome =
+  | { kind: 'run'; invocation: Invocation }
+  /** Help, version or completion text (stdout, exit 0), or a usage error (stderr, exit 2). */
+  | { kind: 'print'; stdout: string; stderr: string; code: number };
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+const EPILOGUE = [
+  'Exit codes: 0 success; 1 verify found corruption or a job failed; 2 usage error or not found;',
+  '3 the daemon cannot be reached.',
+  'The socket is --socket, else $MEDIACACHE_SOCKET, else the platform default the daemon uses.',
+].join('\n');
+
+interface Raw {
+  socket?: string;
+  json?: boolean;
+  timeout?: number;
+  [k: string]: unknown;
+}
+
+/** Parse `argv` (already shorthand-expanded) with yargs. `width` wraps the help text. */
+export async function parseWithYargs(argv: readonly string[], width = 80): Promise<YargsOutcome> {
+  let invocation: Invocation | undefined;
+  let usageError: string | undefined;
+  const globalsOf = (a: Raw): GlobalOptions => {
+    const g: GlobalOptions = { json: a.json === true };
+    if (a.socket !== undefined) g.socket = a.socket;
+    if (a.timeout !== undefined) g.timeoutMs = a.timeout;
+    return g;
+  };
+  const run = (a: Raw, command: Command): void => {
+    invocation = { globals: globalsOf(a), command };
+  };
+
+  const y: Argv = yargs()
+    .scriptName('mcctl')
+    .usage('$0 <command> [options]\n$0 <url>…   (shorthand for: $0 add <url>… --wait)\n\nTalks to the mediacached daemon over its local socket.')
+    .exitProcess(false)
+    .option('socket', {
+      type: 'string',
+      requiresArg: true,
+      global: true,
+      describe: 'daemon socket (or \\\\.\\pipe\\NAME on Windows); default $MEDIACACHE_SOCKET, else the platform default',
+    })
+    .option('json', { type: 'boolean', global: true, describe: 'print one JSON document (JSON lines for watch) and nothing else on stdout' })
+    .option('timeout', {
+      type: 'number',
+      requiresArg: true,
+      global: true,
+      describe: 'request timeout in ms, 0 = none (default 30000; none for --wait, verify --all and watch)',
+    })
+    .command(
+      'add [urls..]',
+      'queue URLs for download (from arguments and/or a .urls file)',
+      (c) =>
+        c
+          .positional('urls', { type: 'string', array: true, describe: 'http(s) URLs' })
+          .option('file', { alias: 'f', type: 'string', requiresArg: true, describe: 'read URLs from a .urls file (one per line, # comments); - for stdin' })
+          .option('wait', { type: 'boolean', describe: 'wait until every download has ended; progress bars on a terminal' })
+          .option('force', { type: 'boolean', describe: 'download again even when the URL is cached' })
+          .check((a) => {
+            const urls = (a.urls as string[] | undefined) ?? [];
+            if (urls.length === 0 && a.file === undefined) throw new Error('add needs at least one URL or -f FILE');
+            return true;
+          })
+          .example('$0 add https://example.com/a.jpg --wait', 'download one image and wait for it')
+          .example('$0 add -f batch.urls --wait', 'queue every URL listed in batch.urls and show progress')
+          .example('cat list.urls | $0 add -f - --json', 'queue URLs from stdin, print the queued jobs as JSON'),
+      (a) => {
+        const cmd: Command = { name: 'add', urls: ((a.urls as string[] | undefined) ?? []).map(String), wait: a.wait === true, force: a.force === true };
+        if (a.file !== undefined) cmd.file = String(a.file);
+        run(a as Raw, cmd);
+      },
+    )
+    .command(
+      'stats',
+      'show how many files and bytes the cache holds, by type, and the queue',
+      (c) => c.example('$0 stats', 'totals per media type').example('$0 stats --json', 'the same as JSON'),
+      (a) => run(a as Raw, { name: 'stats' }),
+    )
+    .command(
+      'verify [md5]',
+      're-hash a cached file (by md5 or unique prefix), or all of them',
+      (c) =>
+        c
+          .positional('md5', { type: 'string', describe: 'md5 or a unique prefix of it' })
+          .option('all', { type: 'boolean', describe: 'verify every cached file' })
+          .check((a) => {
+            if (a.all && a.md5 !== undefined) throw new Error('give an md5 or --all, not both');
+            if (!a.all && a.md5 === undefined) throw new Error('verify needs an md5 (or prefix), or --all');
+            return true;
+          })
+          .example('$0 verify a1b2c3d4e5f6', 'check one file; exit 1 if its bytes changed')
+          .example('$0 verify --all', 'check the whole cache'),
+      (a) => run(a as Raw, a.all ? { name: 'verify', all: true } : { name: 'verify', md5: String(a.md5), all: false }),
+    )
+    .command(
+      'find <query>',
+      'show the record of a cached file by md5, md5 prefix or URL',
+      (c) =>
+        c
+          .positional('query', { type: 'string', describe: 'md5, unique md5 prefix, or a URL (anything containing "://")' })
+          .example('$0 find 9e107d9d', 'by md5 prefix')
+          .example('$0 find https://example.com/a.jpg', 'by URL'),
+      (a) => run(a as Raw, { name: 'find', query: String(a.query) }),
+    )
+    .command(
+      'jobs',
+      'list download jobs, newest first',
+      (c) =>
+        c
+          .option('state', { choices: JOB_STATES as string[], describe: 'only jobs in this state' })
+          .option('limit', { type: 'number', requiresArg: true, describe: 'at most this many' })
+          .check((a) => {
+            if (a.limit !== undefined && !(Number.isInteger(a.limit) && (a.limit as number) > 0)) throw new Error('--limit must be a positive integer');
+            return true;
+          })
+          .example('$0 jobs --state failed', 'what failed, and why')
+          .example('$0 jobs --limit 10 --json', 'the last ten jobs as JSON'),
+      (a) => {
+        const cmd: Command = { name: 'jobs' };
+        if (a.state !== undefined) cmd.state = a.state as JobState;
+        if (a.limit !== undefined) cmd.limit = a.limit as number;
+        run(a as Raw, cmd);
+      },
+    )
+    .command(
+      'sweep',
+      'start an integrity sweep now (re-hash, quarantine and re-fetch bad files)',
+      (c) =>
+        c
+          .option('wait', { type: 'boolean', describe: 'wait for the report' })
+          .example('$0 sweep', 'start one in the background')
+          .example('$0 sweep --wait', 'run one and print its report'),
+      (a) => run(a as Raw, { name: 'sweep', wait: a.wait === true }),
+    )
+    .command(
+      'status',
+      "show the daemon's version, paths, queue, active downloads and sweeps",
+      (c) => c.example('$0 status', 'is it running, and where are its files'),
+      (a) => run(a as Raw, { name: 'status' }),
+    )
+    .command(
+      'remove <md5>',
+      'delete a cached file and its record',
+      (c) => c.positional('md5', { type: 'string', describe: 'md5 (or unique prefix)' }).example('$0 remove 9e107d9d372bb6826bd81d3542a419d6', 'forget this file'),
+      (a) => run(a as Raw, { name: 'remove', md5: String(a.md5) }),
+    )
+    .command(
+      'watch',
+      'print daemon events (downloads, sweeps) until Ctrl-C',
+      (c) => c.example('$0 watch', 'follow what the daemon does').example('$0 watch --json | jq .type', 'as JSON lines'),
+      (a) => run(a as Raw, { name: 'watch' }),
+    )
+    .completion('completion', 'print a bash/zsh completion script (mcctl completion >> ~/.bashrc)')
+    .check((a) => {
+      if (a.timeout !== undefined && !(Number.isFinite(a.timeout) && (a.timeout as number) >= 0)) {
+        throw new Error('--timeout must be a number of milliseconds (0 = none)');
+      }
+      return true;
+    })
+    .demandCommand(1, 'Name a command (mcctl --help lists them).')
+    .recommendCommands()
+    .strict()
+    .help()
+    .alias('h', 'help')
+    .version(packageVersion())
+    .epilogue(EPILOGUE)
+    .wrap(Math.max(60, Math.min(width, 120)))
+    .fail((msg, err, inst) => {
+      let help = '';
+      inst.showHelp((s: string) => (help = s));
+      usageError = `${help}\n\n${msg ?? err?.message ?? 'usage error'}\n`;
+      throw new Error('usage');
+    });
+
+  let printed = '';
+  try {
+    await y.parseAsync([...argv], {}, (_err: Error | undefined, _a: unknown, output: string) => {
+      printed = output;
+    });
+  } catch (e) {
+    if (usageError === undefined) usageError = `${e instanceof Error ? e.message : String(e)}\n`;
+  }
+  if (usageError !== undefined) return { kind: 'print', stdout: '', stderr: usageError, code: EXIT.USAGE };
+  if (invocation) return { kind: 'run', invocation };
+  return { kind: 'print', stdout: printed ? `${printed}\n` : '', stderr: '', code: EXIT.OK };
+}

@@ -1,0 +1,111 @@
+/**
+ * mcctl's main function: argv and injected streams in, exit code out (the
+ * entry, mcctl.ts, only wires it to the process). Parses with the fast
+ * parser, falling back to yargs (loaded lazily, see args.ts), resolves the
+ * socket like the daemon does, runs the command, and turns every error into
+ * a message on stderr and an exit code (exit-codes.ts).
+ */
+import { MediaCacheError } from '../core/errors.js';
+import { checkSocketPath, currentPlatformEnv, defaultSocketPath } from '../core/paths.js';
+import { expandUrlShorthand, fastParse, type Invocation } from './args.js';
+import { runCommand, type CliIO, type Ctx } from './commands.js';
+import { EXIT, exitCodeFor, UsageError } from './exit-codes.js';
+import { RpcClient, RpcReplyError } from './rpc-client.js';
+
+export type { CliIO } from './commands.js';
+
+/** Fail fast when the daemon is not there; a Unix connect either succeeds or fails at once. */
+const CONNECT_TIMEOUT_MS = 3000;
+
+/** --socket, else $MEDIACACHE_SOCKET, else the platform default (the daemon's own rule). */
+export function resolveSocket(given: string | undefined, env: Readonly<Record<string, string | undefined>>): string {
+  if (given) return given;
+  if (env.MEDIACACHE_SOCKET) return env.MEDIACACHE_SOCKET;
+  return defaultSocketPath({ ...currentPlatformEnv(), env });
+}
+
+export function describeError(e: unknown): string {
+  if (e instanceof RpcReplyError) return `${e.code}${e.status ? ` ${e.status}` : ''}: ${e.message}`;
+  if (e instanceof UsageError) return `${e.message}\n(mcctl --help lists the commands and options)`;
+  if (e instanceof MediaCacheError) return e.message;
+  return e instanceof Error ? (e.stack ?? e.message) : String(e);
+}
+
+async function parse(argv: readonly string[], io: CliIO): Promise<Invocation | number> {
+  const args = expandUrlShorthand(argv);
+  const fast = fastParse(args);
+  if (fast) return fast;
+  const { parseWithYargs } = await import('./cli-yargs.js');
+  const out = await parseWithYargs(args, io.stdout.columns ?? 80);
+  if (out.kind === 'run') return out.invocation;
+  if (out.stdout) io.stdout.write(out.stdout);
+  if (out.stderr) io.stderr.write(out.stderr);
+  return out.code;
+}
+
+export async function main(argv: readonly string[], io: CliIO): Promise<number> {
+  let inv: Invocation | number;
+  try {
+    inv = await parse(argv, io);
+  } catch (e) {
+    io.stderr.write(`mcctl: ${describeError(e)}\n`);
+    return EXIT.USAGE;
+  }
+  if (typeof inv === 'number') return inv;
+  const { globals, command } = inv;
+
+  const socketPath = resolveSocket(globals.socket, io.env);
+  const bad = checkSocketPath(socketPath);
+  if (bad) {
+    io.stderr.write(`mcctl: ${bad}\n`);
+    return EXIT.USAGE;
+  }
+
+  let client: RpcClient | undefined;
+  let connecting: Promise<RpcClient> | undefined;
+  const signal = io.signal;
+  const ctx: Ctx = {
+    io,
+    globals,
+    socketPath,
+    timeout: (dflt) => globals.timeoutMs ?? dflt,
+    connect: () =>
+      (connecting ??= RpcClient.connect(socketPath, {
+        connectTimeoutMs: globals.timeoutMs ? Math.min(globals.timeoutMs, CONNECT_TIMEOUT_MS) : CONNECT_TIMEOUT_MS,
+      }).then((c) => {
+        client = c;
+        if (signal?.aborted) c.close(); // interrupted while connecting: every call now fails at once
+        return c;
+      })),
+  };
+
+  const run = runCommand(ctx, command).then(
+    (code) => ({ code }),
+    (err: unknown) => ({ err }),
+  );
+  const interrupted = new Promise<'interrupted'>((resolve) => {
+    if (!signal) return;
+    if (signal.aborted) resolve('interrupted');
+    else signal.addEventListener('abort', () => resolve('interrupted'), { once: true });
+  });
+  try {
+    const r = await Promise.race([run, interrupted]);
+    if (r === 'interrupted') {
+      // Closing the connection fails whatever the command waits for, so it unwinds (and its progress bars go away).
+      client?.close();
+      await run;
+      if (command.name === 'watch') return EXIT.OK;
+      if ((command.name === 'add' || command.name === 'sweep') && command.wait) {
+        io.stderr.write(`mcctl: stopped waiting; the daemon goes on with the work (mcctl ${command.name === 'add' ? 'jobs' : 'status'} shows it)\n`);
+      }
+      return EXIT.INTERRUPTED;
+    }
+    if ('err' in r) {
+      io.stderr.write(`mcctl: ${describeError(r.err)}\n`);
+      return exitCodeFor(r.err);
+    }
+    return r.code;
+  } finally {
+    client?.close();
+  }
+}
