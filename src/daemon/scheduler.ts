@@ -233,8 +233,8 @@ export class Scheduler extends EventEmitter {
     this.delayTimer = undefined;
     this.delayTimerAt = next;
     if (next === Infinity || this.draining) return;
+    // Not unref'd: queued work waiting for its time is a reason to stay alive (drain clears it).
     this.delayTimer = setTimeout(() => this.onDelayTimer(), Math.max(0, next - this.now()));
-    this.delayTimer.unref();
   }
 
   private onDelayTimer(): void {
