@@ -1,0 +1,421 @@
+/**
+ * One HTTP download into `.tmp/`: stream the body to a fresh file while
+ * hashing (MD5 + SHA-256), sniffing the type from the first bytes and
+ * reading image dimensions from a bounded head buffer. Never holds the whole
+ * body in memory, never reads the file back.
+ *
+ * Invariant: `fetchToTmp` either resolves with a complete tmp file whose
+ * hashes, size and type are known, or rejects with a MediaCacheError having
+ * removed its tmp file and consumed/destroyed the response body.
+ */
+import fs from 'node:fs/promises';
+import { writev, write } from 'node:fs';
+import path from 'node:path';
+import { randomBytes, createHash, type Hash } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Agent, EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
+import { MediaCacheError, toMediaCacheError } from './errors.js';
+import { sniff, imageDimensions, SNIFF_BYTES, IMAGE_HEAD_CAP, type Sniffed } from './sniff.js';
+import { parseRetryAfter } from './retry.js';
+import { removeQuietly } from './store.js';
+
+export interface FetchOptions {
+  tmpDir: string;
+  dispatcher: Dispatcher;
+  /** Connect, headers and body-stall limit; the overall deadline derives from it. */
+  timeoutMs: number;
+  maxFileSize: number;
+  signal?: AbortSignal;
+  onProgress?: (bytes: number, total?: number) => void;
+  headers?: Record<string, string>;
+}
+
+export interface Fetched {
+  tmpPath: string;
+  md5: string;
+  sha256: string;
+  size: number;
+  sniffed: Sniffed;
+  width?: number;
+  height?: number;
+  etag?: string;
+  lastModified?: string;
+  finalUrl: string;
+  contentType?: string;
+}
+
+/**
+ * Overall deadline: a download may take DEADLINE_FACTOR x timeoutMs, plus
+ * one second per MIN_AVG_BYTES_PER_SEC received. A trickling origin (one
+ * byte just inside every stall window) fails; a slow but real transfer of
+ * a large file does not.
+ */
+const DEADLINE_FACTOR = 4;
+const MIN_AVG_BYTES_PER_SEC = 16 * 1024;
+const PROGRESS_MIN_MS = 100;
+const PROGRESS_MIN_BYTES = 1024 * 1024;
+const BODY_HIGH_WATER = 256 * 1024;
+const SINK_HIGH_WATER = 1024 * 1024;
+
+export function createDispatcher(opts: { timeoutMs: number; maxRedirects?: number; env?: NodeJS.ProcessEnv }): Dispatcher {
+  const { timeoutMs, maxRedirects = 5, env = process.env } = opts;
+  if (!(timeoutMs > 0)) throw new MediaCacheError('E_BAD_REQUEST', `timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`);
+  if (!(Number.isInteger(maxRedirects) && maxRedirects >= 0)) {
+    throw new MediaCacheError('E_BAD_REQUEST', `maxRedirects must be a non-negative integer, got ${maxRedirects}`);
+  }
+  const agentOpts: Agent.Options = {
+    connect: { timeout: timeoutMs },
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+  };
+  // Same precedence as curl and undici: lowercase first. Values are passed
+  // explicitly (also empty) so undici never falls back to process.env itself.
+  const httpProxy = env.http_proxy ?? env.HTTP_PROXY ?? '';
+  const httpsProxy = env.https_proxy ?? env.HTTPS_PROXY ?? '';
+  const noProxy = env.no_proxy ?? env.NO_PROXY ?? '';
+  const base: Dispatcher =
+    httpProxy || httpsProxy ? new EnvHttpProxyAgent({ ...agentOpts, httpProxy, httpsProxy, noProxy }) : new Agent(agentOpts);
+  // The redirect interceptor sits outside the proxy agent, so every hop gets
+  // its own proxy/NO_PROXY decision.
+  return base.compose(interceptors.redirect({ maxRedirections: maxRedirects }));
+}
+
+export async function fetchToTmp(url: URL, opts: FetchOptions): Promise<Fetched> {
+  const { tmpDir, dispatcher, timeoutMs, maxFileSize, signal, onProgress } = opts;
+  const href = url.href;
+  if (signal?.aborted) throw new MediaCacheError('E_ABORTED', 'download aborted', { url: href });
+
+  // Our own reasons to stop (user abort, deadline) win over whatever error
+  // undici surfaces as a consequence of the abort.
+  const ac = new AbortController();
+  let failure: MediaCacheError | undefined;
+  const fail = (err: MediaCacheError): void => {
+    if (failure) return;
+    failure = err;
+    ac.abort(err);
+  };
+  const onUserAbort = (): void => fail(new MediaCacheError('E_ABORTED', 'download aborted', { url: href }));
+  signal?.addEventListener('abort', onUserAbort, { once: true });
+
+  const started = Date.now();
+  let sink: HashSink | undefined;
+  const graceMs = DEADLINE_FACTOR * timeoutMs;
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  const checkDeadline = (): void => {
+    const allowedUntil = started + graceMs + ((sink?.bytes ?? 0) * 1000) / MIN_AVG_BYTES_PER_SEC;
+    const now = Date.now();
+    if (now >= allowedUntil) {
+      fail(new MediaCacheError('E_TIMEOUT', `download exceeded its overall deadline (${Math.round((now - started) / 1000)} s)`, { url: href, retryable: true }));
+    } else {
+      deadlineTimer = setTimeout(checkDeadline, allowedUntil - now + 5);
+      deadlineTimer.unref();
+    }
+  };
+  deadlineTimer = setTimeout(checkDeadline, graceMs);
+  deadlineTimer.unref();
+
+  let body: Dispatcher.ResponseData['body'] | undefined;
+  let tmpPath: string | undefined;
+  let fh: fs.FileHandle | undefined;
+  try {
+    const res = await request(url, {
+      dispatcher,
+      method: 'GET',
+      headers: { 'accept-encoding': 'identity', 'user-agent': 'mediacache', ...(opts.headers ?? {}) },
+      signal: ac.signal,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      highWaterMark: BODY_HIGH_WATER,
+      // Per request: the option on redirect({...}) is ignored (DEPS §5).
+      throwOnMaxRedirect: true,
+    } as Parameters<typeof request>[1]);
+    body = res.body;
+    const status = res.statusCode;
+    const headers = res.headers;
+    const finalUrl = finalUrlOf(res, href);
+
+    if (status < 200 || status > 299) {
+      // Drain small error bodies so the connection can be reused; big ones are destroyed.
+      body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+      throw httpError(status, headers, finalUrl);
+    }
+    const total = contentLength(headers);
+    if (total !== undefined && total > maxFileSize) {
+      throw new MediaCacheError('E_TOO_LARGE', `content-length ${total} exceeds the limit of ${maxFileSize} bytes`, { url: href });
+    }
+
+    tmpPath = path.join(tmpDir, `${randomBytes(12).toString('hex')}.part`);
+    fh = await fs.open(tmpPath, 'wx');
+    sink = new HashSink(fh.fd, { maxFileSize, url: href, total, onProgress });
+    await pipeline(body, sink);
+    if (failure) throw failure;
+    if (total !== undefined && sink.bytes !== total) {
+      throw new MediaCacheError('E_NETWORK', `body ended after ${sink.bytes} of ${total} bytes`, { url: href, retryable: true });
+    }
+    await fh.close();
+    fh = undefined;
+    const r = sink.result();
+    const out: Fetched = { tmpPath, md5: r.md5, sha256: r.sha256, size: sink.bytes, sniffed: r.sniffed, finalUrl };
+    if (r.dims) {
+      out.width = r.dims.width;
+      out.height = r.dims.height;
+    }
+    const etag = header(headers, 'etag');
+    const lastModified = header(headers, 'last-modified');
+    const contentType = header(headers, 'content-type');
+    if (etag !== undefined) out.etag = etag;
+    if (lastModified !== undefined) out.lastModified = lastModified;
+    if (contentType !== undefined) out.contentType = contentType;
+    return out;
+  } catch (e) {
+    const err = failure ?? classify(e, href, timeoutMs);
+    if (body && !body.destroyed && !body.readableEnded) {
+      // Destroying an unconsumed undici body emits an AbortError; we already have ours.
+      body.on('error', () => undefined);
+      body.destroy();
+    }
+    if (fh) await fh.close().catch(() => undefined);
+    if (tmpPath) await removeQuietly(tmpPath);
+    throw err;
+  } finally {
+    clearTimeout(deadlineTimer);
+    signal?.removeEventListener('abort', onUserAbort);
+  }
+}
+
+interface SinkOptions {
+  maxFileSize: number;
+  url: string;
+  total: number | undefined;
+  onProgress: ((bytes: number, total?: number) => void) | undefined;
+}
+
+/**
+ * Writes chunks to an open fd (batched with writev), hashes them, and keeps
+ * a copy of only the leading bytes: SNIFF_BYTES for the type, up to
+ * IMAGE_HEAD_CAP for images whose dimensions are not in the first bytes.
+ * Refuses an unsupported type as soon as the head is complete, before more
+ * of the body is written.
+ */
+class HashSink extends Writable {
+  bytes = 0;
+  private readonly md5: Hash = createHash('md5');
+  private readonly sha: Hash = createHash('sha256');
+  private head: Buffer = Buffer.allocUnsafe(SNIFF_BYTES);
+  private headLen = 0;
+  private sniffed: Sniffed | undefined;
+  /** Still collecting head bytes for image dimensions. */
+  private wantDims = false;
+  private dims: { width: number; height: number } | undefined;
+  private lastProgressAt = 0;
+  private lastProgressBytes = 0;
+
+  constructor(
+    private readonly fd: number,
+    private readonly o: SinkOptions,
+  ) {
+    super({ highWaterMark: SINK_HIGH_WATER });
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    const err = this.take(chunk);
+    if (err) return cb(err);
+    writeAll(this.fd, [chunk], cb);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    const bufs = new Array<Buffer>(chunks.length);
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i].chunk;
+      const err = this.take(c);
+      if (err) return cb(err);
+      bufs[i] = c;
+    }
+    writeAll(this.fd, bufs, cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (!this.sniffed) {
+      const err = this.decideType(this.head.subarray(0, this.headLen));
+      if (err) return cb(err);
+    }
+    if (this.wantDims) this.dims = imageDimensions(this.head.subarray(0, this.headLen));
+    this.wantDims = false;
+    this.o.onProgress?.(this.bytes, this.o.total);
+    cb();
+  }
+
+  result(): { md5: string; sha256: string; sniffed: Sniffed; dims?: { width: number; height: number } } {
+    if (!this.sniffed) throw new Error('HashSink.result() before the body ended');
+    return { md5: this.md5.digest('hex'), sha256: this.sha.digest('hex'), sniffed: this.sniffed, dims: this.dims };
+  }
+
+  /** Account for one chunk; returns an error to stop the transfer. */
+  private take(chunk: Buffer): MediaCacheError | undefined {
+    this.bytes += chunk.length;
+    if (this.bytes > this.o.maxFileSize) {
+      return new MediaCacheError('E_TOO_LARGE', `body exceeds the limit of ${this.o.maxFileSize} bytes`, { url: this.o.url });
+    }
+    this.md5.update(chunk);
+    this.sha.update(chunk);
+    if (!this.sniffed || this.wantDims) {
+      const err = this.collectHead(chunk);
+      if (err) return err;
+    }
+    if (this.o.onProgress) {
+      const now = Date.now();
+      if (now - this.lastProgressAt >= PROGRESS_MIN_MS || this.bytes - this.lastProgressBytes >= PROGRESS_MIN_BYTES) {
+        this.lastProgressAt = now;
+        this.lastProgressBytes = this.bytes;
+        this.o.onProgress(this.bytes, this.o.total);
+      }
+    }
+    return undefined;
+  }
+
+  private collectHead(chunk: Buffer): MediaCacheError | undefined {
+    const room = this.head.length - this.headLen;
+    const n = Math.min(room, chunk.length);
+    chunk.copy(this.head, this.headLen, 0, n);
+    this.headLen += n;
+    if (!this.sniffed) {
+      if (this.headLen < SNIFF_BYTES) return undefined;
+      const err = this.decideType(this.head);
+      if (err) return err;
+      if (!this.wantDims) {
+        this.head = Buffer.alloc(0);
+        return undefined;
+      }
+    }
+    // Images: retry the size read as the head grows, up to the cap, then give up.
+    this.dims = imageDimensions(this.head.subarray(0, this.headLen));
+    if (this.dims) {
+      this.wantDims = false;
+    } else if (this.headLen >= IMAGE_HEAD_CAP) {
+      this.wantDims = false;
+    } else if (this.headLen === this.head.length) {
+      const bigger = Buffer.allocUnsafe(Math.min(IMAGE_HEAD_CAP, this.head.length * 4));
+      this.head.copy(bigger, 0, 0, this.headLen);
+      this.head = bigger;
+      const rest = chunk.subarray(n);
+      if (rest.length) return this.collectHead(rest);
+    }
+    if (!this.wantDims) this.head = Buffer.alloc(0);
+    return undefined;
+  }
+
+  private decideType(head: Buffer): MediaCacheError | undefined {
+    const s = sniff(head);
+    if (!s) {
+      return new MediaCacheError('E_UNSUPPORTED_TYPE', 'content is not a supported image, video, audio or PDF type', { url: this.o.url });
+    }
+    this.sniffed = s;
+    this.wantDims = s.mediaType === 'image';
+    return undefined;
+  }
+}
+
+/** writev until every byte is on its way to disk (writes to files may be partial on some systems). */
+function writeAll(fd: number, bufs: Buffer[], cb: (err?: Error | null) => void): void {
+  const done = (err: NodeJS.ErrnoException | null, written: number): void => {
+    if (err) return cb(err);
+    let left = written;
+    while (bufs.length && left >= bufs[0].length) left -= bufs.shift()!.length;
+    if (!bufs.length) return cb();
+    if (left > 0) bufs[0] = bufs[0].subarray(left);
+    writeAll(fd, bufs, cb);
+  };
+  if (bufs.length === 1) write(fd, bufs[0], 0, bufs[0].length, null, done);
+  else writev(fd, bufs, done);
+}
+
+function header(h: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function contentLength(h: Record<string, string | string[] | undefined>): number | undefined {
+  const v = header(h, 'content-length');
+  if (v === undefined || !/^\d+$/.test(v.trim())) return undefined;
+  return Number(v.trim());
+}
+
+function finalUrlOf(res: { context?: object }, fallback: string): string {
+  const history = (res.context as { history?: unknown } | undefined)?.history;
+  if (Array.isArray(history) && history.length > 0) {
+    const last: unknown = history[history.length - 1];
+    if (last instanceof URL) return last.href;
+    if (typeof last === 'string') return last;
+  }
+  return fallback;
+}
+
+function httpError(status: number, headers: Record<string, string | string[] | undefined>, url: string): MediaCacheError {
+  if (status >= 300 && status < 400) {
+    const msg = header(headers, 'location') ? `too many redirects (stopped at HTTP ${status})` : `HTTP ${status} without a usable Location`;
+    return new MediaCacheError('E_HTTP', msg, { status, url });
+  }
+  const retryable = status === 408 || status === 429 || status >= 500;
+  const retryAfterMs = retryable ? parseRetryAfter(header(headers, 'retry-after'), Date.now()) : undefined;
+  return new MediaCacheError('E_HTTP', `HTTP ${status}`, { status, url, retryable, retryAfterMs });
+}
+
+const NETWORK_CODES = new Set([
+  'UND_ERR_SOCKET',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_CLOSED',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
+
+/** Map an undici / Node error to the SPEC's codes. */
+function classify(e: unknown, url: string, timeoutMs: number): MediaCacheError {
+  if (e instanceof MediaCacheError) return e;
+  const code = errCode(e);
+  const msg = e instanceof Error ? e.message : String(e);
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return timeout(`connect timed out after ${timeoutMs} ms`, url, e);
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return timeout(`no response headers within ${timeoutMs} ms`, url, e);
+  if (code === 'UND_ERR_BODY_TIMEOUT') return timeout(`body stalled for more than ${timeoutMs} ms`, url, e);
+  if (code === 'ENOSPC' || code === 'EDQUOT') return toMediaCacheError(e, url);
+  if (msg === 'max redirects' || /redirect loop/i.test(msg)) {
+    return new MediaCacheError('E_HTTP', `too many redirects (${msg})`, { url, cause: e });
+  }
+  if (code && (code.startsWith('HPE_') || code.startsWith('ERR_TLS') || code.includes('CERT') || code === 'UND_ERR_PRX_TLS')) {
+    return new MediaCacheError('E_NETWORK', `${code}: ${msg}`, { url, cause: e, retryable: false });
+  }
+  if (code && NETWORK_CODES.has(code)) {
+    return new MediaCacheError('E_NETWORK', `${code}: ${msg}`, { url, cause: e, retryable: true });
+  }
+  return toMediaCacheError(e, url);
+}
+
+function timeout(msg: string, url: string, cause: unknown): MediaCacheError {
+  return new MediaCacheError('E_TIMEOUT', msg, { url, cause, retryable: true });
+}
+
+/** The errno-like code of an error, its cause, or the first of an AggregateError (happy eyeballs). */
+function errCode(e: unknown): string | undefined {
+  for (let cur: unknown = e, depth = 0; cur && depth < 4; depth++) {
+    const c = (cur as { code?: unknown }).code;
+    if (typeof c === 'string') return c;
+    const agg = (cur as { errors?: unknown }).errors;
+    if (Array.isArray(agg) && agg.length) {
+      const first = (agg[0] as { code?: unknown }).code;
+      if (typeof first === 'string') return first;
+    }
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

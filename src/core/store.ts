@@ -1,0 +1,151 @@
+/**
+ * The on-disk layout (SPEC, Files on disk) and the one way content enters it:
+ * a complete, hashed file in `.tmp/` renamed into `{type}/{md5}{ext}`.
+ *
+ * Invariant: a file under a type folder is always complete. It is fsynced
+ * before the rename, and the rename is atomic on one filesystem, so a reader
+ * or a crash never sees a partial file under its final name.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { MediaCacheError, toMediaCacheError } from './errors.js';
+import { MEDIA_TYPES, TYPE_DIRS, type MediaType } from './types.js';
+
+export const TMP_DIR_NAME = '.tmp';
+
+/** Backup tools (tar --exclude-caches, borg, restic) skip folders with this file. */
+export const CACHEDIR_TAG =
+  'Signature: 8a477f597d28d172789f06886806bc55\n' +
+  '# This file is a cache directory tag created by mediacache.\n' +
+  '# For information about cache directory tags, see:\n' +
+  '#\thttps://bford.info/cachedir/\n';
+
+const MD5_RE = /^[0-9a-f]{32}$/;
+const EXT_RE = /^\.[a-z0-9]{1,8}$/;
+
+export function tmpDirOf(cacheDir: string): string {
+  return path.join(cacheDir, TMP_DIR_NAME);
+}
+
+/** `<cacheDir>/<typeDir>/<md5><ext>`; refuses anything that could escape the folder. */
+export function storePath(cacheDir: string, rec: { md5: string; mediaType: MediaType; extension: string }): string {
+  if (!MD5_RE.test(rec.md5)) throw new MediaCacheError('E_BAD_REQUEST', `not a lowercase hex md5: ${JSON.stringify(rec.md5)}`);
+  if (!EXT_RE.test(rec.extension)) throw new MediaCacheError('E_BAD_REQUEST', `bad extension: ${JSON.stringify(rec.extension)}`);
+  const dir = TYPE_DIRS[rec.mediaType];
+  if (!dir) throw new MediaCacheError('E_BAD_REQUEST', `unknown media type: ${JSON.stringify(rec.mediaType)}`);
+  return path.join(cacheDir, dir, rec.md5 + rec.extension);
+}
+
+/** Type folders, `.tmp/` and CACHEDIR.TAG; idempotent. Returns the tmp dir. */
+export async function ensureCacheLayout(cacheDir: string): Promise<string> {
+  try {
+    await fs.mkdir(cacheDir, { recursive: true });
+    await Promise.all(MEDIA_TYPES.map((t) => fs.mkdir(path.join(cacheDir, TYPE_DIRS[t]), { recursive: true })));
+    const tmp = tmpDirOf(cacheDir);
+    await fs.mkdir(tmp, { recursive: true });
+    try {
+      await fs.writeFile(path.join(cacheDir, 'CACHEDIR.TAG'), CACHEDIR_TAG, { flag: 'wx' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    return tmp;
+  } catch (e) {
+    throw toMediaCacheError(e);
+  }
+}
+
+/**
+ * Move a complete tmp file to its final name. The tmp file is fsynced first
+ * so the rename never publishes data that is still only in the page cache.
+ * An existing file of the same size under the same content-addressed name
+ * is the same content (the caller checked md5 and sha256), so losing a
+ * rename race to it is success; the tmp copy is dropped.
+ */
+export async function commitTmp(tmpPath: string, finalPath: string, opts: RenameRetryOptions = {}): Promise<void> {
+  try {
+    const fh = await fs.open(tmpPath, 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.mkdir(path.dirname(finalPath), { recursive: true });
+    try {
+      await renameWithRetry(tmpPath, finalPath, opts);
+    } catch (e) {
+      if (await sameSize(tmpPath, finalPath)) {
+        await removeQuietly(tmpPath);
+        return;
+      }
+      throw e;
+    }
+    await syncDir(path.dirname(finalPath), opts.platform ?? process.platform);
+  } catch (e) {
+    throw toMediaCacheError(e);
+  }
+}
+
+export interface RenameRetryOptions {
+  platform?: NodeJS.Platform;
+  /** Total tries, including the first. */
+  attempts?: number;
+  rename?: (from: string, to: string) => Promise<void>;
+  /** First backoff; doubles each try. */
+  delayMs?: number;
+}
+
+/**
+ * Windows refuses a rename while another process (antivirus, indexer, a
+ * reader) holds either file open: EPERM/EBUSY/EACCES that clear within
+ * moments. Retry those there; elsewhere they are real and thrown at once.
+ */
+export async function renameWithRetry(from: string, to: string, opts: RenameRetryOptions = {}): Promise<void> {
+  const platform = opts.platform ?? process.platform;
+  const attempts = Math.max(1, opts.attempts ?? 8);
+  const rename = opts.rename ?? fs.rename;
+  let delay = opts.delayMs ?? 20;
+  for (let i = 1; ; i++) {
+    try {
+      await rename(from, to);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const transient = platform === 'win32' && (code === 'EPERM' || code === 'EBUSY' || code === 'EACCES');
+      if (!transient || i >= attempts) throw e;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 500);
+    }
+  }
+}
+
+/** Remove a file or folder, ignoring "not there" and any other failure (cleanup paths). */
+export async function removeQuietly(p: string): Promise<void> {
+  try {
+    await fs.rm(p, { force: true, recursive: true });
+  } catch {
+    // Best effort: a leftover in .tmp/ is swept later; never mask the real error.
+  }
+}
+
+async function sameSize(a: string, b: string): Promise<boolean> {
+  try {
+    const [sa, sb] = await Promise.all([fs.stat(a), fs.stat(b)]);
+    return sa.isFile() && sb.isFile() && sa.size === sb.size;
+  } catch {
+    return false;
+  }
+}
+
+/** Make the rename itself durable (the new directory entry). Not possible on Windows. */
+async function syncDir(dir: string, platform: NodeJS.Platform): Promise<void> {
+  if (platform === 'win32') return;
+  let fh: fs.FileHandle | undefined;
+  try {
+    fh = await fs.open(dir, 'r');
+    await fh.sync();
+  } catch {
+    // Some filesystems refuse fsync on directories (EINVAL); the data is synced already.
+  } finally {
+    await fh?.close();
+  }
+}
