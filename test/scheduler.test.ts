@@ -1,4 +1,6 @@
 import t from 'tap';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type http from 'node:http';
 import { MediaCache } from '../src/core/cache.js';
@@ -45,7 +47,9 @@ function gated(origin: Origin, stats: { inFlight: number; max: number; order: st
 }
 
 async function setup(t: Tt, o: { concurrency?: number; perHost?: number; cache?: (c: MediaCache) => Downloader; unavailableBaseMs?: number; maxAttempts?: number; diskFullBaseMs?: number } = {}) {
-  const root = t.testdir();
+  // Our own temp dir, removed after the scheduler and store are closed
+  // (t.testdir() could be removed before this teardown runs).
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-sched-'));
   const cache = await MediaCache.open({ cacheDir: path.join(root, 'cache'), retries: 0, timeoutMs: 10_000, concurrency: 10 });
   const store = await JobStore.open(path.join(root, 'cache', 'index', 'jobs'), { flushDelayMs: 20 });
   const sched = new Scheduler({
@@ -65,6 +69,7 @@ async function setup(t: Tt, o: { concurrency?: number; perHost?: number; cache?:
     await sched.drain(0);
     await store.close();
     await cache.close();
+    fs.rmSync(root, { recursive: true, force: true });
   });
   return { root, cache, store, sched, events };
 }

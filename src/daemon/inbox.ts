@@ -7,9 +7,9 @@
  * - chokidar (depth 0, ignoreInitial) for new files plus our own readdir at
  *   start for files already there; `change` is treated like `add`.
  * - A file is read only once stable: size and mtime unchanged across two
- *   looks `stabilityMs` apart. A file whose mtime is already `stabilityMs`
- *   old when first seen (a file renamed into place, a file left from before a
- *   restart) only gets a short second look.
+ *   looks `stabilityMs` apart. A file renamed into place after its last
+ *   write (ctime > mtime), or already quiet for `stabilityMs` when first seen,
+ *   only gets a short second look.
  * - Crash-safe, in this order: every URL durably enqueued (chunks of
  *   `chunkSize`), the batch (file → per-line job or error) durably recorded
  *   with its destination, then the file moved. A batch is keyed by a hash of
@@ -52,6 +52,7 @@ export interface InboxOptions {
 interface Look {
   size: number;
   mtimeMs: number;
+  ctimeMs: number;
 }
 
 /** Names the inbox never reads: dotfiles, temp names, anything not `*.urls`. */
@@ -68,17 +69,23 @@ function ignoredByWatcher(root: string, p: string): boolean {
 async function look(p: string): Promise<Look | undefined> {
   try {
     const st = await fs.promises.stat(p);
-    return st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs } : undefined;
+    return st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs } : undefined;
   } catch {
     return undefined;
   }
 }
 
 async function exists(p: string): Promise<boolean> {
-  return (await look(p)) !== undefined || fs.existsSync(p);
+  try {
+    await fs.promises.lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
-function batchKey(name: string, bytes: Buffer): string {
+/** A batch's identity: the same name and bytes seen again after a crash are the same batch. */
+export function batchKey(name: string, bytes: Buffer): string {
   return crypto.createHash('sha256').update(name).update('\0').update(bytes).digest('hex');
 }
 
@@ -148,9 +155,11 @@ export class Inbox {
   private async firstLook(p: string): Promise<void> {
     const a = await look(p);
     if (!a || this.closed) return void this.pending.delete(p);
-    // Already quiet for a full stability period (renamed into place, or left
-    // from before a restart): a short second look is enough.
-    const quiet = this.now() - a.mtimeMs >= this.stabilityMs;
+    // A short second look is enough when the file is already quiet for a full
+    // stability period (left from before a restart, moved in from elsewhere)
+    // or was renamed into place after its last write: a rename moves ctime
+    // but not mtime, while every write sets both to the same instant.
+    const quiet = this.now() - a.mtimeMs >= this.stabilityMs || a.ctimeMs > a.mtimeMs;
     this.schedule(p, a, quiet ? Math.min(100, this.stabilityMs) : this.stabilityMs);
   }
 
