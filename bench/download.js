@@ -1,0 +1,303 @@
+// Download benchmark: MediaCache.downloadMany against curl -Z over the same
+// loopback URLs, for many small images and a few large videos.
+//
+//   npm run bench -- [--small-count 2000] [--large-count 4] [--large-mib 256]
+//                    [--small-workers 16] [--large-workers 4] [--sets small,large] [--runs 1]
+//
+// The origin runs in its own process (bench/origin.js); our side runs in a
+// child process too, so its peak RSS (VmHWM) is measured alone. Test data is
+// generated into a temp dir (streamed, never held in memory) and removed at the end.
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import zlib from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const FIXTURES = path.join(HERE, '..', 'test', 'fixtures');
+const MiB = 1024 * 1024;
+
+function parseArgs(argv) {
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) continue;
+    const [k, inline] = a.slice(2).split('=', 2);
+    if (inline !== undefined) out[k] = inline;
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[k] = argv[++i];
+    else out[k] = true;
+  }
+  return out; // unknown flags are ignored: bench/run.js forwards the same args to every bench
+}
+
+const args = parseArgs(process.argv.slice(2));
+const num = (k, d) => (args[k] === undefined ? d : Number(args[k]));
+
+// ---------------------------------------------------------------- child mode
+async function childMain() {
+  const { MediaCache } = await import('../dist/core/index.js');
+  const urls = fs.readFileSync(args['urls-file'], 'utf8').split('\n').filter(Boolean);
+  const workers = Number(args.workers);
+  let peak = 0;
+  const sample = () => (peak = Math.max(peak, process.memoryUsage().rss));
+  const timer = setInterval(sample, 50);
+  const t0 = performance.now();
+  const cache = await MediaCache.open({ cacheDir: args['cache-dir'], concurrency: workers, timeoutMs: 120_000 });
+  const recs = await cache.downloadMany(urls, { maxWorkers: workers });
+  await cache.close();
+  const ms = performance.now() - t0;
+  clearInterval(timer);
+  sample();
+  let hwm;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) hwm = Number(m[1]) * 1024;
+  } catch {
+    /* not Linux */
+  }
+  const bytes = recs.reduce((s, r) => s + r.fileSize, 0);
+  process.stdout.write(`${JSON.stringify({ ms, files: recs.length, bytes, peakRss: hwm ?? peak, sampledRss: peak })}\n`);
+}
+
+// ---------------------------------------------------------------- data
+function prng(seed) {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
+/** A JPEG with a COM segment of `len` varying bytes right after SOI. */
+function jpegWithComment(base, i, len) {
+  const seg = Buffer.alloc(4 + len);
+  seg[0] = 0xff;
+  seg[1] = 0xfe;
+  seg.writeUInt16BE(len + 2, 2);
+  crypto.randomFillSync(seg, 4);
+  seg.write(`bench-${i}`, 4, 'latin1');
+  return Buffer.concat([base.subarray(0, 2), seg, base.subarray(2)]);
+}
+
+/** A PNG with a tEXt chunk of `len` varying bytes right after IHDR. */
+function pngWithText(base, i, len) {
+  const data = Buffer.alloc(8 + len, 0x61);
+  data.write('Comment\0', 0, 'latin1');
+  data.write(`bench-${i}-${crypto.randomBytes(len >> 2).toString('hex')}`.slice(0, len), 8, 'latin1');
+  const chunk = Buffer.alloc(12 + data.length);
+  chunk.writeUInt32BE(data.length, 0);
+  chunk.write('tEXt', 4, 'latin1');
+  data.copy(chunk, 8);
+  chunk.writeUInt32BE(zlib.crc32(chunk.subarray(4, 8 + data.length)), 8 + data.length);
+  const ihdrEnd = 8 + 25; // signature + IHDR (4 len + 4 type + 13 data + 4 crc)
+  return Buffer.concat([base.subarray(0, ihdrEnd), chunk, base.subarray(ihdrEnd)]);
+}
+
+function generateSmall(dir, count) {
+  fs.mkdirSync(dir, { recursive: true });
+  const jpg = fs.readFileSync(path.join(FIXTURES, 'sample.jpg'));
+  const png = fs.readFileSync(path.join(FIXTURES, 'sample.png'));
+  const rnd = prng(42);
+  const names = [];
+  let bytes = 0;
+  for (let i = 0; i < count; i++) {
+    const len = 4096 + Math.floor(rnd() * 56 * 1024); // 4–60 KiB of comment
+    const isJpg = i % 2 === 0;
+    const buf = isJpg ? jpegWithComment(jpg, i, len) : pngWithText(png, i, len);
+    const name = `img-${String(i).padStart(5, '0')}.${isJpg ? 'jpg' : 'png'}`;
+    fs.writeFileSync(path.join(dir, name), buf);
+    names.push(name);
+    bytes += buf.length;
+  }
+  return { names, bytes };
+}
+
+/** An MP4 (ftyp + one mdat box) of `size` bytes, streamed from a reused random block. */
+async function writeLargeMp4(file, size, id) {
+  const fh = await fs.promises.open(file, 'w');
+  try {
+    const head = Buffer.alloc(40);
+    head.writeUInt32BE(32, 0);
+    head.write('ftypisom', 4, 'latin1');
+    head.writeUInt32BE(0x200, 12);
+    head.write('isomiso2avc1mp41', 16, 'latin1');
+    head.writeUInt32BE(size - 32, 32);
+    head.write('mdat', 36, 'latin1');
+    await fh.write(head);
+    const block = crypto.randomBytes(8 * MiB);
+    let left = size - head.length;
+    let n = 0;
+    while (left > 0) {
+      block.writeUInt32BE(id, 0);
+      block.writeUInt32BE(n++, 4);
+      const len = Math.min(left, block.length);
+      await fh.write(block, 0, len);
+      left -= len;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+async function generateLarge(dir, count, mib) {
+  fs.mkdirSync(dir, { recursive: true });
+  const names = [];
+  for (let i = 0; i < count; i++) {
+    const name = `video-${i}.mp4`;
+    await writeLargeMp4(path.join(dir, name), mib * MiB, i + 1);
+    names.push(name);
+  }
+  return { names, bytes: count * mib * MiB };
+}
+
+// ---------------------------------------------------------------- processes
+function startOrigin(dir) {
+  const child = spawn(process.execPath, [path.join(HERE, 'origin.js'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    const rl = readline.createInterface({ input: child.stdout });
+    rl.once('line', (line) => resolve({ child, port: JSON.parse(line).port }));
+    child.once('exit', (code) => reject(new Error(`origin exited with ${code}`)));
+  });
+}
+
+function run(cmd, argv, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], ...opts });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      const ms = performance.now() - t0;
+      if (code !== 0) reject(new Error(`${cmd} exited with ${code}`));
+      else resolve({ ms, out });
+    });
+  });
+}
+
+function hasCurl() {
+  return new Promise((resolve) => {
+    const c = spawn('curl', ['--version'], { stdio: 'ignore' });
+    c.once('error', () => resolve(false));
+    c.once('exit', (code) => resolve(code === 0));
+  });
+}
+
+function dirBytes(dir) {
+  let n = 0;
+  let files = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) {
+      n += fs.statSync(path.join(e.parentPath ?? e.path, e.name)).size;
+      files++;
+    }
+  }
+  return { bytes: n, files };
+}
+
+async function runOurs(tmp, set, urls, workers) {
+  const cacheDir = path.join(tmp, `ours-${set}`);
+  const urlsFile = path.join(tmp, `${set}.urls`);
+  fs.writeFileSync(urlsFile, urls.join('\n') + '\n');
+  try {
+    const { out } = await run(process.execPath, [
+      fileURLToPath(import.meta.url), '--child', '--urls-file', urlsFile, '--cache-dir', cacheDir, '--workers', String(workers),
+    ]);
+    return JSON.parse(out.trim().split('\n').pop());
+  } finally {
+    fs.rmSync(cacheDir, { recursive: true, force: true });
+  }
+}
+
+async function runCurl(tmp, set, urls, names, workers) {
+  const outDir = path.join(tmp, `curl-${set}`);
+  fs.mkdirSync(outDir, { recursive: true });
+  const cfg = path.join(tmp, `${set}.curlrc`);
+  fs.writeFileSync(cfg, urls.map((u, i) => `url = "${u}"\noutput = "${path.join(outDir, names[i])}"\n`).join(''));
+  try {
+    const { ms } = await run('curl', ['-Z', '--parallel-max', String(workers), '--parallel-immediate', '-s', '-S', '--fail', '-K', cfg]);
+    return { ms, ...dirBytes(outDir) };
+  } finally {
+    fs.rmSync(outDir, { recursive: true, force: true });
+  }
+}
+
+const fmtMs = (ms) => `${(ms / 1000).toFixed(2)} s`;
+const mbps = (bytes, ms) => (bytes / MiB / (ms / 1000)).toFixed(1);
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main() {
+  const sets = String(args.sets ?? 'small,large').split(',');
+  const runs = Math.max(1, num('runs', 1));
+  const cfg = {
+    small: { count: num('small-count', 2000), workers: num('small-workers', 16), target: 1.5 },
+    large: { count: num('large-count', 4), workers: num('large-workers', 4), target: 1.2, mib: num('large-mib', 256) },
+  };
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-bench-'));
+  const curl = !args['no-curl'] && (await hasCurl());
+  let origin;
+  const cleanup = () => {
+    origin?.child.kill('SIGTERM');
+    fs.rmSync(tmp, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  const results = [];
+  try {
+    const src = path.join(tmp, 'src');
+    const data = {};
+    const tg = performance.now();
+    if (sets.includes('small')) data.small = generateSmall(src, cfg.small.count);
+    if (sets.includes('large')) data.large = await generateLarge(src, cfg.large.count, cfg.large.mib);
+    console.log(`# download bench: data generated in ${fmtMs(performance.now() - tg)} under ${tmp}; curl: ${curl ? 'yes' : 'not found'}`);
+    origin = await startOrigin(src);
+    const base = `http://127.0.0.1:${origin.port}`;
+    for (const set of sets) {
+      const d = data[set];
+      if (!d) continue;
+      const c = cfg[set];
+      const urls = d.names.map((n) => `${base}/${n}`);
+      const ours = [];
+      const theirs = [];
+      for (let r = 0; r < runs; r++) {
+        const o = await runOurs(tmp, set, urls, c.workers);
+        if (o.files !== d.names.length) throw new Error(`ours cached ${o.files} of ${d.names.length} files`);
+        ours.push(o);
+        if (curl) {
+          const k = await runCurl(tmp, set, urls, d.names, c.workers);
+          if (k.files !== d.names.length || k.bytes !== d.bytes) throw new Error(`curl wrote ${k.files} files, ${k.bytes} bytes`);
+          theirs.push(k);
+        }
+      }
+      const oMs = median(ours.map((o) => o.ms));
+      const kMs = curl ? median(theirs.map((k) => k.ms)) : undefined;
+      const peak = Math.max(...ours.map((o) => o.peakRss));
+      const res = {
+        set, files: d.names.length, bytes: d.bytes, workers: c.workers, runs,
+        oursMs: Math.round(oMs), curlMs: kMs && Math.round(kMs), ratio: kMs ? +(oMs / kMs).toFixed(2) : undefined,
+        peakRssMiB: +(peak / MiB).toFixed(1), target: c.target,
+      };
+      results.push(res);
+      console.log(
+        `${set.padEnd(5)} ${d.names.length} files, ${(d.bytes / MiB).toFixed(1)} MiB, ${c.workers} workers:` +
+          ` ours ${fmtMs(oMs)} (${(d.names.length / (oMs / 1000)).toFixed(0)} files/s, ${mbps(d.bytes, oMs)} MiB/s)` +
+          (kMs ? ` | curl ${fmtMs(kMs)} (${(d.names.length / (kMs / 1000)).toFixed(0)} files/s, ${mbps(d.bytes, kMs)} MiB/s)` +
+            ` | ratio ${res.ratio}x (target <= ${c.target}x) ${res.ratio <= c.target ? 'OK' : 'OVER'}` : '') +
+          ` | peak RSS ${res.peakRssMiB} MiB (target < 150) ${peak < 150 * MiB ? 'OK' : 'OVER'}`,
+      );
+    }
+    if (args.json) console.log(JSON.stringify(results));
+  } finally {
+    cleanup();
+  }
+}
+
+if (args.child) await childMain();
+else await main();

@@ -1,0 +1,539 @@
+/**
+ * MediaCache: the library API. Downloads a URL into `.tmp/`, hashes and sniffs
+ * it while streaming, then moves it under `<type>/<md5>.<ext>` and records it.
+ *
+ * Invariants:
+ * - The file is renamed into place before its record is written, so a record
+ *   never points at a partial file (a crash in between leaves an orphan file
+ *   that a sweep adopts).
+ * - Identity is md5 AND sha256: an md5 match with another sha256 is refused
+ *   (E_INTEGRITY) and never replaces the cached file.
+ * - Index lookups and commits for one md5 happen inside a per-md5 critical
+ *   section, so concurrent downloads of identical content produce one file.
+ * - Concurrent downloads of one URL share one network fetch (single flight).
+ * - A URL belongs to one record: IndexDb.put moves it off a record that
+ *   listed it before (the origin now serves other content).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Dispatcher } from 'undici';
+import { MediaCacheError, toMediaCacheError } from './errors.js';
+import type { CacheStats, MediaRecord, StoredRecord } from './types.js';
+import { silentLogger, type Logger } from './logger.js';
+import { parseMediaUrl } from './url.js';
+import { createDispatcher, fetchToTmp, type Fetched } from './download.js';
+import { RETRY_DEFAULTS, withRetries } from './retry.js';
+import { commitTmp, ensureCacheLayout, storePath, tmpDirOf } from './store.js';
+import { IndexDb } from './index-db.js';
+import { hashFile } from './hash-file.js';
+import { KeyedMutex, Semaphore, abortError } from './cache-locks.js';
+
+export interface MediaCacheOptions {
+  cacheDir: string;
+  /** Where the index lives (default `<cacheDir>/index`). */
+  indexDir?: string;
+  /** Network fetches in flight at once, across all callers (default 5). */
+  concurrency?: number;
+  /** Per-download stall/overall limit in ms (default 30000). */
+  timeoutMs?: number;
+  /** Larger content is refused with E_TOO_LARGE (default 2 GiB). */
+  maxFileSize?: number;
+  maxRedirects?: number;
+  /** Retries of a retryable failure (network, 408, 429, 5xx); default 3. */
+  retries?: number;
+  /** First backoff delay; doubles per attempt with jitter (default 500 ms). */
+  retryBaseDelayMs?: number;
+  retryMaxDelayMs?: number;
+  /** Longest Retry-After we honour (default 60 s). */
+  maxRetryAfterMs?: number;
+  logger?: Logger;
+  /** An undici dispatcher to use instead of our own (not closed by close()). */
+  dispatcher?: Dispatcher;
+  /** Clock for fetchedAt/verifiedAt (tests). */
+  now?: () => number;
+  /** Index write coalescing delay, passed to IndexDb. */
+  flushDelayMs?: number;
+}
+
+export interface DownloadOptions {
+  /** Fetch again even when the URL is cached. */
+  force?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (bytes: number, total?: number) => void;
+  retries?: number;
+}
+
+export interface VerifyOutcome {
+  ok: boolean;
+  record: MediaRecord;
+  reason?: 'missing' | 'mismatch';
+}
+
+const DEFAULTS = {
+  concurrency: 5,
+  timeoutMs: 30_000,
+  maxFileSize: 2 * 1024 ** 3,
+  maxRedirects: 5,
+  retries: RETRY_DEFAULTS.retries,
+  retryBaseDelayMs: RETRY_DEFAULTS.baseDelayMs,
+  retryMaxDelayMs: RETRY_DEFAULTS.maxDelayMs,
+  maxRetryAfterMs: RETRY_DEFAULTS.maxRetryAfterMs,
+};
+
+type Resolved = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir'>> & { indexDir: string };
+
+const MD5_PREFIX = /^[0-9a-f]{1,32}$/;
+
+function checkInt(name: string, v: number | undefined, min: number): void {
+  if (v === undefined) return;
+  if (!Number.isSafeInteger(v) || v < min) {
+    throw new MediaCacheError('E_BAD_REQUEST', `option ${name} must be an integer >= ${min}, got ${String(v)}`);
+  }
+}
+
+function resolveOptions(opts: MediaCacheOptions): Resolved {
+  if (!opts || typeof opts.cacheDir !== 'string' || opts.cacheDir.trim() === '') {
+    throw new MediaCacheError('E_BAD_REQUEST', 'option cacheDir is required (the cache root folder)');
+  }
+  checkInt('concurrency', opts.concurrency, 1);
+  checkInt('timeoutMs', opts.timeoutMs, 1);
+  checkInt('maxFileSize', opts.maxFileSize, 1);
+  checkInt('maxRedirects', opts.maxRedirects, 0);
+  checkInt('retries', opts.retries, 0);
+  checkInt('retryBaseDelayMs', opts.retryBaseDelayMs, 0);
+  checkInt('retryMaxDelayMs', opts.retryMaxDelayMs, 0);
+  checkInt('maxRetryAfterMs', opts.maxRetryAfterMs, 0);
+  const cacheDir = path.resolve(opts.cacheDir);
+  const pick = <K extends keyof typeof DEFAULTS>(k: K): number => opts[k] ?? DEFAULTS[k];
+  return {
+    cacheDir,
+    indexDir: path.resolve(opts.indexDir ?? path.join(cacheDir, 'index')),
+    concurrency: pick('concurrency'),
+    timeoutMs: pick('timeoutMs'),
+    maxFileSize: pick('maxFileSize'),
+    maxRedirects: pick('maxRedirects'),
+    retries: pick('retries'),
+    retryBaseDelayMs: pick('retryBaseDelayMs'),
+    retryMaxDelayMs: pick('retryMaxDelayMs'),
+    maxRetryAfterMs: pick('maxRetryAfterMs'),
+    logger: opts.logger ?? silentLogger,
+    now: opts.now ?? Date.now,
+  };
+}
+
+/** One shared network fetch for a URL, with every caller that joined it. */
+interface Flight {
+  href: string;
+  promise: Promise<MediaRecord>;
+  forced: boolean;
+  controller: AbortController;
+  /** Callers still waiting that could abort; at 0 (and no unabortable caller) the fetch is aborted. */
+  abortable: number;
+  pinned: boolean;
+  progress: Set<(bytes: number, total?: number) => void>;
+}
+
+async function fileSize(p: string): Promise<number | undefined> {
+  try {
+    const st = await fs.promises.stat(p);
+    return st.isFile() ? st.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function dropFile(p: string): Promise<void> {
+  await fs.promises.rm(p, { force: true });
+}
+
+export class MediaCache {
+  readonly cacheDir: string;
+  readonly indexDir: string;
+  readonly index: IndexDb;
+  private readonly opts: Resolved;
+  private readonly log: Logger;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+  private readonly tmpDir: string;
+  private readonly net: Semaphore;
+  private readonly md5Lock = new KeyedMutex();
+  private readonly flights = new Map<string, Flight>();
+  private closing: Promise<void> | undefined;
+
+  private constructor(o: Resolved, index: IndexDb, dispatcher: Dispatcher, ownsDispatcher: boolean) {
+    this.opts = o;
+    this.cacheDir = o.cacheDir;
+    this.indexDir = o.indexDir;
+    this.index = index;
+    this.log = o.logger;
+    this.dispatcher = dispatcher;
+    this.ownsDispatcher = ownsDispatcher;
+    this.tmpDir = tmpDirOf(o.cacheDir);
+    this.net = new Semaphore(o.concurrency);
+  }
+
+  static async open(opts: MediaCacheOptions): Promise<MediaCache> {
+    const o = resolveOptions(opts);
+    await ensureCacheLayout(o.cacheDir);
+    const index = await IndexDb.open(o.indexDir, {
+      logger: o.logger,
+      ...(opts.flushDelayMs !== undefined ? { flushDelayMs: opts.flushDelayMs } : {}),
+    });
+    const own = opts.dispatcher === undefined;
+    const dispatcher = opts.dispatcher ?? createDispatcher({ timeoutMs: o.timeoutMs, maxRedirects: o.maxRedirects });
+    return new MediaCache(o, index, dispatcher, own);
+  }
+
+  /** Download (or answer from the cache) one URL. */
+  async download(url: string, opts: DownloadOptions = {}): Promise<MediaRecord> {
+    this.assertOpen();
+    const parsed = parseMediaUrl(url);
+    const href = parsed.href;
+    const force = opts.force === true;
+    opts.signal?.throwIfAborted();
+
+    let flight = this.flights.get(href);
+    // A forced call must not be satisfied by a flight that may answer from the index.
+    if (!flight || (force && !flight.forced)) {
+      flight = this.startFlight(parsed, force, opts.retries);
+    }
+    return this.join(flight, opts);
+  }
+
+  private startFlight(parsed: URL, force: boolean, retries: number | undefined): Flight {
+    const href = parsed.href;
+    const flight: Flight = {
+      href,
+      promise: Promise.resolve(undefined as unknown as MediaRecord),
+      forced: force,
+      controller: new AbortController(),
+      abortable: 0,
+      pinned: false,
+      progress: new Set(),
+    };
+    // Registered before the work starts, so even a synchronous failure below
+    // finds (and removes) its own entry.
+    this.flights.set(href, flight);
+    flight.promise = (async () => {
+      try {
+        if (!force) {
+          const hit = await this.cachedFor(href);
+          if (hit) return hit;
+        }
+        return await this.fetchAndCommit(parsed, flight, retries);
+      } finally {
+        this.endFlight(flight);
+      }
+    })();
+    // Callers observe the promise through join(); keep an unobserved rejection quiet.
+    flight.promise.catch(() => undefined);
+    return flight;
+  }
+
+  private endFlight(flight: Flight): void {
+    if (this.flights.get(flight.href) === flight) this.flights.delete(flight.href);
+  }
+
+  /** Wait for a flight as one caller: own progress callback, own abort signal. */
+  private join(flight: Flight, opts: DownloadOptions): Promise<MediaRecord> {
+    const { signal, onProgress } = opts;
+    if (onProgress) flight.progress.add(onProgress);
+    if (!signal) {
+      flight.pinned = true;
+      return flight.promise.finally(() => onProgress && flight.progress.delete(onProgress));
+    }
+    flight.abortable++;
+    return new Promise<MediaRecord>((resolve, reject) => {
+      const leave = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        if (onProgress) flight.progress.delete(onProgress);
+        flight.abortable--;
+      };
+      const onAbort = (): void => {
+        leave();
+        // The fetch is only cancelled when nobody else still wants it.
+        if (flight.abortable === 0 && !flight.pinned) {
+          // Later callers start afresh rather than join a cancelled fetch.
+          this.endFlight(flight);
+          flight.controller.abort(abortError(signal));
+        }
+        reject(abortError(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      flight.promise.then(
+        (r) => {
+          leave();
+          resolve(r);
+        },
+        (e: unknown) => {
+          leave();
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /** The cached record for a URL when its file is present with the recorded size. */
+  private async cachedFor(href: string): Promise<MediaRecord | undefined> {
+    const md5 = this.index.md5ForUrl(href);
+    const stored = md5 === undefined ? undefined : this.index.get(md5);
+    if (!stored) return undefined;
+    const p = storePath(this.cacheDir, stored);
+    if ((await fileSize(p)) === stored.fileSize) {
+      this.log.debug('cache hit', { url: href, md5: stored.md5 });
+      return this.toRecord(stored, href);
+    }
+    this.log.warn('cached file missing or wrong size; fetching again', { url: href, md5: stored.md5, path: p });
+    return undefined;
+  }
+
+  private async fetchAndCommit(parsed: URL, flight: Flight, retries: number | undefined): Promise<MediaRecord> {
+    const href = parsed.href;
+    const signal = flight.controller.signal;
+    const o = this.opts;
+    const onProgress = (bytes: number, total?: number): void => {
+      for (const cb of flight.progress) {
+        try {
+          cb(bytes, total);
+        } catch (e) {
+          this.log.warn('progress callback threw', { url: href, error: String(e) });
+        }
+      }
+    };
+    const release = await this.net.acquire(signal);
+    let fetched: Fetched;
+    try {
+      this.assertOpen();
+      fetched = await withRetries(
+        () =>
+          fetchToTmp(parsed, {
+            tmpDir: this.tmpDir,
+            dispatcher: this.dispatcher,
+            timeoutMs: o.timeoutMs,
+            maxFileSize: o.maxFileSize,
+            signal,
+            onProgress,
+          }),
+        {
+          retries: retries ?? o.retries,
+          baseDelayMs: o.retryBaseDelayMs,
+          maxDelayMs: o.retryMaxDelayMs,
+          maxRetryAfterMs: o.maxRetryAfterMs,
+          signal,
+          onRetry: (err, attempt, delayMs) =>
+            this.log.info('retrying download', { url: href, attempt, delayMs, code: err.code, error: err.message }),
+        },
+      );
+    } finally {
+      release();
+    }
+    try {
+      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href));
+    } finally {
+      // Renamed into place on success; otherwise this removes the leftover.
+      await dropFile(fetched.tmpPath);
+    }
+  }
+
+  /** Inside the md5's critical section: dedup, collision check, or new entry. */
+  private async commit(f: Fetched, href: string): Promise<MediaRecord> {
+    const existing = this.index.get(f.md5);
+    const nowIso = new Date(this.opts.now()).toISOString();
+    if (existing) {
+      if (existing.sha256 !== f.sha256) {
+        this.log.error('md5 collision refused', { url: href, md5: f.md5, cachedSha256: existing.sha256, sha256: f.sha256 });
+        throw new MediaCacheError(
+          'E_INTEGRITY',
+          `md5 collision: ${href} has md5 ${f.md5} like a cached file but a different sha256; refused`,
+          { url: href },
+        );
+      }
+      const finalPath = storePath(this.cacheDir, existing);
+      if ((await fileSize(finalPath)) !== existing.fileSize) {
+        // The cached copy is gone or damaged: the fresh, verified bytes repair it.
+        await commitTmp(f.tmpPath, finalPath);
+        this.log.info('repaired cached file', { url: href, md5: f.md5, path: finalPath });
+      }
+      const updated: StoredRecord = {
+        ...existing,
+        urls: existing.urls.includes(href) ? existing.urls : [...existing.urls, href],
+        fetchedAt: nowIso,
+        verifiedAt: nowIso,
+      };
+      if (f.etag !== undefined) updated.etag = f.etag;
+      if (f.lastModified !== undefined) updated.lastModified = f.lastModified;
+      this.index.put(updated);
+      this.log.debug('deduplicated', { url: href, md5: f.md5 });
+      return this.toRecord(updated, href);
+    }
+    const rec: StoredRecord = {
+      md5: f.md5,
+      sha256: f.sha256,
+      fileSize: f.size,
+      mimeType: f.sniffed.mimeType,
+      mediaType: f.sniffed.mediaType,
+      extension: f.sniffed.extension,
+      urls: [href],
+      fetchedAt: nowIso,
+      verifiedAt: nowIso,
+    };
+    if (f.width !== undefined) rec.width = f.width;
+    if (f.height !== undefined) rec.height = f.height;
+    if (f.etag !== undefined) rec.etag = f.etag;
+    if (f.lastModified !== undefined) rec.lastModified = f.lastModified;
+    const finalPath = storePath(this.cacheDir, rec);
+    await commitTmp(f.tmpPath, finalPath);
+    this.index.put(rec);
+    this.log.info('cached', { url: href, md5: rec.md5, path: finalPath, size: rec.fileSize });
+    return this.toRecord(rec, href);
+  }
+
+  /**
+   * Download many URLs with at most `maxWorkers` at a time (network fetches
+   * are also bounded by the instance's `concurrency`). Returns the successes
+   * in input order; each failure is logged with its code.
+   */
+  async downloadMany(urls: string[], opts: { maxWorkers?: number; force?: boolean; signal?: AbortSignal } = {}): Promise<MediaRecord[]> {
+    this.assertOpen();
+    if (!Array.isArray(urls)) throw new MediaCacheError('E_BAD_REQUEST', 'downloadMany expects an array of URLs');
+    const workers = opts.maxWorkers ?? 5;
+    checkInt('maxWorkers', workers, 1);
+    const results: Array<MediaRecord | undefined> = new Array(urls.length);
+    let next = 0;
+    const work = async (): Promise<void> => {
+      for (;;) {
+        const i = next++;
+        if (i >= urls.length) return;
+        const url = urls[i];
+        try {
+          results[i] = await this.download(String(url), { force: opts.force, signal: opts.signal });
+        } catch (e) {
+          const err = toMediaCacheError(e, String(url));
+          this.log.error('download failed', { url: String(url), code: err.code, status: err.status, error: err.message });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(workers, urls.length) }, work));
+    return results.filter((r): r is MediaRecord => r !== undefined);
+  }
+
+  stats(): CacheStats {
+    return this.index.stats();
+  }
+
+  /** Full md5 or a unique prefix; undefined when none matches. */
+  find(md5OrPrefix: string): MediaRecord | undefined {
+    const stored = this.findStored(md5OrPrefix);
+    return stored && this.toRecord(stored);
+  }
+
+  private findStored(md5OrPrefix: string): StoredRecord | undefined {
+    const key = typeof md5OrPrefix === 'string' ? md5OrPrefix.trim().toLowerCase() : '';
+    if (!MD5_PREFIX.test(key)) {
+      throw new MediaCacheError('E_BAD_REQUEST', `not an md5 or md5 prefix (1-32 hex digits): "${String(md5OrPrefix)}"`);
+    }
+    if (key.length === 32) return this.index.get(key);
+    const hits = this.index.findByPrefix(key, 2);
+    if (hits.length > 1) {
+      throw new MediaCacheError('E_AMBIGUOUS', `md5 prefix "${key}" matches several cached files; give more digits`);
+    }
+    return hits[0];
+  }
+
+  findByUrl(url: string): MediaRecord | undefined {
+    const href = parseMediaUrl(url).href;
+    const md5 = this.index.md5ForUrl(href);
+    const stored = md5 === undefined ? undefined : this.index.get(md5);
+    return stored && this.toRecord(stored, href);
+  }
+
+  /** True when the file exists and its md5 is `md5` (case-insensitive). */
+  async verifyFile(filePath: string, md5: string): Promise<boolean> {
+    if (typeof filePath !== 'string' || typeof md5 !== 'string') return false;
+    const h = await hashFile(filePath);
+    return h !== undefined && h.md5 === md5.trim().toLowerCase();
+  }
+
+  /** Re-hash a cached file (md5, sha256, size); records verifiedAt when it is intact. */
+  async verify(md5OrPrefix: string): Promise<VerifyOutcome> {
+    const stored = this.findStored(md5OrPrefix);
+    if (!stored) throw new MediaCacheError('E_NOT_FOUND', `no cached file with md5 ${md5OrPrefix}`);
+    const p = storePath(this.cacheDir, stored);
+    const h = await hashFile(p);
+    if (!h) return { ok: false, record: this.toRecord(stored), reason: 'missing' };
+    if (h.md5 !== stored.md5 || h.sha256 !== stored.sha256 || h.size !== stored.fileSize) {
+      this.log.warn('verify mismatch', { md5: stored.md5, path: p, actualMd5: h.md5, size: h.size });
+      return { ok: false, record: this.toRecord(stored), reason: 'mismatch' };
+    }
+    return this.md5Lock.run(stored.md5, async () => {
+      // Re-read: a concurrent commit may have replaced the record meanwhile.
+      const cur = this.index.get(stored.md5) ?? stored;
+      const updated = { ...cur, verifiedAt: new Date(this.opts.now()).toISOString() };
+      if (this.index.get(stored.md5)) this.index.put(updated);
+      return { ok: true, record: this.toRecord(updated) };
+    });
+  }
+
+  /** Delete a cached file and its record (full md5 or unique prefix). */
+  async remove(md5OrPrefix: string): Promise<MediaRecord> {
+    const stored = this.findStored(md5OrPrefix);
+    if (!stored) throw new MediaCacheError('E_NOT_FOUND', `no cached file with md5 ${md5OrPrefix}`);
+    return this.md5Lock.run(stored.md5, async () => {
+      const cur = this.index.get(stored.md5);
+      if (!cur) throw new MediaCacheError('E_NOT_FOUND', `no cached file with md5 ${stored.md5}`);
+      // File first: if we crash in between, the record points at a missing
+      // file, which the next download or sweep repairs; the reverse order
+      // would leave an unindexed file that a sweep silently adopts back.
+      await dropFile(storePath(this.cacheDir, cur));
+      this.index.remove(cur.md5);
+      this.log.info('removed', { md5: cur.md5 });
+      return this.toRecord(cur);
+    });
+  }
+
+  /** The public record shape (SPEC field order) for a stored record. */
+  toRecord(stored: StoredRecord, url?: string): MediaRecord {
+    const rec: MediaRecord = {
+      md5: stored.md5,
+      sha256: stored.sha256,
+      localPath: storePath(this.cacheDir, stored),
+      fileSize: stored.fileSize,
+      mimeType: stored.mimeType,
+      mediaType: stored.mediaType,
+      ...(stored.width !== undefined ? { width: stored.width } : {}),
+      ...(stored.height !== undefined ? { height: stored.height } : {}),
+      extension: stored.extension,
+      url: url ?? stored.urls[0] ?? '',
+      urls: [...stored.urls],
+      fetchedAt: stored.fetchedAt,
+      verifiedAt: stored.verifiedAt,
+    };
+    if (stored.etag !== undefined) rec.etag = stored.etag;
+    if (stored.lastModified !== undefined) rec.lastModified = stored.lastModified;
+    return rec;
+  }
+
+  /** Network fetches running and waiting (for status displays). */
+  get activity(): { running: number; queued: number } {
+    return { running: this.net.running, queued: this.net.queued };
+  }
+
+  /**
+   * Stop: abort downloads in flight, wait for them to settle, flush and close
+   * the index, close our dispatcher. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const pending = [...this.flights.values()];
+      for (const f of pending) f.controller.abort(new MediaCacheError('E_ABORTED', 'cache is closing'));
+      await Promise.allSettled(pending.map((f) => f.promise));
+      await this.index.close();
+      if (this.ownsDispatcher) await this.dispatcher.close();
+    })();
+    return this.closing;
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new MediaCacheError('E_UNAVAILABLE', 'the media cache is closed');
+  }
+}

@@ -1,0 +1,29 @@
+/** The package's public surface (`import { MediaCache } from 'mediacache'`). Re-exports only. */
+export { MediaCache } from './cache.js';
+export type { MediaCacheOptions, DownloadOptions, VerifyOutcome } from './cache.js';
+export {
+  MediaCacheError,
+  ERROR_CODES,
+  isMediaCacheError,
+  isErrorCode,
+  toMediaCacheError,
+} from './errors.js';
+export type { ErrorCode, ErrorInfo, MediaCacheErrorOptions } from './errors.js';
+export { MEDIA_TYPES, TYPE_DIRS, emptyStats } from './types.js';
+export type { MediaType, StoredRecord, MediaRecord, CacheStats, TypeStats } from './types.js';
+export { formatSize, formatRelative, formatDuration } from './format.js';
+export { silentLogger } from './logger.js';
+export type { Logger } from './logger.js';
+export { defaultCacheDir } from './paths.js';
+export { hashFile } from './hash-file.js';
+export type { FileHashes } from './hash-file.js';
+export * from './protocol.js';
+export {
+  downloadAndCacheMedia,
+  downloadMultipleMedia,
+  getCacheStats,
+  verifyCachedMedia,
+  findCachedByMd5,
+  closeDefaultCache,
+  optionsFromEnv,
+} from './default-instance.js';
