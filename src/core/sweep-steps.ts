@@ -1,0 +1,402 @@
+/**
+ * The IO half of a sweep: the six named steps, in order, each a function of
+ * one shared SweepContext (sweep.ts builds it and times the steps).
+ *
+ *  1 missing    stat every record's file: absent -> repair list; wrong size -> corrupt
+ *  2 rehash     MD5 + SHA-256 of the rest in worker threads, stalest first, until the deadline
+ *  3 quarantine move corrupt files to .quarantine/<day>/ (never deleted)
+ *  4 repair     re-fetch missing/quarantined records from their URLs, verified by md5 AND sha256
+ *  5 adopt      index well-formed unknown files in the type folders; quarantine anything else
+ *  6 clean-tmp  remove .tmp/ leftovers older than a day
+ *
+ * Races with downloads running at the same time: a file is only moved to
+ * quarantine if it is still the very file that was judged (same inode, mtime
+ * and size), a repair commits only while the record still exists, and an
+ * adoption is skipped when a download indexed the md5 meanwhile.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Dispatcher } from 'undici';
+import { MediaCacheError, toMediaCacheError } from './errors.js';
+import type { HashOutcome, HashPool } from './hash-worker.js';
+import type { IndexDb } from './index-db.js';
+import type { Logger } from './logger.js';
+import type { SweepReport, SweepStepName } from './protocol.js';
+import { IMAGE_HEAD_CAP, SNIFF_BYTES, imageDimensions, sniff } from './sniff.js';
+import { classifyFolderEntry, adoptionProblem, type FolderEntry, isStaleTmp, pastDeadline, quarantineTarget, orderForRehash } from './sweep-plan.js';
+import { repairRecord } from './sweep-repair.js';
+import { storePath, tmpDirOf } from './store.js';
+import { MEDIA_TYPES, TYPE_DIRS, type StoredRecord } from './types.js';
+
+/** What a sweep needs of a MediaCache (MediaCache satisfies it). */
+export interface SweepTarget {
+  readonly cacheDir: string;
+  readonly index: IndexDb;
+  readonly dispatcher: Dispatcher;
+  readonly options: { readonly timeoutMs: number; readonly maxFileSize: number };
+  readonly logger: Logger;
+}
+
+export interface StepTally {
+  count: number;
+  bytes: number;
+}
+
+/** A file judged bad, with the identity it had when judged. */
+interface Suspect {
+  path: string;
+  md5?: string;
+  reason: string;
+  ino: number;
+  mtimeMs: number;
+  size: number;
+}
+
+export interface SweepContext {
+  readonly id: string;
+  readonly cache: SweepTarget;
+  readonly pool: HashPool;
+  readonly logger: Logger;
+  readonly now: () => Date;
+  readonly startMs: number;
+  readonly maxDurationMs: number;
+  /** Recovery mode: adoption is not cut short by the deadline. */
+  readonly adoptAll: boolean;
+  readonly threads: number;
+  readonly signal: AbortSignal;
+  readonly report: SweepReport;
+  readonly tally: Record<SweepStepName, StepTally>;
+  progress(step: SweepStepName, done: number, total?: number): void;
+  /** Filled by `missing` and `rehash`, read by later steps. */
+  toRehash: StoredRecord[];
+  suspects: Suspect[];
+  needRepair: Set<string>;
+}
+
+const nowIso = (ctx: SweepContext): string => ctx.now().toISOString();
+
+function errno(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | null)?.code;
+}
+
+async function lstatOrUndefined(p: string): Promise<fs.Stats | undefined> {
+  try {
+    return await fs.promises.lstat(p);
+  } catch (e) {
+    if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return undefined;
+    throw e;
+  }
+}
+
+/** Run `fn` over `items` with at most `limit` at once (cheap IO such as stat). */
+async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
+
+function markMissing(ctx: SweepContext, rec: StoredRecord): void {
+  if (!ctx.report.missing.includes(rec.md5)) ctx.report.missing.push(rec.md5);
+  ctx.needRepair.add(rec.md5);
+  ctx.tally.missing.count++;
+  ctx.tally.missing.bytes += rec.fileSize;
+}
+
+function markCorrupt(ctx: SweepContext, s: Suspect): void {
+  if (s.md5 && !ctx.report.corrupt.includes(s.md5)) ctx.report.corrupt.push(s.md5);
+  ctx.suspects.push(s);
+}
+
+/** Step 1: every record's file exists with its recorded size (a stat each; no reading). */
+export async function stepMissing(ctx: SweepContext): Promise<void> {
+  const records = orderForRehash(ctx.cache.index.records());
+  let done = 0;
+  const keep: Array<StoredRecord | undefined> = new Array(records.length);
+  await forEachLimit(records, 16, async (rec, i) => {
+    ctx.signal.throwIfAborted();
+    const p = storePath(ctx.cache.cacheDir, rec);
+    const st = await lstatOrUndefined(p);
+    if (!st) markMissing(ctx, rec);
+    else if (!st.isFile()) markCorrupt(ctx, { path: p, md5: rec.md5, reason: 'not a regular file', ino: st.ino, mtimeMs: st.mtimeMs, size: st.size });
+    else if (st.size !== rec.fileSize) {
+      markCorrupt(ctx, { path: p, md5: rec.md5, reason: `size ${st.size} instead of ${rec.fileSize}`, ino: st.ino, mtimeMs: st.mtimeMs, size: st.size });
+    } else keep[i] = rec;
+    ctx.progress('missing', ++done, records.length);
+  });
+  // Stalest first, as ordered above.
+  ctx.toRehash = keep.filter((r): r is StoredRecord => r !== undefined);
+}
+
+/**
+ * Hash files through the pool, keeping every thread busy, until `items` are
+ * done or the deadline passes. At least one file per thread is always taken,
+ * so a file that alone takes longer than the deadline is still checked and
+ * an incremental sweep always makes progress. Returns false when cut short.
+ */
+async function hashAll<T>(
+  ctx: SweepContext,
+  items: readonly T[],
+  pathOf: (item: T) => string,
+  headBytes: (item: T) => number,
+  onResult: (item: T, h: HashOutcome | undefined) => Promise<void> | void,
+  bounded: boolean,
+): Promise<boolean> {
+  let next = 0;
+  let cut = false;
+  const lane = async (): Promise<void> => {
+    let mine = 0;
+    for (;;) {
+      if (next >= items.length) return;
+      if (bounded && mine > 0 && pastDeadline(ctx.startMs, ctx.maxDurationMs, Date.now())) {
+        cut = true;
+        return;
+      }
+      ctx.signal.throwIfAborted();
+      const item = items[next++];
+      mine++;
+      let h: HashOutcome | undefined;
+      try {
+        h = await ctx.pool.hash(pathOf(item), { headBytes: headBytes(item) });
+      } catch (e) {
+        const err = toMediaCacheError(e);
+        if (err.code === 'E_ABORTED') throw err;
+        // Unreadable (EACCES, EIO): report, never quarantine what we could not read.
+        ctx.logger.warn('sweep: cannot read file', { path: pathOf(item), error: err.message });
+        continue;
+      }
+      if (h) {
+        ctx.report.checked++;
+        ctx.report.bytesHashed += h.size;
+      }
+      await onResult(item, h);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, ctx.threads) }, lane));
+  return !cut && next >= items.length;
+}
+
+/** Step 2: re-hash files (size already matched), stalest verifiedAt first. */
+export async function stepRehash(ctx: SweepContext): Promise<boolean> {
+  const items = ctx.toRehash;
+  let done = 0;
+  const complete = await hashAll(
+    ctx,
+    items,
+    (rec) => storePath(ctx.cache.cacheDir, rec),
+    () => 0,
+    (rec, h) => {
+      ctx.progress('rehash', ++done, items.length);
+      const p = storePath(ctx.cache.cacheDir, rec);
+      if (!h) return markMissing(ctx, rec);
+      ctx.tally.rehash.count++;
+      ctx.tally.rehash.bytes += h.size;
+      if (h.md5 !== rec.md5 || h.sha256 !== rec.sha256 || h.size !== rec.fileSize) {
+        const reason = h.md5 !== rec.md5 ? `md5 is now ${h.md5}` : h.sha256 !== rec.sha256 ? 'sha256 differs' : `size ${h.size} instead of ${rec.fileSize}`;
+        ctx.logger.warn('sweep: corrupt file', { md5: rec.md5, path: p, reason });
+        return markCorrupt(ctx, { path: p, md5: rec.md5, reason, ino: h.ino, mtimeMs: h.mtimeMs, size: h.size });
+      }
+      // Checked OK: record when, unless the record changed under us meanwhile.
+      const cur = ctx.cache.index.get(rec.md5);
+      if (cur && cur.sha256 === rec.sha256) ctx.cache.index.put({ ...cur, verifiedAt: nowIso(ctx) });
+    },
+    true,
+  );
+  return complete;
+}
+
+/** Move one file to quarantine if it is still the file that was judged. Returns the new path. */
+async function quarantine(ctx: SweepContext, s: Suspect): Promise<string | undefined> {
+  const st = await lstatOrUndefined(s.path);
+  if (!st || st.ino !== s.ino || st.mtimeMs !== s.mtimeMs || st.size !== s.size) {
+    ctx.logger.info('sweep: file changed since it was checked; left in place', { path: s.path });
+    return undefined;
+  }
+  const to = quarantineTarget(ctx.cache.cacheDir, path.basename(s.path), ctx.now(), (p) => fs.existsSync(p));
+  await fs.promises.mkdir(path.dirname(to), { recursive: true });
+  await fs.promises.rename(s.path, to);
+  ctx.report.quarantined.push({ path: s.path, to, reason: s.reason });
+  ctx.tally.quarantine.count++;
+  ctx.tally.quarantine.bytes += s.size;
+  ctx.logger.warn('sweep: quarantined', { path: s.path, to, reason: s.reason });
+  return to;
+}
+
+/** Step 3: corrupt files leave the type folders (kept, never deleted). */
+export async function stepQuarantine(ctx: SweepContext): Promise<void> {
+  let done = 0;
+  for (const s of ctx.suspects) {
+    ctx.signal.throwIfAborted();
+    try {
+      if ((await quarantine(ctx, s)) && s.md5) ctx.needRepair.add(s.md5);
+    } catch (e) {
+      ctx.logger.error('sweep: cannot quarantine', { path: s.path, error: String(e) });
+    }
+    ctx.progress('quarantine', ++done, ctx.suspects.length);
+  }
+}
+
+/** Step 4: restore missing and quarantined files from their URLs. */
+export async function stepRepair(ctx: SweepContext): Promise<void> {
+  const md5s = [...ctx.needRepair];
+  const { cache } = ctx;
+  let done = 0;
+  for (const md5 of md5s) {
+    ctx.signal.throwIfAborted();
+    const rec = cache.index.get(md5);
+    const p = rec && storePath(cache.cacheDir, rec);
+    // Removed meanwhile, or a download already put the bytes back.
+    if (!rec || !p || (await lstatOrUndefined(p))?.size === rec.fileSize) {
+      ctx.progress('repair', ++done, md5s.length);
+      continue;
+    }
+    const out = await repairRecord(rec, {
+      cacheDir: cache.cacheDir,
+      tmpDir: tmpDirOf(cache.cacheDir),
+      dispatcher: cache.dispatcher,
+      timeoutMs: cache.options.timeoutMs,
+      maxFileSize: cache.options.maxFileSize,
+      logger: ctx.logger,
+      signal: ctx.signal,
+      stillWanted: () => cache.index.get(md5)?.sha256 === rec.sha256,
+    });
+    for (const url of out.changed) ctx.report.changedUpstream.push({ md5, url });
+    if (out.repairedFrom) {
+      ctx.report.repaired.push({ md5, url: out.repairedFrom });
+      ctx.tally.repair.count++;
+      ctx.tally.repair.bytes += out.bytes;
+      const cur = cache.index.get(md5);
+      if (cur) cache.index.put({ ...cur, verifiedAt: nowIso(ctx) });
+    } else if (out.error) {
+      // The record stays (a later sweep retries); its file is absent, so the
+      // cache re-fetches on the next download of its URL instead of serving it.
+      ctx.report.unrepaired.push({ md5, error: out.error.toJSON() });
+    }
+    ctx.progress('repair', ++done, md5s.length);
+  }
+}
+
+interface Candidate {
+  path: string;
+  entry: FolderEntry & { kind: 'candidate' };
+}
+
+/** Step 5: adopt unknown well-formed files; quarantine everything else in the type folders. Returns false when cut short. */
+export async function stepAdopt(ctx: SweepContext): Promise<boolean> {
+  const { cache } = ctx;
+  const index = cache.index;
+  const candidates: Candidate[] = [];
+  const junk: Array<{ path: string; reason: string; st: fs.Stats }> = [];
+  for (const type of MEDIA_TYPES) {
+    const dir = path.join(cache.cacheDir, TYPE_DIRS[type]);
+    let names: fs.Dirent[];
+    try {
+      names = await fs.promises.readdir(dir, { withFileTypes: true });
+    } catch (e) {
+      if (errno(e) === 'ENOENT') continue;
+      throw e;
+    }
+    for (const d of names) {
+      const p = path.join(dir, d.name);
+      if (d.isDirectory()) {
+        ctx.logger.warn('sweep: unexpected folder in a type folder; left alone', { path: p });
+        continue;
+      }
+      const c = classifyFolderEntry(type, d.name, (md5) => index.get(md5));
+      if (c.kind === 'indexed') continue;
+      const st = await lstatOrUndefined(p);
+      if (!st) continue;
+      if (c.kind === 'junk') junk.push({ path: p, reason: c.reason, st });
+      else if (!st.isFile()) junk.push({ path: p, reason: 'not a regular file', st });
+      else candidates.push({ path: p, entry: c });
+    }
+  }
+  let done = 0;
+  const total = candidates.length + junk.length;
+  for (const j of junk) {
+    ctx.signal.throwIfAborted();
+    await quarantine(ctx, { path: j.path, reason: j.reason, ino: j.st.ino, mtimeMs: j.st.mtimeMs, size: j.st.size }).catch((e: unknown) =>
+      ctx.logger.error('sweep: cannot quarantine', { path: j.path, error: String(e) }),
+    );
+    ctx.progress('adopt', ++done, total);
+  }
+  return hashAll(
+    ctx,
+    candidates,
+    (c) => c.path,
+    (c) => (c.entry.expected.mediaType === 'image' ? IMAGE_HEAD_CAP : SNIFF_BYTES),
+    async (c, h) => {
+      ctx.progress('adopt', ++done, total);
+      if (!h) return;
+      const sniffed = h.head ? sniff(h.head.subarray(0, SNIFF_BYTES)) : undefined;
+      const problem = adoptionProblem(c.entry, h, sniffed);
+      // A download may have indexed this md5 while we hashed: nothing to do.
+      if (index.get(c.entry.md5)) return;
+      if (problem || !sniffed) {
+        await quarantine(ctx, { path: c.path, reason: problem ?? 'not media', ino: h.ino, mtimeMs: h.mtimeMs, size: h.size }).catch((e: unknown) =>
+          ctx.logger.error('sweep: cannot quarantine', { path: c.path, error: String(e) }),
+        );
+        return;
+      }
+      const rec: StoredRecord = {
+        md5: h.md5,
+        sha256: h.sha256,
+        fileSize: h.size,
+        mimeType: sniffed.mimeType,
+        mediaType: sniffed.mediaType,
+        extension: sniffed.extension,
+        urls: [],
+        fetchedAt: new Date(h.mtimeMs).toISOString(),
+        verifiedAt: nowIso(ctx),
+      };
+      const dims = sniffed.mediaType === 'image' && h.head ? imageDimensions(h.head) : undefined;
+      if (dims) {
+        rec.width = dims.width;
+        rec.height = dims.height;
+      }
+      index.put(rec);
+      ctx.report.adopted.push(rec.md5);
+      ctx.tally.adopt.count++;
+      ctx.tally.adopt.bytes += rec.fileSize;
+      ctx.logger.info('sweep: adopted', { md5: rec.md5, path: c.path });
+    },
+    !ctx.adoptAll,
+  );
+}
+
+/** Step 6: partial downloads left by a crash or a kill, older than a day. */
+export async function stepCleanTmp(ctx: SweepContext): Promise<void> {
+  const dir = tmpDirOf(ctx.cache.cacheDir);
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(dir);
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return;
+    throw e;
+  }
+  const nowMs = ctx.now().getTime();
+  let done = 0;
+  for (const name of names) {
+    const p = path.join(dir, name);
+    const st = await lstatOrUndefined(p);
+    if (st && isStaleTmp(st.mtimeMs, nowMs)) {
+      try {
+        await fs.promises.rm(p, { recursive: true, force: true });
+        ctx.report.cleanedTmp++;
+        ctx.tally['clean-tmp'].count++;
+        ctx.tally['clean-tmp'].bytes += st.isFile() ? st.size : 0;
+      } catch (e) {
+        ctx.logger.warn('sweep: cannot remove tmp leftover', { path: p, error: String(e) });
+      }
+    }
+    ctx.progress('clean-tmp', ++done, names.length);
+  }
+}
+
+export function abortedError(): MediaCacheError {
+  return new MediaCacheError('E_ABORTED', 'sweep stopped: closing');
+}
