@@ -80,7 +80,9 @@ const DEFAULTS = {
   maxRetryAfterMs: RETRY_DEFAULTS.maxRetryAfterMs,
 };
 
-type Resolved = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir'>> & { indexDir: string };
+/** The options after defaults, as the instance uses them (`cache.options`). */
+export type MediaCacheSettings = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir'>> & { indexDir: string };
+type Resolved = MediaCacheSettings;
 
 const MD5_PREFIX = /^[0-9a-f]{1,32}$/;
 
@@ -150,9 +152,13 @@ export class MediaCache {
   readonly cacheDir: string;
   readonly indexDir: string;
   readonly index: IndexDb;
+  /** Resolved options (frozen); the sweeper reads timeoutMs/maxFileSize from here. */
+  readonly options: Readonly<MediaCacheSettings>;
+  readonly logger: Logger;
+  /** The HTTP dispatcher every fetch (and a sweep's re-fetch) goes through. */
+  readonly dispatcher: Dispatcher;
   private readonly opts: Resolved;
   private readonly log: Logger;
-  private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
   private readonly tmpDir: string;
   private readonly net: Semaphore;
@@ -162,6 +168,8 @@ export class MediaCache {
 
   private constructor(o: Resolved, index: IndexDb, dispatcher: Dispatcher, ownsDispatcher: boolean) {
     this.opts = o;
+    this.options = Object.freeze({ ...o });
+    this.logger = o.logger;
     this.cacheDir = o.cacheDir;
     this.indexDir = o.indexDir;
     this.index = index;

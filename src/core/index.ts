@@ -1,6 +1,6 @@
 /** The package's public surface (`import { MediaCache } from 'mediacache'`). Re-exports only. */
 export { MediaCache } from './cache.js';
-export type { MediaCacheOptions, DownloadOptions, VerifyOutcome } from './cache.js';
+export type { MediaCacheOptions, MediaCacheSettings, DownloadOptions, VerifyOutcome } from './cache.js';
 export {
   MediaCacheError,
   ERROR_CODES,
