@@ -27,11 +27,9 @@ function packageVersion(): string {
   }
 }
 
-const EPILOGUE = [
-  'Exit codes: 0 success; 1 verify found corruption or a job failed; 2 usage error or not found;',
-  '3 the daemon cannot be reached.',
-  'The socket is --socket, else $MEDIACACHE_SOCKET, else the platform default the daemon uses.',
-].join('\n');
+const EPILOGUE =
+  'Exit codes: 0 success; 1 verify found corruption or a job failed; 2 usage error or not found; ' +
+  '3 the daemon cannot be reached. The socket is --socket, else $MEDIACACHE_SOCKET, else the platform default the daemon uses.';
 
 interface Raw {
   socket?: string;
@@ -176,6 +174,9 @@ export async function parseWithYargs(argv: readonly string[], width = 80): Promi
     )
     .completion('completion', 'print a bash/zsh completion script (mcctl completion >> ~/.bashrc)')
     .check((a) => {
+      for (const k of ['socket', 'timeout', 'file', 'state', 'limit']) {
+        if (Array.isArray(a[k])) throw new Error(`--${k} was given more than once`);
+      }
       if (a.timeout !== undefined && !(Number.isFinite(a.timeout) && (a.timeout as number) >= 0)) {
         throw new Error('--timeout must be a number of milliseconds (0 = none)');
       }
@@ -192,7 +193,10 @@ export async function parseWithYargs(argv: readonly string[], width = 80): Promi
     .fail((msg, err, inst) => {
       let help = '';
       inst.showHelp((s: string) => (help = s));
-      usageError = `${help}\n\n${msg ?? err?.message ?? 'usage error'}\n`;
+      let why = msg ?? err?.message ?? 'usage error';
+      // With recommendCommands yargs only says "Did you mean …?"; name the culprit too.
+      if (/^Did you mean/.test(why)) why = `Unknown command "${argv.find((a) => !a.startsWith('-')) ?? ''}". ${why}`;
+      usageError = `${help}\n\n${why}\n`;
       throw new Error('usage');
     });
 

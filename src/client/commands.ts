@@ -8,7 +8,7 @@
 import type { AddItem, EventName, RpcEvent } from '../core/protocol.js';
 import type { Command, GlobalOptions } from './args.js';
 import { EXIT, UsageError } from './exit-codes.js';
-import { AddProgress, type OutStream } from './progress.js';
+import type { OutStream } from './progress.js';
 import {
   renderAddItem,
   renderAddSummary,
@@ -97,7 +97,8 @@ async function add(ctx: Ctx, cmd: Extract<Command, { name: 'add' }>): Promise<nu
   let linesPrinted = false;
   if (urls.length > 0) {
     const client = await ctx.connect();
-    const live = cmd.wait && !ctx.globals.json ? new AddProgress({ stream: ctx.io.stdout, urls, now: ctx.io.now }) : undefined;
+    // Loaded only for --wait: the hot commands do not pay for it.
+    const live = cmd.wait && !ctx.globals.json ? new (await import('./progress.js')).AddProgress({ stream: ctx.io.stdout, urls, now: ctx.io.now }) : undefined;
     try {
       if (live) {
         // Subscribe before adding, so no event of our jobs can be missed.

@@ -140,7 +140,9 @@ export class RpcClient {
   private nextId = 1;
   private partial: Buffer[] = [];
   private partialLen = 0;
+  /** Why the connection ended, once known; errors are built lazily (an Error costs ms at start-up). */
   private closedWith: Error | undefined;
+  private closeDetail: string | undefined;
   private isClosed = false;
   private closedByUs = false;
 
@@ -153,7 +155,7 @@ export class RpcClient {
     this.maxFrameBytes = opts.maxFrameBytes ?? MAX_FRAME_BYTES * 64;
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', (e: Error) => {
-      this.closedWith ??= new ConnectionLostError(socketPath, (e as NodeJS.ErrnoException).code ?? e.message);
+      this.closeDetail ??= (e as NodeJS.ErrnoException).code ?? e.message;
     });
     sock.on('close', () => this.handleClose());
   }
@@ -188,7 +190,7 @@ export class RpcClient {
   /** Call a method and resolve with its result; rejects with RpcReplyError, RequestTimeoutError or ConnectionLostError. */
   call<M extends RpcMethodName>(method: M, params: RpcMethods[M]['params'], opts: CallOptions = {}): Promise<RpcMethods[M]['result']> {
     return new Promise((resolve, reject) => {
-      if (this.isClosed) return reject(this.closedWith ?? new ConnectionLostError(this.socketPath));
+      if (this.isClosed) return reject(this.closeError());
       const id = this.nextId++;
       const p: Pending = { method, resolve: resolve as (v: unknown) => void, reject };
       const ms = opts.timeoutMs ?? this.requestTimeoutMs;
@@ -212,7 +214,7 @@ export class RpcClient {
   /** Called once when the connection closes; `err` says why when it was not our doing. */
   onClose(fn: (err?: Error) => void): () => void {
     if (this.isClosed) {
-      queueMicrotask(() => fn(this.closedByUs ? undefined : this.closedWith));
+      queueMicrotask(() => fn(this.closedByUs ? undefined : this.closeError()));
       return () => undefined;
     }
     this.closeListeners.add(fn);
@@ -223,7 +225,7 @@ export class RpcClient {
   close(): void {
     if (this.isClosed) return;
     this.closedByUs = true;
-    this.closedWith ??= new ConnectionLostError(this.socketPath, 'closed by the client');
+    this.closeDetail ??= 'closed by the client';
     this.sock.destroy();
   }
 
@@ -295,18 +297,21 @@ export class RpcClient {
     this.handleClose();
   }
 
+  private closeError(): Error {
+    this.closedWith ??= new ConnectionLostError(this.socketPath, this.closeDetail);
+    return this.closedWith;
+  }
+
   private handleClose(): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    const err = this.closedWith ?? new ConnectionLostError(this.socketPath);
-    this.closedWith = err;
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const p of pending) {
       if (p.timer) clearTimeout(p.timer);
-      p.reject(err);
+      p.reject(this.closeError());
     }
-    for (const fn of [...this.closeListeners]) fn(this.closedByUs ? undefined : err);
+    for (const fn of [...this.closeListeners]) fn(this.closedByUs ? undefined : this.closeError());
     this.closeListeners.clear();
   }
 }
