@@ -33,9 +33,12 @@ export interface Conn {
   notify(event: unknown): void;
   /** Write raw bytes (framing tests). */
   raw(data: string | Buffer): void;
+  /** Send the result of request `id`. */
+  reply(id: number, result: unknown): void;
 }
 
-export type MethodHandler = (params: Record<string, unknown>, conn: Conn) => unknown;
+/** `id` is the request's id, for handlers that answer later themselves (NO_REPLY, then conn.reply). */
+export type MethodHandler = (params: Record<string, unknown>, conn: Conn, id: number) => unknown;
 
 export interface FakeServer {
   readonly socket: string;
@@ -62,6 +65,7 @@ export async function startFakeServer(handlers: Record<string, MethodHandler> = 
       sock,
       notify: (event) => void sock.write(JSON.stringify({ jsonrpc: '2.0', method: 'event', params: event }) + '\n'),
       raw: (data) => void sock.write(data),
+      reply: (id, result) => void sock.write(JSON.stringify({ jsonrpc: '2.0', id, result }) + '\n'),
     };
     conns.add(conn);
     sock.on('close', () => conns.delete(conn));
@@ -85,7 +89,7 @@ export async function startFakeServer(handlers: Record<string, MethodHandler> = 
     let reply: unknown;
     try {
       if (!fn) throw new RpcFault(RPC_ERRORS.METHOD_NOT_FOUND, `Method not found: ${msg.method}`);
-      const result = await fn(msg.params ?? {}, conn);
+      const result = await fn(msg.params ?? {}, conn, msg.id);
       if (result === NO_REPLY) return;
       reply = { jsonrpc: '2.0', id: msg.id, result: result ?? null };
     } catch (e) {
