@@ -1,0 +1,72 @@
+/**
+ * Run a program under a real seccomp allow-list, the way systemd applies
+ * `SystemCallFilter=` with `SystemCallErrorNumber=EPERM`: every system call
+ * not in the list fails with EPERM. Lets the e2e test prove that Node and the
+ * daemon work inside the unit's filter without a running systemd.
+ *
+ * A 30-line C program built on demand with the system's cc against
+ * libseccomp.so.2 (declared here: the -dev headers are often missing). Returns
+ * undefined where there is no compiler or no libseccomp — callers skip.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+
+const SOURCE = String.raw`
+#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+typedef void *scmp_filter_ctx;
+extern scmp_filter_ctx seccomp_init(uint32_t def_action);
+extern int seccomp_rule_add(scmp_filter_ctx ctx, uint32_t action, int syscall, unsigned int arg_cnt, ...);
+extern int seccomp_syscall_resolve_name(const char *name);
+extern int seccomp_load(scmp_filter_ctx ctx);
+#define SCMP_ACT_ALLOW 0x7fff0000U
+#define SCMP_ACT_ERRNO(x) (0x00050000U | ((x) & 0x0000ffffU))
+/* usage: seccomp-run ALLOWLIST_FILE PROGRAM ARGS... (one syscall name a line) */
+int main(int argc, char **argv) {
+  if (argc < 3) { fprintf(stderr, "usage: %s allowlist program [args]\n", argv[0]); return 97; }
+  FILE *f = fopen(argv[1], "r");
+  if (!f) { perror(argv[1]); return 96; }
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(1)); /* EPERM */
+  if (!ctx) { fprintf(stderr, "seccomp_init failed\n"); return 95; }
+  char line[128];
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    int nr = seccomp_syscall_resolve_name(line);
+    if (nr >= 0 && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) != 0) { fprintf(stderr, "rule %s failed\n", line); return 94; }
+  }
+  fclose(f);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) { perror("no_new_privs"); return 93; }
+  if (seccomp_load(ctx)) { perror("seccomp_load"); return 99; }
+  execv(argv[2], argv + 2);
+  perror("execv");
+  return 98;
+}
+`;
+
+let built: string | null | undefined;
+
+/** Path of the compiled runner, or null where it cannot be built here. */
+export function seccompRunner(): string | null {
+  if (built !== undefined) return built;
+  built = null;
+  if (process.platform !== 'linux') return built;
+  const hash = crypto.createHash('sha256').update(SOURCE).digest('hex').slice(0, 12);
+  const dir = path.join(os.tmpdir(), `mediacache-seccomp-${hash}`);
+  const bin = path.join(dir, 'seccomp-run');
+  if (fs.existsSync(bin)) return (built = bin);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const src = path.join(dir, `seccomp-run-${process.pid}.c`);
+  fs.writeFileSync(src, SOURCE);
+  const tmpBin = `${bin}.${process.pid}`;
+  const r = spawnSync('cc', ['-O1', '-o', tmpBin, src, '-l:libseccomp.so.2'], { encoding: 'utf8' });
+  fs.rmSync(src, { force: true });
+  if (r.status !== 0) return built;
+  fs.renameSync(tmpBin, bin); // atomic: parallel test files never run a half-written binary
+  return (built = bin);
+}
