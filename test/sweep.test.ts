@@ -11,9 +11,6 @@ import type { RpcEvent, SweepReport } from '../src/core/protocol.js';
 import { TYPE_DIRS, MEDIA_TYPES } from '../src/core/types.js';
 import { startOrigin, fixture, type Origin } from './helpers/origin.js';
 
-// TEMP until MediaCache exposes dispatcher/options/logger
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const TMP = (c: any): any => ({ cacheDir: c.cacheDir, index: c.index, dispatcher: c.dispatcher, options: c.opts, logger: c.log });
 const md5 = (b: Buffer): string => crypto.createHash('md5').update(b).digest('hex');
 
 /** Every file under the type folders, with its size and whether it hashes to its name. */
@@ -154,7 +151,7 @@ t.test('a sweep repairs, quarantines, adopts, cleans, and the stats agree with t
   fs.utimesSync(stale, twoDaysAgo, twoDaysAgo);
 
   const events: RpcEvent[] = [];
-  const sweeper = new Sweeper(TMP(cache), { progressIntervalMs: 0 });
+  const sweeper = new Sweeper(cache, { progressIntervalMs: 0 });
   sweeper.on('event', (e: RpcEvent) => events.push(e));
   t.teardown(() => sweeper.close());
   const report = await sweeper.run();
@@ -250,7 +247,7 @@ t.test('content changed upstream is reported, never stored under the old name', 
   fs.rmSync(recA.localPath);
   fs.writeFileSync(recG.localPath, Buffer.alloc(png.length, 7)); // same size, wrong bytes
 
-  const sweeper = new Sweeper(TMP(cache));
+  const sweeper = new Sweeper(cache);
   t.teardown(() => sweeper.close());
   const report = await sweeper.run();
   t.same(report.changedUpstream, [{ md5: recA.md5, url: origin.url('/a.jpg') }]);
@@ -281,7 +278,7 @@ t.test('incremental sweeps resume oldest-first and cover every file', async (t) 
   for (let i = 0; i < n; i++) await cache.download(origin.url(`/p${i}.png`));
   const before = new Map([...cache.index.records()].map((r) => [r.md5, r.verifiedAt]));
   // 20 kB files at 0.1 MB/s: ~200 ms each; 500 ms per sweep -> two or so per run
-  const sweeper = new Sweeper(TMP(cache), { rateMBps: 0.1, maxDurationMs: 500, threads: 1 });
+  const sweeper = new Sweeper(cache, { rateMBps: 0.1, maxDurationMs: 500, threads: 1 });
   t.teardown(() => sweeper.close());
   const seen = new Set<string>();
   const perRun: string[][] = [];
@@ -306,7 +303,7 @@ t.test('incremental sweeps resume oldest-first and cover every file', async (t) 
 t.test('two concurrent runs share one sweep; close stops a running one', async (t) => {
   const { origin, cache } = await setup(t, { '/a.jpg': fixture('sample.jpg') });
   await cache.download(origin.url('/a.jpg'));
-  const sweeper = new Sweeper(TMP(cache));
+  const sweeper = new Sweeper(cache);
   const p1 = sweeper.run();
   const s2 = sweeper.start();
   const p3 = sweeper.run();
@@ -332,7 +329,7 @@ t.test('two concurrent runs share one sweep; close stops a running one', async (
   await t.rejects(slow, { code: 'E_ABORTED' });
   t.equal(sweeper.running, false);
   await t.rejects(sweeper.run(), { code: 'E_UNAVAILABLE' });
-  t.throws(() => new Sweeper(TMP(cache), { threads: 0 }), { code: 'E_BAD_REQUEST' });
+  t.throws(() => new Sweeper(cache, { threads: 0 }), { code: 'E_BAD_REQUEST' });
 });
 
 t.test('recovery run adopts every file back after the index is lost', async (t) => {
@@ -348,7 +345,7 @@ t.test('recovery run adopts every file back after the index is lost', async (t) 
   const cache = await MediaCache.open({ cacheDir: path.join(dir, 'c2'), retries: 0 });
   t.equal(cache.index.size, 0);
   t.equal(cache.index.needsRebuild, true, 'the index says it needs a rebuild');
-  const sweeper = new Sweeper(TMP(cache), { maxDurationMs: 1 });
+  const sweeper = new Sweeper(cache, { maxDurationMs: 1 });
   t.teardown(() => sweeper.close());
   const r = await sweeper.run({ adopt: true });
   t.same(r.adopted.sort(), recs.map((x) => x.md5).sort());

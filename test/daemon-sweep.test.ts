@@ -1,0 +1,120 @@
+/**
+ * End-to-end: the real mediacached repairs on its own schedule, and rebuilds
+ * its index from the files on disk when the index is gone or damaged.
+ */
+import t, { type Test } from 'tap';
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { startDaemon, type DaemonHandle } from './helpers/daemon.js';
+import { startOrigin, fixture, type Origin } from './helpers/origin.js';
+import { waitFor } from './helpers/wait.js';
+import type { SweepReport } from '../src/core/protocol.js';
+import type { MediaRecord } from '../src/core/types.js';
+
+const FILES = ['sample.jpg', 'sample.png', 'sample.mp3', 'sample.pdf', 'sample.webm'];
+const md5 = (b: Buffer): string => crypto.createHash('md5').update(b).digest('hex');
+
+async function origin(t: Test): Promise<Origin> {
+  const o = await startOrigin();
+  for (const f of FILES) o.route(`/${f}`, { body: fixture(f) });
+  t.teardown(() => o.close());
+  return o;
+}
+
+async function addAll(d: DaemonHandle, o: Origin): Promise<MediaRecord[]> {
+  const res = await d.rpc('add', { urls: FILES.map((f) => o.url(`/${f}`)), wait: true });
+  const recs = res.items.map((i) => i.record);
+  if (recs.some((r) => !r)) throw new Error(`add failed: ${JSON.stringify(res.items)}`);
+  return recs as MediaRecord[];
+}
+
+function indexedTotal(recs: MediaRecord[]): { files: number; size: number } {
+  return { files: recs.length, size: recs.reduce((a, r) => a + r.fileSize, 0) };
+}
+
+t.test('a daemon on "* * * * *" repairs a corrupted file by itself', async (t) => {
+  const o = await origin(t);
+  const d = await startDaemon(t, { args: ['--sweep-schedule', '* * * * *'] });
+  const status = await d.rpc('status', {});
+  t.ok(status.nextSweepAt, 'status shows the next sweep');
+  const inMs = Date.parse(status.nextSweepAt!) - Date.now();
+  t.ok(inMs > -5000 && inMs <= 61_000, `next sweep within a minute (${inMs} ms)`);
+
+  const [rec] = await addAll(d, o);
+  const good = fixture('sample.jpg');
+  const bad = Buffer.from(good);
+  bad[bad.length - 20] ^= 0x55; // same size: only a re-hash can see it
+  fs.writeFileSync(rec.localPath, bad);
+  const c = await d.connect();
+  await c.call('subscribe', { events: ['sweep.done'] });
+
+  await waitFor(() => fs.existsSync(rec.localPath) && md5(fs.readFileSync(rec.localPath)) === rec.md5, {
+    timeoutMs: 75_000,
+    intervalMs: 250,
+    what: 'the scheduled sweep to restore the file',
+  });
+  t.same(fs.readFileSync(rec.localPath), good, 'original bytes back');
+  const ev = await c.nextEvent((e) => e.type === 'sweep.done' && e.report.repaired.some((r) => r.md5 === rec.md5));
+  const report = (ev as { report: SweepReport }).report;
+  t.same(report.corrupt, [rec.md5]);
+  t.equal(report.repaired[0].url, o.url('/sample.jpg'));
+  const q = report.quarantined.find((x) => x.path === rec.localPath);
+  t.ok(q, 'the bad copy was quarantined');
+  t.same(fs.readFileSync(q!.to), bad, 'and kept');
+  t.ok(q!.to.startsWith(path.join(d.cacheDir, '.quarantine') + path.sep));
+  const after = await d.rpc('status', {});
+  t.ok(after.lastSweep, 'status shows the last sweep');
+  t.ok(Date.parse(after.nextSweepAt!) > Date.parse(status.nextSweepAt!), 'next sweep moved on');
+});
+
+t.test('index folder deleted: start-up adopts every file back', async (t) => {
+  const o = await origin(t);
+  const d = await startDaemon(t);
+  const recs = await addAll(d, o);
+  const before = await d.rpc('stats', {});
+  t.same({ files: before.totalFiles, size: before.totalSize }, indexedTotal(recs));
+  await d.stop();
+  fs.rmSync(path.join(d.cacheDir, 'index'), { recursive: true, force: true });
+
+  const d2 = await startDaemon(t, { root: d.root });
+  const st = await waitFor(
+    async () => {
+      const s = await d2.rpc('stats', {});
+      return s.totalFiles === recs.length ? s : undefined;
+    },
+    { timeoutMs: 30_000, what: 'stats to show every file again' },
+  );
+  t.equal(st.totalSize, before.totalSize);
+  t.same(st.byType, before.byType);
+  for (const r of recs) {
+    const found = await d2.rpc('find', { md5: r.md5 });
+    t.match(found, { md5: r.md5, sha256: r.sha256, mediaType: r.mediaType, extension: r.extension, fileSize: r.fileSize });
+  }
+});
+
+t.test('a shard full of garbage: kept aside as *.corrupt-*, its files adopted back', async (t) => {
+  const o = await origin(t);
+  const d = await startDaemon(t);
+  const recs = await addAll(d, o);
+  await d.stop();
+  const victim = recs[1];
+  const shard = path.join(d.cacheDir, 'index', 'records', `${victim.md5.slice(0, 2)}.json`);
+  t.ok(fs.existsSync(shard), 'the shard file exists');
+  fs.writeFileSync(shard, '{"v":1,"records":[{"md5": garbage \u0000\u0001 ');
+
+  const d2 = await startDaemon(t, { root: d.root });
+  await waitFor(
+    async () => {
+      const s = await d2.rpc('stats', {});
+      return s.totalFiles === recs.length;
+    },
+    { timeoutMs: 30_000, what: 'stats to show every file again' },
+  );
+  const st = await d2.rpc('stats', {});
+  t.same({ files: st.totalFiles, size: st.totalSize }, indexedTotal(recs));
+  const aside = fs.readdirSync(path.dirname(shard)).filter((n) => n.startsWith(`${path.basename(shard)}.corrupt-`));
+  t.equal(aside.length, 1, 'the damaged shard is kept aside');
+  t.match(fs.readFileSync(path.join(path.dirname(shard), aside[0]), 'utf8'), /garbage/);
+  t.match(await d2.rpc('find', { md5: victim.md5 }), { md5: victim.md5, sha256: victim.sha256 });
+});
