@@ -182,6 +182,9 @@ export class Inbox {
     try {
       await this.process(p, seen);
       this.pending.delete(p);
+      // Events for a new file of the same name that arrived during intake were
+      // absorbed by the pending entry: look again (a no-op when nothing is there).
+      this.consider(p);
     } catch (e) {
       this.log.error('inbox file not taken; will retry', { file: p, error: String(e) });
       if (!this.closed) this.schedule(p, seen, this.retryMs);
