@@ -59,7 +59,9 @@ async function childMain() {
     /* not Linux */
   }
   const bytes = recs.reduce((s, r) => s + r.fileSize, 0);
-  process.stdout.write(`${JSON.stringify({ ms, files: recs.length, bytes, peakRss: hwm ?? peak, sampledRss: peak })}\n`);
+  const cpu = process.cpuUsage();
+  const cpuMs = (cpu.user + cpu.system) / 1000;
+  process.stdout.write(`${JSON.stringify({ ms, cpuMs, files: recs.length, bytes, peakRss: hwm ?? peak, sampledRss: peak })}\n`);
 }
 
 // ---------------------------------------------------------------- data
@@ -180,6 +182,25 @@ function run(cmd, argv, opts = {}) {
   });
 }
 
+/** Run `sh -c script sh ...args`; the script writes its /proc stat to fd 3 after its child exits. */
+function runWithChildCpu(script, argv) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn('sh', ['-c', script, 'sh', ...argv], { stdio: ['ignore', 'inherit', 'inherit', 'pipe'] });
+    let stat = '';
+    child.stdio[3].on('data', (d) => (stat += d));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      const ms = performance.now() - t0;
+      if (code !== 0) return reject(new Error(`curl exited with ${code}`));
+      // Fields after the ")" of comm: index 13/14 are cutime/cstime in clock ticks (USER_HZ = 100 on Linux).
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(rest[13]) + Number(rest[14]);
+      resolve({ ms, cpuMs: Number.isFinite(ticks) ? ticks * 10 : undefined });
+    });
+  });
+}
+
 function hasCurl() {
   return new Promise((resolve) => {
     const c = spawn('curl', ['--version'], { stdio: 'ignore' });
@@ -220,8 +241,11 @@ async function runCurl(tmp, set, urls, names, workers) {
   const cfg = path.join(tmp, `${set}.curlrc`);
   fs.writeFileSync(cfg, urls.map((u, i) => `url = "${u}"\noutput = "${path.join(outDir, names[i])}"\n`).join(''));
   try {
-    const { ms } = await run('curl', ['-Z', '--parallel-max', String(workers), '--parallel-immediate', '-s', '-S', '--fail', '-K', cfg]);
-    return { ms, ...dirBytes(outDir) };
+    const curlArgs = ['-Z', '--parallel-max', String(workers), '--parallel-immediate', '-s', '-S', '--no-progress-meter', '--fail', '-K', cfg];
+    // Through sh so that, on Linux, the shell's /proc stat gives curl's CPU time (cutime + cstime).
+    const script = 'curl "$@"; s=$?; [ -r /proc/$$/stat ] && cat /proc/$$/stat >&3; exit $s';
+    const { ms, cpuMs } = await runWithChildCpu(script, curlArgs);
+    return { ms, cpuMs, ...dirBytes(outDir) };
   } finally {
     fs.rmSync(outDir, { recursive: true, force: true });
   }
@@ -279,10 +303,13 @@ async function main() {
       const oMs = median(ours.map((o) => o.ms));
       const kMs = curl ? median(theirs.map((k) => k.ms)) : undefined;
       const peak = Math.max(...ours.map((o) => o.peakRss));
+      const oCpu = median(ours.map((o) => o.cpuMs));
+      const kCpu = curl && theirs.every((k) => k.cpuMs !== undefined) ? median(theirs.map((k) => k.cpuMs)) : undefined;
       const res = {
         set, files: d.names.length, bytes: d.bytes, workers: c.workers, runs,
         oursMs: Math.round(oMs), curlMs: kMs && Math.round(kMs), ratio: kMs ? +(oMs / kMs).toFixed(2) : undefined,
         peakRssMiB: +(peak / MiB).toFixed(1), target: c.target,
+        oursCpuMs: Math.round(oCpu), curlCpuMs: kCpu && Math.round(kCpu), loadavg: os.loadavg()[0],
       };
       results.push(res);
       console.log(
@@ -291,6 +318,10 @@ async function main() {
           (kMs ? ` | curl ${fmtMs(kMs)} (${(d.names.length / (kMs / 1000)).toFixed(0)} files/s, ${mbps(d.bytes, kMs)} MiB/s)` +
             ` | ratio ${res.ratio}x (target <= ${c.target}x) ${res.ratio <= c.target ? 'OK' : 'OVER'}` : '') +
           ` | peak RSS ${res.peakRssMiB} MiB (target < 150) ${peak < 150 * MiB ? 'OK' : 'OVER'}`,
+      );
+      console.log(
+        `      CPU time: ours ${fmtMs(oCpu)}${kCpu !== undefined ? `, curl ${fmtMs(kCpu)} (${(oCpu / kCpu).toFixed(2)}x)` : ''};` +
+          ` load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} CPUs (wall ratios are only meaningful on an idle machine)`,
       );
     }
     if (args.json) console.log(JSON.stringify(results));

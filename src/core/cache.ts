@@ -337,9 +337,10 @@ export class MediaCache {
     }
     try {
       return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href));
-    } finally {
-      // Renamed into place on success; otherwise this removes the leftover.
+    } catch (e) {
+      // commit() renames or drops the tmp file when it succeeds; on failure it may be left.
       await dropFile(fetched.tmpPath);
+      throw e;
     }
   }
 
@@ -349,6 +350,7 @@ export class MediaCache {
     const nowIso = new Date(this.opts.now()).toISOString();
     if (existing) {
       if (existing.sha256 !== f.sha256) {
+        await dropFile(f.tmpPath);
         this.log.error('md5 collision refused', { url: href, md5: f.md5, cachedSha256: existing.sha256, sha256: f.sha256 });
         throw new MediaCacheError(
           'E_INTEGRITY',
@@ -361,6 +363,8 @@ export class MediaCache {
         // The cached copy is gone or damaged: the fresh, verified bytes repair it.
         await commitTmp(f.tmpPath, finalPath);
         this.log.info('repaired cached file', { url: href, md5: f.md5, path: finalPath });
+      } else {
+        await dropFile(f.tmpPath);
       }
       const updated: StoredRecord = {
         ...existing,
