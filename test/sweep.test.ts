@@ -237,25 +237,42 @@ t.test('a sweep repairs, quarantines, adopts, cleans, and the stats agree with t
 t.test('content changed upstream is reported, never stored under the old name', async (t) => {
   const jpg = fixture('sample.jpg');
   const png = fixture('sample.png');
-  const { origin, cache, dir } = await setup(t, { '/a.jpg': jpg, '/gone.png': png });
+  const mp3 = fixture('sample.mp3');
+  const { origin, cache, dir } = await setup(t, { '/a.jpg': jpg, '/gone.png': png, '/grown.mp3': mp3, '/html.mp3': mp3 });
   const recA = await cache.download(origin.url('/a.jpg'));
   const recG = await cache.download(origin.url('/gone.png'));
-  // upstream now serves other (valid) media at a.jpg, and gone.png is 404
+  const recM = await cache.download(origin.url('/grown.mp3'));
+  await cache.download(origin.url('/html.mp3'));
+  // upstream now serves other (valid) media at a.jpg, and gone.png is 404;
+  // the mp3 has two URLs: one serves a larger file now, the other an HTML page
   const other = fixture('sample.gif');
   origin.route('/a.jpg', { body: other });
   origin.route('/gone.png', { status: 404, body: 'nope' });
+  origin.route('/grown.mp3', { body: Buffer.concat([mp3, mp3]) });
+  origin.route('/html.mp3', { headers: { 'content-type': 'text/html' }, body: '<!doctype html><html><body>moved</body></html>' });
   fs.rmSync(recA.localPath);
+  fs.rmSync(recM.localPath);
   fs.writeFileSync(recG.localPath, Buffer.alloc(png.length, 7)); // same size, wrong bytes
 
   const sweeper = new Sweeper(cache);
   t.teardown(() => sweeper.close());
   const report = await sweeper.run();
-  t.same(report.changedUpstream, [{ md5: recA.md5, url: origin.url('/a.jpg') }]);
+  t.same(
+    report.changedUpstream,
+    [
+      { md5: recA.md5, url: origin.url('/a.jpg') },
+      { md5: recM.md5, url: origin.url('/grown.mp3') },
+      { md5: recM.md5, url: origin.url('/html.mp3') },
+    ],
+    'each URL that changed is reported',
+  );
   t.same(report.repaired, []);
   const un = new Map(report.unrepaired.map((u) => [u.md5, u.error]));
   t.equal(un.get(recA.md5)?.code, 'E_INTEGRITY');
   t.match(un.get(recA.md5)?.message, /changed upstream/);
   t.equal(un.get(recG.md5)?.code, 'E_HTTP');
+  t.equal(un.get(recM.md5)?.code, 'E_INTEGRITY');
+  t.notOk(fs.existsSync(recM.localPath));
   t.same(report.corrupt, [recG.md5]);
   t.notOk(fs.existsSync(recA.localPath), 'nothing under the old name');
   t.notOk(fs.existsSync(recG.localPath), 'the bad copy left the type folder');
@@ -264,7 +281,7 @@ t.test('content changed upstream is reported, never stored under the old name', 
   // the record stays, so a later sweep retries; it is not served as present
   t.ok(cache.index.get(recA.md5), 'record kept for a later retry');
   const again = await sweeper.run();
-  t.same(again.missing.sort(), [recA.md5, recG.md5].sort(), 'still missing on the next sweep');
+  t.same(again.missing.sort(), [recA.md5, recG.md5, recM.md5].sort(), 'still missing on the next sweep');
   const fresh = await cache.download(origin.url('/a.jpg'));
   t.equal(fresh.md5, md5(other), 'a download of the URL re-fetches instead of serving the missing file');
 });
@@ -354,6 +371,11 @@ t.test('recovery run adopts every file back after the index is lost', async (t) 
     t.match(cache.find(rec.md5), { mediaType: rec.mediaType, extension: rec.extension, sha256: rec.sha256, fileSize: rec.fileSize });
   }
   t.match(cache.find(recs[0].md5), { width: 64, height: 48 });
+  // an adopted record knows no URL: when its file goes, it cannot be repaired
+  fs.rmSync(recs[1].localPath);
+  const r2 = await sweeper.run();
+  t.same(r2.missing, [recs[1].md5]);
+  t.match(r2.unrepaired, [{ md5: recs[1].md5, error: { code: 'E_NOT_FOUND', message: /no URL/ } }]);
   await sweeper.close();
   await cache.close();
 });

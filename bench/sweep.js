@@ -1,0 +1,183 @@
+// Sweep benchmark.
+//
+//   node bench/sweep.js [--files 64] [--file-mib 16] [--runs 2] [--rate 50]
+//                       [--dl-files 4] [--dl-mib 64] [--sets rehash,downloads]
+//
+// 1. rehash: builds a cache of --files x --file-mib MiB (default 1 GiB) by
+//    writing `{md5}.pdf` files and letting a sweep adopt them, then times a
+//    full re-hash by the Sweeper (2 worker threads, MD5 + SHA-256 in one pass)
+//    against `md5sum` (MD5 only, one process) over the same files, each run
+//    --runs times (best kept; files are in the page cache for both). Target:
+//    the sweep takes <= 0.7x md5sum's time.
+// 2. downloads: throughput of MediaCache downloads from a loopback origin in a
+//    child process (bench/origin.js), alone and while a sweep throttled to
+//    --rate MB/s re-hashes the cache above. Target: >= 80% of the speed.
+//
+// Needs `npm run build` first (imports ../dist). Temp data is removed at the end.
+import { spawn, execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const MiB = 1024 * 1024;
+
+function parseArgs(argv) {
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) continue;
+    const [k, inline] = a.slice(2).split('=', 2);
+    if (inline !== undefined) out[k] = inline;
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[k] = argv[++i];
+    else out[k] = true;
+  }
+  return out; // unknown flags are ignored: bench/run.js forwards the same args to every bench
+}
+const args = parseArgs(process.argv.slice(2));
+const num = (k, d) => (args[k] === undefined ? d : Number(args[k]));
+const FILES = num('files', 64);
+const FILE_MIB = num('file-mib', 16);
+const RUNS = Math.max(1, num('runs', 2));
+const RATE = num('rate', 50);
+const DL_FILES = num('dl-files', 4);
+const DL_MIB = num('dl-mib', 64);
+const SETS = String(args.sets ?? 'rehash,downloads').split(',');
+
+const { MediaCache } = await import('../dist/core/cache.js');
+const { Sweeper } = await import('../dist/core/sweep.js');
+
+const fmt = (ms) => `${(ms / 1000).toFixed(2)} s`;
+const mbps = (bytes, ms) => (bytes / 1e6 / (ms / 1000)).toFixed(1);
+
+/** A PDF-looking file (so sniffing accepts it) of `size` bytes, unique per `seed`. */
+function makeBody(base, seed) {
+  const head = Buffer.from(`%PDF-1.7\n% bench ${seed} ${crypto.randomBytes(8).toString('hex')}\n`);
+  const buf = Buffer.from(base);
+  head.copy(buf, 0);
+  return buf;
+}
+
+async function writeCacheFiles(dir, count, size) {
+  const docs = path.join(dir, 'documents');
+  fs.mkdirSync(docs, { recursive: true });
+  const base = crypto.randomBytes(size);
+  const paths = [];
+  for (let i = 0; i < count; i++) {
+    const body = makeBody(base, i);
+    const md5 = crypto.createHash('md5').update(body).digest('hex');
+    const p = path.join(docs, `${md5}.pdf`);
+    fs.writeFileSync(p, body);
+    paths.push(p);
+  }
+  return paths;
+}
+
+async function timeMd5sum(paths) {
+  const t0 = performance.now();
+  await promisify(execFile)('md5sum', paths, { maxBuffer: 64 * MiB });
+  return performance.now() - t0;
+}
+
+function startOrigin(dir) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(HERE, 'origin.js'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const rl = readline.createInterface({ input: child.stdout });
+    rl.once('line', (line) => resolve({ child, port: JSON.parse(line).port }));
+    child.once('error', reject);
+    child.once('exit', (c) => reject(new Error(`origin exited ${c}`)));
+  });
+}
+
+async function downloadAll(cacheDir, urls) {
+  const cache = await MediaCache.open({ cacheDir, concurrency: 2, timeoutMs: 120_000 });
+  try {
+    const t0 = performance.now();
+    const recs = await cache.downloadMany(urls, { maxWorkers: 2, force: true });
+    const ms = performance.now() - t0;
+    if (recs.length !== urls.length) throw new Error(`only ${recs.length}/${urls.length} downloads succeeded`);
+    return { ms, bytes: recs.reduce((a, r) => a + r.fileSize, 0) };
+  } finally {
+    await cache.close();
+  }
+}
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-bench-sweep-'));
+const cacheDir = path.join(root, 'cache');
+let origin;
+try {
+  console.log(`cache: ${FILES} x ${FILE_MIB} MiB = ${((FILES * FILE_MIB) / 1024).toFixed(2)} GiB in ${root}; cpus ${os.cpus().length}`);
+  const t0 = performance.now();
+  const paths = await writeCacheFiles(cacheDir, FILES, FILE_MIB * MiB);
+  const totalBytes = FILES * FILE_MIB * MiB;
+  console.log(`wrote files in ${fmt(performance.now() - t0)}`);
+
+  const cache = await MediaCache.open({ cacheDir });
+  const adoptRun = await new Sweeper(cache, { threads: 2 }).run({ adopt: true });
+  console.log(`adopt sweep: ${adoptRun.adopted.length} adopted, ${fmt(adoptRun.durationMs)} (${mbps(adoptRun.bytesHashed, adoptRun.durationMs)} MB/s)`);
+  if (adoptRun.adopted.length !== FILES) throw new Error('not every file was adopted');
+
+  if (SETS.includes('rehash')) {
+    let bestSweep = Infinity;
+    let bestRehashStep = Infinity;
+    let bestMd5sum = Infinity;
+    for (let r = 0; r < RUNS; r++) {
+      const sweeper = new Sweeper(cache, { threads: 2, rateMBps: 0 });
+      const rep = await sweeper.run();
+      if (rep.checked !== FILES || rep.corrupt.length) throw new Error(`sweep checked ${rep.checked}, corrupt ${rep.corrupt.length}`);
+      const step = rep.steps.find((s) => s.name === 'rehash');
+      bestSweep = Math.min(bestSweep, rep.durationMs);
+      bestRehashStep = Math.min(bestRehashStep, step.durationMs);
+      const m = await timeMd5sum(paths);
+      bestMd5sum = Math.min(bestMd5sum, m);
+      console.log(`run ${r + 1}: sweep ${fmt(rep.durationMs)} (rehash step ${fmt(step.durationMs)}), md5sum ${fmt(m)}`);
+    }
+    console.log(
+      `REHASH best of ${RUNS}: sweep (md5+sha256, 2 threads) ${fmt(bestSweep)} = ${mbps(totalBytes, bestSweep)} MB/s; ` +
+        `md5sum ${fmt(bestMd5sum)} = ${mbps(totalBytes, bestMd5sum)} MB/s; ratio sweep/md5sum = ${(bestSweep / bestMd5sum).toFixed(2)}x ` +
+        `(rehash step alone ${(bestRehashStep / bestMd5sum).toFixed(2)}x; target <= 0.70x)`,
+    );
+  }
+
+  if (SETS.includes('downloads')) {
+    const originDir = path.join(root, 'origin');
+    fs.mkdirSync(originDir);
+    const base = crypto.randomBytes(DL_MIB * MiB);
+    for (let i = 0; i < DL_FILES; i++) fs.writeFileSync(path.join(originDir, `f${i}.pdf`), makeBody(base, `dl${i}`));
+    origin = await startOrigin(originDir);
+    const urls = Array.from({ length: DL_FILES }, (_, i) => `http://127.0.0.1:${origin.port}/f${i}.pdf`);
+    await downloadAll(path.join(root, 'dl-warm'), urls); // warm the page cache and the JIT
+    let alone = { ms: Infinity, bytes: 0 };
+    let withSweep = { ms: Infinity, bytes: 0 };
+    for (let r = 0; r < RUNS; r++) {
+      const a = await downloadAll(path.join(root, `dl-a${r}`), urls);
+      if (a.ms < alone.ms) alone = a;
+      const sweeper = new Sweeper(cache, { threads: 2, rateMBps: RATE });
+      const sweep = sweeper.run();
+      // Let the sweep reach its rehash step before the downloads start.
+      await new Promise((res) => setTimeout(res, 300));
+      const w = await downloadAll(path.join(root, `dl-w${r}`), urls);
+      const stillRunning = sweeper.running;
+      await sweeper.close();
+      await sweep.catch(() => undefined);
+      if (!stillRunning) console.log('warning: the sweep ended before the downloads did; raise --files or lower --rate');
+      if (w.ms < withSweep.ms) withSweep = w;
+      console.log(`run ${r + 1}: downloads alone ${mbps(a.bytes, a.ms)} MB/s, during a ${RATE} MB/s sweep ${mbps(w.bytes, w.ms)} MB/s`);
+      for (const d of [`dl-a${r}`, `dl-w${r}`]) fs.rmSync(path.join(root, d), { recursive: true, force: true });
+    }
+    const ra = alone.bytes / alone.ms;
+    const rw = withSweep.bytes / withSweep.ms;
+    console.log(
+      `DOWNLOADS best of ${RUNS} (${DL_FILES} x ${DL_MIB} MiB, 2 at a time): alone ${mbps(alone.bytes, alone.ms)} MB/s, ` +
+        `during sweep at ${RATE} MB/s ${mbps(withSweep.bytes, withSweep.ms)} MB/s; ratio ${((rw / ra) * 100).toFixed(0)}% (target >= 80%)`,
+    );
+  }
+  await cache.close();
+} finally {
+  origin?.child.kill('SIGTERM');
+  fs.rmSync(root, { recursive: true, force: true });
+}
