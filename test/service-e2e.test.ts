@@ -339,3 +339,54 @@ t.test(
     }
   },
 );
+
+const UNSHARE = ['/usr/bin/unshare', '/bin/unshare'].find((p) => fs.existsSync(p));
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
+const CAN_SANDBOX = process.getuid?.() === 0 && UNSHARE && SETPRIV;
+
+/**
+ * ProtectProc=invisible (hidepid) + a dynamic user: after a crash and a
+ * reboot, the pid in <cacheDir>/.lock often belongs to some other user's
+ * process. kill(pid, 0) then says EPERM ("alive") and /proc/<pid> is hidden,
+ * so unless the daemon treats a hidden pid as "not a mediacached of ours" it
+ * refuses to start, and Restart=on-failure loops.
+ */
+t.test(
+  'ProtectProc=invisible: a stale lock naming another user\'s pid does not block start-up',
+  {
+    skip: !CAN_SANDBOX && 'needs root, unshare and setpriv to emulate the sandbox',
+    todo: 'src/daemon/lifecycle.ts pidAlive() must treat ENOENT on /proc/<pid> (procfs present) as dead — reported to H4a',
+  },
+  async (t) => {
+    const root = makeRoot();
+    t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+    fs.chmodSync(root, 0o755);
+    const dirs = systemdDirs(root, 'system');
+    const nobody = 65534;
+    for (const d of [dirs.cache, dirs.state, dirs.runtime, dirs.logs]) fs.chownSync(d, nobody, nobody);
+    // pid 1 exists and is root's: invisible to the service user under hidepid.
+    fs.writeFileSync(path.join(dirs.cache, '.lock'), JSON.stringify({ pid: 1, socket: '/run/old.sock', startedAt: '2026-01-01T00:00:00Z' }) + '\n');
+    fs.chownSync(path.join(dirs.cache, '.lock'), nobody, nobody);
+    const sandbox = [
+      UNSHARE!,
+      '-m',
+      'sh',
+      '-c',
+      'mount -t proc -o subset=pid,hidepid=invisible proc /proc && exec "$@"',
+      'sh',
+      SETPRIV!,
+      `--reuid=${nobody}`,
+      `--regid=${nobody}`,
+      '--clear-groups',
+    ];
+    const p = launch(t, [...sandbox, ...localArgv(SYSTEM)], daemonEnv(root, { ...dirs.env, HOME: dirs.state }));
+    const socket = path.join(dirs.runtime, 'mediacached.sock');
+    await waitReady(socket, { exitStatus: p.status, stderr: p.stderr }, 20_000);
+    const c = await RpcClient.connect(socket);
+    const st = await c.call('status', {});
+    c.destroy();
+    t.equal(st.paths.cacheDir, dirs.cache, 'started on the cache despite the stale lock');
+    const stop = await stopLikeSystemd(SYSTEM, st.pid, p);
+    t.equal(stop.code, 0);
+  },
+);
