@@ -164,6 +164,16 @@ t.test('a cached record whose file vanished is fetched again and repaired', asyn
   await cache.download(origin.url('/a.png'));
   t.equal(origin.hits('/a.png'), 3);
   t.ok(fs.readFileSync(r.localPath).equals(fixture('sample.png')), 'truncated file replaced');
+  // Same size, one flipped byte: only a forced download (or a sweep) can tell; force repairs it.
+  const bad = fixture('sample.png');
+  bad[bad.length >> 1] ^= 0xff;
+  fs.writeFileSync(r.localPath, bad);
+  await cache.download(origin.url('/a.png'));
+  t.equal(origin.hits('/a.png'), 3, 'same-size file answered from the cache');
+  await cache.download(origin.url('/a.png'), { force: true });
+  t.equal(origin.hits('/a.png'), 4);
+  t.ok(fs.readFileSync(r.localPath).equals(fixture('sample.png')), 'forced download repaired the corrupt copy');
+  t.equal((await cache.verify(r.md5)).ok, true);
 });
 
 t.test('50 concurrent downloads of one URL: one request, one file, one record', async (t) => {

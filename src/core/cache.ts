@@ -336,7 +336,7 @@ export class MediaCache {
       release();
     }
     try {
-      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href));
+      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, flight.forced));
     } catch (e) {
       // commit() renames or drops the tmp file when it succeeds; on failure it may be left.
       await dropFile(fetched.tmpPath);
@@ -345,7 +345,7 @@ export class MediaCache {
   }
 
   /** Inside the md5's critical section: dedup, collision check, or new entry. */
-  private async commit(f: Fetched, href: string): Promise<MediaRecord> {
+  private async commit(f: Fetched, href: string, forced: boolean): Promise<MediaRecord> {
     const existing = this.index.get(f.md5);
     const nowIso = new Date(this.opts.now()).toISOString();
     if (existing) {
@@ -359,10 +359,12 @@ export class MediaCache {
         );
       }
       const finalPath = storePath(this.cacheDir, existing);
-      if ((await fileSize(finalPath)) !== existing.fileSize) {
-        // The cached copy is gone or damaged: the fresh, verified bytes repair it.
+      if (forced || (await fileSize(finalPath)) !== existing.fileSize) {
+        // The cached copy may be gone or damaged (a same-size corruption is
+        // only visible to a re-hash): the fresh bytes, whose md5 and sha256
+        // match the record, replace it. Forced downloads always do.
         await commitTmp(f.tmpPath, finalPath);
-        this.log.info('repaired cached file', { url: href, md5: f.md5, path: finalPath });
+        this.log.debug('cached file replaced by a verified fresh copy', { url: href, md5: f.md5, path: finalPath });
       } else {
         await dropFile(f.tmpPath);
       }
