@@ -11,7 +11,7 @@
 import fs from 'node:fs/promises';
 import { writev, write } from 'node:fs';
 import path from 'node:path';
-import { randomBytes, createHash, type Hash } from 'node:crypto';
+import { randomUUID, createHash, type Hash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
@@ -19,6 +19,7 @@ import { MediaCacheError, toMediaCacheError } from './errors.js';
 import { sniff, imageDimensions, SNIFF_BYTES, IMAGE_HEAD_CAP, type Sniffed } from './sniff.js';
 import { parseRetryAfter } from './retry.js';
 import { removeQuietly } from './store.js';
+import { StreamMd5 } from './download-md5.js';
 
 export interface FetchOptions {
   tmpDir: string;
@@ -145,7 +146,7 @@ export async function fetchToTmp(url: URL, opts: FetchOptions): Promise<Fetched>
       throw new MediaCacheError('E_TOO_LARGE', `content-length ${total} exceeds the limit of ${maxFileSize} bytes`, { url: href });
     }
 
-    tmpPath = path.join(tmpDir, `${randomBytes(12).toString('hex')}.part`);
+    tmpPath = path.join(tmpDir, `${randomUUID()}.part`);
     fh = await fs.open(tmpPath, 'wx');
     sink = new HashSink(fh.fd, { maxFileSize, url: href, total, onProgress });
     await pipeline(body, sink);
@@ -200,7 +201,8 @@ interface SinkOptions {
  */
 class HashSink extends Writable {
   bytes = 0;
-  private readonly md5: Hash = createHash('md5');
+  private readonly md5 = new StreamMd5();
+  private md5hex: string | undefined;
   private readonly sha: Hash = createHash('sha256');
   private head: Buffer = Buffer.allocUnsafe(SNIFF_BYTES);
   private headLen = 0;
@@ -221,7 +223,7 @@ class HashSink extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     const err = this.take(chunk);
     if (err) return cb(err);
-    writeAll(this.fd, [chunk], cb);
+    writeAll(this.fd, [chunk], (e) => (e ? cb(e) : this.md5.drained(cb)));
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
@@ -232,7 +234,8 @@ class HashSink extends Writable {
       if (err) return cb(err);
       bufs[i] = c;
     }
-    writeAll(this.fd, bufs, cb);
+    // The MD5 worker's backlog is bounded: wait for it along with the disk.
+    writeAll(this.fd, bufs, (e) => (e ? cb(e) : this.md5.drained(cb)));
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -243,12 +246,23 @@ class HashSink extends Writable {
     if (this.wantDims) this.dims = imageDimensions(this.head.subarray(0, this.headLen));
     this.wantDims = false;
     this.o.onProgress?.(this.bytes, this.o.total);
-    cb();
+    this.md5.digest().then(
+      (hex) => {
+        this.md5hex = hex;
+        cb();
+      },
+      (e: Error) => cb(e),
+    );
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.md5.dispose();
+    cb(err);
   }
 
   result(): { md5: string; sha256: string; sniffed: Sniffed; dims?: { width: number; height: number } } {
-    if (!this.sniffed) throw new Error('HashSink.result() before the body ended');
-    return { md5: this.md5.digest('hex'), sha256: this.sha.digest('hex'), sniffed: this.sniffed, dims: this.dims };
+    if (!this.sniffed || !this.md5hex) throw new Error('HashSink.result() before the body ended');
+    return { md5: this.md5hex, sha256: this.sha.digest('hex'), sniffed: this.sniffed, dims: this.dims };
   }
 
   /** Account for one chunk; returns an error to stop the transfer. */
