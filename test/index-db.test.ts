@@ -31,11 +31,20 @@ function rec(name: string, over: Partial<StoredRecord> = {}): StoredRecord {
 function onDisk(dir: string): Map<string, StoredRecord> {
   const out = new Map<string, StoredRecord>();
   for (const f of readdirSync(join(dir, 'records'))) {
-    if (!/^[0-9a-f]{2}\.json$/.test(f)) continue;
-    const data = JSON.parse(readFileSync(join(dir, 'records', f), 'utf8')) as { records: StoredRecord[] };
-    for (const r of data.records) out.set(r.md5, r);
+    if (!/^[0-9a-f]{2}\.jsonl$/.test(f)) continue;
+    const lines = readFileSync(join(dir, 'records', f), 'utf8').split('\n');
+    if (JSON.parse(lines[0]).v !== 1) throw new Error(`bad header in ${f}`);
+    for (const line of lines.slice(1)) {
+      if (line === '') continue;
+      const r = JSON.parse(line) as StoredRecord;
+      out.set(r.md5, r);
+    }
   }
   return out;
+}
+
+function writeShard(dir: string, shard: string, records: StoredRecord[]): void {
+  writeFileSync(join(dir, 'records', `${shard}.jsonl`), ['{"v":1}', ...records.map((r) => JSON.stringify(r))].join('\n') + '\n');
 }
 
 const codeOf = (e: unknown): string | undefined => (e instanceof MediaCacheError ? e.code : undefined);
@@ -173,7 +182,7 @@ t.test('writes are coalesced: many puts, each dirty shard written once', async (
   await waitFor(() => db.diagnostics.shardWrites - base >= dirtyShards.size, { what: 'coalesced flush' });
   t.equal(db.diagnostics.shardWrites - base, dirtyShards.size, 'one write per dirty shard');
   t.equal(onDisk(dir).size, 100);
-  const shardFiles = readdirSync(join(dir, 'records')).filter((f) => f.endsWith('.json'));
+  const shardFiles = readdirSync(join(dir, 'records')).filter((f) => f.endsWith('.jsonl'));
   t.same(new Set(shardFiles.map((f) => f.slice(0, 2))), dirtyShards, 'only dirty shards exist as files');
 
   // A forced flush with nothing dirty writes nothing.
@@ -253,17 +262,17 @@ t.test('a garbage shard is moved aside and reported; the others load', async (t)
 
   const victim = recs[0].md5.slice(0, 2);
   const lost = recs.filter((r) => r.md5.startsWith(victim));
-  writeFileSync(join(dir, 'records', `${victim}.json`), '{"v":1,"records":[{"md5":"trunc');
+  writeFileSync(join(dir, 'records', `${victim}.jsonl`), '{"v":1}\n{"md5":"trunc');
   // A shard that parses but has the wrong shape counts as damaged too.
   const other = recs.find((r) => !r.md5.startsWith(victim))!;
   const shaped = other.md5.slice(0, 2);
   const lost2 = recs.filter((r) => r.md5.startsWith(shaped));
-  writeFileSync(join(dir, 'records', `${shaped}.json`), JSON.stringify({ v: 1, records: [{ md5: 'nope' }] }));
+  writeShard(dir, shaped, [{ md5: 'nope' } as unknown as StoredRecord]);
 
   const again = await IndexDb.open(dir, { now: () => new Date('2026-03-04T05:06:07.089Z') });
   t.equal(again.recovered.length, 2);
   t.ok(again.needsRebuild);
-  t.ok(again.recovered.includes(join(dir, 'records', `${victim}.json.corrupt-2026-03-04T050607.089Z`)));
+  t.ok(again.recovered.includes(join(dir, 'records', `${victim}.jsonl.corrupt-2026-03-04T050607.089Z`)));
   for (const f of again.recovered) t.ok(existsSync(f), `${f} kept for inspection`);
   t.equal(again.size, 50 - lost.length - lost2.length);
   for (const r of lost) t.equal(again.get(r.md5), undefined);
@@ -283,13 +292,13 @@ t.test('damaged meta.json and stale temp files', async (t) => {
   db.put(rec('m'));
   await db.close();
   writeFileSync(join(dir, 'meta.json'), '');
-  writeFileSync(join(dir, 'records', '.tmp-00.json-999999999-1'), 'partial');
+  writeFileSync(join(dir, 'records', '.tmp-00.jsonl-999999999-1'), 'partial');
   const again = await IndexDb.open(dir);
   t.equal(again.recovered.length, 1);
   t.match(again.recovered[0], /meta\.json\.corrupt-/);
   t.equal(again.size, 1, 'records survive a damaged meta.json');
   t.equal(JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')).schemaVersion, 1, 'meta rewritten');
-  t.notOk(existsSync(join(dir, 'records', '.tmp-00.json-999999999-1')), 'temp file of a dead writer removed');
+  t.notOk(existsSync(join(dir, 'records', '.tmp-00.jsonl-999999999-1')), 'temp file of a dead writer removed');
   await again.close();
 });
 
@@ -326,9 +335,8 @@ t.test('two shards claiming one URL after a crash: the later fetch keeps it', as
   // Simulate a crash between the two renames of one flush: newer's shard was
   // written, older's (without the url) was not.
   const shard = newer.md5.slice(0, 2);
-  const path = join(dir, 'records', `${shard}.json`);
-  const existing = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')).records as StoredRecord[]) : [];
-  writeFileSync(path, JSON.stringify({ v: 1, records: [...existing, newer] }));
+  const existing = [...onDisk(dir).values()].filter((r) => r.md5.startsWith(shard));
+  writeShard(dir, shard, [...existing, newer]);
   const again = await IndexDb.open(dir);
   t.equal(again.md5ForUrl(url), newer.md5);
   t.same(again.get(older.md5)!.urls, []);

@@ -14,8 +14,10 @@
  * the new content is on stable storage.
  *
  * read() returns null for a missing file (lowdb keeps its default data) and
- * throws DurableFileParseError — distinct from I/O errors — for content that is
- * not JSON, so the caller can move the file aside and rebuild instead of dying.
+ * throws DurableFileParseError — distinct from I/O errors — for content that
+ * does not parse, so the caller can move the file aside and rebuild instead of
+ * dying. DurableJSONFile is compact JSON; DurableDataFile takes any text
+ * format (the index shards are JSON lines).
  */
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -26,7 +28,7 @@ export class DurableFileParseError extends Error {
   readonly code = 'EJSONPARSE';
   readonly path: string;
   constructor(path: string, cause: unknown) {
-    super(`${path}: not valid JSON: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super(`${path}: does not parse: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.name = 'DurableFileParseError';
     this.path = path;
   }
@@ -44,11 +46,21 @@ let tempSeq = 0;
 /** Node errno codes a rename may throw on Windows while another process holds the file. */
 const RENAME_RETRY = new Set(['EPERM', 'EACCES', 'EBUSY']);
 
-export class DurableJSONFile<T> implements Adapter<T> {
-  readonly filename: string;
+/** How a DurableDataFile turns text into data and back (lowdb's DataFile has the same shape). */
+export interface DataFormat<T> {
+  /** Throwing means "damaged content": read() turns it into DurableFileParseError. */
+  parse(text: string): T;
+  stringify(data: T): string;
+}
 
-  constructor(filename: string) {
+/** lowdb adapter for any text format, written durably (see module comment). */
+export class DurableDataFile<T> implements Adapter<T> {
+  readonly filename: string;
+  private readonly format: DataFormat<T>;
+
+  constructor(filename: string, format: DataFormat<T>) {
     this.filename = filename;
+    this.format = format;
   }
 
   async read(): Promise<T | null> {
@@ -60,16 +72,23 @@ export class DurableJSONFile<T> implements Adapter<T> {
       throw e;
     }
     try {
-      return JSON.parse(text) as T;
+      return this.format.parse(text);
     } catch (e) {
       throw new DurableFileParseError(this.filename, e);
     }
   }
 
   async write(data: T): Promise<void> {
-    // Stringify before the first await: the written bytes are this instant's state.
-    const text = JSON.stringify(data);
+    // Serialize before the first await: the written bytes are this instant's state.
+    const text = this.format.stringify(data);
     await writeFileDurable(this.filename, text);
+  }
+}
+
+/** Compact JSON (one JSON document per file). */
+export class DurableJSONFile<T> extends DurableDataFile<T> {
+  constructor(filename: string) {
+    super(filename, { parse: (text) => JSON.parse(text) as T, stringify: (data) => JSON.stringify(data) });
   }
 }
 

@@ -4,10 +4,13 @@
  *
  * Layout of the index dir:
  *   meta.json          {"schemaVersion":1,"shardDigits":2,"createdAt":…}
- *   records/xx.json    records whose md5 starts with xx (256 shards), compact JSON
+ *   records/xx.jsonl   records whose md5 starts with xx (256 shards): a header
+ *                      line, then one record per line as compact JSON
  * One lowdb file cannot hold a large cache (DEPS §7: a 1M-record write blocks
  * ~9 s), so a write touches only the shards that changed: at 1M records a
- * shard is ~4k records, ~1.3 MB, a few ms to stringify.
+ * shard is ~4k records, ~1.4 MB, and writing it is a join of its rows.
+ * Each shard is a lowdb `Low` over a DurableDataFile (index-record.ts has the
+ * format; durable-file.ts the crash-safe write).
  *
  * The URL→md5 map is NOT persisted: it is derived from the records' `urls` at
  * open. Building it costs less than parsing a persisted copy would, and a map
@@ -16,9 +19,9 @@
  *
  * Writes are coalesced: put/addUrl/remove change memory synchronously, mark the
  * shard dirty and schedule one flush `flushDelayMs` later; the flush writes each
- * dirty shard once through DurableJSONFile (temp + fsync + rename + dir fsync).
- * Flushes are serialized, so one shard is never written twice at the same
- * time; a mutation during a flush re-dirties its shard for the next one.
+ * dirty shard once (temp + fsync + rename + dir fsync). Flushes are serialized,
+ * so one shard is never written twice at the same time; a mutation during a
+ * flush re-dirties its shard for the next one.
  *
  * Crash invariant (with the store): every shard on disk is a complete old or
  * new version. The store renames a content file into place BEFORE put(), so
@@ -36,19 +39,22 @@
 import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
-import { DurableJSONFile, isDurableFileParseError, TEMP_PREFIX } from './durable-file.js';
+import { DurableDataFile, DurableJSONFile, isDurableFileParseError, TEMP_PREFIX } from './durable-file.js';
 import { MediaCacheError, toMediaCacheError } from './errors.js';
 import {
   assertMd5,
   assertRecord,
-  Entry,
+  fromRow,
   laterClaim,
   normalizePrefix,
   recordProblem,
   SHARD_COUNT,
   SHARD_DIGITS,
+  SHARD_FORMAT,
   shardName,
   shardOf,
+  toRow,
+  type ShardData,
 } from './index-record.js';
 import { silentLogger, type Logger } from './logger.js';
 import { emptyStats, type CacheStats, type StoredRecord } from './types.js';
@@ -61,17 +67,14 @@ interface MetaFile {
   createdAt: string;
 }
 
-interface ShardFile {
-  v: number;
-  records: StoredRecord[] | Entry[];
-}
-
 export interface IndexDbOptions {
   /** Delay between the first unflushed change and its write (default 200 ms). */
   flushDelayMs?: number;
   logger?: Logger;
-  /** Shards read in parallel at open (default 4). */
+  /** Shard files read in parallel at open (default 4). */
   readConcurrency?: number;
+  /** Shard files written in parallel by one flush (default 2). */
+  writeConcurrency?: number;
   /** Clock for meta.json and moved-aside names (tests). */
   now?: () => Date;
 }
@@ -88,25 +91,26 @@ export interface IndexDiagnostics {
   openMs: number;
 }
 
-const EMPTY_SHARD: ShardFile = { v: 1, records: [] };
+const EMPTY_SHARD: ShardData = { rows: [] };
 
 export class IndexDb {
   readonly dir: string;
   readonly recovered: string[] = [];
+  readonly diagnostics: IndexDiagnostics = { shardWrites: 0, flushes: 0, lastFlushMs: 0, openMs: 0 };
   private createdFresh = false;
   private metaMissing = false;
-  readonly diagnostics: IndexDiagnostics = { shardWrites: 0, flushes: 0, lastFlushMs: 0, openMs: 0 };
 
-  private readonly shards: Map<string, Entry>[] = [];
-  private readonly lows: Low<ShardFile>[] = [];
+  /** Per shard: md5 → row (the record's compact JSON; see index-record.ts). */
+  private readonly shards: Map<string, string>[] = [];
+  private readonly lows: Low<ShardData>[] = [];
   private readonly meta: Low<MetaFile>;
   private readonly urlMap = new Map<string, string>();
   private readonly totals: CacheStats = emptyStats();
-  private count = 0;
 
   private readonly flushDelayMs: number;
   private readonly logger: Logger;
   private readonly readConcurrency: number;
+  private readonly writeConcurrency: number;
   private readonly now: () => Date;
 
   private readonly dirty = new Set<number>();
@@ -124,13 +128,15 @@ export class IndexDb {
     this.flushDelayMs = opts.flushDelayMs ?? 200;
     this.logger = opts.logger ?? silentLogger;
     this.readConcurrency = Math.max(1, opts.readConcurrency ?? 4);
+    this.writeConcurrency = Math.max(1, opts.writeConcurrency ?? 2);
     this.now = opts.now ?? (() => new Date());
     if (!(this.flushDelayMs >= 0)) throw new MediaCacheError('E_BAD_REQUEST', 'flushDelayMs must be >= 0');
     for (let i = 0; i < SHARD_COUNT; i++) {
       this.shards.push(new Map());
-      this.lows.push(new Low<ShardFile>(new DurableJSONFile(this.shardPath(i)), EMPTY_SHARD));
+      this.lows.push(new Low<ShardData>(new DurableDataFile(this.shardPath(i), SHARD_FORMAT), EMPTY_SHARD));
     }
-    this.meta = new Low<MetaFile>(new DurableJSONFile(join(dir, 'meta.json')), this.freshMeta());
+    const meta: MetaFile = { schemaVersion: SCHEMA_VERSION, shardDigits: SHARD_DIGITS, createdAt: this.now().toISOString() };
+    this.meta = new Low<MetaFile>(new DurableJSONFile(join(dir, 'meta.json')), meta);
   }
 
   static async open(dir: string, opts: IndexDbOptions = {}): Promise<IndexDb> {
@@ -139,7 +145,8 @@ export class IndexDb {
     try {
       await db.load();
     } catch (e) {
-      throw e instanceof MediaCacheError ? e : new MediaCacheError('E_UNAVAILABLE', `cannot open index ${dir}: ${String((e as Error)?.message ?? e)}`, { cause: e });
+      if (e instanceof MediaCacheError) throw e;
+      throw new MediaCacheError('E_UNAVAILABLE', `cannot open index ${dir}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
     }
     db.diagnostics.openMs = performance.now() - t0;
     return db;
@@ -151,29 +158,29 @@ export class IndexDb {
   }
 
   get size(): number {
-    return this.count;
+    return this.totals.totalFiles;
   }
 
   get(md5: string): StoredRecord | undefined {
-    if (typeof md5 !== 'string' || md5.length !== 32) return undefined;
-    return this.entry(md5)?.toStored();
+    const row = this.row(md5);
+    return row === undefined ? undefined : fromRow(row);
   }
 
   has(md5: string): boolean {
-    return typeof md5 === 'string' && md5.length === 32 && this.entry(md5) !== undefined;
+    return this.row(md5) !== undefined;
   }
 
   md5ForUrl(url: string): string | undefined {
     return this.urlMap.get(url);
   }
 
-  /** Records whose md5 starts with `prefix` (1..32 hex digits), in md5 order. */
+  /** Records whose md5 starts with `prefix` (1..32 hex digits, any case), in md5 order. */
   findByPrefix(prefix: string, limit = Infinity): StoredRecord[] {
     const p = normalizePrefix(prefix);
-    if (limit <= 0) return [];
+    if (!(limit > 0)) return [];
     if (p.length === 32) {
-      const e = this.entry(p);
-      return e ? [e.toStored()] : [];
+      const row = this.row(p);
+      return row === undefined ? [] : [fromRow(row)];
     }
     // Only the shards that can hold the prefix: one when it covers the shard
     // digits, 16^(digits-len) otherwise.
@@ -186,28 +193,30 @@ export class IndexDb {
       first = parseInt(p, 16) * span;
       last = first + span - 1;
     }
-    const hits: Entry[] = [];
+    const hits: string[] = [];
     for (let i = first; i <= last; i++) {
-      for (const [md5, e] of this.shards[i]) if (md5.startsWith(p)) hits.push(e);
+      for (const md5 of this.shards[i].keys()) if (md5.startsWith(p)) hits.push(md5);
     }
-    hits.sort((a, b) => (a.md5 < b.md5 ? -1 : 1));
-    return hits.slice(0, Math.min(limit, hits.length)).map((e) => e.toStored());
+    hits.sort();
+    return hits.slice(0, Math.min(limit, hits.length)).map((md5) => fromRow(this.shards[shardOf(md5)].get(md5)!));
   }
 
   /** Insert or replace the record for rec.md5; its URLs now point to it. */
   put(rec: StoredRecord): void {
     this.assertOpen();
     assertRecord(rec);
-    const next = new Entry(rec);
+    const row = toRow(rec);
+    const next = fromRow(row); // canonical: deduplicated urls, no stray keys
     const i = shardOf(next.md5);
-    const prev = this.shards[i].get(next.md5);
-    if (prev) {
-      this.unaccount(prev);
+    const prevRow = this.shards[i].get(next.md5);
+    if (prevRow !== undefined) {
+      const prev = fromRow(prevRow);
+      this.account(prev, -1);
       for (const u of prev.urls) if (this.urlMap.get(u) === prev.md5) this.urlMap.delete(u);
     }
-    this.shards[i].set(next.md5, next);
-    this.account(next);
-    for (const u of next.urls) this.claimUrl(u, next);
+    this.shards[i].set(next.md5, row);
+    this.account(next, +1);
+    for (const u of next.urls) this.claimUrl(u, next.md5);
     this.markDirty(i);
   }
 
@@ -216,34 +225,39 @@ export class IndexDb {
     this.assertOpen();
     assertMd5(md5);
     if (typeof url !== 'string' || url === '') throw new MediaCacheError('E_BAD_REQUEST', 'url must be a non-empty string');
-    const e = this.entry(md5);
-    if (!e) throw new MediaCacheError('E_NOT_FOUND', `no record for md5 ${md5}`);
-    if (this.urlMap.get(url) === md5 && e.urls.includes(url)) return;
-    if (!e.urls.includes(url)) e.urls.push(url);
-    this.claimUrl(url, e);
+    const row = this.row(md5);
+    if (row === undefined) throw new MediaCacheError('E_NOT_FOUND', `no record for md5 ${md5}`);
+    const rec = fromRow(row);
+    if (rec.urls.includes(url) && this.urlMap.get(url) === md5) return;
+    if (!rec.urls.includes(url)) {
+      rec.urls.push(url);
+      this.shards[shardOf(md5)].set(md5, toRow(rec));
+    }
+    this.claimUrl(url, md5);
     this.markDirty(shardOf(md5));
   }
 
   remove(md5: string): StoredRecord | undefined {
     this.assertOpen();
-    if (typeof md5 !== 'string' || md5.length !== 32) return undefined;
+    const row = this.row(md5);
+    if (row === undefined) return undefined;
+    const rec = fromRow(row);
     const i = shardOf(md5);
-    const e = this.shards[i]?.get(md5);
-    if (!e) return undefined;
     this.shards[i].delete(md5);
-    this.unaccount(e);
-    for (const u of e.urls) if (this.urlMap.get(u) === md5) this.urlMap.delete(u);
+    this.account(rec, -1);
+    for (const u of rec.urls) if (this.urlMap.get(u) === md5) this.urlMap.delete(u);
     this.markDirty(i);
-    return e.toStored();
+    return rec;
   }
 
-  /** Every record, shard by shard (copies; mutations during iteration are allowed). */
+  /** Every record, shard by shard (fresh copies; changes during iteration are allowed). */
   *records(): IterableIterator<StoredRecord> {
     for (const shard of this.shards) {
-      for (const e of [...shard.values()]) yield e.toStored();
+      for (const row of [...shard.values()]) yield fromRow(row);
     }
   }
 
+  /** O(1): maintained incrementally. */
   stats(): CacheStats {
     return structuredClone(this.totals);
   }
@@ -281,14 +295,11 @@ export class IndexDb {
   // ---- internals ----
 
   private shardPath(i: number): string {
-    return join(this.dir, 'records', `${shardName(i)}.json`);
+    return join(this.dir, 'records', `${shardName(i)}.jsonl`);
   }
 
-  private freshMeta(): MetaFile {
-    return { schemaVersion: SCHEMA_VERSION, shardDigits: SHARD_DIGITS, createdAt: new Date().toISOString() };
-  }
-
-  private entry(md5: string): Entry | undefined {
+  private row(md5: string): string | undefined {
+    if (typeof md5 !== 'string' || md5.length !== 32) return undefined;
     return this.shards[shardOf(md5)]?.get(md5);
   }
 
@@ -296,35 +307,29 @@ export class IndexDb {
     if (this.closed) throw new MediaCacheError('E_UNAVAILABLE', 'index is closed');
   }
 
-  private account(e: Entry): void {
-    this.count++;
-    this.totals.totalFiles++;
-    this.totals.totalSize += e.fileSize;
-    const t = this.totals.byType[e.mediaType];
-    t.count++;
-    t.size += e.fileSize;
+  private account(r: StoredRecord, sign: 1 | -1): void {
+    this.totals.totalFiles += sign;
+    this.totals.totalSize += sign * r.fileSize;
+    const t = this.totals.byType[r.mediaType];
+    t.count += sign;
+    t.size += sign * r.fileSize;
   }
 
-  private unaccount(e: Entry): void {
-    this.count--;
-    this.totals.totalFiles--;
-    this.totals.totalSize -= e.fileSize;
-    const t = this.totals.byType[e.mediaType];
-    t.count--;
-    t.size -= e.fileSize;
-  }
-
-  /** Point `url` at `owner`, taking it away from any other record that listed it. */
-  private claimUrl(url: string, owner: Entry): void {
+  /** Point `url` at `md5`, taking it away from any other record that listed it. */
+  private claimUrl(url: string, md5: string): void {
     const prevMd5 = this.urlMap.get(url);
-    if (prevMd5 !== undefined && prevMd5 !== owner.md5) {
-      const prev = this.entry(prevMd5);
-      if (prev) {
-        prev.urls = prev.urls.filter((u) => u !== url);
-        this.markDirty(shardOf(prevMd5));
-      }
-    }
-    this.urlMap.set(url, owner.md5);
+    if (prevMd5 !== undefined && prevMd5 !== md5) this.dropUrl(prevMd5, url);
+    this.urlMap.set(url, md5);
+  }
+
+  /** Remove `url` from the urls of record `md5` (the url map is the caller's business). */
+  private dropUrl(md5: string, url: string): void {
+    const row = this.row(md5);
+    if (row === undefined) return;
+    const rec = fromRow(row);
+    rec.urls = rec.urls.filter((u) => u !== url);
+    this.shards[shardOf(md5)].set(md5, toRow(rec));
+    this.markDirty(shardOf(md5));
   }
 
   private markDirty(i: number): void {
@@ -342,7 +347,7 @@ export class IndexDb {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.flush().catch((e: unknown) => {
-        this.logger.error('index flush failed; will retry', { error: String((e as Error)?.message ?? e) });
+        this.logger.error('index flush failed; will retry', { error: (e as Error)?.message ?? String(e) });
       });
     }, delayMs);
     if (retry) this.timer.unref();
@@ -369,9 +374,9 @@ export class IndexDb {
       while (next < todo.length) {
         const i = todo[next++];
         const low = this.lows[i];
-        // Low.write() hands data to the adapter, which stringifies before its
+        // Low.write() hands data to the adapter, which serializes before its
         // first await: the bytes are the shard as of this line.
-        low.data = { v: 1, records: [...this.shards[i].values()] };
+        low.data = { rows: [...this.shards[i].values()] };
         try {
           await low.write();
           this.diagnostics.shardWrites++;
@@ -383,7 +388,7 @@ export class IndexDb {
         }
       }
     };
-    await Promise.all([worker(), worker()]);
+    await Promise.all(Array.from({ length: this.writeConcurrency }, worker));
     this.diagnostics.flushes++;
     this.diagnostics.lastFlushMs = performance.now() - t0;
     if (errors.length > 0) {
@@ -405,13 +410,17 @@ export class IndexDb {
       existed = false;
     }
     await mkdir(recordsDir, { recursive: true });
-    await this.removeStaleTemps(this.dir);
-    const shardFiles = new Set(await this.removeStaleTemps(recordsDir));
+    await removeStaleTemps(this.dir);
+    const shardFiles = new Set(await removeStaleTemps(recordsDir));
 
     const meta = await this.readFile(this.meta.adapter as DurableJSONFile<MetaFile>, isMeta);
     if (meta === undefined) {
-      this.metaMissing = existed;
       this.metaDirty = true;
+      // No meta and no shards: a new index (or one deleted whole); meta
+      // missing beside shards: something removed it, so ask for a sweep too.
+      if ([...shardFiles].some((f) => f.endsWith('.jsonl'))) this.metaMissing = true;
+      else this.createdFresh = true;
+      if (!existed) this.createdFresh = true;
     } else {
       if (meta.schemaVersion > SCHEMA_VERSION) {
         throw new MediaCacheError('E_UNAVAILABLE', `index ${this.dir} has schemaVersion ${meta.schemaVersion}; this version reads up to ${SCHEMA_VERSION}`);
@@ -421,18 +430,17 @@ export class IndexDb {
       }
       this.meta.data = meta;
     }
-    if (meta === undefined && [...shardFiles].every((f) => !f.endsWith('.json'))) {
-      this.createdFresh = true;
-      this.metaMissing = false;
-    }
 
+    // One shard at a time per worker: the loop is blocked for one shard's
+    // parse at most (~tens of ms at 1M records), never for the whole index.
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < SHARD_COUNT) {
         const i = next++;
-        if (!shardFiles.has(`${shardName(i)}.json`)) continue;
-        const data = await this.readFile(this.lows[i].adapter as DurableJSONFile<ShardFile>, (d) => isShard(d, i));
-        if (data) for (const r of data.records as StoredRecord[]) this.adopt(new Entry(r), i);
+        if (!shardFiles.has(`${shardName(i)}.jsonl`)) continue;
+        const adapter = this.lows[i].adapter as DurableDataFile<ShardData>;
+        const data = await this.readFile(adapter, (d): d is ShardData => true);
+        if (data && !this.loadShard(i, data.rows)) await this.moveAside(adapter.filename, 'invalid record');
       }
     };
     await Promise.all(Array.from({ length: this.readConcurrency }, worker));
@@ -440,36 +448,64 @@ export class IndexDb {
     if (this.metaDirty || this.dirty.size > 0) await this.flush();
   }
 
-  /** Add a record read from disk, resolving a URL claimed twice (see module comment). */
-  private adopt(e: Entry, i: number): void {
-    if (this.shards[i].has(e.md5)) {
-      // A shard never holds one md5 twice unless hand-edited: keep the first, rewrite.
-      this.dirty.add(i);
-      return;
+  /**
+   * Validate every row of shard i, then take them all; false (and nothing
+   * taken) when any row is damaged: the shard is then treated as corrupt.
+   */
+  private loadShard(i: number, rows: string[]): boolean {
+    const recs: StoredRecord[] = new Array(rows.length);
+    for (let k = 0; k < rows.length; k++) {
+      let r: unknown;
+      try {
+        r = JSON.parse(rows[k]);
+      } catch {
+        return false;
+      }
+      if (recordProblem(r) !== undefined || shardOf((r as StoredRecord).md5) !== i) return false;
+      recs[k] = r as StoredRecord;
     }
-    this.shards[i].set(e.md5, e);
-    this.account(e);
-    for (const u of e.urls) {
-      const otherMd5 = this.urlMap.get(u);
-      if (otherMd5 === undefined) {
-        this.urlMap.set(u, e.md5);
+    const shard = this.shards[i];
+    for (let k = 0; k < recs.length; k++) {
+      const r = recs[k];
+      if (shard.has(r.md5)) {
+        // One md5 twice in a shard (hand edit): keep the first, rewrite the shard.
+        this.dirty.add(i);
         continue;
       }
-      const other = this.entry(otherMd5)!;
-      const winner = laterClaim(e, other);
-      const loser = winner === e ? other : e;
-      loser.urls = loser.urls.filter((x) => x !== u);
-      this.urlMap.set(u, winner.md5);
-      this.dirty.add(shardOf(loser.md5));
-      this.logger.warn('index: url claimed by two records; kept the later fetch', { url: u, kept: winner.md5, dropped: loser.md5 });
+      shard.set(r.md5, rows[k]);
+      this.account(r, +1);
+      for (const u of r.urls) this.adoptUrl(u, r);
     }
+    return true;
+  }
+
+  /** Map a URL read from disk, resolving a URL claimed by two records (see module comment). */
+  private adoptUrl(url: string, r: StoredRecord): void {
+    const otherMd5 = this.urlMap.get(url);
+    if (otherMd5 === undefined || otherMd5 === r.md5) {
+      this.urlMap.set(url, r.md5);
+      return;
+    }
+    const other = fromRow(this.row(otherMd5)!);
+    const winner = laterClaim(r, other);
+    const loser = winner === r ? other : r;
+    this.urlMap.set(url, winner.md5);
+    // The loser's row is already in its shard map (or is being added now).
+    if (loser === r) {
+      r.urls = r.urls.filter((u) => u !== url);
+      this.shards[shardOf(r.md5)].set(r.md5, toRow(r));
+      this.dirty.add(shardOf(r.md5));
+    } else {
+      this.dropUrl(loser.md5, url);
+    }
+    this.logger.warn('index: url claimed by two records; kept the later fetch', { url, kept: winner.md5, dropped: loser.md5 });
   }
 
   /**
-   * Read one JSON file: undefined when missing; moved aside (and undefined)
-   * when it does not parse or has the wrong shape.
+   * Read one file: undefined when missing; moved aside (and undefined) when it
+   * does not parse or has the wrong shape.
    */
-  private async readFile<T>(adapter: DurableJSONFile<T>, valid: (d: unknown) => d is T): Promise<T | undefined> {
+  private async readFile<T>(adapter: DurableDataFile<T>, valid: (d: unknown) => d is T): Promise<T | undefined> {
     let data: T | null;
     try {
       data = await adapter.read();
@@ -478,7 +514,11 @@ export class IndexDb {
       await this.moveAside(adapter.filename, e.message);
       return undefined;
     }
-    if (data === null) return undefined;
+    if (data === null) {
+      // null is also what a file containing JSON `null` parses to.
+      if (await exists(adapter.filename)) await this.moveAside(adapter.filename, 'wrong shape');
+      return undefined;
+    }
     if (!valid(data)) {
       await this.moveAside(adapter.filename, 'wrong shape');
       return undefined;
@@ -494,17 +534,11 @@ export class IndexDb {
     this.recovered.push(target);
     this.logger.warn('index: damaged file moved aside; run a sweep to re-adopt its files', { file, movedTo: target, why });
   }
+}
 
-  /** Delete temp files a crashed writer left; returns the remaining names. */
-  private async removeStaleTemps(dir: string): Promise<string[]> {
-    const names = await readdir(dir);
-    const keep: string[] = [];
-    for (const n of names) {
-      if (!n.startsWith(TEMP_PREFIX)) keep.push(n);
-      else if (!writerAlive(n)) await unlink(join(dir, n)).catch(() => undefined);
-    }
-    return keep;
-  }
+function isMeta(d: unknown): d is MetaFile {
+  const m = d as MetaFile;
+  return typeof d === 'object' && d !== null && Number.isInteger(m.schemaVersion) && Number.isInteger(m.shardDigits);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -512,6 +546,17 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** Delete temp files a crashed writer left; returns the remaining names. */
+async function removeStaleTemps(dir: string): Promise<string[]> {
+  const names = await readdir(dir);
+  const keep: string[] = [];
+  for (const n of names) {
+    if (!n.startsWith(TEMP_PREFIX)) keep.push(n);
+    else if (!writerAlive(n)) await unlink(join(dir, n)).catch(() => undefined);
+  }
+  return keep;
 }
 
 /** Whether the process that created temp file `name` (`.tmp-<file>-<pid>-<seq>`) still runs. */
@@ -526,15 +571,3 @@ function writerAlive(name: string): boolean {
   }
 }
 
-function isMeta(d: unknown): d is MetaFile {
-  const m = d as MetaFile;
-  return typeof d === 'object' && d !== null && Number.isInteger(m.schemaVersion) && Number.isInteger(m.shardDigits);
-}
-
-function isShard(d: unknown, i: number): d is ShardFile {
-  if (typeof d !== 'object' || d === null || !Array.isArray((d as ShardFile).records)) return false;
-  for (const r of (d as ShardFile).records) {
-    if (recordProblem(r) !== undefined || shardOf((r as StoredRecord).md5) !== i) return false;
-  }
-  return true;
-}

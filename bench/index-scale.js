@@ -1,0 +1,206 @@
+#!/usr/bin/env node
+/**
+ * Index scale benchmark: cold start and the cost of recording one download
+ * with 100k and 1M records indexed.
+ *
+ *   npx tsc -p tsconfig.build.json && node bench/index-scale.js [--records N] [--iterations K]
+ *
+ * For each size the parent generates a synthetic index in a temp dir (shard
+ * files written directly; generation time is not a measured figure), then a
+ * FRESH child process opens it (so cold start and RSS are not flattered by
+ * warm caches of this process) and records K downloads, each `put()` +
+ * `flush()`, while `monitorEventLoopDelay` and a 1 ms drift probe watch how
+ * long the event loop is blocked. Targets: cold start <= 10 s, max block for
+ * put+flush <= 100 ms. Prints one table to stdout; cleans up.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+
+const SHARD_DIGITS = 2;
+const MIMES = [
+  ['image', 'image/jpeg', '.jpg'],
+  ['image', 'image/png', '.png'],
+  ['video', 'video/mp4', '.mp4'],
+  ['audio', 'audio/mpeg', '.mp3'],
+  ['document', 'application/pdf', '.pdf'],
+];
+
+function arg(name, fallback) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+}
+
+function synthRecord(i, md5) {
+  const [mediaType, mimeType, extension] = MIMES[i % MIMES.length];
+  const t = new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString();
+  const r = {
+    md5,
+    sha256: createHash('sha256').update(md5).digest('hex'),
+    fileSize: 1000 + (i % 5_000_000),
+    mimeType,
+    mediaType,
+    extension,
+    urls: [`https://media.example.org/assets/${i % 977}/item-${i}${extension}?v=${i % 13}`],
+    fetchedAt: t,
+    verifiedAt: t,
+  };
+  if (mediaType === 'image' || mediaType === 'video') {
+    r.width = 640 + (i % 1280);
+    r.height = 480 + (i % 720);
+  }
+  if (i % 2 === 0) r.etag = `"${md5.slice(0, 16)}"`;
+  return r;
+}
+
+/** Write N records straight into the shard layout IndexDb reads (meta.json + records/xx.jsonl). */
+function generate(dir, n) {
+  const shards = Array.from({ length: 16 ** SHARD_DIGITS }, () => []);
+  const rnd = randomBytes(16 * n);
+  for (let i = 0; i < n; i++) {
+    const md5 = rnd.subarray(i * 16, i * 16 + 16).toString('hex');
+    shards[parseInt(md5.slice(0, SHARD_DIGITS), 16)].push(synthRecord(i, md5));
+  }
+  mkdirSync(join(dir, 'records'), { recursive: true });
+  writeFileSync(join(dir, 'meta.json'), JSON.stringify({ schemaVersion: 1, shardDigits: SHARD_DIGITS, createdAt: new Date().toISOString() }));
+  let bytes = 0;
+  shards.forEach((records, s) => {
+    const text = '{"v":1}\n' + records.map((r) => JSON.stringify(r) + '\n').join('');
+    bytes += text.length;
+    writeFileSync(join(dir, 'records', `${s.toString(16).padStart(SHARD_DIGITS, '0')}.jsonl`), text);
+    shards[s] = null;
+  });
+  return bytes;
+}
+
+function diskBytes(dir) {
+  return readdirSync(join(dir, 'records')).reduce((sum, f) => sum + statSync(join(dir, 'records', f)).size, 0);
+}
+
+/** Longest gap between 1 ms ticks while `fn` runs: a direct event-loop block probe. */
+async function withBlockProbe(fn) {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  let last = performance.now();
+  let maxGap = 0;
+  const probe = setInterval(() => {
+    const now = performance.now();
+    maxGap = Math.max(maxGap, now - last);
+    last = now;
+  }, 1);
+  h.enable();
+  const t0 = performance.now();
+  try {
+    await fn();
+  } finally {
+    const ms = performance.now() - t0;
+    // one more tick so a block at the very end is seen
+    await new Promise((r) => setTimeout(r, 2));
+    clearInterval(probe);
+    h.disable();
+    return { ms, maxGapMs: maxGap, histMaxMs: h.max / 1e6 };
+  }
+}
+
+async function measure(dir, iterations) {
+  const { IndexDb } = await import('../dist/core/index-db.js');
+  let db;
+  const cpu0 = process.cpuUsage();
+  const open = await withBlockProbe(async () => {
+    db = await IndexDb.open(dir, { flushDelayMs: 200 });
+  });
+  const cpu = process.cpuUsage(cpu0);
+  globalThis.gc?.();
+  const mem = process.memoryUsage();
+  const puts = [];
+  const n0 = db.size;
+  const added = [];
+  for (let k = 0; k < iterations; k++) {
+    const rec = synthRecord(n0 + k, randomBytes(16).toString('hex'));
+    added.push(rec);
+    puts.push(
+      await withBlockProbe(async () => {
+        db.put(rec);
+        await db.flush();
+      }),
+    );
+  }
+  const ok = db.size === n0 + iterations && added.every((r) => db.md5ForUrl(r.urls[0]) === r.md5);
+  await db.close();
+  const worst = (key) => Math.max(...puts.map((p) => p[key]));
+  const median = (key) => puts.map((p) => p[key]).sort((a, b) => a - b)[Math.floor(puts.length / 2)];
+  return {
+    records: n0,
+    openMs: open.ms,
+    openCpuMs: (cpu.user + cpu.system) / 1000,
+    openMaxBlockMs: Math.max(open.maxGapMs, open.histMaxMs),
+    rssMiB: mem.rss / 2 ** 20,
+    heapMiB: mem.heapUsed / 2 ** 20,
+    putFlushMaxBlockMs: Math.max(worst('maxGapMs'), worst('histMaxMs')),
+    flushMedianMs: median('ms'),
+    flushMaxMs: worst('ms'),
+    ok,
+  };
+}
+
+function fmt(n, d = 0) {
+  return n.toFixed(d);
+}
+
+async function main() {
+  const iterations = Number(arg('--iterations', '20'));
+  if (arg('--measure')) {
+    process.stdout.write(JSON.stringify(await measure(arg('--measure'), iterations)) + '\n');
+    return;
+  }
+  const sizes = arg('--records') ? [Number(arg('--records'))] : [100_000, 1_000_000];
+  const rows = [];
+  for (const n of sizes) {
+    // --keep DIR: generate into DIR once and keep it (repeat runs skip generation).
+    const keep = arg('--keep') ? join(arg('--keep'), String(n)) : undefined;
+    const dir = keep ?? mkdtempSync(join(tmpdir(), 'mediacache-index-bench-'));
+    try {
+      const t0 = performance.now();
+      const bytes = keep && existsSync(join(keep, 'meta.json')) ? diskBytes(keep) : generate(dir, n);
+      const genMs = performance.now() - t0;
+      const child = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--measure', dir, '--iterations', String(iterations)], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 20,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      if (child.status !== 0) throw new Error(`measurement child failed (${child.status ?? child.signal})`);
+      const r = JSON.parse(child.stdout.trim().split('\n').pop());
+      rows.push({ ...r, diskMiB: bytes / 2 ** 20, genMs });
+    } finally {
+      if (!keep) rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const head = ['records', 'index MiB', 'cold start ms', 'open CPU ms', 'open max block ms', 'RSS MiB', 'heap MiB', `put+flush max block ms (${iterations}x)`, 'flush median ms', 'flush max ms', 'ok'];
+  const lines = rows.map((r) => [
+    String(r.records),
+    fmt(r.diskMiB, 1),
+    fmt(r.openMs),
+    fmt(r.openCpuMs),
+    fmt(r.openMaxBlockMs),
+    fmt(r.rssMiB),
+    fmt(r.heapMiB),
+    fmt(r.putFlushMaxBlockMs, 1),
+    fmt(r.flushMedianMs, 1),
+    fmt(r.flushMaxMs, 1),
+    r.ok && r.openMs <= 10_000 && r.putFlushMaxBlockMs <= 100 ? 'yes' : 'NO',
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const row = (cells) => '| ' + cells.map((c, i) => c.padStart(widths[i])).join(' | ') + ' |';
+  console.log(row(head));
+  console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
+  for (const l of lines) console.log(row(l));
+  console.log(`(targets: cold start <= 10000 ms, put+flush max block <= 100 ms; node ${process.version})`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
