@@ -125,15 +125,14 @@ export function createDaemonLogger(o: DaemonLoggerOptions): DaemonLogger {
       if (oldStream) await endStream(oldStream);
     },
     async end() {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 2000);
-        w.once('finish', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        w.end();
-      });
+      // Not winston's end(): its 'finish' does not wait for (or sometimes
+      // fire with) Stream transports. stderr writes are synchronous for
+      // files and pipes on POSIX; the file is ours to flush and close.
+      if (fileTransport) w.remove(fileTransport);
+      fileTransport = undefined;
       if (fileStream) await endStream(fileStream);
+      fileStream = undefined;
+      w.silent = true;
     },
   };
   return logger;

@@ -198,6 +198,7 @@ export class RpcServer {
   private readonly conns = new Set<Connection>();
   private nextId = 1;
   private bound: BindResult | undefined;
+  private closing: Promise<void> | undefined;
   private readonly env: Readonly<Record<string, string | undefined>>;
 
   constructor(o: RpcServerOptions) {
@@ -208,7 +209,6 @@ export class RpcServer {
     this.highWaterBytes = o.highWaterBytes ?? 8 * 1024 * 1024;
     this.env = o.env ?? process.env;
     this.net = net.createServer((sock) => this.accept(sock));
-    this.net.on('error', (e) => this.logger.error('rpc: server error', { error: e }));
   }
 
   get connectionCount(): number {
@@ -218,6 +218,8 @@ export class RpcServer {
   /** Bind the socket (see socket-bind.ts); throws StartupError when another daemon owns it. */
   async listen(): Promise<BindResult> {
     this.bound = await bindSocket(this.net, this.socketPath, this.env);
+    // Bind errors are bindSocket's to handle; after that, log and keep going.
+    this.net.on('error', (e) => this.logger.error('rpc: server error', { error: e }));
     return this.bound;
   }
 
@@ -226,19 +228,21 @@ export class RpcServer {
     for (const c of this.conns) c.push(ev);
   }
 
-  /** Stop accepting connections (existing ones keep being served). */
-  stopAccepting(): Promise<void> {
-    return new Promise((resolve) => {
-      if (!this.net.listening) return resolve();
-      this.net.close(() => resolve());
-    });
+  /**
+   * Stop accepting connections; existing ones keep being served. (net's
+   * close callback waits for every connection to end, so it is awaited only
+   * in close(), after they were destroyed.)
+   */
+  stopAccepting(): void {
+    if (this.closing) return;
+    this.closing = new Promise((resolve) => this.net.close(() => resolve()));
   }
 
   /** Stop accepting, close every connection, remove our socket file. */
   async close(): Promise<void> {
-    const stopped = this.stopAccepting();
+    this.stopAccepting();
     for (const c of this.conns) c.sock.destroy();
-    await stopped;
+    await this.closing;
     if (this.bound && !this.bound.activated) unlinkSocket(this.socketPath);
   }
 

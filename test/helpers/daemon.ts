@@ -23,7 +23,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { ensureBuilt, REPO_ROOT } from './build.js';
-import { waitFor } from './wait.js';
 import { EVENT_METHOD, type RpcEvent, type RpcMethodName, type RpcMethods } from '../../src/core/protocol.js';
 
 export const DAEMON_BIN = path.join(REPO_ROOT, 'bin', 'mediacached.js');
@@ -318,32 +317,26 @@ export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv, t?: Teardown
   return { proc, exited, exitStatus: () => status, stderr: () => err, stdout: () => out };
 }
 
-/** Poll the socket until `status` answers, or fail early when the process exits. */
+/** Poll the socket until `status` answers; fail at once (with its stderr) when the process exits. */
 export async function waitReady(socket: string, sp: Pick<SpawnedDaemon, 'exitStatus' | 'stderr'>, timeoutMs = 20_000): Promise<void> {
-  await waitFor(
-    async () => {
-      const st = sp.exitStatus();
-      if (st) throw new FatalError(`daemon exited (code ${st.code}, signal ${st.signal}) before answering:\n${sp.stderr()}`);
-      let c: RpcClient | undefined;
-      try {
-        c = await RpcClient.connect(socket);
-        await c.call('status', {});
-        return true;
-      } catch (e) {
-        if (e instanceof FatalError) throw e;
-        return false;
-      } finally {
-        c?.destroy();
-      }
-    },
-    { timeoutMs, intervalMs: 50, what: `daemon on ${socket} to answer status` },
-  ).catch((e: unknown) => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
     const st = sp.exitStatus();
-    throw new Error(`${e instanceof Error ? e.message : String(e)}${st ? '' : `\n--- daemon stderr ---\n${sp.stderr()}`}`);
-  });
+    if (st) throw new Error(`daemon exited (code ${st.code}, signal ${st.signal}) before answering on ${socket}:\n${sp.stderr()}`);
+    let c: RpcClient | undefined;
+    try {
+      c = await RpcClient.connect(socket);
+      await c.call('status', {});
+      return;
+    } catch {
+      /* not up yet (no socket, or still starting: E_UNAVAILABLE) */
+    } finally {
+      c?.destroy();
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for the daemon on ${socket} to answer status\n--- daemon stderr ---\n${sp.stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
-
-class FatalError extends Error {}
 
 /**
  * Build dist if needed, spawn a daemon on fresh temp folders, wait until its

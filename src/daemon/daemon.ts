@@ -1,0 +1,168 @@
+/**
+ * The running daemon: logger → cache-dir lock → socket → MediaCache →
+ * JobStore → Scheduler → Sweeper + SweepTimer → Inbox → serve.
+ * SIGTERM/SIGINT drain and exit 0; SIGHUP reopens the log and reloads.
+ *
+ * The socket is bound right after the lock (so a second daemon learns at
+ * once that it is not wanted) but answers E_UNAVAILABLE until every part is
+ * open; clients that poll `status` see the daemon as up only when it is.
+ * (main.ts loads this module only after the config is valid, so --help and
+ * config errors do not pay for loading the engine.)
+ */
+import path from 'node:path';
+import { MediaCache } from '../core/cache.js';
+import { MediaCacheError } from '../core/errors.js';
+import { RPC_METHOD_NAMES, type RpcMethodName } from '../core/protocol.js';
+import { Sweeper } from '../core/sweep.js';
+import { resolveConfig, type DaemonConfig, type ResolveInput } from './config.js';
+import { createHandlers, type HandlerTable } from './handlers.js';
+import { Inbox } from './inbox.js';
+import { JobStore } from './job-store.js';
+import { acquireCacheLock, installSignalHandlers, type CacheLock } from './lifecycle.js';
+import { createDaemonLogger, type DaemonLogger } from './log.js';
+import { applyReload } from './reload.js';
+import { RpcServer, type RpcHandler } from './rpc-server.js';
+import { Scheduler } from './scheduler.js';
+import { StartupError } from './socket-bind.js';
+import { SweepTimer } from './sweep-timer.js';
+
+/** The cache's own network limit; the Scheduler is the real (reloadable) limiter. */
+const CACHE_NET_LIMIT = 256;
+
+interface Parts {
+  cache?: MediaCache;
+  store?: JobStore;
+  scheduler?: Scheduler;
+  sweeper?: Sweeper;
+  timer?: SweepTimer;
+  inbox?: Inbox;
+  rpc?: RpcServer;
+  lock?: CacheLock;
+}
+
+async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger, signal: string): Promise<number> {
+  const t0 = Date.now();
+  let code = 0;
+  const step = async (what: string, fn: () => Promise<unknown> | unknown): Promise<void> => {
+    try {
+      await fn();
+    } catch (e) {
+      code = 1;
+      logger.error(`shutdown: ${what} failed`, { error: e instanceof Error ? e : String(e) });
+    }
+  };
+  // Stop intake first: no new connections, no new inbox files, no new sweeps.
+  await step('stop accepting connections', () => parts.rpc?.stopAccepting());
+  await step('close inbox', () => parts.inbox?.close());
+  parts.timer?.stop();
+  await step('drain scheduler', () => parts.scheduler?.drain(config.graceMs));
+  await step('stop sweep', () => parts.sweeper?.close());
+  await step('close job store', () => parts.store?.close());
+  await step('close cache (flush index)', () => parts.cache?.close());
+  await step('close socket', () => parts.rpc?.close());
+  parts.lock?.release();
+  logger.info('stopped', { signal, tookMs: Date.now() - t0 });
+  await logger.end();
+  return code;
+}
+
+/**
+ * Run until a signal stops us. Returns the exit code when start-up fails,
+ * or -1 once serving (the signal handlers exit the process later).
+ */
+export async function runDaemon(initial: DaemonConfig, configInput: () => ResolveInput, version: string): Promise<number> {
+  let config = initial;
+  const logger = createDaemonLogger({ level: config.logLevel, logFile: config.logFile });
+  const startedAt = new Date();
+  const parts: Parts = {};
+  let ready: HandlerTable | undefined;
+
+  installSignalHandlers({
+    logger,
+    shutdown: (sig) => shutdown(parts, config, logger, sig),
+    reload: async () => {
+      logger.info('SIGHUP: reopening the log file and re-reading the configuration');
+      let next: DaemonConfig;
+      try {
+        const r = await resolveConfig(configInput());
+        if (r.kind !== 'config') return;
+        next = r.config;
+      } catch (e) {
+        await logger.reopen();
+        logger.error(`reload: configuration not changed: ${e instanceof Error ? e.message : String(e)}`);
+        return;
+      }
+      const out = await applyReload(config, next, {
+        setLimits: (o) => parts.scheduler?.setLimits(o),
+        setSchedule: (expr) => parts.timer?.setSchedule(expr),
+        setSweepOptions: (o) => parts.sweeper?.setOptions(o),
+        setLogLevel: (l) => (logger.level = l),
+        reopenLog: (f) => logger.reopen(f),
+      }, logger);
+      config = out.config;
+    },
+  });
+
+  try {
+    logger.info(`mediacached ${version} starting`, { pid: process.pid });
+    logger.info(`cache dir:   ${config.cacheDir}`);
+    logger.info(`index:       ${config.indexDir}`);
+    logger.info(`socket:      ${config.socket}`);
+    logger.info(`inboxes:     ${config.inboxes.join(', ') || '(none)'}`);
+    logger.info(`config file: ${config.configFile ?? '(none)'}`);
+    logger.info(`log file:    ${config.logFile ?? '(stderr only)'}`);
+
+    parts.lock = acquireCacheLock(config.cacheDir, config.socket);
+    if (parts.lock.tookOverStale) logger.warn('replaced a stale cache lock', { ...parts.lock.tookOverStale });
+
+    // Until everything is open every method answers E_UNAVAILABLE.
+    const lazy = Object.fromEntries(
+      RPC_METHOD_NAMES.map((m: RpcMethodName): [string, RpcHandler] => [
+        m,
+        (p, conn) => {
+          if (!ready) return Promise.reject(new MediaCacheError('E_UNAVAILABLE', 'the daemon is still starting; try again in a moment'));
+          return (ready[m] as RpcHandler)(p, conn);
+        },
+      ]),
+    );
+    parts.rpc = new RpcServer({ socketPath: config.socket, handlers: lazy, logger });
+    const bound = await parts.rpc.listen();
+    if (bound.activated) logger.info('using the socket passed by systemd (socket activation)');
+
+    parts.cache = await MediaCache.open({
+      cacheDir: config.cacheDir,
+      indexDir: config.indexDir,
+      concurrency: Math.max(CACHE_NET_LIMIT, config.concurrency),
+      timeoutMs: config.timeoutMs,
+      maxFileSize: config.maxFileSize,
+      logger,
+    });
+    parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), { logger });
+    parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, logger });
+    parts.sweeper = new Sweeper(parts.cache, { rateMBps: config.sweepRate, maxDurationMs: config.sweepMaxDuration, logger });
+    parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: parts.sweeper, logger });
+    const rpc = parts.rpc;
+    parts.scheduler.on('event', (ev) => rpc.broadcast(ev));
+    parts.sweeper.on('event', (ev) => rpc.broadcast(ev));
+    parts.scheduler.start();
+    parts.timer.start();
+    parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler, store: parts.store, logger });
+    await parts.inbox.start();
+
+    const { cache, scheduler, sweeper, timer } = parts;
+    ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer });
+    if (cache.index.needsRebuild) {
+      logger.warn('no usable index (new cache, or index missing/damaged): running an adopting sweep to build it from the files on disk');
+      sweeper.start({ adopt: true }).done.catch((e: unknown) => logger.error('index rebuild sweep failed', { error: e instanceof Error ? e : String(e) }));
+    }
+    logger.info('ready', { next_sweep: timer.nextRunAt()?.toISOString(), startupMs: Date.now() - startedAt.getTime() });
+    return -1; // keep running
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (e instanceof StartupError) logger.error(msg);
+    else logger.error(`cannot start: ${msg}`, { error: e instanceof Error ? e : String(e) });
+    // Undo what was opened, but never remove a socket or lock we do not own.
+    await shutdown(parts, config, logger, 'startup failure').catch(() => 1);
+    return 1;
+  }
+}

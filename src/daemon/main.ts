@@ -1,0 +1,73 @@
+/**
+ * `mediacached` entry point: resolve the configuration (exit 2 with one
+ * clear line when it is wrong), answer --help/--version, then load and run
+ * the daemon (daemon.ts).
+ */
+import fs from 'node:fs';
+import { parseCron } from '../core/cron.js';
+import { currentPlatformEnv } from '../core/paths.js';
+import { ConfigError, resolveConfig, type ResolveInput } from './config.js';
+
+function readVersion(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+function readFileIfExists(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+function cronError(expr: string): string | undefined {
+  try {
+    parseCron(expr);
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+function configInput(): ResolveInput {
+  return { argv: process.argv.slice(2), env: process.env, platformEnv: currentPlatformEnv(), readFile: readFileIfExists, validateCron: cronError };
+}
+
+async function main(): Promise<number> {
+  let resolved;
+  try {
+    resolved = await resolveConfig(configInput());
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`mediacached: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (resolved.kind === 'help') {
+    process.stdout.write(resolved.text + '\n');
+    return 0;
+  }
+  if (resolved.kind === 'version') {
+    process.stdout.write(readVersion() + '\n');
+    return 0;
+  }
+  const { runDaemon } = await import('./daemon.js');
+  return runDaemon(resolved.config, configInput, readVersion());
+}
+
+main().then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (e: unknown) => {
+    process.stderr.write(`mediacached: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  },
+);
