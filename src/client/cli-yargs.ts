@@ -126,7 +126,7 @@ export async function parseWithYargs(argv: readonly string[], width = 80): Promi
     )
     .command(
       'jobs',
-      'list download jobs, newest first',
+      'list download jobs and their outcome',
       (c) =>
         c
           .option('state', { choices: JOB_STATES as string[], describe: 'only jobs in this state' })

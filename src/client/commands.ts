@@ -48,6 +48,7 @@ export interface Ctx {
 export const DEFAULT_TIMEOUT_MS = 30_000;
 /** Waiting for downloads or a sweep has no natural bound: no timeout unless --timeout says so. */
 const NO_TIMEOUT = 0;
+const ADD_BATCH = 5000;
 const JOB_EVENTS: EventName[] = ['job.queued', 'job.progress', 'job.done', 'job.failed'];
 
 function printJson(ctx: Ctx, value: unknown): void {
@@ -105,8 +106,12 @@ async function add(ctx: Ctx, cmd: Extract<Command, { name: 'add' }>): Promise<nu
         client.onEvent((e) => live.onEvent(e));
         await client.call('subscribe', { events: JOB_EVENTS });
       }
-      const r = await client.call('add', { urls, wait: cmd.wait, force: cmd.force }, { timeoutMs: ctx.timeout(cmd.wait ? NO_TIMEOUT : DEFAULT_TIMEOUT_MS) });
-      items = r.items;
+      // The daemon takes at most 10000 URLs per call; bigger lists go as several calls on one connection.
+      const batches: string[][] = [];
+      for (let i = 0; i < urls.length; i += ADD_BATCH) batches.push(urls.slice(i, i + ADD_BATCH));
+      const timeoutMs = ctx.timeout(cmd.wait ? NO_TIMEOUT : DEFAULT_TIMEOUT_MS);
+      const replies = await Promise.all(batches.map((b) => client.call('add', { urls: b, wait: cmd.wait, force: cmd.force }, { timeoutMs })));
+      items = replies.flatMap((r) => r.items);
       // Lines for what no event covered (cached URLs, bad file lines), once each.
       live?.finish([...invalid, ...items]);
       linesPrinted = live !== undefined;

@@ -150,16 +150,18 @@ export class AddProgress {
 
   /** The bar lines as they would be drawn now (no escape codes). */
   barLines(): string[] {
-    const cols = Math.max(40, (this.stream.columns ?? 80) - 1);
+    // Under script(1) or a detached pty the width can be reported as 0: assume 80 then.
+    const cols = Math.max(40, (this.stream.columns || 80) - 1);
     const lines: string[] = [];
     const active = [...this.jobs.values()].filter((j) => !j.ended);
     const shown = active.slice(0, 8);
-    const barW = Math.max(10, Math.min(30, cols - 50));
+    // The URL is what tells downloads apart: the bar gives way to it on narrow terminals.
+    const barW = Math.max(10, Math.min(30, cols - 70));
     for (const j of shown) {
       const frac = j.totalBytes ? j.bytes / j.totalBytes : NaN;
       const head = j.totalBytes ? `${percent(frac)} ${bar(frac, barW)}` : `   ? ${bar(0, barW)}`;
       const size = `${formatSize(j.bytes)}${j.totalBytes ? ` / ${formatSize(j.totalBytes)}` : ''}`;
-      const fixed = `${head}  ${size}  `;
+      const fixed = `${head}  ${size.padEnd(21)}  `;
       lines.push(fixed + truncateLeft(j.url, cols - [...fixed].length));
     }
     if (active.length > shown.length) lines.push(`     … and ${active.length - shown.length} more downloading`);
