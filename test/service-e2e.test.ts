@@ -353,10 +353,7 @@ const CAN_SANDBOX = process.getuid?.() === 0 && UNSHARE && SETPRIV;
  */
 t.test(
   'ProtectProc=invisible: a stale lock naming another user\'s pid does not block start-up',
-  {
-    skip: !CAN_SANDBOX && 'needs root, unshare and setpriv to emulate the sandbox',
-    todo: 'src/daemon/lifecycle.ts pidAlive() must treat ENOENT on /proc/<pid> (procfs present) as dead — reported to H4a',
-  },
+  { skip: !CAN_SANDBOX && 'needs root, unshare and setpriv to emulate the sandbox' },
   async (t) => {
     const root = makeRoot();
     t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -365,8 +362,11 @@ t.test(
     const nobody = 65534;
     for (const d of [dirs.cache, dirs.state, dirs.runtime, dirs.logs]) fs.chownSync(d, nobody, nobody);
     // pid 1 exists and is root's: invisible to the service user under hidepid.
-    fs.writeFileSync(path.join(dirs.cache, '.lock'), JSON.stringify({ pid: 1, socket: '/run/old.sock', startedAt: '2026-01-01T00:00:00Z' }) + '\n');
-    fs.chownSync(path.join(dirs.cache, '.lock'), nobody, nobody);
+    const lock = path.join(dirs.cache, '.lock');
+    fs.writeFileSync(lock, JSON.stringify({ pid: 1, socket: '/run/old.sock', startedAt: '2026-01-01T00:00:00Z' }) + '\n');
+    fs.chownSync(lock, nobody, nobody);
+    // A private mount namespace whose /proc is mounted as ProcSubset=pid +
+    // ProtectProc=invisible mount it, then the service user.
     const sandbox = [
       UNSHARE!,
       '-m',
@@ -381,12 +381,36 @@ t.test(
     ];
     const p = launch(t, [...sandbox, ...localArgv(SYSTEM)], daemonEnv(root, { ...dirs.env, HOME: dirs.state }));
     const socket = path.join(dirs.runtime, 'mediacached.sock');
-    await waitReady(socket, { exitStatus: p.status, stderr: p.stderr }, 20_000);
+    const outcome = await waitFor(
+      async () => {
+        if (p.status()) return 'exited';
+        try {
+          const c = await RpcClient.connect(socket);
+          try {
+            await c.call('status', {});
+            return 'ready';
+          } finally {
+            c.destroy();
+          }
+        } catch {
+          return undefined;
+        }
+      },
+      { timeoutMs: 20_000, what: 'the daemon to answer or exit' },
+    );
+    if (outcome === 'exited') {
+      // Still the bug: make sure it is this bug, and keep it visible.
+      t.match(p.stderr(), /pid 1\b.*already using the cache directory/, 'refused because of the stale lock');
+      t.fail('started despite a stale lock whose pid is hidden', {
+        todo: 'src/daemon/lifecycle.ts pidAlive(): with procfs mounted, ENOENT on /proc/<pid> means not a visible process of ours (reported to H4a)',
+      });
+      return;
+    }
     const c = await RpcClient.connect(socket);
     const st = await c.call('status', {});
     c.destroy();
     t.equal(st.paths.cacheDir, dirs.cache, 'started on the cache despite the stale lock');
     const stop = await stopLikeSystemd(SYSTEM, st.pid, p);
-    t.equal(stop.code, 0);
+    t.equal(stop.code, 0, 'exit 0 on SIGTERM');
   },
 );
