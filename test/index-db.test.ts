@@ -1,7 +1,9 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { IndexDb } from '../src/core/index-db.js';
 import { MediaCacheError } from '../src/core/errors.js';
 import type { StoredRecord } from '../src/core/types.js';
@@ -342,4 +344,80 @@ t.test('two shards claiming one URL after a crash: the later fetch keeps it', as
   t.same(again.get(older.md5)!.urls, []);
   t.same(onDisk(dir).get(older.md5)!.urls, [], 'loser rewritten at open');
   await again.close();
+});
+
+t.test('crash safety: SIGKILL during continuous flushes leaves a valid, consistent index', async (t) => {
+  const dir = join(t.testdir(), 'idx');
+  const child = fileURLToPath(new URL('./scripts/index-crash-child.ts', import.meta.url));
+  let lastDurable = -1;
+  // What each life put durably: records start..durable (records between a
+  // life's last durable flush and the next life's start may or may not exist).
+  const lives: { start: number; durable: number }[] = [];
+  // Three lives: each child reopens what the previous one left and goes on.
+  for (let life = 0; life < 3; life++) {
+    // Run the child through the same TypeScript loader tap gave this process.
+    const proc = spawn(process.execPath, [...process.execArgv, child, dir, '40'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    t.teardown(() => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    });
+    let durable = -1;
+    let start = -1;
+    let flushes = 0;
+    let errText = '';
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk: string) => {
+      errText += chunk;
+      const opened = /next (\d+)/.exec(chunk);
+      if (opened && start < 0) start = Number(opened[1]);
+      for (const m of chunk.matchAll(/durable (\d+)/g)) {
+        durable = Math.max(durable, Number(m[1]));
+        flushes++;
+      }
+    });
+    const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
+    await waitFor(() => flushes >= 5 + life * 3 || proc.exitCode !== null, { timeoutMs: 60_000, what: 'child flushes' });
+    t.equal(proc.exitCode, null, `child ${life} still running (stderr: ${errText.slice(-500)})`);
+    proc.kill('SIGKILL'); // lands wherever the child is: mid-batch, mid-write, mid-rename
+    await exited;
+    t.ok(durable > lastDurable, `life ${life} made progress (durable ${durable})`);
+    lastDurable = durable;
+    lives.push({ start, durable });
+  }
+  const putDurably = (k: number): boolean => lives.some((l) => k >= l.start && k <= l.durable);
+
+  const db = await IndexDb.open(dir);
+  t.same(db.recovered, [], 'no shard was damaged: every write was all-or-nothing');
+  t.equal(db.needsRebuild, false);
+  const hex = (alg: string, s: string): string => createHash(alg).update(s).digest('hex');
+  const seen = new Set<number>();
+  let latestHolders = 0;
+  let problems = 0;
+  for (const r of db.records()) {
+    const k = r.fileSize;
+    seen.add(k);
+    // Complete and self-consistent: exactly what the child wrote for record k.
+    if (r.md5 !== hex('md5', `rec-${k}`) || r.sha256 !== hex('sha256', `rec-${k}`) || r.urls[0] !== `http://127.0.0.1/r/${k}`) problems++;
+    for (const u of r.urls) if (db.md5ForUrl(u) !== r.md5) problems++;
+    if (r.urls.includes('http://127.0.0.1/latest')) latestHolders++;
+  }
+  t.equal(problems, 0, 'every record is complete and the url map agrees with it');
+  t.ok(latestHolders <= 1, 'a url belongs to at most one record');
+  const holder = db.md5ForUrl('http://127.0.0.1/latest');
+  if (holder) t.ok(db.get(holder)!.urls.includes('http://127.0.0.1/latest'), 'url map points at a record that lists the url');
+  // Durability: what a child was told was flushed is there (its removals too).
+  let missing = 0;
+  let resurrected = 0;
+  let checked = 0;
+  for (let k = 0; k <= lastDurable; k++) {
+    if (k % 7 !== 0 && putDurably(k)) {
+      checked++;
+      if (!seen.has(k)) missing++;
+    }
+    if (k % 7 === 0 && putDurably(k + 100) && seen.has(k)) resurrected++;
+  }
+  t.ok(checked > 500, `checked ${checked} records`);
+  t.equal(missing, 0, 'every record put before a completed flush survived');
+  t.equal(resurrected, 0, 'durable removals stayed removed');
+  t.equal(db.stats().totalFiles, seen.size, 'stats derived at open match the records');
+  await db.close();
 });
