@@ -391,3 +391,48 @@ t.test('usage errors exit 2 with usage on stderr and nothing on stdout', async (
   t.match(h.stdout, /Commands:/);
   t.equal(h.stderr, '');
 });
+
+t.test('add: more URLs than one call may carry go as several calls; items come back in order', async (t) => {
+  const s = await server(t);
+  s.handle('add', (p) => ({ items: (p as unknown as AddParams).urls.map((url) => ({ url, state: 'queued', jobId: url.slice(-5) })) }));
+  const urls = Array.from({ length: 12_001 }, (_, i) => `http://h/${i}.png`);
+  const dir = t.testdir({ 'big.urls': urls.join('\n') });
+  const r = await run(['add', '-f', path.join(dir, 'big.urls'), '--json', '--socket', s.socket]);
+  t.equal(r.code, 0, r.stderr);
+  const calls = s.requests.filter((q) => q.method === 'add').map((q) => (q.params as AddParams).urls.length);
+  t.same(calls, [5000, 5000, 2001]);
+  t.same(
+    JSON.parse(r.stdout).items.map((i: { url: string }) => i.url),
+    urls,
+  );
+});
+
+t.test('watch for people: one line per event, repeated progress folded', async (t) => {
+  const s = await server(t);
+  s.handle('subscribe', () => ({ events: [] }));
+  const ac = new AbortController();
+  const w = io({ signal: ac.signal });
+  const wp = main(['watch', '--socket', s.socket], w);
+  await waitFor(() => s.requests.some((r) => r.method === 'subscribe'), { what: 'subscribe' });
+  const job = { id: 'j1', url: 'http://h/a.png', state: 'queued', priority: 0, attempts: 0, createdAt: '', updatedAt: '', source: 'rpc' } as const;
+  const evs: RpcEvent[] = [
+    { type: 'job.queued', job },
+    { type: 'job.progress', jobId: 'j1', url: job.url, bytes: 10, totalBytes: 20 },
+    { type: 'job.progress', jobId: 'j1', url: job.url, bytes: 15, totalBytes: 20 },
+    { type: 'job.progress', jobId: 'j1', url: job.url, bytes: 20, totalBytes: 20 },
+    { type: 'job.progress', jobId: 'j1', url: job.url, bytes: 20, totalBytes: 20 },
+    { type: 'job.done', job: { ...job, state: 'done' }, record: rec(MD5, job.url) },
+    { type: 'sweep.progress', sweepId: 'sw', step: 'rehash', done: 3, total: 9 },
+  ];
+  for (const c of s.conns) for (const e of evs) c.notify(e);
+  await waitFor(() => w.stdout.out.includes('rehash'), { what: 'all events' });
+  ac.abort();
+  t.equal(await wp, 0);
+  const lines = w.stdout.out.trimEnd().split('\n');
+  t.equal(lines.length, 5, 'queued, first progress, complete progress, done, sweep');
+  t.match(lines[0], /queued\s+j1\s+http:\/\/h\/a\.png/);
+  t.match(lines[2], /20 B \/ 20 B/);
+  t.match(lines[3], /done\s+j1\s+0123456789ab/);
+  t.match(lines[4], /sweep\s+sw\s+rehash 3\/9/);
+  t.match(w.stderr.out, /watching/);
+});

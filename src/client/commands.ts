@@ -201,15 +201,16 @@ export const HANDLERS: HandlerTable = {
   async watch(ctx) {
     const client = await ctx.connect();
     const out = ctx.io.stdout;
-    const lastProgress = new Map<string, number>();
+    const lastProgress = new Map<string, { at: number; bytes: number }>();
     const now = ctx.io.now ?? Date.now;
     client.onEvent((e: RpcEvent) => {
       if (ctx.globals.json) return void out.write(JSON.stringify(e) + '\n');
       // Progress is chatty: at most one line per job per second for people.
       if (e.type === 'job.progress') {
         const t = now();
-        if (t - (lastProgress.get(e.jobId) ?? 0) < 1000 && e.bytes !== e.totalBytes) return;
-        lastProgress.set(e.jobId, t);
+        const last = lastProgress.get(e.jobId);
+        if (last && (last.bytes === e.bytes || (t - last.at < 1000 && e.bytes !== e.totalBytes))) return;
+        lastProgress.set(e.jobId, { at: t, bytes: e.bytes });
       } else if (e.type === 'job.done' || e.type === 'job.failed') {
         lastProgress.delete(e.job.id);
       }
