@@ -2,6 +2,9 @@ import t from 'tap';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { fetchToTmp, createDispatcher, type FetchOptions } from '../src/core/download.js';
@@ -160,6 +163,17 @@ t.test('redirects: followed with finalUrl, loops and long chains refused', async
   t.ok(origin.hits('/chain5') >= 1 && origin.hits('/chain7') === 0, 'stopped after maxRedirects hops');
 });
 
+t.test('redirects to other schemes or to garbage are refused', async (t) => {
+  origin.route('/to-file', { status: 302, headers: { location: 'file:///etc/passwd' } });
+  origin.route('/to-data', { status: 301, headers: { location: 'data:image/png;base64,iVBORw0KGgo=' } });
+  origin.route('/to-garbage', { status: 302, headers: { location: 'http://[bad' } });
+  t.equal((await failure(fetchToTmp(new URL(origin.url('/to-file')), base()))).code, 'E_UNSUPPORTED_SCHEME');
+  t.equal((await failure(fetchToTmp(new URL(origin.url('/to-data')), base()))).code, 'E_UNSUPPORTED_SCHEME');
+  const g = await failure(fetchToTmp(new URL(origin.url('/to-garbage')), base()));
+  t.equal(g.code, 'E_HTTP');
+  t.equal(g.retryable, false);
+});
+
 t.test('a stalled body is E_TIMEOUT near timeoutMs', async (t) => {
   const png = fixture('sample.png');
   origin.route('/stall', (_req, res) => {
@@ -281,6 +295,24 @@ t.test('validators kept; progress reported, throttled, with total', async (t) =>
   t.same(calls[calls.length - 1], [body.length, body.length], 'last call reports completion');
   for (let i = 1; i < calls.length; i++) t.ok(calls[i][0] >= calls[i - 1][0], 'monotonic');
   fs.unlinkSync(r.tmpPath);
+});
+
+t.test('disk full while streaming is E_DISK_FULL and leaves no file', async (t) => {
+  // A real full filesystem: a 256 KiB tmpfs (needs mount privileges; skipped without).
+  // Own temp folder, not t.testdir(): tap would remove that before unmounting.
+  const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-diskfull-'));
+  t.teardown(() => fs.rmSync(mnt, { recursive: true, force: true }));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'ignore' });
+  } catch {
+    t.skip('cannot mount a tmpfs here');
+    return;
+  }
+  t.teardown(() => void execFileSync('umount', [mnt], { stdio: 'ignore' }));
+  origin.route('/fills-disk.png', { body: Buffer.concat([fixture('sample.png'), Buffer.alloc(2 * 1024 * 1024, 1)]) });
+  const e = await failure(fetchToTmp(new URL(origin.url('/fills-disk.png')), base({ tmpDir: mnt })));
+  t.equal(e.code, 'E_DISK_FULL');
+  t.same(fs.readdirSync(mnt), [], 'partial file removed');
 });
 
 t.test('missing tmpDir is a clean error', async (t) => {

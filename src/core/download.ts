@@ -406,6 +406,14 @@ function classify(e: unknown, url: string, timeoutMs: number): MediaCacheError {
   if (msg === 'max redirects' || /redirect loop/i.test(msg)) {
     return new MediaCacheError('E_HTTP', `too many redirects (${msg})`, { url, cause: e });
   }
+  // The request URL was checked by parseMediaUrl, so a bad URL here came
+  // from a redirect's Location.
+  if (code === 'UND_ERR_INVALID_ARG' && /URL protocol/i.test(msg)) {
+    return new MediaCacheError('E_UNSUPPORTED_SCHEME', 'redirected to a scheme other than http or https', { url, cause: e });
+  }
+  if (code === 'ERR_INVALID_URL') {
+    return new MediaCacheError('E_HTTP', 'redirected to an invalid URL', { url, cause: e });
+  }
   if (code && (code.startsWith('HPE_') || code.startsWith('ERR_TLS') || code.includes('CERT') || code === 'UND_ERR_PRX_TLS')) {
     return new MediaCacheError('E_NETWORK', `${code}: ${msg}`, { url, cause: e, retryable: false });
   }
