@@ -351,6 +351,8 @@ t.test('abort: one caller leaving does not cancel the shared fetch; the last one
   const { cache, origin } = await setup(t);
   origin.route('/slow.mp4', { body: fixture('sample.mp4'), bytesPerSec: 4 * 1024 });
   const url = origin.url('/slow.mp4');
+  await rejectsCode(t, cache.download(url, { signal: AbortSignal.abort() }), 'E_ABORTED', 'already aborted');
+  t.equal(origin.hits('/slow.mp4'), 0, 'no request for an already-aborted call');
   const ac1 = new AbortController();
   const p1 = cache.download(url, { signal: ac1.signal });
   const p2 = cache.download(url);

@@ -198,7 +198,7 @@ export class MediaCache {
     const parsed = parseMediaUrl(url);
     const href = parsed.href;
     const force = opts.force === true;
-    opts.signal?.throwIfAborted();
+    if (opts.signal?.aborted) throw abortError(opts.signal);
 
     let flight = this.flights.get(href);
     // A forced call must not be satisfied by a flight that may answer from the index.
