@@ -77,10 +77,23 @@ async function writeCacheFiles(dir, count, size) {
   return paths;
 }
 
+/** Wall time of `md5sum` over the files, and its CPU time (user+sys, from the shell's `times`). */
 async function timeMd5sum(paths) {
   const t0 = performance.now();
-  await promisify(execFile)('md5sum', paths, { maxBuffer: 64 * MiB });
-  return performance.now() - t0;
+  const { stdout } = await promisify(execFile)('sh', ['-c', 'md5sum "$@" > /dev/null && times', 'sh', ...paths], { maxBuffer: 64 * MiB });
+  const ms = performance.now() - t0;
+  const secs = (s) => {
+    const m = /(\d+)m([\d.]+)s/.exec(s);
+    return m ? Number(m[1]) * 60 + Number(m[2]) : NaN;
+  };
+  const children = stdout.trim().split('\n').pop().trim().split(/\s+/);
+  return { ms, cpuMs: (secs(children[0]) + secs(children[1])) * 1000 };
+}
+
+/** CPU time of this process (all threads, so the hash workers too), ms. */
+function cpuMs() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 function startOrigin(dir) {
@@ -110,6 +123,7 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-bench-sweep-'));
 const cacheDir = path.join(root, 'cache');
 let origin;
 try {
+  console.log(`load average before: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (other work on the machine skews wall times)`);
   console.log(`cache: ${FILES} x ${FILE_MIB} MiB = ${((FILES * FILE_MIB) / 1024).toFixed(2)} GiB in ${root}; cpus ${os.cpus().length}`);
   const t0 = performance.now();
   const paths = await writeCacheFiles(cacheDir, FILES, FILE_MIB * MiB);
@@ -125,17 +139,23 @@ try {
     let bestSweep = Infinity;
     let bestRehashStep = Infinity;
     let bestMd5sum = Infinity;
+    let sweepCpu = Infinity;
+    let md5sumCpu = Infinity;
     for (let r = 0; r < RUNS; r++) {
       const sweeper = new Sweeper(cache, { threads: 2, rateMBps: 0 });
+      const c0 = cpuMs();
       const rep = await sweeper.run();
+      sweepCpu = Math.min(sweepCpu, cpuMs() - c0);
       if (rep.checked !== FILES || rep.corrupt.length) throw new Error(`sweep checked ${rep.checked}, corrupt ${rep.corrupt.length}`);
       const step = rep.steps.find((s) => s.name === 'rehash');
       bestSweep = Math.min(bestSweep, rep.durationMs);
       bestRehashStep = Math.min(bestRehashStep, step.durationMs);
       const m = await timeMd5sum(paths);
-      bestMd5sum = Math.min(bestMd5sum, m);
-      console.log(`run ${r + 1}: sweep ${fmt(rep.durationMs)} (rehash step ${fmt(step.durationMs)}), md5sum ${fmt(m)}`);
+      bestMd5sum = Math.min(bestMd5sum, m.ms);
+      md5sumCpu = Math.min(md5sumCpu, m.cpuMs);
+      console.log(`run ${r + 1}: sweep ${fmt(rep.durationMs)} (rehash step ${fmt(step.durationMs)}), md5sum ${fmt(m.ms)}; load average ${os.loadavg()[0].toFixed(1)}`);
     }
+    console.log(`CPU time: sweep ${fmt(sweepCpu)} (md5+sha256), md5sum ${fmt(md5sumCpu)} (md5 only)`);
     console.log(
       `REHASH best of ${RUNS}: sweep (md5+sha256, 2 threads) ${fmt(bestSweep)} = ${mbps(totalBytes, bestSweep)} MB/s; ` +
         `md5sum ${fmt(bestMd5sum)} = ${mbps(totalBytes, bestMd5sum)} MB/s; ratio sweep/md5sum = ${(bestSweep / bestMd5sum).toFixed(2)}x ` +

@@ -99,9 +99,12 @@ t.test('a shard full of garbage: kept aside as *.corrupt-*, its files adopted ba
   const recs = await addAll(d, o);
   await d.stop();
   const victim = recs[1];
-  const shard = path.join(d.cacheDir, 'index', 'records', `${victim.md5.slice(0, 2)}.json`);
-  t.ok(fs.existsSync(shard), 'the shard file exists');
-  fs.writeFileSync(shard, '{"v":1,"records":[{"md5": garbage \u0000\u0001 ');
+  // The shard holding the victim: named after its md5's leading hex digits (format is the index's business).
+  const recordsDir = path.join(d.cacheDir, 'index', 'records');
+  const name = fs.readdirSync(recordsDir).find((n) => n.startsWith(`${victim.md5.slice(0, 2)}.`) && !n.includes('corrupt') && !n.startsWith('.'));
+  t.ok(name, 'the shard file exists');
+  const shard = path.join(recordsDir, name!);
+  fs.writeFileSync(shard, '{"v":1,"records":[{"md5": garbage \u0000\u0001 \n{{{{\n');
 
   const d2 = await startDaemon(t, { root: d.root });
   await waitFor(
