@@ -28,6 +28,8 @@ import { SweepTimer } from './sweep-timer.js';
 
 /** The cache's own network limit; the Scheduler is the real (reloadable) limiter. */
 const CACHE_NET_LIMIT = 256;
+/** Time allowed for flushing and closing after the drain grace period. */
+const SHUTDOWN_SLACK_MS = 15_000;
 
 interface Parts {
   cache?: MediaCache;
@@ -72,14 +74,27 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
  */
 export async function runDaemon(initial: DaemonConfig, configInput: () => ResolveInput, version: string): Promise<number> {
   let config = initial;
-  const logger = createDaemonLogger({ level: config.logLevel, logFile: config.logFile });
+  let logger: DaemonLogger;
+  try {
+    logger = createDaemonLogger({ level: config.logLevel, logFile: config.logFile });
+  } catch (e) {
+    process.stderr.write(`mediacached: cannot open the log file ${config.logFile}: ${(e as Error).message}. Fix --log-file (or its folder's permissions).\n`);
+    return 2;
+  }
   const startedAt = new Date();
   const parts: Parts = {};
   let ready: HandlerTable | undefined;
 
   installSignalHandlers({
     logger,
-    shutdown: (sig) => shutdown(parts, config, logger, sig),
+    shutdown: (sig) => {
+      // Whatever hangs (a wedged disk, a stuck close), systemd's stop timeout must not be our exit path.
+      setTimeout(() => {
+        logger.error(`shutdown still not finished ${config.graceMs + SHUTDOWN_SLACK_MS} ms after ${sig}; exiting anyway`);
+        process.exit(1);
+      }, config.graceMs + SHUTDOWN_SLACK_MS).unref();
+      return shutdown(parts, config, logger, sig);
+    },
     reload: async () => {
       logger.info('SIGHUP: reopening the log file and re-reading the configuration');
       let next: DaemonConfig;

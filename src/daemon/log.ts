@@ -65,7 +65,9 @@ const jsonLines = winston.format.combine(winston.format.errors({ stack: true }),
 
 function openStream(file: string): fs.WriteStream {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const s = fs.createWriteStream(file, { flags: 'a', mode: 0o640 });
+  // Opened synchronously: the file exists (or the error is thrown) before we return.
+  const fd = fs.openSync(file, 'a', 0o640);
+  const s = fs.createWriteStream(file, { fd, flags: 'a' });
   // A failing log file must not take the daemon down; it is reported on stderr.
   s.on('error', (e) => process.stderr.write(`mediacached: log file ${file}: ${e.message}\n`));
   return s;
@@ -119,8 +121,17 @@ export function createDaemonLogger(o: DaemonLoggerOptions): DaemonLogger {
       const oldTransport = fileTransport;
       fileStream = undefined;
       fileTransport = undefined;
+      if (next) {
+        try {
+          attach(next);
+        } catch (e) {
+          // Keep logging where we were rather than nowhere.
+          fileStream = oldStream;
+          fileTransport = oldTransport;
+          throw e;
+        }
+      }
       file = next;
-      if (file) attach(file);
       if (oldTransport) w.remove(oldTransport);
       if (oldStream) await endStream(oldStream);
     },
