@@ -263,7 +263,13 @@ t.test(
     t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
     const dirs = systemdDirs(root, 'system');
     const allowFile = path.join(root, 'allow.txt');
-    fs.writeFileSync(allowFile, [...allowed].join('\n') + '\n');
+    // RestrictAddressFamilies= as socket(2) argument rules (systemd answers EAFNOSUPPORT, the runner EPERM).
+    const AF: Record<string, number> = { AF_UNIX: 1, AF_INET: 2, AF_INET6: 10 };
+    const families = last(SYSTEM, 'Service', 'RestrictAddressFamilies')!.split(/\s+/).map((f) => {
+      if (!(f in AF)) throw new Error(`add ${f} to the test's address family table`);
+      return `af:${AF[f]}`;
+    });
+    fs.writeFileSync(allowFile, [...allowed, ...families].join('\n') + '\n');
     const trace = path.join(root, 'strace.txt');
 
     let argv = localArgv(SYSTEM);
@@ -291,7 +297,9 @@ t.test(
       }
     });
 
-    const add = await mcctl(['add', origin.url('/a.png'), origin.url('/b.pdf'), '--wait', '--json', '--socket', socket], cenv);
+    // One URL by name: getaddrinfo (AI_ADDRCONFIG asks netlink, which the family filter refuses) must still resolve it.
+    const byName = origin.url('/b.pdf').replace('127.0.0.1', 'localhost');
+    const add = await mcctl(['add', origin.url('/a.png'), byName, '--wait', '--json', '--socket', socket], cenv);
     t.equal(add.code, 0, `mcctl add --wait: ${add.stderr}`);
     t.equal(fs.readdirSync(path.join(dirs.cache, 'images')).length, 1, 'image stored');
     t.equal(fs.readdirSync(path.join(dirs.cache, 'documents')).length, 1, 'pdf stored');
@@ -313,6 +321,10 @@ t.test(
       const r = spawnSync(SECCOMP, [noRename, process.execPath, '-e', `require('fs').writeFileSync('${root}/x', ''); require('fs').renameSync('${root}/x', '${root}/y')`], { encoding: 'utf8' });
       t.not(r.status, 0, 'a call outside the list fails');
       t.match(r.stderr, /EPERM/, 'with EPERM, as SystemCallErrorNumber=EPERM makes systemd do');
+      // net.connect resolves names with AI_ADDRCONFIG, for which glibc opens a
+      // netlink socket; RestrictAddressFamilies refuses it and glibc must fall back.
+      const dns = spawnSync(SECCOMP, [allowFile, process.execPath, '-e', `require('dns').lookup('localhost', { hints: require('dns').ADDRCONFIG }, (e, a) => { if (e) throw e; process.stderr.write('resolved ' + a); })`], { encoding: 'utf8' });
+      t.match(dns.stderr, /resolved (127\.0\.0\.1|::1)/, `AI_ADDRCONFIG lookups work without netlink: ${dns.stderr}`);
     }
 
     if (STRACE) {
@@ -328,6 +340,8 @@ t.test(
         if (/= -1 EPERM/.test(l) && !allowed.has(m[1])) refused.set(m[1], (refused.get(m[1]) ?? 0) + 1);
       }
       const outside = [...used].filter((s) => !allowed.has(s)).sort();
+      const refusedFamilies = [...new Set(lines.slice(Math.max(0, start)).flatMap((l) => /socket\((AF_\w+).*= -1 E/.exec(l)?.[1] ?? []))];
+      t.comment(`socket families refused by RestrictAddressFamilies (and survived): ${refusedFamilies.join(', ') || 'none'}`);
       t.comment(`the daemon made ${used.size} distinct system calls; outside the filter: ${outside.join(', ') || 'none'}`);
       t.ok(used.size > 30, 'the trace covers the run');
       t.same(

@@ -16,18 +16,23 @@ import { spawnSync } from 'node:child_process';
 
 const SOURCE = String.raw`
 #include <stdio.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/prctl.h>
 typedef void *scmp_filter_ctx;
+struct scmp_arg_cmp { unsigned int arg; int op; uint64_t datum_a; uint64_t datum_b; };
+#define SCMP_CMP_EQ 4
 extern scmp_filter_ctx seccomp_init(uint32_t def_action);
 extern int seccomp_rule_add(scmp_filter_ctx ctx, uint32_t action, int syscall, unsigned int arg_cnt, ...);
 extern int seccomp_syscall_resolve_name(const char *name);
 extern int seccomp_load(scmp_filter_ctx ctx);
 #define SCMP_ACT_ALLOW 0x7fff0000U
 #define SCMP_ACT_ERRNO(x) (0x00050000U | ((x) & 0x0000ffffU))
-/* usage: seccomp-run ALLOWLIST_FILE PROGRAM ARGS... (one syscall name a line) */
+/* usage: seccomp-run ALLOWLIST_FILE PROGRAM ARGS...
+ * One syscall name a line. Lines "af:N" restrict socket(2) to those address
+ * families (RestrictAddressFamilies=); other families get EPERM. */
 int main(int argc, char **argv) {
   if (argc < 3) { fprintf(stderr, "usage: %s allowlist program [args]\n", argv[0]); return 97; }
   FILE *f = fopen(argv[1], "r");
@@ -35,10 +40,19 @@ int main(int argc, char **argv) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(1)); /* EPERM */
   if (!ctx) { fprintf(stderr, "seccomp_init failed\n"); return 95; }
   char line[128];
+  int families[64], nfam = 0, allow_socket = 0;
+  int nr_socket = seccomp_syscall_resolve_name("socket");
   while (fgets(line, sizeof line, f)) {
     line[strcspn(line, "\n")] = 0;
+    if (strncmp(line, "af:", 3) == 0) { if (nfam < 64) families[nfam++] = atoi(line + 3); continue; }
     int nr = seccomp_syscall_resolve_name(line);
+    if (nr == nr_socket) { allow_socket = 1; continue; }
     if (nr >= 0 && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) != 0) { fprintf(stderr, "rule %s failed\n", line); return 94; }
+  }
+  if (allow_socket && nfam == 0 && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr_socket, 0) != 0) return 94;
+  for (int i = 0; allow_socket && i < nfam; i++) {
+    struct scmp_arg_cmp c = { 0, SCMP_CMP_EQ, (uint64_t)families[i], 0 };
+    if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr_socket, 1, c) != 0) { fprintf(stderr, "socket rule failed\n"); return 94; }
   }
   fclose(f);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) { perror("no_new_privs"); return 93; }
