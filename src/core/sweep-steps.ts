@@ -6,7 +6,7 @@
  *  2 rehash     MD5 + SHA-256 of the rest in worker threads, stalest first, until the deadline
  *  3 quarantine move corrupt files to .quarantine/<day>/ (never deleted)
  *  4 repair     re-fetch missing/quarantined records from their URLs, verified by md5 AND sha256
- *  5 adopt      index well-formed unknown files in the type folders; quarantine anything else
+ *  5 adopt      (sweep-adopt.ts) index well-formed unknown files in the type folders; quarantine anything else
  *  6 clean-tmp  remove .tmp/ leftovers older than a day
  *
  * Races with downloads running at the same time: a file is only moved to
@@ -17,16 +17,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
-import { MediaCacheError, toMediaCacheError } from './errors.js';
+import { toMediaCacheError } from './errors.js';
 import type { HashOutcome, HashPool } from './hash-worker.js';
 import type { IndexDb } from './index-db.js';
 import type { Logger } from './logger.js';
 import type { SweepReport, SweepStepName } from './protocol.js';
-import { IMAGE_HEAD_CAP, SNIFF_BYTES, imageDimensions, sniff } from './sniff.js';
-import { classifyFolderEntry, adoptionProblem, type FolderEntry, isStaleTmp, pastDeadline, quarantineTarget, orderForRehash } from './sweep-plan.js';
+import { isStaleTmp, pastDeadline, quarantineTarget, orderForRehash } from './sweep-plan.js';
 import { repairRecord } from './sweep-repair.js';
 import { storePath, tmpDirOf } from './store.js';
-import { MEDIA_TYPES, TYPE_DIRS, type StoredRecord } from './types.js';
+import type { StoredRecord } from './types.js';
 
 /** What a sweep needs of a MediaCache (MediaCache satisfies it). */
 export interface SweepTarget {
@@ -43,7 +42,7 @@ export interface StepTally {
 }
 
 /** A file judged bad, with the identity it had when judged. */
-interface Suspect {
+export interface Suspect {
   path: string;
   md5?: string;
   reason: string;
@@ -73,13 +72,13 @@ export interface SweepContext {
   needRepair: Set<string>;
 }
 
-const nowIso = (ctx: SweepContext): string => ctx.now().toISOString();
+export const nowIso = (ctx: SweepContext): string => ctx.now().toISOString();
 
-function errno(e: unknown): string | undefined {
+export function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException | null)?.code;
 }
 
-async function lstatOrUndefined(p: string): Promise<fs.Stats | undefined> {
+export async function lstatOrUndefined(p: string): Promise<fs.Stats | undefined> {
   try {
     return await fs.promises.lstat(p);
   } catch (e) {
@@ -138,7 +137,7 @@ export async function stepMissing(ctx: SweepContext): Promise<void> {
  * so a file that alone takes longer than the deadline is still checked and
  * an incremental sweep always makes progress. Returns false when cut short.
  */
-async function hashAll<T>(
+export async function hashAll<T>(
   ctx: SweepContext,
   items: readonly T[],
   pathOf: (item: T) => string,
@@ -210,7 +209,7 @@ export async function stepRehash(ctx: SweepContext): Promise<boolean> {
 }
 
 /** Move one file to quarantine if it is still the file that was judged. Returns the new path. */
-async function quarantine(ctx: SweepContext, s: Suspect): Promise<string | undefined> {
+export async function quarantine(ctx: SweepContext, s: Suspect): Promise<string | undefined> {
   const st = await lstatOrUndefined(s.path);
   if (!st || st.ino !== s.ino || st.mtimeMs !== s.mtimeMs || st.size !== s.size) {
     ctx.logger.info('sweep: file changed since it was checked; left in place', { path: s.path });
@@ -280,94 +279,6 @@ export async function stepRepair(ctx: SweepContext): Promise<void> {
   }
 }
 
-interface Candidate {
-  path: string;
-  entry: FolderEntry & { kind: 'candidate' };
-}
-
-/** Step 5: adopt unknown well-formed files; quarantine everything else in the type folders. Returns false when cut short. */
-export async function stepAdopt(ctx: SweepContext): Promise<boolean> {
-  const { cache } = ctx;
-  const index = cache.index;
-  const candidates: Candidate[] = [];
-  const junk: Array<{ path: string; reason: string; st: fs.Stats }> = [];
-  for (const type of MEDIA_TYPES) {
-    const dir = path.join(cache.cacheDir, TYPE_DIRS[type]);
-    let names: fs.Dirent[];
-    try {
-      names = await fs.promises.readdir(dir, { withFileTypes: true });
-    } catch (e) {
-      if (errno(e) === 'ENOENT') continue;
-      throw e;
-    }
-    for (const d of names) {
-      const p = path.join(dir, d.name);
-      if (d.isDirectory()) {
-        ctx.logger.warn('sweep: unexpected folder in a type folder; left alone', { path: p });
-        continue;
-      }
-      const c = classifyFolderEntry(type, d.name, (md5) => index.get(md5));
-      if (c.kind === 'indexed') continue;
-      const st = await lstatOrUndefined(p);
-      if (!st) continue;
-      if (c.kind === 'junk') junk.push({ path: p, reason: c.reason, st });
-      else if (!st.isFile()) junk.push({ path: p, reason: 'not a regular file', st });
-      else candidates.push({ path: p, entry: c });
-    }
-  }
-  let done = 0;
-  const total = candidates.length + junk.length;
-  for (const j of junk) {
-    ctx.signal.throwIfAborted();
-    await quarantine(ctx, { path: j.path, reason: j.reason, ino: j.st.ino, mtimeMs: j.st.mtimeMs, size: j.st.size }).catch((e: unknown) =>
-      ctx.logger.error('sweep: cannot quarantine', { path: j.path, error: String(e) }),
-    );
-    ctx.progress('adopt', ++done, total);
-  }
-  return hashAll(
-    ctx,
-    candidates,
-    (c) => c.path,
-    (c) => (c.entry.expected.mediaType === 'image' ? IMAGE_HEAD_CAP : SNIFF_BYTES),
-    async (c, h) => {
-      ctx.progress('adopt', ++done, total);
-      if (!h) return;
-      const sniffed = h.head ? sniff(h.head.subarray(0, SNIFF_BYTES)) : undefined;
-      const problem = adoptionProblem(c.entry, h, sniffed);
-      // A download may have indexed this md5 while we hashed: nothing to do.
-      if (index.get(c.entry.md5)) return;
-      if (problem || !sniffed) {
-        await quarantine(ctx, { path: c.path, reason: problem ?? 'not media', ino: h.ino, mtimeMs: h.mtimeMs, size: h.size }).catch((e: unknown) =>
-          ctx.logger.error('sweep: cannot quarantine', { path: c.path, error: String(e) }),
-        );
-        return;
-      }
-      const rec: StoredRecord = {
-        md5: h.md5,
-        sha256: h.sha256,
-        fileSize: h.size,
-        mimeType: sniffed.mimeType,
-        mediaType: sniffed.mediaType,
-        extension: sniffed.extension,
-        urls: [],
-        fetchedAt: new Date(h.mtimeMs).toISOString(),
-        verifiedAt: nowIso(ctx),
-      };
-      const dims = sniffed.mediaType === 'image' && h.head ? imageDimensions(h.head) : undefined;
-      if (dims) {
-        rec.width = dims.width;
-        rec.height = dims.height;
-      }
-      index.put(rec);
-      ctx.report.adopted.push(rec.md5);
-      ctx.tally.adopt.count++;
-      ctx.tally.adopt.bytes += rec.fileSize;
-      ctx.logger.info('sweep: adopted', { md5: rec.md5, path: c.path });
-    },
-    !ctx.adoptAll,
-  );
-}
-
 /** Step 6: partial downloads left by a crash or a kill, older than a day. */
 export async function stepCleanTmp(ctx: SweepContext): Promise<void> {
   const dir = tmpDirOf(ctx.cache.cacheDir);
@@ -395,8 +306,4 @@ export async function stepCleanTmp(ctx: SweepContext): Promise<void> {
     }
     ctx.progress('clean-tmp', ++done, names.length);
   }
-}
-
-export function abortedError(): MediaCacheError {
-  return new MediaCacheError('E_ABORTED', 'sweep stopped: closing');
 }

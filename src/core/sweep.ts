@@ -19,8 +19,8 @@ import { HashPool } from './hash-worker.js';
 import type { Logger } from './logger.js';
 import type { RpcEvent, SweepReport, SweepStepName } from './protocol.js';
 import { ProgressThrottle } from './sweep-plan.js';
+import { stepAdopt } from './sweep-adopt.js';
 import {
-  stepAdopt,
   stepCleanTmp,
   stepMissing,
   stepQuarantine,
@@ -145,6 +145,9 @@ export class Sweeper extends EventEmitter {
       await pool.close();
       if (this.current === cur) this.current = undefined;
     });
+    // Callers that do not wait (RPC without wait) must not turn a failed sweep
+    // into an unhandled rejection; the failure is logged in execute().
+    cur.promise.catch(() => undefined);
     this.current = cur;
     return { id, joined: false, done: cur.promise };
   }
