@@ -6,7 +6,10 @@ import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { startDaemon, type DaemonHandle } from './helpers/daemon.js';
+import { REPO_ROOT } from './helpers/build.js';
 import { startOrigin, fixture, type Origin } from './helpers/origin.js';
 import { waitFor } from './helpers/wait.js';
 import type { SweepReport } from '../src/core/protocol.js';
@@ -66,6 +69,45 @@ t.test('a daemon on "* * * * *" repairs a corrupted file by itself', async (t) =
   const after = await d.rpc('status', {});
   t.ok(after.lastSweep, 'status shows the last sweep');
   t.ok(Date.parse(after.nextSweepAt!) > Date.parse(status.nextSweepAt!), 'next sweep moved on');
+});
+
+/** Run the real mcctl; resolves with exit code and output (never rejects on a non-zero exit). */
+async function mcctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [path.join(REPO_ROOT, 'bin', 'mcctl.js'), ...args], { timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+  }
+}
+
+t.test('mcctl sweep --wait repairs a deleted and a corrupted file on demand', async (t) => {
+  const o = await origin(t);
+  const d = await startDaemon(t);
+  const recs = await addAll(d, o);
+  fs.rmSync(recs[0].localPath);
+  fs.writeFileSync(recs[2].localPath, Buffer.alloc(recs[2].fileSize));
+  const r = await mcctl(['sweep', '--wait', '--json', '--socket', d.socket]);
+  t.equal(r.code, 0, `exit 0 (${r.stderr})`);
+  const res = JSON.parse(r.stdout) as { report: SweepReport; joined: boolean };
+  t.equal(res.joined, false);
+  t.same(res.report.missing, [recs[0].md5]);
+  t.same(res.report.corrupt, [recs[2].md5]);
+  t.same(res.report.repaired.map((x) => x.md5).sort(), [recs[0].md5, recs[2].md5].sort());
+  t.same(res.report.steps.map((s) => s.name), ['missing', 'rehash', 'quarantine', 'repair', 'adopt', 'clean-tmp']);
+  for (const rec of recs) t.equal(md5(fs.readFileSync(rec.localPath)), rec.md5, `${path.basename(rec.localPath)} intact`);
+  // human output of a clean sweep
+  const h = await mcctl(['sweep', '--wait', '--socket', d.socket]);
+  t.equal(h.code, 0);
+  t.match(h.stdout, /checked\s+5 files/);
+  t.match(h.stdout, /repaired\s+0/);
+  // a file that cannot be repaired: exit 1
+  o.route('/sample.png', { status: 404, body: 'gone' });
+  fs.rmSync(recs[1].localPath);
+  const bad = await mcctl(['sweep', '--wait', '--json', '--socket', d.socket]);
+  t.equal(bad.code, 1, 'exit 1 when something could not be repaired');
+  t.match(JSON.parse(bad.stdout), { report: { unrepaired: [{ md5: recs[1].md5, error: { code: 'E_HTTP' } }] } });
 });
 
 t.test('index folder deleted: start-up adopts every file back', async (t) => {
