@@ -398,3 +398,41 @@ t.test('index survives close and reopen; closed cache refuses work', async (t) =
   await rejectsCode(t, MediaCache.open({ cacheDir: other, concurrency: 0 }), 'E_BAD_REQUEST', 'bad option');
   await rejectsCode(t, MediaCache.open({ cacheDir: '' }), 'E_BAD_REQUEST', 'no cacheDir');
 });
+
+t.test('locks: keyed mutex serializes per key; semaphore waiters can abort without leaking a slot', async (t) => {
+  const { KeyedMutex, Semaphore } = await import('../src/core/cache-locks.js');
+  const m = new KeyedMutex();
+  const order: string[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const a = m.run('k', async () => {
+    order.push('a-start');
+    await gate;
+    order.push('a-end');
+  });
+  const b = m.run('k', async () => void order.push('b'));
+  const c = m.run('other', async () => void order.push('c'));
+  await c;
+  t.same(order, ['a-start', 'c'], 'another key is not blocked; same key waits');
+  release();
+  await Promise.all([a, b]);
+  t.same(order, ['a-start', 'c', 'a-end', 'b']);
+  await t.rejects(m.run('k', async () => Promise.reject(new Error('boom'))), /boom/);
+  t.equal(await m.run('k', async () => 42), 42, 'a failure does not wedge the key');
+
+  const s = new Semaphore(1);
+  const r1 = await s.acquire();
+  const ac = new AbortController();
+  const waiting = s.acquire(ac.signal);
+  t.equal(s.queued, 1);
+  ac.abort();
+  await t.rejects(waiting, { code: 'E_ABORTED' });
+  t.equal(s.queued, 0, 'aborted waiter left the queue');
+  const next = s.acquire();
+  r1();
+  r1(); // double release is harmless
+  const r2 = await next;
+  t.equal(s.running, 1);
+  r2();
+  t.equal(s.running, 0);
+});

@@ -15,45 +15,21 @@
  *   listed it before (the origin now serves other content).
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { MediaCacheError, toMediaCacheError } from './errors.js';
 import type { CacheStats, MediaRecord, StoredRecord } from './types.js';
-import { silentLogger, type Logger } from './logger.js';
+import type { Logger } from './logger.js';
 import { parseMediaUrl } from './url.js';
 import { createDispatcher, fetchToTmp, type Fetched } from './download.js';
-import { RETRY_DEFAULTS, withRetries } from './retry.js';
+import { withRetries } from './retry.js';
 import { commitTmp, ensureCacheLayout, storePath, tmpDirOf } from './store.js';
 import { IndexDb } from './index-db.js';
 import { hashFile } from './hash-file.js';
-import { KeyedMutex, Semaphore, abortError } from './cache-locks.js';
+import { KeyedMutex, Semaphore } from './cache-locks.js';
+import { SingleFlight, type FlightContext } from './cache-flight.js';
+import { checkInt, resolveCacheOptions, type MediaCacheOptions, type MediaCacheSettings } from './cache-options.js';
 
-export interface MediaCacheOptions {
-  cacheDir: string;
-  /** Where the index lives (default `<cacheDir>/index`). */
-  indexDir?: string;
-  /** Network fetches in flight at once, across all callers (default 5). */
-  concurrency?: number;
-  /** Per-download stall/overall limit in ms (default 30000). */
-  timeoutMs?: number;
-  /** Larger content is refused with E_TOO_LARGE (default 2 GiB). */
-  maxFileSize?: number;
-  maxRedirects?: number;
-  /** Retries of a retryable failure (network, 408, 429, 5xx); default 3. */
-  retries?: number;
-  /** First backoff delay; doubles per attempt with jitter (default 500 ms). */
-  retryBaseDelayMs?: number;
-  retryMaxDelayMs?: number;
-  /** Longest Retry-After we honour (default 60 s). */
-  maxRetryAfterMs?: number;
-  logger?: Logger;
-  /** An undici dispatcher to use instead of our own (not closed by close()). */
-  dispatcher?: Dispatcher;
-  /** Clock for fetchedAt/verifiedAt (tests). */
-  now?: () => number;
-  /** Index write coalescing delay, passed to IndexDb. */
-  flushDelayMs?: number;
-}
+export type { MediaCacheOptions, MediaCacheSettings } from './cache-options.js';
 
 export interface DownloadOptions {
   /** Fetch again even when the URL is cached. */
@@ -69,71 +45,7 @@ export interface VerifyOutcome {
   reason?: 'missing' | 'mismatch';
 }
 
-const DEFAULTS = {
-  concurrency: 5,
-  timeoutMs: 30_000,
-  maxFileSize: 2 * 1024 ** 3,
-  maxRedirects: 5,
-  retries: RETRY_DEFAULTS.retries,
-  retryBaseDelayMs: RETRY_DEFAULTS.baseDelayMs,
-  retryMaxDelayMs: RETRY_DEFAULTS.maxDelayMs,
-  maxRetryAfterMs: RETRY_DEFAULTS.maxRetryAfterMs,
-};
-
-/** The options after defaults, as the instance uses them (`cache.options`). */
-export type MediaCacheSettings = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir'>> & { indexDir: string };
-type Resolved = MediaCacheSettings;
-
 const MD5_PREFIX = /^[0-9a-f]{1,32}$/;
-
-function checkInt(name: string, v: number | undefined, min: number): void {
-  if (v === undefined) return;
-  if (!Number.isSafeInteger(v) || v < min) {
-    throw new MediaCacheError('E_BAD_REQUEST', `option ${name} must be an integer >= ${min}, got ${String(v)}`);
-  }
-}
-
-function resolveOptions(opts: MediaCacheOptions): Resolved {
-  if (!opts || typeof opts.cacheDir !== 'string' || opts.cacheDir.trim() === '') {
-    throw new MediaCacheError('E_BAD_REQUEST', 'option cacheDir is required (the cache root folder)');
-  }
-  checkInt('concurrency', opts.concurrency, 1);
-  checkInt('timeoutMs', opts.timeoutMs, 1);
-  checkInt('maxFileSize', opts.maxFileSize, 1);
-  checkInt('maxRedirects', opts.maxRedirects, 0);
-  checkInt('retries', opts.retries, 0);
-  checkInt('retryBaseDelayMs', opts.retryBaseDelayMs, 0);
-  checkInt('retryMaxDelayMs', opts.retryMaxDelayMs, 0);
-  checkInt('maxRetryAfterMs', opts.maxRetryAfterMs, 0);
-  const cacheDir = path.resolve(opts.cacheDir);
-  const pick = <K extends keyof typeof DEFAULTS>(k: K): number => opts[k] ?? DEFAULTS[k];
-  return {
-    cacheDir,
-    indexDir: path.resolve(opts.indexDir ?? path.join(cacheDir, 'index')),
-    concurrency: pick('concurrency'),
-    timeoutMs: pick('timeoutMs'),
-    maxFileSize: pick('maxFileSize'),
-    maxRedirects: pick('maxRedirects'),
-    retries: pick('retries'),
-    retryBaseDelayMs: pick('retryBaseDelayMs'),
-    retryMaxDelayMs: pick('retryMaxDelayMs'),
-    maxRetryAfterMs: pick('maxRetryAfterMs'),
-    logger: opts.logger ?? silentLogger,
-    now: opts.now ?? Date.now,
-  };
-}
-
-/** One shared network fetch for a URL, with every caller that joined it. */
-interface Flight {
-  href: string;
-  promise: Promise<MediaRecord>;
-  forced: boolean;
-  controller: AbortController;
-  /** Callers still waiting that could abort; at 0 (and no unabortable caller) the fetch is aborted. */
-  abortable: number;
-  pinned: boolean;
-  progress: Set<(bytes: number, total?: number) => void>;
-}
 
 async function fileSize(p: string): Promise<number | undefined> {
   try {
@@ -157,31 +69,28 @@ export class MediaCache {
   readonly logger: Logger;
   /** The HTTP dispatcher every fetch (and a sweep's re-fetch) goes through. */
   readonly dispatcher: Dispatcher;
-  private readonly opts: Resolved;
-  private readonly log: Logger;
   private readonly ownsDispatcher: boolean;
   private readonly tmpDir: string;
   private readonly net: Semaphore;
   private readonly md5Lock = new KeyedMutex();
-  private readonly flights = new Map<string, Flight>();
+  private readonly flights: SingleFlight<MediaRecord>;
   private closing: Promise<void> | undefined;
 
-  private constructor(o: Resolved, index: IndexDb, dispatcher: Dispatcher, ownsDispatcher: boolean) {
-    this.opts = o;
+  private constructor(o: MediaCacheSettings, index: IndexDb, dispatcher: Dispatcher, ownsDispatcher: boolean) {
     this.options = Object.freeze({ ...o });
     this.logger = o.logger;
     this.cacheDir = o.cacheDir;
     this.indexDir = o.indexDir;
     this.index = index;
-    this.log = o.logger;
     this.dispatcher = dispatcher;
     this.ownsDispatcher = ownsDispatcher;
     this.tmpDir = tmpDirOf(o.cacheDir);
     this.net = new Semaphore(o.concurrency);
+    this.flights = new SingleFlight((e) => this.logger.warn('progress callback threw', { error: String(e) }));
   }
 
   static async open(opts: MediaCacheOptions): Promise<MediaCache> {
-    const o = resolveOptions(opts);
+    const o = resolveCacheOptions(opts);
     await ensureCacheLayout(o.cacheDir);
     const index = await IndexDb.open(o.indexDir, {
       logger: o.logger,
@@ -192,93 +101,26 @@ export class MediaCache {
     return new MediaCache(o, index, dispatcher, own);
   }
 
-  /** Download (or answer from the cache) one URL. */
+  /**
+   * Download (or answer from the cache) one URL. Concurrent calls for one URL
+   * share one fetch; a forced call does not join an unforced one (which may
+   * answer from the index).
+   */
   async download(url: string, opts: DownloadOptions = {}): Promise<MediaRecord> {
     this.assertOpen();
     const parsed = parseMediaUrl(url);
-    const href = parsed.href;
     const force = opts.force === true;
-    if (opts.signal?.aborted) throw abortError(opts.signal);
-
-    let flight = this.flights.get(href);
-    // A forced call must not be satisfied by a flight that may answer from the index.
-    if (!flight || (force && !flight.forced)) {
-      flight = this.startFlight(parsed, force, opts.retries);
-    }
-    return this.join(flight, opts);
-  }
-
-  private startFlight(parsed: URL, force: boolean, retries: number | undefined): Flight {
-    const href = parsed.href;
-    const flight: Flight = {
-      href,
-      promise: Promise.resolve(undefined as unknown as MediaRecord),
-      forced: force,
-      controller: new AbortController(),
-      abortable: 0,
-      pinned: false,
-      progress: new Set(),
-    };
-    // Registered before the work starts, so even a synchronous failure below
-    // finds (and removes) its own entry.
-    this.flights.set(href, flight);
-    flight.promise = (async () => {
-      try {
+    return this.flights.run(
+      parsed.href,
+      async (ctx) => {
         if (!force) {
-          const hit = await this.cachedFor(href);
+          const hit = await this.cachedFor(parsed.href);
           if (hit) return hit;
         }
-        return await this.fetchAndCommit(parsed, flight, retries);
-      } finally {
-        this.endFlight(flight);
-      }
-    })();
-    // Callers observe the promise through join(); keep an unobserved rejection quiet.
-    flight.promise.catch(() => undefined);
-    return flight;
-  }
-
-  private endFlight(flight: Flight): void {
-    if (this.flights.get(flight.href) === flight) this.flights.delete(flight.href);
-  }
-
-  /** Wait for a flight as one caller: own progress callback, own abort signal. */
-  private join(flight: Flight, opts: DownloadOptions): Promise<MediaRecord> {
-    const { signal, onProgress } = opts;
-    if (onProgress) flight.progress.add(onProgress);
-    if (!signal) {
-      flight.pinned = true;
-      return flight.promise.finally(() => onProgress && flight.progress.delete(onProgress));
-    }
-    flight.abortable++;
-    return new Promise<MediaRecord>((resolve, reject) => {
-      const leave = (): void => {
-        signal.removeEventListener('abort', onAbort);
-        if (onProgress) flight.progress.delete(onProgress);
-        flight.abortable--;
-      };
-      const onAbort = (): void => {
-        leave();
-        // The fetch is only cancelled when nobody else still wants it.
-        if (flight.abortable === 0 && !flight.pinned) {
-          // Later callers start afresh rather than join a cancelled fetch.
-          this.endFlight(flight);
-          flight.controller.abort(abortError(signal));
-        }
-        reject(abortError(signal));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      flight.promise.then(
-        (r) => {
-          leave();
-          resolve(r);
-        },
-        (e: unknown) => {
-          leave();
-          reject(e);
-        },
-      );
-    });
+        return this.fetchAndCommit(parsed, ctx, opts.retries);
+      },
+      { fresh: force, signal: opts.signal, onProgress: opts.onProgress },
+    );
   }
 
   /** The cached record for a URL when its file is present with the recorded size. */
@@ -288,26 +130,17 @@ export class MediaCache {
     if (!stored) return undefined;
     const p = storePath(this.cacheDir, stored);
     if ((await fileSize(p)) === stored.fileSize) {
-      this.log.debug('cache hit', { url: href, md5: stored.md5 });
+      this.logger.debug('cache hit', { url: href, md5: stored.md5 });
       return this.toRecord(stored, href);
     }
-    this.log.warn('cached file missing or wrong size; fetching again', { url: href, md5: stored.md5, path: p });
+    this.logger.warn('cached file missing or wrong size; fetching again', { url: href, md5: stored.md5, path: p });
     return undefined;
   }
 
-  private async fetchAndCommit(parsed: URL, flight: Flight, retries: number | undefined): Promise<MediaRecord> {
+  private async fetchAndCommit(parsed: URL, ctx: FlightContext, retries: number | undefined): Promise<MediaRecord> {
     const href = parsed.href;
-    const signal = flight.controller.signal;
-    const o = this.opts;
-    const onProgress = (bytes: number, total?: number): void => {
-      for (const cb of flight.progress) {
-        try {
-          cb(bytes, total);
-        } catch (e) {
-          this.log.warn('progress callback threw', { url: href, error: String(e) });
-        }
-      }
-    };
+    const { signal } = ctx;
+    const o = this.options;
     const release = await this.net.acquire(signal);
     let fetched: Fetched;
     try {
@@ -320,7 +153,7 @@ export class MediaCache {
             timeoutMs: o.timeoutMs,
             maxFileSize: o.maxFileSize,
             signal,
-            onProgress,
+            onProgress: ctx.progress,
           }),
         {
           retries: retries ?? o.retries,
@@ -329,14 +162,14 @@ export class MediaCache {
           maxRetryAfterMs: o.maxRetryAfterMs,
           signal,
           onRetry: (err, attempt, delayMs) =>
-            this.log.info('retrying download', { url: href, attempt, delayMs, code: err.code, error: err.message }),
+            this.logger.info('retrying download', { url: href, attempt, delayMs, code: err.code, error: err.message }),
         },
       );
     } finally {
       release();
     }
     try {
-      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, flight.forced));
+      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, ctx.fresh));
     } catch (e) {
       // commit() renames or drops the tmp file when it succeeds; on failure it may be left.
       await dropFile(fetched.tmpPath);
@@ -347,11 +180,11 @@ export class MediaCache {
   /** Inside the md5's critical section: dedup, collision check, or new entry. */
   private async commit(f: Fetched, href: string, forced: boolean): Promise<MediaRecord> {
     const existing = this.index.get(f.md5);
-    const nowIso = new Date(this.opts.now()).toISOString();
+    const nowIso = new Date(this.options.now()).toISOString();
     if (existing) {
       if (existing.sha256 !== f.sha256) {
         await dropFile(f.tmpPath);
-        this.log.error('md5 collision refused', { url: href, md5: f.md5, cachedSha256: existing.sha256, sha256: f.sha256 });
+        this.logger.error('md5 collision refused', { url: href, md5: f.md5, cachedSha256: existing.sha256, sha256: f.sha256 });
         throw new MediaCacheError(
           'E_INTEGRITY',
           `md5 collision: ${href} has md5 ${f.md5} like a cached file but a different sha256; refused`,
@@ -364,7 +197,7 @@ export class MediaCache {
         // only visible to a re-hash): the fresh bytes, whose md5 and sha256
         // match the record, replace it. Forced downloads always do.
         await commitTmp(f.tmpPath, finalPath);
-        this.log.debug('cached file replaced by a verified fresh copy', { url: href, md5: f.md5, path: finalPath });
+        this.logger.debug('cached file replaced by a verified fresh copy', { url: href, md5: f.md5, path: finalPath });
       } else {
         await dropFile(f.tmpPath);
       }
@@ -377,7 +210,7 @@ export class MediaCache {
       if (f.etag !== undefined) updated.etag = f.etag;
       if (f.lastModified !== undefined) updated.lastModified = f.lastModified;
       this.index.put(updated);
-      this.log.debug('deduplicated', { url: href, md5: f.md5 });
+      this.logger.debug('deduplicated', { url: href, md5: f.md5 });
       return this.toRecord(updated, href);
     }
     const rec: StoredRecord = {
@@ -398,7 +231,7 @@ export class MediaCache {
     const finalPath = storePath(this.cacheDir, rec);
     await commitTmp(f.tmpPath, finalPath);
     this.index.put(rec);
-    this.log.info('cached', { url: href, md5: rec.md5, path: finalPath, size: rec.fileSize });
+    this.logger.info('cached', { url: href, md5: rec.md5, path: finalPath, size: rec.fileSize });
     return this.toRecord(rec, href);
   }
 
@@ -423,7 +256,7 @@ export class MediaCache {
           results[i] = await this.download(String(url), { force: opts.force, signal: opts.signal });
         } catch (e) {
           const err = toMediaCacheError(e, String(url));
-          this.log.error('download failed', { url: String(url), code: err.code, status: err.status, error: err.message });
+          this.logger.error('download failed', { url: String(url), code: err.code, status: err.status, error: err.message });
         }
       }
     };
@@ -476,13 +309,13 @@ export class MediaCache {
     const h = await hashFile(p);
     if (!h) return { ok: false, record: this.toRecord(stored), reason: 'missing' };
     if (h.md5 !== stored.md5 || h.sha256 !== stored.sha256 || h.size !== stored.fileSize) {
-      this.log.warn('verify mismatch', { md5: stored.md5, path: p, actualMd5: h.md5, size: h.size });
+      this.logger.warn('verify mismatch', { md5: stored.md5, path: p, actualMd5: h.md5, size: h.size });
       return { ok: false, record: this.toRecord(stored), reason: 'mismatch' };
     }
     return this.md5Lock.run(stored.md5, async () => {
       // Re-read: a concurrent commit may have replaced the record meanwhile.
       const cur = this.index.get(stored.md5) ?? stored;
-      const updated = { ...cur, verifiedAt: new Date(this.opts.now()).toISOString() };
+      const updated = { ...cur, verifiedAt: new Date(this.options.now()).toISOString() };
       if (this.index.get(stored.md5)) this.index.put(updated);
       return { ok: true, record: this.toRecord(updated) };
     });
@@ -500,7 +333,7 @@ export class MediaCache {
       // would leave an unindexed file that a sweep silently adopts back.
       await dropFile(storePath(this.cacheDir, cur));
       this.index.remove(cur.md5);
-      this.log.info('removed', { md5: cur.md5 });
+      this.logger.info('removed', { md5: cur.md5 });
       return this.toRecord(cur);
     });
   }
@@ -538,9 +371,7 @@ export class MediaCache {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const pending = [...this.flights.values()];
-      for (const f of pending) f.controller.abort(new MediaCacheError('E_ABORTED', 'cache is closing'));
-      await Promise.allSettled(pending.map((f) => f.promise));
+      await this.flights.abortAll(new MediaCacheError('E_ABORTED', 'cache is closing'));
       await this.index.close();
       if (this.ownsDispatcher) await this.dispatcher.close();
     })();
