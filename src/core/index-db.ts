@@ -257,6 +257,11 @@ export class IndexDb {
     }
   }
 
+  /** Every md5, shard by shard, without decoding records (cheaper than records()). */
+  *md5s(): IterableIterator<string> {
+    for (const shard of this.shards) yield* [...shard.keys()];
+  }
+
   /** O(1): maintained incrementally. */
   stats(): CacheStats {
     return structuredClone(this.totals);
@@ -354,13 +359,37 @@ export class IndexDb {
   }
 
   private async writeDirty(): Promise<void> {
+    let errors = await this.writeDirtyOnce();
+    if (errors.some((e) => (e as NodeJS.ErrnoException)?.code === 'ENOENT')) {
+      // The index directory vanished under a running process (deleted by
+      // hand): recreate it and write everything held in memory, so the disk
+      // matches memory again instead of failing forever.
+      this.logger.warn('index: directory missing while writing; recreating it from memory', { dir: this.dir });
+      await mkdir(join(this.dir, 'records'), { recursive: true });
+      this.metaDirty = true;
+      this.shards.forEach((shard, i) => {
+        if (shard.size > 0) this.dirty.add(i);
+      });
+      errors = await this.writeDirtyOnce();
+    }
+    if (errors.length > 0) {
+      // Keep the data dirty and retry with backoff; the caller of flush() learns now.
+      this.retryDelayMs = Math.min(30_000, Math.max(1000, this.retryDelayMs * 2));
+      this.schedule(this.retryDelayMs, true);
+      throw toMediaCacheError(errors[0]);
+    }
+    this.retryDelayMs = 0;
+  }
+
+  /** Write meta (when needed) and every dirty shard once; returns the errors (their shards stay dirty). */
+  private async writeDirtyOnce(): Promise<unknown[]> {
     const todo = [...this.dirty].sort((a, b) => a - b);
     this.dirty.clear();
     const writeMeta = this.metaDirty;
     this.metaDirty = false;
-    if (todo.length === 0 && !writeMeta) return;
-    const t0 = performance.now();
     const errors: unknown[] = [];
+    if (todo.length === 0 && !writeMeta) return errors;
+    const t0 = performance.now();
     if (writeMeta) {
       try {
         await this.meta.write();
@@ -391,13 +420,7 @@ export class IndexDb {
     await Promise.all(Array.from({ length: this.writeConcurrency }, worker));
     this.diagnostics.flushes++;
     this.diagnostics.lastFlushMs = performance.now() - t0;
-    if (errors.length > 0) {
-      // Keep the data dirty and retry with backoff; the caller of flush() learns now.
-      this.retryDelayMs = Math.min(30_000, Math.max(1000, this.retryDelayMs * 2));
-      this.schedule(this.retryDelayMs, true);
-      throw toMediaCacheError(errors[0]);
-    }
-    this.retryDelayMs = 0;
+    return errors;
   }
 
   private async load(): Promise<void> {
