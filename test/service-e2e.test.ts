@@ -206,6 +206,18 @@ t.test('system unit: ExecStart on systemd directories, mcctl status, reload, sto
   t.notOk(fs.existsSync(socket), 'socket removed');
 });
 
+t.test('a configuration error exits 2, which RestartPreventExitStatus= keeps from looping', async (t) => {
+  t.equal(last(SYSTEM, 'Service', 'RestartPreventExitStatus'), '2');
+  const root = makeRoot();
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const dirs = systemdDirs(root, 'system');
+  fs.writeFileSync(path.join(dirs.config, 'config.json'), '{ "concurrency": "many" }');
+  const p = launch(t, localArgv(SYSTEM), daemonEnv(root, dirs.env));
+  const r = await p.exited;
+  t.equal(r.code, 2, 'exit 2');
+  t.match(p.stderr(), /concurrency/, 'names the bad setting');
+});
+
 t.test('user unit: mcctl finds the daemon with no --socket', async (t) => {
   const root = makeRoot();
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));

@@ -83,6 +83,7 @@ t.test('system unit: the hardening the packaging issue asks for is all there', a
     MemoryDenyWriteExecute: 'no',
     RemoveIPC: 'yes',
     ExecReload: '/bin/kill -HUP $MAINPID',
+    RestartPreventExitStatus: '2',
   };
   for (const [k, v] of Object.entries(want)) t.equal(last(unit, 'Service', k), v, `${k}=${v}`);
   t.same(unit.get('Service')!.get('SystemCallFilter'), ['@system-service', '~@privileged @resources']);
@@ -113,7 +114,7 @@ t.test('user unit: same program, same directory keys, no DynamicUser', async (t)
   const sys = readUnit(SYSTEM).unit;
   const { unit } = readUnit(USER);
   t.same(unit.get('Service')!.get('ExecStart'), sys.get('Service')!.get('ExecStart'));
-  for (const k of ['CacheDirectory', 'StateDirectory', 'RuntimeDirectory', 'LogsDirectory', 'ConfigurationDirectory', 'Type', 'Restart', 'TimeoutStopSec', 'KillSignal', 'ExecReload', 'UMask', 'RuntimeDirectoryMode', 'NoNewPrivileges', 'RestrictAddressFamilies', 'SystemCallErrorNumber']) {
+  for (const k of ['CacheDirectory', 'StateDirectory', 'RuntimeDirectory', 'LogsDirectory', 'ConfigurationDirectory', 'Type', 'Restart', 'TimeoutStopSec', 'KillSignal', 'ExecReload', 'RestartPreventExitStatus', 'UMask', 'RuntimeDirectoryMode', 'NoNewPrivileges', 'RestrictAddressFamilies', 'SystemCallErrorNumber']) {
     t.equal(last(unit, 'Service', k), last(sys, 'Service', k), k);
   }
   t.notOk(unit.get('Service')!.has('DynamicUser'), 'a user manager cannot switch users');
