@@ -60,8 +60,7 @@ export async function stepAdopt(ctx: SweepContext): Promise<boolean> {
   return hashAll(
     ctx,
     candidates,
-    (c) => c.path,
-    (c) => (c.entry.expected.mediaType === 'image' ? IMAGE_HEAD_CAP : SNIFF_BYTES),
+    (c) => ({ ...c, headBytes: c.entry.expected.mediaType === 'image' ? IMAGE_HEAD_CAP : SNIFF_BYTES }),
     async (c, h) => {
       ctx.progress('adopt', ++done, total);
       if (!h) return;

@@ -66,8 +66,8 @@ export interface SweepContext {
   readonly report: SweepReport;
   readonly tally: Record<SweepStepName, StepTally>;
   progress(step: SweepStepName, done: number, total?: number): void;
-  /** Filled by `missing` and `rehash`, read by later steps. */
-  toRehash: StoredRecord[];
+  /** Filled by `missing` and `rehash`, read by later steps. Md5s only: a million records must not be copied. */
+  toRehash: string[];
   suspects: Suspect[];
   needRepair: Set<string>;
 }
@@ -100,35 +100,44 @@ async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T,
 }
 
 function markMissing(ctx: SweepContext, rec: StoredRecord): void {
-  if (!ctx.report.missing.includes(rec.md5)) ctx.report.missing.push(rec.md5);
+  if (ctx.needRepair.has(rec.md5)) return;
+  ctx.report.missing.push(rec.md5);
   ctx.needRepair.add(rec.md5);
   ctx.tally.missing.count++;
   ctx.tally.missing.bytes += rec.fileSize;
 }
 
 function markCorrupt(ctx: SweepContext, s: Suspect): void {
-  if (s.md5 && !ctx.report.corrupt.includes(s.md5)) ctx.report.corrupt.push(s.md5);
+  // One record is judged once per sweep (stat, then hash only if the stat was fine).
+  if (s.md5) ctx.report.corrupt.push(s.md5);
   ctx.suspects.push(s);
 }
 
 /** Step 1: every record's file exists with its recorded size (a stat each; no reading). */
 export async function stepMissing(ctx: SweepContext): Promise<void> {
-  const records = orderForRehash(ctx.cache.index.records());
+  const index = ctx.cache.index;
+  const order = orderForRehash(
+    (function* light() {
+      for (const r of index.records()) yield { md5: r.md5, verifiedAt: r.verifiedAt };
+    })(),
+  );
   let done = 0;
-  const keep: Array<StoredRecord | undefined> = new Array(records.length);
-  await forEachLimit(records, 16, async (rec, i) => {
+  const keep: Array<string | undefined> = new Array(order.length);
+  await forEachLimit(order, 16, async ({ md5 }, i) => {
     ctx.signal.throwIfAborted();
+    const rec = index.get(md5);
+    if (!rec) return; // removed meanwhile
     const p = storePath(ctx.cache.cacheDir, rec);
     const st = await lstatOrUndefined(p);
     if (!st) markMissing(ctx, rec);
     else if (!st.isFile()) markCorrupt(ctx, { path: p, md5: rec.md5, reason: 'not a regular file', ino: st.ino, mtimeMs: st.mtimeMs, size: st.size });
     else if (st.size !== rec.fileSize) {
       markCorrupt(ctx, { path: p, md5: rec.md5, reason: `size ${st.size} instead of ${rec.fileSize}`, ino: st.ino, mtimeMs: st.mtimeMs, size: st.size });
-    } else keep[i] = rec;
-    ctx.progress('missing', ++done, records.length);
+    } else keep[i] = md5;
+    ctx.progress('missing', ++done, order.length);
   });
   // Stalest first, as ordered above.
-  ctx.toRehash = keep.filter((r): r is StoredRecord => r !== undefined);
+  ctx.toRehash = keep.filter((m): m is string => m !== undefined);
 }
 
 /**
@@ -137,12 +146,12 @@ export async function stepMissing(ctx: SweepContext): Promise<void> {
  * so a file that alone takes longer than the deadline is still checked and
  * an incremental sweep always makes progress. Returns false when cut short.
  */
-export async function hashAll<T>(
+export async function hashAll<T, P extends { path: string; headBytes: number }>(
   ctx: SweepContext,
   items: readonly T[],
-  pathOf: (item: T) => string,
-  headBytes: (item: T) => number,
-  onResult: (item: T, h: HashOutcome | undefined) => Promise<void> | void,
+  /** What to hash for an item, or undefined to skip it (gone meanwhile). */
+  prepare: (item: T) => P | undefined,
+  onResult: (prepared: P, h: HashOutcome | undefined) => Promise<void> | void,
   bounded: boolean,
 ): Promise<boolean> {
   let next = 0;
@@ -156,23 +165,24 @@ export async function hashAll<T>(
         return;
       }
       ctx.signal.throwIfAborted();
-      const item = items[next++];
+      const job = prepare(items[next++]);
+      if (!job) continue;
       mine++;
       let h: HashOutcome | undefined;
       try {
-        h = await ctx.pool.hash(pathOf(item), { headBytes: headBytes(item) });
+        h = await ctx.pool.hash(job.path, { headBytes: job.headBytes });
       } catch (e) {
         const err = toMediaCacheError(e);
         if (err.code === 'E_ABORTED') throw err;
         // Unreadable (EACCES, EIO): report, never quarantine what we could not read.
-        ctx.logger.warn('sweep: cannot read file', { path: pathOf(item), error: err.message });
+        ctx.logger.warn('sweep: cannot read file', { path: job.path, error: err.message });
         continue;
       }
       if (h) {
         ctx.report.checked++;
         ctx.report.bytesHashed += h.size;
       }
-      await onResult(item, h);
+      await onResult(job, h);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, ctx.threads) }, lane));
@@ -186,11 +196,12 @@ export async function stepRehash(ctx: SweepContext): Promise<boolean> {
   const complete = await hashAll(
     ctx,
     items,
-    (rec) => storePath(ctx.cache.cacheDir, rec),
-    () => 0,
-    (rec, h) => {
+    (md5) => {
+      const rec = ctx.cache.index.get(md5);
+      return rec && { rec, path: storePath(ctx.cache.cacheDir, rec), headBytes: 0 };
+    },
+    ({ rec, path: p }, h) => {
       ctx.progress('rehash', ++done, items.length);
-      const p = storePath(ctx.cache.cacheDir, rec);
       if (!h) return markMissing(ctx, rec);
       ctx.tally.rehash.count++;
       ctx.tally.rehash.bytes += h.size;
