@@ -6,7 +6,9 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { daemonEnv, makeRoot, spawnDaemon, startDaemon, DAEMON_BIN } from './helpers/daemon.js';
+import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { daemonEnv, makeRoot, spawnDaemon, startDaemon, waitReady, RpcClient, DAEMON_BIN } from './helpers/daemon.js';
 import { ensureBuilt } from './helpers/build.js';
 import { fixture, startOrigin } from './helpers/origin.js';
 import { waitFor } from './helpers/wait.js';
@@ -49,23 +51,21 @@ t.test('socket is 0600 inside a 0700 directory; paths are printed at start', asy
 
 t.test('a second daemon on the same socket or the same cache dir exits non-zero; the first keeps serving', async (t) => {
   const d = await startDaemon(t);
-  // Same socket, other cache dir.
+  // Same socket with another cache dir, and same cache dir with another socket (in parallel).
   const root2 = rootDir(t);
   const t0 = Date.now();
   const s1 = spawnDaemon(['--socket', d.socket, '--cache-dir', path.join(root2, 'c'), '--inbox', path.join(root2, 'in')], daemonEnv(root2), t);
-  const e1 = await s1.exited;
-  t.ok(Date.now() - t0 < 10_000, `exited within seconds (${Date.now() - t0} ms)`);
-  t.not(e1.code, 0, 'non-zero exit');
-  t.match(s1.stderr(), /another mediacached .*already (listening on|using)/);
+  const s2 = spawnDaemon(['--socket', path.join(root2, 'other.sock'), '--cache-dir', d.cacheDir, '--inbox', path.join(root2, 'in2')], daemonEnv(root2), t);
+  const [e1, e2] = await Promise.all([s1.exited, s2.exited]);
+  t.ok(Date.now() - t0 < 15_000, `both exited within seconds (${Date.now() - t0} ms)`);
+  t.not(e1.code, 0, 'same socket: non-zero exit');
+  t.match(s1.stderr(), /another mediacached is already listening on/);
   t.match(s1.stderr(), d.socket);
   t.notMatch(s1.stderr(), /\n\s+at /, 'no stack trace');
-
-  // Same cache dir, other socket.
-  const s2 = spawnDaemon(['--socket', path.join(root2, 'other.sock'), '--cache-dir', d.cacheDir, '--inbox', path.join(root2, 'in2')], daemonEnv(root2), t);
-  const e2 = await s2.exited;
-  t.not(e2.code, 0);
+  t.not(e2.code, 0, 'same cache dir: non-zero exit');
   t.match(s2.stderr(), new RegExp(`another mediacached \\(pid ${d.pid}, socket ${d.socket.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}.*cache directory`));
   t.notOk(fs.existsSync(path.join(root2, 'other.sock')), 'the refused daemon left no socket behind');
+  t.notOk(fs.existsSync(path.join(root2, 'c', '.lock')), 'the refused daemon released its own lock');
 
   t.equal((await d.rpc('status', {})).pid, d.pid, 'first daemon still serving');
   t.ok(fs.existsSync(d.socket), 'first socket still there');
@@ -152,10 +152,39 @@ t.test('bad configuration: exit 2 with one clear message and no stack trace', as
 t.test('--help and --version', async (t) => {
   const root = rootDir(t);
   const h = spawnDaemon(['--help'], daemonEnv(root), t);
+  const v = spawnDaemon(['--version'], daemonEnv(root), t);
   t.equal((await h.exited).code, 0);
   t.match(h.stdout(), /--sweep-schedule/);
-  const v = spawnDaemon(['--version'], daemonEnv(root), t);
   t.equal((await v.exited).code, 0);
   const pkg = JSON.parse(fs.readFileSync(path.join(path.dirname(DAEMON_BIN), '..', 'package.json'), 'utf8')) as { version: string };
   t.equal(v.stdout().trim(), pkg.version);
+});
+
+t.test('systemd socket activation: listens on fd 3 and leaves the socket file alone', { skip: process.platform === 'win32' }, async (t) => {
+  const root = rootDir(t);
+  const sock = path.join(root, 'd.sock');
+  // What systemd does: bind + listen, then pass the listening fd as fd 3 with LISTEN_PID/LISTEN_FDS.
+  const tmp = path.join(root, 'tmp.sock');
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(tmp, r));
+  fs.renameSync(tmp, sock); // our close() below must not unlink the name the daemon serves
+  const fd = (srv as unknown as { _handle: { fd: number } })._handle.fd;
+  const env = { ...daemonEnv(root), LISTEN_FDS: '1' };
+  const proc = spawn('/bin/sh', ['-c', 'LISTEN_PID=$$ exec "$@"', 'sh', process.execPath, DAEMON_BIN, '--socket', sock, '--cache-dir', path.join(root, 'cache'), '--inbox', path.join(root, 'inbox')], {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe', fd],
+  });
+  let err = '';
+  proc.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  t.teardown(() => void proc.kill('SIGKILL'));
+  await new Promise<void>((r) => srv.close(() => r()));
+  await waitReady(sock, { exitStatus: () => (proc.exitCode === null ? undefined : { code: proc.exitCode, signal: null }), stderr: () => err });
+  t.match(err, /socket activation/);
+  const c = await RpcClient.connect(sock);
+  t.equal((await c.call('status', {})).pid, proc.pid);
+  c.destroy();
+  proc.kill('SIGTERM');
+  t.equal(await exited, 0);
+  t.ok(fs.existsSync(sock), 'an activated socket is not unlinked (systemd owns it)');
 });
