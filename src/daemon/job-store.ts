@@ -26,7 +26,7 @@ import type { ErrorCode } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { JobInfo, JobState, QueueCounts } from '../core/protocol.js';
 
-export const SHARD_SIZE = 1000;
+export const SHARD_SIZE = 250;
 
 /** What is persisted per job: the public JobInfo plus ordering and the force flag. */
 export interface JobRecord extends JobInfo {
