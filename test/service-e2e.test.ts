@@ -63,7 +63,8 @@ function systemdDirs(root: string, layout: 'system' | 'user'): SystemdDirs {
     fs.mkdirSync(p, { recursive: true, mode: 0o755 });
     fs.chmodSync(p, k === 'runtime' ? 0o700 : 0o755);
   }
-  fs.chmodSync(path.dirname(abs.runtime), 0o700); // $XDG_RUNTIME_DIR / /run stand-in
+  // /run is 0755; $XDG_RUNTIME_DIR is 0700 (its owner's only).
+  fs.chmodSync(path.dirname(abs.runtime), layout === 'system' ? 0o755 : 0o700);
   return {
     ...abs,
     env: {
@@ -440,3 +441,62 @@ t.test(
     t.equal(stop.code, 0, 'exit 0 on SIGTERM');
   },
 );
+
+/**
+ * The unit's mount sandbox, approximated with a private mount namespace:
+ * ProtectSystem=strict (everything read-only except the *_DIRECTORY dirs),
+ * ProtectHome=yes (/home and /root inaccessible), ProcSubset=pid +
+ * ProtectProc=invisible, a non-root service user, and the environment
+ * systemd gives a DynamicUser service (HOME=/, no XDG_*). The daemon must
+ * start, download, answer and stop without writing anywhere else.
+ * (PrivateTmp is not emulated: the test's own dirs live under /tmp.)
+ */
+t.test('in an emulated ProtectSystem=strict/ProtectHome/ProcSubset sandbox as a non-root user', { skip: !CAN_SANDBOX && 'needs root, unshare and setpriv to emulate the sandbox' }, async (t) => {
+  const root = makeRoot();
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.chmodSync(root, 0o755);
+  const dirs = systemdDirs(root, 'system');
+  const nobody = 65534;
+  for (const d of [dirs.cache, dirs.state, dirs.runtime, dirs.logs]) fs.chownSync(d, nobody, nobody);
+  const rw = [dirs.cache, dirs.state, dirs.runtime, dirs.logs];
+  const script = [
+    'set -e',
+    'IFS=:; for d in $SANDBOX_RW; do mount --bind "$d" "$d"; done; unset IFS',
+    'mount -o remount,bind,ro /',
+    'mount -t tmpfs -o mode=000 tmpfs /root',
+    'mount -t tmpfs -o mode=000 tmpfs /home',
+    'mount -t proc -o subset=pid,hidepid=invisible proc /proc',
+    'unset SANDBOX_RW',
+    'exec "$@"',
+  ].join('\n');
+  const sandbox = [UNSHARE!, '-m', 'sh', '-c', script, 'sh', SETPRIV!, `--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups'];
+  // What systemd puts in a DynamicUser service's environment (plus the dirs).
+  const env: NodeJS.ProcessEnv = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: '/',
+    USER: 'mediacached',
+    LOGNAME: 'mediacached',
+    LANG: 'C.UTF-8',
+    ...dirs.env,
+    SANDBOX_RW: rw.join(':'),
+  };
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  origin.route('/c.gif', { headers: { 'content-type': 'image/gif' }, body: fixture('sample.gif') });
+
+  const p = launch(t, [...sandbox, ...localArgv(SYSTEM)], env);
+  const socket = path.join(dirs.runtime, 'mediacached.sock');
+  const cenv = clientEnv(root);
+  const st = await statusVia(socket, ['--socket', socket], cenv, p);
+  t.equal(st.paths.cacheDir, dirs.cache, 'cache in CACHE_DIRECTORY with HOME=/ and no XDG');
+  t.same(st.paths.inboxes, [path.join(dirs.state, 'inbox')]);
+  const add = await mcctl(['add', origin.url('/c.gif'), '--wait', '--json', '--socket', socket], cenv);
+  t.equal(add.code, 0, `mcctl add --wait: ${add.stderr}`);
+  const stored = fs.readdirSync(path.join(dirs.cache, 'images'));
+  t.equal(stored.length, 1, 'downloaded into the cache');
+  t.equal(fs.statSync(path.join(dirs.cache, 'images', stored[0])).uid, nobody, 'owned by the service user');
+  const stop = await stopLikeSystemd(SYSTEM, st.pid, p);
+  t.same({ code: stop.code, signal: stop.signal }, { code: 0, signal: null }, 'exit 0 on SIGTERM');
+  if (stop.code !== 0) t.comment(p.stderr().slice(-3000));
+  t.notMatch(p.stderr(), /EROFS|EACCES|read-only file system/i, 'never tried to write outside its directories');
+});
