@@ -436,3 +436,35 @@ t.test('watch for people: one line per event, repeated progress folded', async (
   t.match(lines[4], /sweep\s+sw\s+rehash 3\/9/);
   t.match(w.stderr.out, /watching/);
 });
+
+t.test('sweep --wait shows its progress on one line on a terminal, nothing extra when piped', async (t) => {
+  const s = await server(t);
+  s.handle('subscribe', () => ({ events: ['sweep.progress'] }));
+  const report = {
+    id: 'sw9', startedAt: '', finishedAt: new Date().toISOString(), durationMs: 10, complete: true, checked: 9, bytesHashed: 900,
+    missing: [], corrupt: [], quarantined: [], repaired: [], unrepaired: [], changedUpstream: [], adopted: [], cleanedTmp: 0, steps: [],
+  };
+  s.handle('sweep', (_p, conn, id) => {
+    void (async () => {
+      for (const done of [3, 6, 9]) {
+        conn.notify({ type: 'sweep.progress', sweepId: 'sw9', step: 'rehash', done, total: 9 } satisfies RpcEvent);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      conn.reply(id, { id: 'sw9', joined: false, report });
+    })();
+    return NO_REPLY;
+  });
+  const tty = io({ stdout: new Capture(true, 80) });
+  t.equal(await main(['sweep', '--wait', '--socket', s.socket], tty), 0);
+  t.match(tty.stdout.out, /\r\x1b\[Ksweeping: rehash 3\/9/);
+  t.match(tty.stdout.out, /sweeping: rehash 9\/9\r\x1b\[K/, 'the line is cleared before the report');
+  t.match(tty.stdout.out, /^checked\s+9 files, 900 B$/m);
+  const piped = await run(['sweep', '--wait', '--socket', s.socket]);
+  t.equal(piped.code, 0);
+  t.notMatch(piped.stdout, /\x1b|sweeping/);
+  t.same(
+    s.requests.map((r) => r.method),
+    ['subscribe', 'sweep', 'sweep'],
+    'only the terminal run subscribed',
+  );
+});

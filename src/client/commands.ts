@@ -175,7 +175,20 @@ export const HANDLERS: HandlerTable = {
 
   async sweep(ctx, cmd) {
     const client = await ctx.connect();
-    const r = await client.call('sweep', { wait: cmd.wait }, { timeoutMs: ctx.timeout(cmd.wait ? NO_TIMEOUT : DEFAULT_TIMEOUT_MS) });
+    let line: import('./progress.js').StatusLine | undefined;
+    if (cmd.wait && !ctx.globals.json && ctx.io.stdout.isTTY) {
+      const status = (line = new (await import('./progress.js')).StatusLine(ctx.io.stdout));
+      client.onEvent((e) => {
+        if (e.type === 'sweep.progress') status.set(`sweeping: ${e.step} ${e.done}${e.total !== undefined ? `/${e.total}` : ''}`);
+      });
+      await client.call('subscribe', { events: ['sweep.progress'] });
+    }
+    let r;
+    try {
+      r = await client.call('sweep', { wait: cmd.wait }, { timeoutMs: ctx.timeout(cmd.wait ? NO_TIMEOUT : DEFAULT_TIMEOUT_MS) });
+    } finally {
+      line?.clear();
+    }
     if (ctx.globals.json) printJson(ctx, r);
     else if (r.report) ctx.io.stdout.write(renderSweepReport(r.report, ctx.io.now?.()));
     else ctx.io.stdout.write(r.joined ? `joined the sweep already running (${r.id})\n` : `sweep ${r.id} started (mcctl status shows when it ends)\n`);

@@ -236,3 +236,25 @@ export class AddProgress {
     this.lastDraw = this.now();
   }
 }
+
+/**
+ * One line redrawn in place (`sweep --wait` on a terminal). Writes nothing at
+ * all when the stream is not a TTY.
+ */
+export class StatusLine {
+  private shown = false;
+  constructor(private readonly stream: OutStream) {}
+
+  set(text: string): void {
+    if (this.stream.isTTY !== true) return;
+    const cols = Math.max(20, (this.stream.columns || 80) - 1);
+    this.stream.write(`\r${ESC}K${truncateLeft(text, cols)}`);
+    this.shown = true;
+  }
+
+  clear(): void {
+    if (!this.shown) return;
+    this.stream.write(`\r${ESC}K`);
+    this.shown = false;
+  }
+}
