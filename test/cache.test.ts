@@ -240,6 +240,7 @@ t.test('verify, verifyFile and verifiedAt', async (t) => {
   t.equal(await cache.verifyFile(r.localPath, r.md5.toUpperCase()), true, 'md5 case-insensitive');
   t.equal(await cache.verifyFile(r.localPath, '0'.repeat(32)), false, 'wrong md5');
   t.equal(await cache.verifyFile(path.join(cache.cacheDir, 'nope.pdf'), r.md5), false, 'missing file');
+  t.equal(await cache.verifyFile(cache.cacheDir, r.md5), false, 'a folder');
   now += 60_000;
   const ok = await cache.verify(r.md5.slice(0, 10));
   t.equal(ok.ok, true);

@@ -297,7 +297,14 @@ export class MediaCache {
   /** True when the file exists and its md5 is `md5` (case-insensitive). */
   async verifyFile(filePath: string, md5: string): Promise<boolean> {
     if (typeof filePath !== 'string' || typeof md5 !== 'string') return false;
-    const h = await hashFile(filePath);
+    let h;
+    try {
+      h = await hashFile(filePath);
+    } catch (e) {
+      // A folder is not the file asked about; unreadable files (EACCES, EIO) stay errors.
+      if ((e as NodeJS.ErrnoException).code === 'EISDIR') return false;
+      throw toMediaCacheError(e);
+    }
     return h !== undefined && h.md5 === md5.trim().toLowerCase();
   }
 
