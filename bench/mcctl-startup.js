@@ -8,6 +8,8 @@
 // server on a Unix socket (so the figure is mcctl's own cost, not the
 // daemon's); with --socket it talks to a running mediacached.
 // Needs dist/ (npm run build). Prints a JSON summary line at the end.
+// For reference it also times the floor: a 4-line raw client (connect, send
+// `stats`, print the reply line, exit) — what any Node client must pay.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -28,6 +30,11 @@ function parseArgs(argv) {
   }
   return out;
 }
+
+const RAW_CLIENT =
+  "const s=require('net').connect(process.argv[1]);" +
+  "s.on('connect',()=>s.write(JSON.stringify({jsonrpc:'2.0',id:1,method:'stats',params:{}})+'\\n'));" +
+  "s.on('data',(d)=>{process.stdout.write(d);s.destroy();});";
 
 const STATS = {
   totalFiles: 3,
@@ -93,17 +100,23 @@ async function main() {
     await timeRun(mcctlArgs);
     const base = [];
     const ours = [];
+    const floor = [];
     for (let i = 0; i < runs; i++) {
       base.push(await timeRun(['-e', '0']));
       ours.push(await timeRun(mcctlArgs));
+      floor.push(await timeRun(['-e', RAW_CLIENT, socket]));
     }
     const mb = median(base);
     const mo = median(ours);
+    const mf = median(floor);
     const ratio = mo / mb;
     process.stdout.write(`node -e 0             median ${mb.toFixed(1)} ms (min ${Math.min(...base).toFixed(1)})\n`);
+    process.stdout.write(`raw 4-line client     median ${mf.toFixed(1)} ms (min ${Math.min(...floor).toFixed(1)})\n`);
     process.stdout.write(`mcctl ${cmd.join(' ').padEnd(15)} median ${mo.toFixed(1)} ms (min ${Math.min(...ours).toFixed(1)})\n`);
-    process.stdout.write(`ratio ${ratio.toFixed(2)} (target <= 1.5) over ${runs} alternating runs, ${server ? 'in-bench server' : `daemon at ${socket}`}\n`);
-    process.stdout.write(JSON.stringify({ bench: 'mcctl-startup', runs, nodeMedianMs: +mb.toFixed(1), mcctlMedianMs: +mo.toFixed(1), ratio: +ratio.toFixed(3) }) + '\n');
+    process.stdout.write(`ratio ${ratio.toFixed(2)} (target <= 1.5; raw client ${(mf / mb).toFixed(2)}) over ${runs} alternating runs, ${server ? 'in-bench server' : `daemon at ${socket}`}\n`);
+    process.stdout.write(
+      JSON.stringify({ bench: 'mcctl-startup', runs, nodeMedianMs: +mb.toFixed(1), rawClientMedianMs: +mf.toFixed(1), mcctlMedianMs: +mo.toFixed(1), ratio: +ratio.toFixed(3), rawRatio: +(mf / mb).toFixed(3) }) + '\n',
+    );
   } finally {
     if (server) await new Promise((r) => server.close(r));
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
