@@ -18,7 +18,7 @@ import { Agent, EnvHttpProxyAgent, interceptors, request, type Dispatcher } from
 import { MediaCacheError, toMediaCacheError } from './errors.js';
 import { sniff, imageDimensions, SNIFF_BYTES, IMAGE_HEAD_CAP, type Sniffed } from './sniff.js';
 import { parseRetryAfter } from './retry.js';
-import { removeQuietly } from './store.js';
+import { markSynced, removeQuietly } from './store.js';
 import { StreamMd5 } from './download-md5.js';
 
 export interface FetchOptions {
@@ -154,8 +154,12 @@ export async function fetchToTmp(url: URL, opts: FetchOptions): Promise<Fetched>
     if (total !== undefined && sink.bytes !== total) {
       throw new MediaCacheError('E_NETWORK', `body ended after ${sink.bytes} of ${total} bytes`, { url: href, retryable: true });
     }
+    // Durable before anyone can rename it into place; done here on the open
+    // fd so commitTmp does not have to reopen the file (see store.markSynced).
+    await fh.datasync();
     await fh.close();
     fh = undefined;
+    markSynced(tmpPath);
     const r = sink.result();
     const out: Fetched = { tmpPath, md5: r.md5, sha256: r.sha256, size: sink.bytes, sniffed: r.sniffed, finalUrl };
     if (r.dims) {
