@@ -454,19 +454,28 @@ export class IndexDb {
       this.meta.data = meta;
     }
 
-    // One shard at a time per worker: the loop is blocked for one shard's
-    // parse at most (~tens of ms at 1M records), never for the whole index.
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < SHARD_COUNT) {
-        const i = next++;
-        if (!shardFiles.has(`${shardName(i)}.jsonl`)) continue;
-        const adapter = this.lows[i].adapter as DurableDataFile<ShardData>;
-        const data = await this.readFile(adapter, (d): d is ShardData => true);
-        if (data && !this.loadShard(i, data.rows)) await this.moveAside(adapter.filename, 'invalid record');
+    // Reads (I/O + line split) run ahead up to readConcurrency shards; the
+    // rows are validated and taken one shard per event-loop turn, so the loop
+    // is blocked for one shard's parse at most (~tens of ms at 1M records),
+    // never for the whole index.
+    const present = Array.from({ length: SHARD_COUNT }, (_, i) => i).filter((i) => shardFiles.has(`${shardName(i)}.jsonl`));
+    const reads: (Promise<ShardData | undefined> | undefined)[] = [];
+    let started = 0;
+    for (let k = 0; k < present.length; k++) {
+      for (; started < present.length && started <= k + this.readConcurrency; started++) {
+        const adapter = this.lows[present[started]].adapter as DurableDataFile<ShardData>;
+        const read = this.readFile(adapter, (d): d is ShardData => true);
+        read.catch(() => undefined); // awaited below, in order; no unhandled-rejection window
+        reads.push(read);
       }
-    };
-    await Promise.all(Array.from({ length: this.readConcurrency }, worker));
+      const i = present[k];
+      const data = await reads[k];
+      reads[k] = undefined;
+      if (data && !this.loadShard(i, data.rows)) {
+        await this.moveAside((this.lows[i].adapter as DurableDataFile<ShardData>).filename, 'invalid record');
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
     // Fresh meta, or shards changed while loading (URL conflicts): write them now.
     if (this.metaDirty || this.dirty.size > 0) await this.flush();
   }

@@ -39,23 +39,31 @@ export function isHex(s: unknown, len: number): s is string {
   return true;
 }
 
-const isStr = (v: unknown): v is string => typeof v === 'string';
+const MEDIA_TYPE_SET: ReadonlySet<unknown> = new Set(MEDIA_TYPES);
 const optStr = (v: unknown): boolean => v === undefined || typeof v === 'string';
 const optDim = (v: unknown): boolean => v === undefined || (Number.isInteger(v) && (v as number) >= 0);
 
-/** Why `x` is not a valid StoredRecord, or undefined when it is. */
+function allStrings(a: unknown[]): boolean {
+  for (let i = 0; i < a.length; i++) if (typeof a[i] !== 'string') return false;
+  return true;
+}
+
+/**
+ * Why `x` is not a valid StoredRecord, or undefined when it is. Runs for every
+ * record at open (1M times for a large cache), hence plain loops and typeofs.
+ */
 export function recordProblem(x: unknown): string | undefined {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'not an object';
   const r = x as Record<string, unknown>;
   if (!isHex(r.md5, 32)) return 'md5 must be 32 lowercase hex digits';
   if (!isHex(r.sha256, 64)) return 'sha256 must be 64 lowercase hex digits';
   if (!Number.isSafeInteger(r.fileSize) || (r.fileSize as number) < 0) return 'fileSize must be a non-negative integer';
-  if (!isStr(r.mimeType)) return 'mimeType must be a string';
-  if (!(MEDIA_TYPES as readonly unknown[]).includes(r.mediaType)) return 'mediaType is not a known media type';
-  if (!isStr(r.extension)) return 'extension must be a string';
+  if (typeof r.mimeType !== 'string') return 'mimeType must be a string';
+  if (!MEDIA_TYPE_SET.has(r.mediaType)) return 'mediaType is not a known media type';
+  if (typeof r.extension !== 'string') return 'extension must be a string';
   if (!optDim(r.width) || !optDim(r.height)) return 'width/height must be non-negative integers';
-  if (!Array.isArray(r.urls) || !r.urls.every(isStr)) return 'urls must be an array of strings';
-  if (!isStr(r.fetchedAt) || !isStr(r.verifiedAt)) return 'fetchedAt/verifiedAt must be strings';
+  if (!Array.isArray(r.urls) || !allStrings(r.urls)) return 'urls must be an array of strings';
+  if (typeof r.fetchedAt !== 'string' || typeof r.verifiedAt !== 'string') return 'fetchedAt/verifiedAt must be strings';
   if (!optStr(r.etag) || !optStr(r.lastModified)) return 'etag/lastModified must be strings';
   return undefined;
 }
