@@ -41,6 +41,12 @@ export interface HashPoolOptions {
   rateMBps?: number;
   /** Bytes per read (default 4 MiB: few syscalls, still fine-grained for the throttle). */
   chunkBytes?: number;
+  /**
+   * Nice value for the hashing threads on Linux (default 10): when CPUs are
+   * busy, downloads and the socket on the main thread go first. Best effort
+   * (a seccomp filter may refuse setpriority; the sweep then runs at normal priority).
+   */
+  niceness?: number;
 }
 
 interface JobMsg {
@@ -64,8 +70,18 @@ function workerMain(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const wt = require('node:worker_threads') as typeof import('node:worker_threads');
   const fs = require('node:fs') as typeof import('node:fs');
+  const os = require('node:os') as typeof import('node:os');
   const crypto = require('node:crypto') as typeof import('node:crypto');
-  const { bucket, control, chunkBytes } = wt.workerData as { bucket: SharedArrayBuffer; control: SharedArrayBuffer; chunkBytes: number };
+  const { bucket, control, chunkBytes, niceness } = wt.workerData as { bucket: SharedArrayBuffer; control: SharedArrayBuffer; chunkBytes: number; niceness: number };
+  if (niceness > 0 && process.platform === 'linux') {
+    try {
+      // setpriority() on a thread id renices just this thread (Linux).
+      const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
+      if (Number.isInteger(tid) && tid > 0) os.setPriority(tid, Math.max(os.getPriority(tid), niceness));
+    } catch {
+      // not permitted here: run at normal priority
+    }
+  }
   const big = new BigInt64Array(bucket);
   const ctl = new Int32Array(control);
   const buf = Buffer.allocUnsafe(chunkBytes);
@@ -162,6 +178,7 @@ export class HashPool {
   private readonly big: BigInt64Array;
   private readonly ctl: Int32Array;
   private readonly chunkBytes: number;
+  private readonly niceness: number;
   private readonly threads: number;
   private nextId = 1;
   private closed = false;
@@ -173,6 +190,7 @@ export class HashPool {
     }
     this.threads = threads;
     this.chunkBytes = opts.chunkBytes ?? 4 * 1024 * 1024;
+    this.niceness = Math.min(19, Math.max(0, Math.trunc(opts.niceness ?? 10)));
     this.big = new BigInt64Array(new SharedArrayBuffer(16));
     this.ctl = new Int32Array(new SharedArrayBuffer(8));
     this.setRate(opts.rateMBps ?? 0);
@@ -243,7 +261,7 @@ export class HashPool {
       eval: true,
       // No loaders or flags of the parent (test runners): the body is plain JS.
       execArgv: [],
-      workerData: { bucket: this.big.buffer, control: this.ctl.buffer, chunkBytes: this.chunkBytes },
+      workerData: { bucket: this.big.buffer, control: this.ctl.buffer, chunkBytes: this.chunkBytes, niceness: this.niceness },
     });
     // Referenced only while it has work: an idle pool never keeps the process alive.
     worker.unref();
