@@ -87,6 +87,13 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
 
   installSignalHandlers({
     logger,
+    // Jobs are durable (running ones are re-queued at the next start); what
+    // a forced exit can lose is the last coalesced index write, whose files
+    // the next sweep adopts back.
+    forced: () => {
+      parts.rpc?.unlinkNow();
+      parts.lock?.release();
+    },
     shutdown: (sig) => {
       // Whatever hangs (a wedged disk, a stuck close), systemd's stop timeout must not be our exit path.
       setTimeout(() => {

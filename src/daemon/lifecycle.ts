@@ -103,6 +103,8 @@ export interface SignalHooks {
   shutdown(signal: NodeJS.Signals): Promise<number>;
   /** SIGHUP. */
   reload(): Promise<void>;
+  /** Synchronous last words before a forced exit (remove our socket and lock). */
+  forced?: () => void;
   /** Exit the process (injected for tests). */
   exit?: (code: number) => void;
 }
@@ -117,7 +119,11 @@ export function installSignalHandlers(h: SignalHooks): (reason: string) => void 
   const stop = (signal: NodeJS.Signals | string): void => {
     if (stopping) {
       h.logger.warn(`second ${signal}: exiting now without draining`);
-      exit(1);
+      try {
+        h.forced?.();
+      } finally {
+        exit(1);
+      }
       return;
     }
     stopping = true;

@@ -246,6 +246,11 @@ export class RpcServer {
     if (this.bound && !this.bound.activated) unlinkSocket(this.socketPath);
   }
 
+  /** Remove our socket file at once (forced exit); activated sockets are left alone. */
+  unlinkNow(): void {
+    if (this.bound && !this.bound.activated) unlinkSocket(this.socketPath);
+  }
+
   /** @internal */
   forget(c: Connection): void {
     this.conns.delete(c);
