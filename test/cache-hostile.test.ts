@@ -52,7 +52,7 @@ t.test('hostile origins', async (t) => {
   const cache = (h.cache = await MediaCache.open({
     cacheDir: path.join(dir, 'cache'),
     retries: 0,
-    timeoutMs: 800,
+    timeoutMs: 1500,
     maxFileSize: 1024 * 1024,
     retryBaseDelayMs: 10,
     maxRetryAfterMs: 5000,
