@@ -174,6 +174,28 @@ t.test('an 8 MiB line: error reply, connection closed, daemon fine', async (t) =
   t.equal((await d.rpc('status', {})).pid, d.pid, 'daemon still serving');
 });
 
+function rssKiB(pid: number): number | undefined {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+t.test('oversized lines are discarded, not buffered: 8 clients × 8 MiB', { skip: process.platform !== 'linux' }, async (t) => {
+  const before = rssKiB(d.pid)!;
+  const big = Buffer.alloc(8 * 1024 * 1024, 0x61);
+  const clients = await Promise.all(Array.from({ length: 8 }, () => d.connect()));
+  for (const c of clients) void c.sendRaw(big);
+  await Promise.all(clients.map((c) => c.waitMessage((m) => m.error?.code === RPC_ERRORS.FRAME_TOO_LARGE, 30_000)));
+  await Promise.all(clients.map((c) => c.closed));
+  const after = rssKiB(d.pid)!;
+  t.comment(`daemon RSS ${Math.round(before / 1024)} MiB → ${Math.round(after / 1024)} MiB after 64 MiB of oversized lines`);
+  t.ok(after - before < 48 * 1024, 'RSS grew by far less than the 64 MiB sent');
+  t.equal((await d.rpc('status', {})).pid, d.pid);
+});
+
 t.test('50 clients × 100 stats at once are all answered', async (t) => {
   const t0 = Date.now();
   const clients = await Promise.all(Array.from({ length: 50 }, () => RpcClient.connect(d.socket)));
