@@ -53,7 +53,14 @@ export interface BatchRecord {
 }
 
 export interface JobStoreOptions {
+  /** Coalescing delay of a background write (default 150 ms). */
   flushDelayMs?: number;
+  /**
+   * Delay for changes whose loss in a crash costs nothing but a repeat (a job
+   * started or ended: the restart re-queues it and the cache answers it from
+   * the index). Fewer rewrites of hot shards under load (default 1000 ms).
+   */
+  lazyFlushDelayMs?: number;
   logger?: Logger;
   now?: () => number;
   /** Ended jobs kept beyond those a pending report needs (default 10,000). */
@@ -83,6 +90,7 @@ export class JobStore {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly flushDelayMs: number;
+  private readonly lazyFlushDelayMs: number;
   private readonly maxEnded: number;
   private readonly maxEndedAgeMs: number;
   /** Insertion order = sequence order (loaded sorted, new jobs get higher numbers). */
@@ -94,6 +102,7 @@ export class JobStore {
   private seq = 1;
   private metaSeqWritten = 0;
   private timer: NodeJS.Timeout | undefined;
+  private timerAt = 0;
   private writing: Promise<void> | undefined;
   private pendingFlush: Promise<void> | undefined;
   private lastPrune = 0;
@@ -104,6 +113,7 @@ export class JobStore {
     this.log = o.logger ?? silentLogger;
     this.now = o.now ?? Date.now;
     this.flushDelayMs = o.flushDelayMs ?? 150;
+    this.lazyFlushDelayMs = Math.max(this.flushDelayMs, o.lazyFlushDelayMs ?? 1000);
     this.maxEnded = o.maxEnded ?? 10_000;
     this.maxEndedAgeMs = o.maxEndedAgeMs ?? 7 * 24 * 3600_000;
   }
@@ -207,7 +217,7 @@ export class JobStore {
    * one) and `prevState` when the caller changed the state of a stored object.
    * Marks its shard dirty and schedules a coalesced write.
    */
-  put(j: JobRecord, prevState?: JobState): void {
+  put(j: JobRecord, prevState?: JobState, o: { lazy?: boolean } = {}): void {
     const old = this.jobs.get(j.id);
     if (old) {
       this.countsByState[old === j ? (prevState ?? j.state) : old.state]--;
@@ -216,16 +226,16 @@ export class JobStore {
     } else {
       this.insert(j);
     }
-    this.markDirty(Math.floor(j.seq / SHARD_SIZE));
-  }
-
-  private markDirty(no: number): void {
-    this.dirty.add(no);
-    this.schedule(this.flushDelayMs);
+    this.dirty.add(Math.floor(j.seq / SHARD_SIZE));
+    this.schedule(o.lazy ? this.lazyFlushDelayMs : this.flushDelayMs);
   }
 
   private schedule(delay: number): void {
-    if (this.timer || this.closed) return;
+    if (this.closed) return;
+    const at = this.now() + delay;
+    if (this.timer && this.timerAt <= at) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.flush().catch((e: unknown) => {

@@ -283,7 +283,7 @@ export class Scheduler extends EventEmitter {
     delete j.notBefore;
     delete j.bytes;
     delete j.totalBytes;
-    this.store.put(j, 'queued');
+    this.store.put(j, 'queued', { lazy: true });
     this.hostRunning.set(host, (this.hostRunning.get(host) ?? 0) + 1);
     const r: Running = { job: j, host, ctrl: new AbortController(), startedAt: now, lastEmit: 0, requeue: false, done: Promise.resolve() };
     this.running.set(j.id, r);
@@ -330,7 +330,7 @@ export class Scheduler extends EventEmitter {
       j.bytes = rec.fileSize;
       j.totalBytes = rec.fileSize;
       delete j.error;
-      this.store.put(j, 'running');
+      this.store.put(j, 'running', { lazy: true });
       this.ended(j);
       this.emitEvent({ type: 'job.done', job: toJobInfo(j), record: rec });
     } else if (err && (r.requeue || (this.draining && err.code === 'E_ABORTED'))) {
@@ -362,7 +362,7 @@ export class Scheduler extends EventEmitter {
       const e = err ?? new MediaCacheError('E_UNAVAILABLE', 'download ended without a result');
       j.state = 'failed';
       j.error = e.toJSON();
-      this.store.put(j, 'running');
+      this.store.put(j, 'running', { lazy: true });
       this.ended(j);
       this.log.info('download failed', { jobId: j.id, url: j.url, code: e.code, status: e.status, error: e.message });
       this.emitEvent({ type: 'job.failed', job: toJobInfo(j), error: e.toJSON() });
