@@ -74,7 +74,11 @@ export async function downloadAndCacheMedia(url: string, opts: { force?: boolean
   return (await defaultCache()).download(url, opts);
 }
 
-/** Seed: download_multiple_media(urls, max_workers=5): successes in input order. */
+/**
+ * Seed: download_multiple_media(urls, max_workers=5): successes in input order,
+ * failures logged. Network fetches are also bounded by MEDIACACHE_CONCURRENCY
+ * (default 5), so raise both to go wider than 5.
+ */
 export async function downloadMultipleMedia(urls: string[], opts: { maxWorkers?: number } = {}): Promise<MediaRecord[]> {
   return (await defaultCache()).downloadMany(urls, opts);
 }
