@@ -5,6 +5,8 @@
  * exactly one JSON document on stdout (JSON lines for `watch`), otherwise
  * the human text from render.ts; errors always go to stderr (cli.ts).
  */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { AddItem, EventName, RpcEvent } from '../core/protocol.js';
 import type { Command, GlobalOptions } from './args.js';
 import { EXIT, UsageError } from './exit-codes.js';
@@ -20,7 +22,7 @@ import {
   renderSweepReport,
   renderVerify,
 } from './render.js';
-import { ConnectionLostError, RpcClient } from './rpc-client.js';
+import type { RpcClient } from './rpc-client.js';
 
 export interface CliIO {
   stdout: OutStream;
@@ -72,9 +74,7 @@ async function collectUrls(cmd: Extract<Command, { name: 'add' }>, io: CliIO): P
         if (!io.stdin) throw new Error('no stdin');
         text = await readAll(io.stdin);
       } else {
-        const { readFile } = await import('node:fs/promises');
-        const { resolve } = await import('node:path');
-        text = await readFile(resolve(io.cwd ?? process.cwd(), cmd.file), 'utf8');
+        text = await readFile(resolve(io.cwd ?? '.', cmd.file), 'utf8');
       }
     } catch (e) {
       throw new UsageError(`cannot read ${cmd.file === '-' ? 'stdin' : cmd.file}: ${e instanceof Error ? e.message : String(e)}`);
@@ -234,7 +234,7 @@ export const HANDLERS: HandlerTable = {
     if (!ctx.globals.json) ctx.io.stderr.write(`watching ${ctx.socketPath} (Ctrl-C to stop)\n`);
     // Runs until Ctrl-C/SIGTERM (cli.ts closes the connection: no error) or the daemon goes away.
     const err = await closed;
-    if (err) throw err instanceof ConnectionLostError ? err : new ConnectionLostError(ctx.socketPath, err.message);
+    if (err) throw err;
     return EXIT.OK;
   },
 };

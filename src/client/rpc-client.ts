@@ -49,7 +49,7 @@ export class DaemonUnreachableError extends MediaCacheError {
 export class ConnectionLostError extends MediaCacheError {
   readonly socketPath: string;
   constructor(socketPath: string, detail?: string) {
-    super('E_UNAVAILABLE', `the daemon at ${socketPath} closed the connection${detail ? ` (${detail})` : ''} before answering.\n${START_HINT}`);
+    super('E_UNAVAILABLE', `the daemon at ${socketPath} closed the connection${detail ? ` (${detail})` : ''}.\n${START_HINT}`);
     this.name = 'ConnectionLostError';
     this.socketPath = socketPath;
   }
