@@ -12,8 +12,7 @@ import fs from 'node:fs/promises';
 import { writev, write } from 'node:fs';
 import path from 'node:path';
 import { randomUUID, createHash, type Hash } from 'node:crypto';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Writable, type Readable } from 'node:stream';
 import { Agent, EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
 import { MediaCacheError, toMediaCacheError } from './errors.js';
 import { sniff, imageDimensions, SNIFF_BYTES, IMAGE_HEAD_CAP, type Sniffed } from './sniff.js';
@@ -149,7 +148,7 @@ export async function fetchToTmp(url: URL, opts: FetchOptions): Promise<Fetched>
     tmpPath = path.join(tmpDir, `${randomUUID()}.part`);
     fh = await fs.open(tmpPath, 'wx');
     sink = new HashSink(fh.fd, { maxFileSize, url: href, total, onProgress });
-    await pipeline(body, sink);
+    await pump(body, sink);
     if (failure) throw failure;
     if (total !== undefined && sink.bytes !== total) {
       throw new MediaCacheError('E_NETWORK', `body ended after ${sink.bytes} of ${total} bytes`, { url: href, retryable: true });
@@ -332,6 +331,36 @@ class HashSink extends Writable {
     this.wantDims = s.mediaType === 'image';
     return undefined;
   }
+}
+
+/**
+ * body.pipe(sink) with errors propagated both ways and a premature end
+ * detected. Used instead of stream.pipeline, which builds an AbortController
+ * and a DOMException per call: measurable across thousands of small files.
+ */
+function pump(src: Readable, dst: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      src.unpipe(dst);
+      src.destroy();
+      dst.destroy();
+      reject(err);
+    };
+    src.on('error', fail);
+    dst.on('error', fail);
+    src.once('close', () => {
+      if (!src.readableEnded) fail(Object.assign(new Error('response body closed early'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    });
+    dst.once('finish', () => {
+      if (settled) return;
+      settled = true;
+      resolve();
+    });
+    src.pipe(dst);
+  });
 }
 
 /** writev until every byte is on its way to disk (writes to files may be partial on some systems). */
