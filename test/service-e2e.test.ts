@@ -338,6 +338,15 @@ t.test(
       // netlink socket; RestrictAddressFamilies refuses it and glibc must fall back.
       const dns = spawnSync(SECCOMP, [allowFile, process.execPath, '-e', `require('dns').lookup('localhost', { hints: require('dns').ADDRCONFIG }, (e, a) => { if (e) throw e; process.stderr.write('resolved ' + a); })`], { encoding: 'utf8' });
       t.match(dns.stderr, /resolved (127\.0\.0\.1|::1)/, `AI_ADDRCONFIG lookups work without netlink: ${dns.stderr}`);
+      // Why the unit says MemoryDenyWriteExecute=no: with it, V8's JIT dies on
+      // the first function it compiles (and --jitless has no WebAssembly, which
+      // undici's HTTP parser needs).
+      const mdweFile = path.join(root, 'mdwe.txt');
+      fs.writeFileSync(mdweFile, fs.readFileSync(allowFile, 'utf8') + 'mdwe\n');
+      const hot = 'let s = 0; for (let i = 0; i < 3e7; i++) s += i % 7; process.stderr.write("survived " + s)';
+      const jit = spawnSync(SECCOMP, [mdweFile, process.execPath, '-e', hot], { encoding: 'utf8' });
+      t.notMatch(jit.stderr, /survived/, `Node does not survive MemoryDenyWriteExecute=yes (status ${jit.status}, signal ${jit.signal})`);
+      t.equal(last(SYSTEM, 'Service', 'MemoryDenyWriteExecute'), 'no');
     }
 
     if (STRACE) {
