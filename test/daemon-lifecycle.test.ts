@@ -65,7 +65,7 @@ t.test('a second daemon on the same socket or the same cache dir exits non-zero;
   t.not(e2.code, 0, 'same cache dir: non-zero exit');
   t.match(s2.stderr(), new RegExp(`another mediacached \\(pid ${d.pid}, socket ${d.socket.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}.*cache directory`));
   t.notOk(fs.existsSync(path.join(root2, 'other.sock')), 'the refused daemon left no socket behind');
-  t.notOk(fs.existsSync(path.join(root2, 'c', '.lock')), 'the refused daemon released its own lock');
+  t.notOk(fs.existsSync(path.join(root2, 'c')), 'the refused daemon did not even create its cache dir');
 
   t.equal((await d.rpc('status', {})).pid, d.pid, 'first daemon still serving');
   t.ok(fs.existsSync(d.socket), 'first socket still there');

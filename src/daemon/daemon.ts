@@ -23,7 +23,7 @@ import { createDaemonLogger, type DaemonLogger } from './log.js';
 import { applyReload } from './reload.js';
 import { RpcServer, type RpcHandler } from './rpc-server.js';
 import { Scheduler } from './scheduler.js';
-import { StartupError } from './socket-bind.js';
+import { refuseIfSocketLive, StartupError } from './socket-bind.js';
 import { SweepTimer } from './sweep-timer.js';
 
 /** The cache's own network limit; the Scheduler is the real (reloadable) limiter. */
@@ -134,6 +134,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     logger.info(`config file: ${config.configFile ?? '(none)'}`);
     logger.info(`log file:    ${config.logFile ?? '(stderr only)'}`);
 
+    await refuseIfSocketLive(config.socket);
     parts.lock = acquireCacheLock(config.cacheDir, config.socket);
     if (parts.lock.tookOverStale) logger.warn('replaced a stale cache lock', { ...parts.lock.tookOverStale });
 

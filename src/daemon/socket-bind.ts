@@ -89,6 +89,20 @@ export function probeSocket(socketPath: string, timeoutMs = 2000): Promise<'live
   });
 }
 
+function liveMessage(socketPath: string): string {
+  return `another mediacached is already listening on ${socketPath}. Stop it first (mcctl status shows its pid), or give this one another --socket and --cache-dir.`;
+}
+
+/**
+ * Refuse early, before touching the cache, when a live daemon answers on
+ * `socketPath` (bindSocket checks again, race-free, when it binds).
+ */
+export async function refuseIfSocketLive(socketPath: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<void> {
+  if (Number(env.LISTEN_PID) === process.pid) return;
+  if (!isWindowsPipe(socketPath) && !fs.existsSync(socketPath)) return;
+  if ((await probeSocket(socketPath)) === 'live') throw new StartupError(liveMessage(socketPath));
+}
+
 /**
  * Listen on `socketPath` (or the systemd-passed fd 3). On EADDRINUSE, a
  * socket nobody answers on is stale and replaced; one that answers belongs
@@ -109,7 +123,7 @@ export async function bindSocket(server: net.Server, socketPath: string, env: Re
       if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 3) throw e;
       const state = await probeSocket(socketPath);
       if (state === 'live') {
-        throw new StartupError(`another mediacached is already listening on ${socketPath}. Stop it first (mcctl status shows its pid), or give this one another --socket and --cache-dir.`);
+        throw new StartupError(liveMessage(socketPath));
       }
       if (pipe || state === 'gone') continue;
       const st = fs.lstatSync(socketPath, { throwIfNoEntry: false });

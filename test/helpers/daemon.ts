@@ -45,7 +45,11 @@ export interface DaemonOptions {
   args?: string[];
   /** Extra environment; MEDIACACHE_* from the test runner's own env are removed first. */
   env?: Record<string, string | undefined>;
-  /** Do not pass --cache-dir/--socket/--inbox at all (to test env/config-file resolution). */
+  /**
+   * Do not pass --cache-dir/--socket/--inbox at all (to test env/config-file
+   * resolution). `socket` and `cacheDir` still tell the helper where the
+   * daemon will be, so set them to what the env/config file says.
+   */
   bare?: boolean;
   /** How long to wait for the socket to answer `status`. Default 20000 ms. */
   readyTimeoutMs?: number;
