@@ -53,7 +53,7 @@ t.test('mcctl against the real daemon', async (t) => {
   });
 
   await t.test('stats --json totals equal the files on disk', async (t) => {
-    const r = await mcctl(d, ['stats', '--json']);
+    const [r, human] = await Promise.all([mcctl(d, ['stats', '--json']), mcctl(d, ['stats'])]);
     t.equal(r.code, 0, r.stderr);
     const s = JSON.parse(r.stdout) as StatsResult;
     const disk = filesOnDisk(d.cacheDir);
@@ -62,19 +62,20 @@ t.test('mcctl against the real daemon', async (t) => {
     t.equal(s.totalFiles, 4);
     t.equal(s.byType.image.count, 3);
     t.equal(s.byType.document.count, 1);
-    const human = await mcctl(d, ['stats']);
     t.match(human.stdout, /^total\s+4\s+/m);
   });
 
   await t.test('find by URL and by prefix; unknown exits 2', async (t) => {
-    const byUrl = await mcctl(d, ['find', origin.url('/a.png'), '--json']);
+    const [byUrl, byPrefix, none] = await Promise.all([
+      mcctl(d, ['find', origin.url('/a.png'), '--json']),
+      mcctl(d, ['find', png.md5.slice(0, 10)]),
+      mcctl(d, ['find', origin.url('/never.png')]),
+    ]);
     t.equal(byUrl.code, 0, byUrl.stderr);
     t.equal((JSON.parse(byUrl.stdout) as MediaRecord).md5, png.md5);
-    const byPrefix = await mcctl(d, ['find', png.md5.slice(0, 10)]);
     t.equal(byPrefix.code, 0, byPrefix.stderr);
     t.match(byPrefix.stdout, new RegExp(`^md5\\s+${png.md5}$`, 'm'));
     t.match(byPrefix.stdout, /^dimensions\s+\d+x\d+$/m);
-    const none = await mcctl(d, ['find', origin.url('/never.png')]);
     t.equal(none.code, 2);
     t.match(none.stderr, /E_NOT_FOUND/);
   });
@@ -115,19 +116,21 @@ t.test('mcctl against the real daemon', async (t) => {
   });
 
   await t.test('jobs and status', async (t) => {
-    const j = await mcctl(d, ['jobs', '--state', 'failed', '--json']);
+    const [j, s] = await Promise.all([mcctl(d, ['jobs', '--state', 'failed', '--json']), mcctl(d, ['status'])]);
     t.equal(j.code, 0, j.stderr);
     const jobs = JSON.parse(j.stdout) as { jobs: Array<{ url: string; error?: { code: string } }> };
     t.ok(jobs.jobs.some((x) => x.url.endsWith('/missing.png') && x.error?.code === 'E_HTTP'));
-    const s = await mcctl(d, ['status']);
     t.equal(s.code, 0);
     t.match(s.stdout, new RegExp(`^socket\\s+${d.socket.replace(/[.]/g, '\\.')}$`, 'm'));
     t.match(s.stdout, new RegExp(`^cache\\s+${d.cacheDir.replace(/[.]/g, '\\.')}$`, 'm'));
   });
 
   await t.test('usage errors exit 2 with usage', async (t) => {
-    for (const args of [['frobnicate'], ['stats', '--frob'], ['jobs', '--state', 'sleeping']]) {
-      const r = await mcctl(d, args);
+    const cases = [['frobnicate'], ['stats', '--frob'], ['jobs', '--state', 'sleeping']];
+    // Independent: run side by side (the machine is shared; each spawn is a full node start).
+    const runs = await Promise.all(cases.map((args) => mcctl(d, args)));
+    for (const [i, args] of cases.entries()) {
+      const r = runs[i]!;
       t.equal(r.code, 2, args.join(' '));
       t.match(r.stderr, /Options:/, 'usage printed');
       t.equal(r.stdout, '');
