@@ -57,8 +57,12 @@ function synthRecord(i, md5) {
   return r;
 }
 
-/** Write N records straight into the shard layout IndexDb reads (meta.json + records/xx.jsonl). */
-function generate(dir, n) {
+/**
+ * Write N records straight into the shard layout IndexDb reads (meta.json +
+ * records/xx.jsonl), with the index's own row encoder so the format matches.
+ */
+async function generate(dir, n) {
+  const { toRow, SHARD_FORMAT } = await import('../dist/core/index-record.js');
   const shards = Array.from({ length: 16 ** SHARD_DIGITS }, () => []);
   const rnd = randomBytes(16 * n);
   for (let i = 0; i < n; i++) {
@@ -69,7 +73,7 @@ function generate(dir, n) {
   writeFileSync(join(dir, 'meta.json'), JSON.stringify({ schemaVersion: 1, shardDigits: SHARD_DIGITS, createdAt: new Date().toISOString() }));
   let bytes = 0;
   shards.forEach((records, s) => {
-    const text = '{"v":1}\n' + records.map((r) => JSON.stringify(r) + '\n').join('');
+    const text = SHARD_FORMAT.stringify({ rows: records.map(toRow) });
     bytes += text.length;
     writeFileSync(join(dir, 'records', `${s.toString(16).padStart(SHARD_DIGITS, '0')}.jsonl`), text);
     shards[s] = null;
@@ -164,7 +168,7 @@ async function main() {
     const dir = keep ?? mkdtempSync(join(tmpdir(), 'mediacache-index-bench-'));
     try {
       const t0 = performance.now();
-      const bytes = keep && existsSync(join(keep, 'meta.json')) ? diskBytes(keep) : generate(dir, n);
+      const bytes = keep && existsSync(join(keep, 'meta.json')) ? diskBytes(keep) : await generate(dir, n);
       const genMs = performance.now() - t0;
       const child = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--measure', dir, '--iterations', String(iterations)], {
         encoding: 'utf8',

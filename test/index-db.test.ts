@@ -29,24 +29,36 @@ function rec(name: string, over: Partial<StoredRecord> = {}): StoredRecord {
   };
 }
 
-/** Records on disk, read straight from the shard files (not through IndexDb). */
+/**
+ * Records on disk, read straight from the shard files (not through IndexDb):
+ * JSON lines, a header naming the columns, then one array per record.
+ */
 function onDisk(dir: string): Map<string, StoredRecord> {
   const out = new Map<string, StoredRecord>();
   for (const f of readdirSync(join(dir, 'records'))) {
     if (!/^[0-9a-f]{2}\.jsonl$/.test(f)) continue;
     const lines = readFileSync(join(dir, 'records', f), 'utf8').split('\n');
-    if (JSON.parse(lines[0]).v !== 1) throw new Error(`bad header in ${f}`);
+    const header = JSON.parse(lines[0]) as { v: number; columns: string[] };
+    if (header.v !== 1) throw new Error(`bad header in ${f}`);
     for (const line of lines.slice(1)) {
       if (line === '') continue;
-      const r = JSON.parse(line) as StoredRecord;
-      out.set(r.md5, r);
+      const row = JSON.parse(line) as unknown[];
+      const r: Record<string, unknown> = {};
+      header.columns.forEach((c, k) => {
+        if (row[k] !== null && row[k] !== undefined) r[c] = row[k];
+      });
+      out.set(r.md5 as string, r as unknown as StoredRecord);
     }
   }
   return out;
 }
 
+const COLUMNS = ['md5', 'sha256', 'fileSize', 'mimeType', 'mediaType', 'extension', 'width', 'height', 'urls', 'fetchedAt', 'verifiedAt', 'etag', 'lastModified'];
+
 function writeShard(dir: string, shard: string, records: StoredRecord[]): void {
-  writeFileSync(join(dir, 'records', `${shard}.jsonl`), ['{"v":1}', ...records.map((r) => JSON.stringify(r))].join('\n') + '\n');
+  const header = JSON.stringify({ v: 1, columns: COLUMNS });
+  const rows = records.map((r) => JSON.stringify(COLUMNS.map((c) => (r as unknown as Record<string, unknown>)[c] ?? null)));
+  writeFileSync(join(dir, 'records', `${shard}.jsonl`), [header, ...rows].join('\n') + '\n');
 }
 
 const codeOf = (e: unknown): string | undefined => (e instanceof MediaCacheError ? e.code : undefined);
@@ -264,7 +276,7 @@ t.test('a garbage shard is moved aside and reported; the others load', async (t)
 
   const victim = recs[0].md5.slice(0, 2);
   const lost = recs.filter((r) => r.md5.startsWith(victim));
-  writeFileSync(join(dir, 'records', `${victim}.jsonl`), '{"v":1}\n{"md5":"trunc');
+  writeFileSync(join(dir, 'records', `${victim}.jsonl`), readFileSync(join(dir, 'records', `${victim}.jsonl`), 'utf8').slice(0, -20));
   // A shard that parses but has the wrong shape counts as damaged too.
   const other = recs.find((r) => !r.md5.startsWith(victim))!;
   const shaped = other.md5.slice(0, 2);

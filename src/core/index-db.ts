@@ -5,7 +5,7 @@
  * Layout of the index dir:
  *   meta.json          {"schemaVersion":1,"shardDigits":2,"createdAt":…}
  *   records/xx.jsonl   records whose md5 starts with xx (256 shards): a header
- *                      line, then one record per line as compact JSON
+ *                      line, then one record per line as a compact JSON array
  * One lowdb file cannot hold a large cache (DEPS §7: a 1M-record write blocks
  * ~9 s), so a write touches only the shards that changed: at 1M records a
  * shard is ~4k records, ~1.4 MB, and writing it is a join of its rows.
@@ -47,7 +47,7 @@ import {
   fromRow,
   laterClaim,
   normalizePrefix,
-  recordProblem,
+  parseRow,
   SHARD_COUNT,
   SHARD_DIGITS,
   SHARD_FORMAT,
@@ -206,7 +206,7 @@ export class IndexDb {
     this.assertOpen();
     assertRecord(rec);
     const row = toRow(rec);
-    const next = fromRow(row); // canonical: deduplicated urls, no stray keys
+    const next = fromRow(row); // canonical: deduplicated urls, no stray keys, own copies
     const i = shardOf(next.md5);
     const prevRow = this.shards[i].get(next.md5);
     if (prevRow !== undefined) {
@@ -487,14 +487,9 @@ export class IndexDb {
   private loadShard(i: number, rows: string[]): boolean {
     const recs: StoredRecord[] = new Array(rows.length);
     for (let k = 0; k < rows.length; k++) {
-      let r: unknown;
-      try {
-        r = JSON.parse(rows[k]);
-      } catch {
-        return false;
-      }
-      if (recordProblem(r) !== undefined || shardOf((r as StoredRecord).md5) !== i) return false;
-      recs[k] = r as StoredRecord;
+      const r = parseRow(rows[k]);
+      if (r === undefined || shardOf(r.md5) !== i) return false;
+      recs[k] = r;
     }
     const shard = this.shards[i];
     for (let k = 0; k < recs.length; k++) {

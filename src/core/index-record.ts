@@ -1,19 +1,21 @@
 /**
  * The index's stored form of a record, its validation, and the shard format.
  *
- * In memory a record is its ROW: the compact JSON text of the StoredRecord
- * (canonical key order). A row is one heap object where a parsed record is a
+ * In memory a record is its ROW: one string, the record as a compact JSON
+ * array in COLUMNS order. A row is one heap object where a parsed record is a
  * dozen (object, strings, urls array…); at a million records that is the
- * difference between seconds and a fraction of that in GC work at open and a
- * much smaller heap for the collector to walk afterwards. Rows are immutable:
- * get() parses a fresh copy, so callers can never change the index (or its
- * stats) behind its back.
+ * difference between seconds and a fraction of that in GC work at open, and a
+ * smaller heap for the collector to walk afterwards. An array row carries no
+ * key names: ~25% less text to keep, write and parse than an object would.
+ * Rows are immutable: get() decodes a fresh copy, so callers can never change
+ * the index (or its stats) behind its back.
  *
- * A shard file is JSON lines: a header line `{"v":1}`, then one row per line.
- * Writing a shard is a join of its rows: no stringify of the whole shard.
+ * A shard file is JSON lines: a header line naming the format and columns,
+ * then one row per line. Writing a shard is a join of its rows: no stringify
+ * of the whole shard.
  */
 import { MediaCacheError } from './errors.js';
-import { MEDIA_TYPES, type StoredRecord } from './types.js';
+import { MEDIA_TYPES, type MediaType, type StoredRecord } from './types.js';
 import type { DataFormat } from './durable-file.js';
 
 /** Shard files hold this many leading md5 hex digits' worth of records (2 → 256 shards). */
@@ -79,31 +81,102 @@ export function assertMd5(md5: unknown): asserts md5 is string {
   }
 }
 
+/** Field order of a row. Changing it is a new schemaVersion. */
+export const COLUMNS = [
+  'md5',
+  'sha256',
+  'fileSize',
+  'mimeType',
+  'mediaType',
+  'extension',
+  'width',
+  'height',
+  'urls',
+  'fetchedAt',
+  'verifiedAt',
+  'etag',
+  'lastModified',
+] as const;
+/** Rows may omit trailing optional columns (etag, lastModified). */
+const MIN_ROW_LENGTH = 11;
+
 /**
- * The canonical row of a (valid) record: fixed key order, unknown keys and
- * undefined optionals dropped, URLs de-duplicated (first occurrence kept).
+ * The canonical row of a (valid) record: COLUMNS order, null for an absent
+ * optional field (trailing ones dropped), URLs de-duplicated (first kept).
  */
 export function toRow(r: StoredRecord): string {
-  const o: StoredRecord = {
-    md5: r.md5,
-    sha256: r.sha256,
-    fileSize: r.fileSize,
-    mimeType: r.mimeType,
-    mediaType: r.mediaType,
-    extension: r.extension,
-    width: r.width,
-    height: r.height,
-    urls: r.urls.length > 1 ? [...new Set(r.urls)] : r.urls,
-    fetchedAt: r.fetchedAt,
-    verifiedAt: r.verifiedAt,
-    etag: r.etag,
-    lastModified: r.lastModified,
-  };
-  return JSON.stringify(o);
+  const t: unknown[] = [
+    r.md5,
+    r.sha256,
+    r.fileSize,
+    r.mimeType,
+    r.mediaType,
+    r.extension,
+    r.width ?? null,
+    r.height ?? null,
+    r.urls.length > 1 ? [...new Set(r.urls)] : r.urls,
+    r.fetchedAt,
+    r.verifiedAt,
+    r.etag ?? null,
+    r.lastModified ?? null,
+  ];
+  while (t.length > MIN_ROW_LENGTH && t[t.length - 1] === null) t.pop();
+  return JSON.stringify(t);
 }
 
+function tupleToRecord(t: unknown[]): StoredRecord {
+  const r: StoredRecord = {
+    md5: t[0] as string,
+    sha256: t[1] as string,
+    fileSize: t[2] as number,
+    mimeType: t[3] as string,
+    mediaType: t[4] as MediaType,
+    extension: t[5] as string,
+    urls: t[8] as string[],
+    fetchedAt: t[9] as string,
+    verifiedAt: t[10] as string,
+  };
+  if (t[6] != null) r.width = t[6] as number;
+  if (t[7] != null) r.height = t[7] as number;
+  if (t[11] != null) r.etag = t[11] as string;
+  if (t[12] != null) r.lastModified = t[12] as string;
+  return r;
+}
+
+/** Decode a row the index wrote (trusted: validated when it was put or loaded). */
 export function fromRow(row: string): StoredRecord {
-  return JSON.parse(row) as StoredRecord;
+  return tupleToRecord(JSON.parse(row) as unknown[]);
+}
+
+const optDimOrNull = (v: unknown): boolean => v === null || (Number.isInteger(v) && (v as number) >= 0);
+const optStrOrNull = (v: unknown): boolean => v === undefined || v === null || typeof v === 'string';
+
+/** Decode and fully validate a row read from disk; undefined when it is damaged. */
+export function parseRow(row: string): StoredRecord | undefined {
+  let t: unknown;
+  try {
+    t = JSON.parse(row);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(t) || t.length < MIN_ROW_LENGTH || t.length > COLUMNS.length) return undefined;
+  const ok =
+    isHex(t[0], 32) &&
+    isHex(t[1], 64) &&
+    Number.isSafeInteger(t[2]) &&
+    t[2] >= 0 &&
+    typeof t[3] === 'string' &&
+    MEDIA_TYPE_SET.has(t[4]) &&
+    typeof t[5] === 'string' &&
+    optDimOrNull(t[6]) &&
+    optDimOrNull(t[7]) &&
+    Array.isArray(t[8]) &&
+    allStrings(t[8]) &&
+    typeof t[9] === 'string' &&
+    typeof t[10] === 'string' &&
+    optStrOrNull(t[11]) &&
+    optStrOrNull(t[12]);
+  return ok ? tupleToRecord(t) : undefined;
 }
 
 /** Lowercased prefix, or E_BAD_REQUEST when it is not 1..32 hex digits. */
@@ -132,26 +205,28 @@ export interface ShardData {
   rows: string[];
 }
 
+const SHARD_HEADER = JSON.stringify({ v: SHARD_FORMAT_VERSION, columns: COLUMNS });
+
 /**
- * JSON lines: `{"v":1}` then one row per line. parse() only splits and checks
- * the header (a bad header throws: the adapter reports the file as damaged);
- * rows are validated by the index as it loads them.
+ * JSON lines: a header `{"v":1,"columns":[…]}` then one row per line. parse()
+ * only splits and checks the header and the final newline (throwing means a
+ * damaged file: the adapter reports it as such); rows are validated by the
+ * index as it loads them.
  */
 export const SHARD_FORMAT: DataFormat<ShardData> = {
   parse(text: string): ShardData {
     const nl = text.indexOf('\n');
-    const header = JSON.parse(nl < 0 ? text : text.slice(0, nl)) as { v?: unknown };
-    if (typeof header !== 'object' || header === null || header.v !== SHARD_FORMAT_VERSION) {
-      throw new Error(`not an index shard (header ${text.slice(0, 40)})`);
+    const header = nl < 0 ? text : text.slice(0, nl);
+    if (header !== SHARD_HEADER) {
+      const h = JSON.parse(header) as { v?: unknown };
+      throw new Error(`not an index shard of format ${SHARD_FORMAT_VERSION} (header v=${String(h?.v)})`);
     }
-    if (nl < 0) return { rows: [] };
-    // Every row ends with '\n'; a file cut short loses its final newline.
+    // Every line ends with '\n'; a file cut short loses its final newline.
     if (!text.endsWith('\n')) throw new Error('truncated shard (no final newline)');
     const rows = text.slice(nl + 1, -1);
     return { rows: rows === '' ? [] : rows.split('\n') };
   },
   stringify(data: ShardData): string {
-    const head = `{"v":${SHARD_FORMAT_VERSION}}\n`;
-    return data.rows.length === 0 ? head : `${head}${data.rows.join('\n')}\n`;
+    return data.rows.length === 0 ? `${SHARD_HEADER}\n` : `${SHARD_HEADER}\n${data.rows.join('\n')}\n`;
   },
 };
