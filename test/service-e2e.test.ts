@@ -52,8 +52,26 @@ interface SystemdDirs {
   env: Record<string, string>;
 }
 
-/** What systemd creates for CacheDirectory= etc. (RuntimeDirectoryMode=0700) and the variables it sets. */
-function systemdDirs(root: string, layout: 'system' | 'user'): SystemdDirs {
+const DIRECTORY_ENV: Record<string, keyof Omit<SystemdDirs, 'env'>> = {
+  CacheDirectory: 'cache',
+  StateDirectory: 'state',
+  RuntimeDirectory: 'runtime',
+  LogsDirectory: 'logs',
+  ConfigurationDirectory: 'config',
+};
+const ENV_NAME: Record<string, string> = {
+  CacheDirectory: 'CACHE_DIRECTORY',
+  StateDirectory: 'STATE_DIRECTORY',
+  RuntimeDirectory: 'RUNTIME_DIRECTORY',
+  LogsDirectory: 'LOGS_DIRECTORY',
+  ConfigurationDirectory: 'CONFIGURATION_DIRECTORY',
+};
+
+/**
+ * What systemd creates for CacheDirectory= etc. (RuntimeDirectoryMode=0700)
+ * and the variables it sets — only for the directives the unit has.
+ */
+function systemdDirs(root: string, layout: 'system' | 'user', unit = layout === 'system' ? SYSTEM : USER): SystemdDirs {
   const d =
     layout === 'system'
       ? { cache: 'var/cache/mediacache', state: 'var/lib/mediacache', runtime: 'run/mediacache', logs: 'var/log/mediacache', config: 'etc/mediacache' }
@@ -65,16 +83,11 @@ function systemdDirs(root: string, layout: 'system' | 'user'): SystemdDirs {
   }
   // /run is 0755; $XDG_RUNTIME_DIR is 0700 (its owner's only).
   fs.chmodSync(path.dirname(abs.runtime), layout === 'system' ? 0o755 : 0o700);
-  return {
-    ...abs,
-    env: {
-      CACHE_DIRECTORY: abs.cache,
-      STATE_DIRECTORY: abs.state,
-      RUNTIME_DIRECTORY: abs.runtime,
-      LOGS_DIRECTORY: abs.logs,
-      CONFIGURATION_DIRECTORY: abs.config,
-    },
-  };
+  const env: Record<string, string> = {};
+  for (const [directive, key] of Object.entries(DIRECTORY_ENV)) {
+    if (last(unit, 'Service', directive) === 'mediacache') env[ENV_NAME[directive]] = abs[key];
+  }
+  return { ...abs, env };
 }
 
 interface Proc {
@@ -235,6 +248,7 @@ t.test('user unit: mcctl finds the daemon with no --socket', async (t) => {
   const st = await statusVia(undefined, [], cenv, p);
   t.equal(st.paths.socket, socket, 'mcctl default socket = the user unit socket');
   t.equal(st.paths.cacheDir, dirs.cache, 'cache in CACHE_DIRECTORY');
+  t.same(st.paths.inboxes, [path.join(root, 'xdg', 'state', 'mediacache', 'inbox')], 'inbox at the XDG state default');
   const stop = await stopLikeSystemd(USER, st.pid, p);
   t.equal(stop.code, 0, 'exit 0 on SIGTERM');
 });

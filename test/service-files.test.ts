@@ -116,7 +116,10 @@ t.test('user unit: same program, same directory keys, no DynamicUser', async (t)
   const { unit } = readUnit(USER);
   t.same(unit.get('Service')!.get('ExecStart'), sys.get('Service')!.get('ExecStart'));
   t.same(unit.get('Service')!.get('SystemCallFilter'), sys.get('Service')!.get('SystemCallFilter'), 'same SystemCallFilter');
-  for (const k of ['CacheDirectory', 'StateDirectory', 'RuntimeDirectory', 'LogsDirectory', 'ConfigurationDirectory', 'Type', 'Restart', 'TimeoutStopSec', 'KillSignal', 'ExecReload', 'RestartPreventExitStatus', 'UMask', 'RuntimeDirectoryMode', 'NoNewPrivileges', 'RestrictAddressFamilies', 'SystemCallErrorNumber']) {
+  for (const k of ['StateDirectory', 'LogsDirectory']) {
+    t.notOk(unit.get('Service')!.has(k), `no ${k}= (user managers before systemd 254 put it under ~/.config; the daemon's XDG default is better)`);
+  }
+  for (const k of ['CacheDirectory', 'RuntimeDirectory', 'ConfigurationDirectory', 'Type', 'Restart', 'TimeoutStopSec', 'KillSignal', 'ExecReload', 'RestartPreventExitStatus', 'UMask', 'RuntimeDirectoryMode', 'NoNewPrivileges', 'RestrictAddressFamilies', 'SystemCallErrorNumber']) {
     t.equal(last(unit, 'Service', k), last(sys, 'Service', k), k);
   }
   t.notOk(unit.get('Service')!.has('DynamicUser'), 'a user manager cannot switch users');
