@@ -1,10 +1,10 @@
 /**
- * The running daemon: logger → cache-dir lock → socket → MediaCache →
+ * The running daemon (main.ts already holds the cache-dir lock): logger → socket → MediaCache →
  * JobStore → Scheduler → Sweeper + SweepTimer → Inbox → serve.
  * SIGTERM/SIGINT drain and exit 0; SIGHUP reopens the log and reloads.
  *
- * The socket is bound right after the lock (so a second daemon learns at
- * once that it is not wanted) but answers E_UNAVAILABLE until every part is
+ * The socket is bound first (so a second daemon learns at once that it is
+ * not wanted) but answers E_UNAVAILABLE until every part is
  * open; clients that poll `status` see the daemon as up only when it is.
  * (main.ts loads this module only after the config is valid, so --help and
  * config errors do not pay for loading the engine.)
@@ -18,12 +18,12 @@ import { resolveConfig, type DaemonConfig, type ResolveInput } from './config.js
 import { createHandlers, type HandlerTable } from './handlers.js';
 import { Inbox } from './inbox.js';
 import { JobStore } from './job-store.js';
-import { acquireCacheLock, installSignalHandlers, type CacheLock } from './lifecycle.js';
+import { installSignalHandlers, type CacheLock } from './lifecycle.js';
 import { createDaemonLogger, type DaemonLogger } from './log.js';
 import { applyReload } from './reload.js';
 import { RpcServer, type RpcHandler } from './rpc-server.js';
 import { Scheduler } from './scheduler.js';
-import { refuseIfSocketLive, StartupError } from './socket-bind.js';
+import { StartupError } from './socket-bind.js';
 import { SweepTimer } from './sweep-timer.js';
 
 /** The cache's own network limit; the Scheduler is the real (reloadable) limiter. */
@@ -69,20 +69,22 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
 }
 
 /**
- * Run until a signal stops us. Returns the exit code when start-up fails,
- * or -1 once serving (the signal handlers exit the process later).
+ * Run until a signal stops us, holding `lock` (main.ts takes it before
+ * loading this module). Returns the exit code when start-up fails, or -1
+ * once serving (the signal handlers exit the process later).
  */
-export async function runDaemon(initial: DaemonConfig, configInput: () => ResolveInput, version: string): Promise<number> {
+export async function runDaemon(initial: DaemonConfig, configInput: () => ResolveInput, version: string, lock: CacheLock): Promise<number> {
   let config = initial;
   let logger: DaemonLogger;
   try {
     logger = createDaemonLogger({ level: config.logLevel, logFile: config.logFile });
   } catch (e) {
     process.stderr.write(`mediacached: cannot open the log file ${config.logFile}: ${(e as Error).message}. Fix --log-file (or its folder's permissions).\n`);
+    lock.release();
     return 2;
   }
   const startedAt = new Date();
-  const parts: Parts = {};
+  const parts: Parts = { lock };
   let ready: HandlerTable | undefined;
 
   installSignalHandlers({
@@ -134,9 +136,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     logger.info(`config file: ${config.configFile ?? '(none)'}`);
     logger.info(`log file:    ${config.logFile ?? '(stderr only)'}`);
 
-    await refuseIfSocketLive(config.socket);
-    parts.lock = acquireCacheLock(config.cacheDir, config.socket);
-    if (parts.lock.tookOverStale) logger.warn('replaced a stale cache lock', { ...parts.lock.tookOverStale });
+    if (lock.tookOverStale) logger.warn('replaced a stale cache lock', { ...lock.tookOverStale });
 
     // Until everything is open every method answers E_UNAVAILABLE.
     const lazy = Object.fromEntries(

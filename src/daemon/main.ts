@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import { parseCron } from '../core/cron.js';
 import { currentPlatformEnv } from '../core/paths.js';
 import { ConfigError, resolveConfig, type ResolveInput } from './config.js';
+import { acquireCacheLock } from './lifecycle.js';
+import { refuseIfSocketLive, StartupError } from './socket-bind.js';
 
 function readVersion(): string {
   try {
@@ -58,8 +60,22 @@ async function main(): Promise<number> {
     process.stdout.write(readVersion() + '\n');
     return 0;
   }
+  // Single instance, checked before the engine is even loaded, so a second
+  // daemon is turned away within a second: a live socket, then the cache lock.
+  const config = resolved.config;
+  let lock;
+  try {
+    await refuseIfSocketLive(config.socket);
+    lock = acquireCacheLock(config.cacheDir, config.socket);
+  } catch (e) {
+    if (e instanceof StartupError) {
+      process.stderr.write(`mediacached: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
   const { runDaemon } = await import('./daemon.js');
-  return runDaemon(resolved.config, configInput, readVersion());
+  return runDaemon(config, configInput, readVersion(), lock);
 }
 
 main().then(
