@@ -57,6 +57,7 @@ const PROGRESS_MIN_MS = 100;
 const PROGRESS_MIN_BYTES = 1024 * 1024;
 const BODY_HIGH_WATER = 256 * 1024;
 const SINK_HIGH_WATER = 1024 * 1024;
+const WRITE_BATCH = 512 * 1024;
 
 export function createDispatcher(opts: { timeoutMs: number; maxRedirects?: number; env?: NodeJS.ProcessEnv }): Dispatcher {
   const { timeoutMs, maxRedirects = 5, env = process.env } = opts;
@@ -204,6 +205,9 @@ interface SinkOptions {
  */
 class HashSink extends Writable {
   bytes = 0;
+  /** Chunks hashed but not yet written (see queueWrite). */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
   private readonly md5 = new StreamMd5();
   private md5hex: string | undefined;
   private readonly sha: Hash = createHash('sha256');
@@ -226,19 +230,40 @@ class HashSink extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     const err = this.take(chunk);
     if (err) return cb(err);
-    writeAll(this.fd, [chunk], (e) => (e ? cb(e) : this.md5.drained(cb)));
+    this.queueWrite(chunk, cb);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    const bufs = new Array<Buffer>(chunks.length);
     for (let i = 0; i < chunks.length; i++) {
       const c = chunks[i].chunk;
       const err = this.take(c);
       if (err) return cb(err);
-      bufs[i] = c;
+      this.pending.push(c);
+      this.pendingBytes += c.length;
     }
-    // The MD5 worker's backlog is bounded: wait for it along with the disk.
-    writeAll(this.fd, bufs, (e) => (e ? cb(e) : this.md5.drained(cb)));
+    this.queueWrite(undefined, cb);
+  }
+
+  /**
+   * Socket reads arrive in 16-64 KiB chunks; writing each one costs a
+   * threadpool round trip. Chunks are held (by reference, at most
+   * WRITE_BATCH bytes) and written together with one writev.
+   */
+  private queueWrite(chunk: Buffer | undefined, cb: (err?: Error | null) => void): void {
+    if (chunk) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+    }
+    if (this.pendingBytes < WRITE_BATCH) return this.md5.drained(cb);
+    this.flushWrites((e) => (e ? cb(e) : this.md5.drained(cb)));
+  }
+
+  private flushWrites(cb: (err?: Error | null) => void): void {
+    if (this.pending.length === 0) return cb();
+    const bufs = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    writeAll(this.fd, bufs, cb);
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -249,13 +274,16 @@ class HashSink extends Writable {
     if (this.wantDims) this.dims = imageDimensions(this.head.subarray(0, this.headLen));
     this.wantDims = false;
     this.o.onProgress?.(this.bytes, this.o.total);
-    this.md5.digest().then(
-      (hex) => {
-        this.md5hex = hex;
-        cb();
-      },
-      (e: Error) => cb(e),
-    );
+    this.flushWrites((e) => {
+      if (e) return cb(e);
+      this.md5.digest().then(
+        (hex) => {
+          this.md5hex = hex;
+          cb();
+        },
+        (err: Error) => cb(err),
+      );
+    });
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
