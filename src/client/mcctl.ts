@@ -8,7 +8,10 @@ const ac = new AbortController();
 let signals = 0;
 const onSignal = (): void => {
   // First Ctrl-C/SIGTERM: stop waiting cleanly. A second one: leave now.
-  if (++signals > 1) process.exit(130);
+  if (++signals > 1) {
+    if (process.stdout.isTTY) process.stdout.write('\x1b[?25h'); // the progress view may have hidden the cursor
+    process.exit(130);
+  }
   ac.abort();
 };
 process.on('SIGINT', onSignal);
