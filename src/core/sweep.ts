@@ -40,6 +40,8 @@ export interface SweeperOptions {
   maxDurationMs?: number;
   /** Hashing threads (default 2). */
   threads?: number;
+  /** Nice value of the hashing threads on Linux (default 10; 0 = same priority as downloads). */
+  niceness?: number;
   /** Defaults to the cache's logger. */
   logger?: Logger;
   now?: () => Date;
@@ -75,6 +77,7 @@ function checkOptions(o: SweeperOptions): void {
   num('rateMBps', o.rateMBps, 0);
   num('maxDurationMs', o.maxDurationMs, 0);
   num('threads', o.threads, 1, true);
+  num('niceness', o.niceness, 0, true);
   num('progressIntervalMs', o.progressIntervalMs, 0);
 }
 
@@ -93,6 +96,7 @@ export class Sweeper extends EventEmitter {
       rateMBps: opts.rateMBps ?? 0,
       maxDurationMs: opts.maxDurationMs ?? 0,
       threads: opts.threads ?? 2,
+      niceness: opts.niceness ?? 10,
       logger: opts.logger ?? cache.logger,
       now: opts.now ?? (() => new Date()),
       progressIntervalMs: opts.progressIntervalMs ?? 250,
@@ -139,7 +143,7 @@ export class Sweeper extends EventEmitter {
     const started = this.opts.now();
     const id = `${started.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
     const controller = new AbortController();
-    const pool = new HashPool({ threads: this.opts.threads, rateMBps: this.opts.rateMBps });
+    const pool = new HashPool({ threads: this.opts.threads, rateMBps: this.opts.rateMBps, niceness: this.opts.niceness });
     const cur: Current = { id, controller, pool, promise: undefined as unknown as Promise<SweepReport> };
     cur.promise = this.execute(cur, started, opts).finally(async () => {
       await pool.close();
