@@ -358,6 +358,31 @@ t.test('two shards claiming one URL after a crash: the later fetch keeps it', as
   await again.close();
 });
 
+t.test('open yields to the event loop between shards', async (t) => {
+  const dir = t.testdir({ records: {} });
+  // Every shard populated: 40 records per shard, written directly.
+  for (let i = 0; i < 256; i++) {
+    const shard = i.toString(16).padStart(2, '0');
+    const recs: StoredRecord[] = [];
+    for (let k = 0; recs.length < 40; k++) {
+      const r = rec(`y${i}-${k}`);
+      recs.push({ ...r, md5: shard + r.md5.slice(2) });
+    }
+    writeShard(dir, shard, recs);
+  }
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  const db = await IndexDb.open(dir);
+  clearInterval(timer);
+  t.equal(db.size, 256 * 40);
+  t.equal(db.needsRebuild, true, 'shards without meta.json: something is off, ask for a sweep');
+  t.ok(ticks >= 5, `timers ran while loading (${ticks} ticks)`);
+  await db.close();
+  const again = await IndexDb.open(dir);
+  t.equal(again.needsRebuild, false, 'meta.json rewritten at open');
+  await again.close();
+});
+
 t.test('a failing write keeps the data dirty, rejects flush, and retries until it lands', async (t) => {
   const dir = t.testdir();
   const db = await IndexDb.open(dir, { flushDelayMs: 10 });
