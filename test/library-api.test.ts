@@ -149,3 +149,48 @@ t.test('MediaCache instance is usable directly from the package entry', async (t
   c = await MediaCache.open({ cacheDir: dir });
   t.same(c.stats().byType.image, { count: 0, size: 0 });
 });
+
+t.test('a seed-style script on the built package exits on its own, and its index is on disk', async (t) => {
+  const { ensureBuilt, REPO_ROOT } = await import('./helpers/build.js');
+  await ensureBuilt();
+  const { spawn } = await import('node:child_process');
+  const { pathToFileURL } = await import('node:url');
+  let c: MediaCache | undefined;
+  t.teardown(() => c?.close());
+  const dir = t.testdir();
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  origin.route('/photo.jpg', { body: fixture('sample.jpg') });
+  const entry = pathToFileURL(path.join(REPO_ROOT, 'dist', 'core', 'index.js')).href;
+  const script = path.join(dir, 'seed.mjs');
+  fs.writeFileSync(
+    script,
+    `import { downloadAndCacheMedia, findCachedByMd5, verifyCachedMedia } from ${JSON.stringify(entry)};
+const r = await downloadAndCacheMedia(process.argv[2]);
+const p = await findCachedByMd5(r.md5.slice(0, 12));
+process.stdout.write(JSON.stringify({ md5: r.md5, localPath: r.localPath, valid: await verifyCachedMedia(p, r.md5) }));
+// no closeDefaultCache(): the pending index flush must still happen before the process exits
+`,
+  );
+  const media = path.join(dir, 'media');
+  const child = spawn(process.execPath, [script, origin.url('/photo.jpg')], {
+    env: { ...process.env, MEDIACACHE_DIR: media },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d));
+  child.stderr.on('data', (d: Buffer) => (err += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  clearTimeout(timer);
+  t.equal(code, 0, `script exited by itself with 0 ${err}`);
+  const res = JSON.parse(out) as { md5: string; localPath: string; valid: boolean };
+  t.equal(res.md5, crypto.createHash('md5').update(fixture('sample.jpg')).digest('hex'));
+  t.equal(res.valid, true, 'verify_cached_media(find_cached_by_md5(md5), md5)');
+  t.ok(fs.existsSync(res.localPath));
+  // A fresh instance on the same folder sees the record: the index was flushed at exit.
+  c = await MediaCache.open({ cacheDir: media });
+  t.equal(c.find(res.md5)?.localPath, res.localPath);
+  t.equal(c.findByUrl(origin.url('/photo.jpg'))?.md5, res.md5);
+});
