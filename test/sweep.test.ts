@@ -10,6 +10,7 @@ import { SNIFF_TYPES } from '../src/core/sniff.js';
 import type { RpcEvent, SweepReport } from '../src/core/protocol.js';
 import { TYPE_DIRS, MEDIA_TYPES } from '../src/core/types.js';
 import { startOrigin, fixture, type Origin } from './helpers/origin.js';
+import { waitFor } from './helpers/wait.js';
 
 const md5 = (b: Buffer): string => crypto.createHash('md5').update(b).digest('hex');
 
@@ -107,6 +108,20 @@ t.test('hash pool: md5+sha256 in threads, head, missing, throttle, cancel', asyn
 
   pool.setRate(1);
   const slow = pool.hash(f);
+  if (process.platform === 'linux') {
+    // the hashing threads lowered their own priority (nice 10): downloads go first
+    const niceOfThreads = (): number[] =>
+      fs.readdirSync('/proc/self/task').map((tid) => {
+        try {
+          return Number(fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')[16]);
+        } catch {
+          return 0;
+        }
+      });
+    await waitFor(() => niceOfThreads().filter((n) => n === 10).length >= 1, { what: 'a hashing thread at nice 10' });
+    t.ok(niceOfThreads().includes(10), 'a hashing thread runs at nice 10');
+    t.ok(niceOfThreads().includes(0), 'the main thread keeps its priority');
+  }
   setTimeout(() => pool.cancel(), 100);
   await t.rejects(slow, { code: 'E_ABORTED' });
   pool.setRate(0);
