@@ -51,7 +51,7 @@ export interface DaemonOptions {
    * daemon will be, so set them to what the env/config file says.
    */
   bare?: boolean;
-  /** How long to wait for the socket to answer `status`. Default 20000 ms. */
+  /** How long to wait for the socket to answer `status`. Default 60000 ms (generous: the machine may be loaded; a daemon that exits fails the wait at once). */
   readyTimeoutMs?: number;
 }
 
@@ -322,7 +322,7 @@ export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv, t?: Teardown
 }
 
 /** Poll the socket until `status` answers; fail at once (with its stderr) when the process exits. */
-export async function waitReady(socket: string, sp: Pick<SpawnedDaemon, 'exitStatus' | 'stderr'>, timeoutMs = 20_000): Promise<void> {
+export async function waitReady(socket: string, sp: Pick<SpawnedDaemon, 'exitStatus' | 'stderr'>, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const st = sp.exitStatus();
