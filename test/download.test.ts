@@ -140,6 +140,37 @@ t.test('HTTP errors', async (t) => {
   t.equal((await failure(fetchToTmp(new URL(origin.url('/forbidden')), base()))).retryable, false);
 });
 
+t.test('an error response is drained, so its connection is reused', async (t) => {
+  let connections = 0;
+  const srv = http.createServer((req, res) => {
+    if (req.url === '/missing') {
+      res.writeHead(404, { 'content-type': 'text/html', 'content-length': 2000 });
+      res.end('x'.repeat(2000));
+    } else {
+      const gif = fixture('sample.gif');
+      res.writeHead(200, { 'content-length': gif.length });
+      res.end(gif);
+    }
+  });
+  srv.on('connection', () => connections++);
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  const d = createDispatcher({ timeoutMs: 5000, env: {} });
+  t.teardown(async () => {
+    await d.destroy();
+    srv.closeAllConnections();
+    await new Promise<void>((r) => srv.close(() => r()));
+  });
+  for (let i = 0; i < 3; i++) {
+    t.equal((await failure(fetchToTmp(new URL(`http://127.0.0.1:${port}/missing`), base({ dispatcher: d })))).status, 404);
+    const r = await fetchToTmp(new URL(`http://127.0.0.1:${port}/ok.gif`), base({ dispatcher: d }));
+    fs.unlinkSync(r.tmpPath);
+  }
+  // The drain is not awaited (the error returns at once), so the next request
+  // may open a second socket; destroying each 404 body would take four.
+  t.ok(connections <= 2, `${connections} connection(s) for six requests`);
+});
+
 t.test('redirects: followed with finalUrl, loops and long chains refused', async (t) => {
   origin.route('/r/a', { status: 302, headers: { location: '/r/b' } });
   origin.route('/r/b', { status: 301, headers: { location: origin.url('/r/img.gif') } });

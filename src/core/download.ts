@@ -139,6 +139,7 @@ export async function fetchToTmp(url: URL, opts: FetchOptions): Promise<Fetched>
     if (status < 200 || status > 299) {
       // Drain small error bodies so the connection can be reused; big ones are destroyed.
       body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+      body = undefined; // owned by dump() now; the error path must not destroy it
       throw httpError(status, headers, finalUrl);
     }
     const total = contentLength(headers);
