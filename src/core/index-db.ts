@@ -36,10 +36,11 @@
  * md5 moves it (the old record drops it). If a crash leaves two shards both
  * claiming a URL, open keeps it on the later fetch and rewrites the loser.
  */
-import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
-import { DurableDataFile, DurableJSONFile, isDurableFileParseError, TEMP_PREFIX } from './durable-file.js';
+import { DurableDataFile, DurableJSONFile } from './durable-file.js';
+import { moveAside, readOrRecover, removeStaleTemps, type Recovery } from './index-files.js';
 import { MediaCacheError, toMediaCacheError } from './errors.js';
 import {
   assertMd5,
@@ -114,6 +115,7 @@ export class IndexDb {
   private readonly readConcurrency: number;
   private readonly writeConcurrency: number;
   private readonly now: () => Date;
+  private readonly recovery: Recovery;
 
   private readonly dirty = new Set<number>();
   private metaDirty = false;
@@ -132,6 +134,7 @@ export class IndexDb {
     this.readConcurrency = Math.max(1, opts.readConcurrency ?? 4);
     this.writeConcurrency = Math.max(1, opts.writeConcurrency ?? 2);
     this.now = opts.now ?? (() => new Date());
+    this.recovery = { logger: this.logger, now: this.now, recovered: this.recovered };
     if (!(this.flushDelayMs >= 0)) throw new MediaCacheError('E_BAD_REQUEST', 'flushDelayMs must be >= 0');
     for (let i = 0; i < SHARD_COUNT; i++) {
       this.shards.push(new Map());
@@ -535,38 +538,13 @@ export class IndexDb {
     this.logger.warn('index: url claimed by two records; kept the later fetch', { url, kept: winner.md5, dropped: loser.md5 });
   }
 
-  /**
-   * Read one file: undefined when missing; moved aside (and undefined) when it
-   * does not parse or has the wrong shape.
-   */
-  private async readFile<T>(adapter: DurableDataFile<T>, valid: (d: unknown) => d is T): Promise<T | undefined> {
-    let data: T | null;
-    try {
-      data = await adapter.read();
-    } catch (e) {
-      if (!isDurableFileParseError(e)) throw e;
-      await this.moveAside(adapter.filename, e.message);
-      return undefined;
-    }
-    if (data === null) {
-      // null is also what a file containing JSON `null` parses to.
-      if (await exists(adapter.filename)) await this.moveAside(adapter.filename, 'wrong shape');
-      return undefined;
-    }
-    if (!valid(data)) {
-      await this.moveAside(adapter.filename, 'wrong shape');
-      return undefined;
-    }
-    return data;
+  /** Read one index file; a damaged one is moved aside and recorded in `recovered`. */
+  private readFile<T>(adapter: DurableDataFile<T>, valid: (d: unknown) => d is T): Promise<T | undefined> {
+    return readOrRecover(adapter, valid, this.recovery);
   }
 
   private async moveAside(file: string, why: string): Promise<void> {
-    const stamp = this.now().toISOString().replace(/:/g, '');
-    let target = `${file}.corrupt-${stamp}`;
-    for (let n = 1; await exists(target); n++) target = `${file}.corrupt-${stamp}-${n}`;
-    await rename(file, target);
-    this.recovered.push(target);
-    this.logger.warn('index: damaged file moved aside; run a sweep to re-adopt its files', { file, movedTo: target, why });
+    await moveAside(file, why, this.recovery);
   }
 }
 
@@ -574,34 +552,3 @@ function isMeta(d: unknown): d is MetaFile {
   const m = d as MetaFile;
   return typeof d === 'object' && d !== null && Number.isInteger(m.schemaVersion) && Number.isInteger(m.shardDigits);
 }
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** Delete temp files a crashed writer left; returns the remaining names. */
-async function removeStaleTemps(dir: string): Promise<string[]> {
-  const names = await readdir(dir);
-  const keep: string[] = [];
-  for (const n of names) {
-    if (!n.startsWith(TEMP_PREFIX)) keep.push(n);
-    else if (!writerAlive(n)) await unlink(join(dir, n)).catch(() => undefined);
-  }
-  return keep;
-}
-
-/** Whether the process that created temp file `name` (`.tmp-<file>-<pid>-<seq>`) still runs. */
-function writerAlive(name: string): boolean {
-  const pid = Number(/-(\d+)-\d+$/.exec(name)?.[1]);
-  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
