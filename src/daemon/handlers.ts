@@ -23,7 +23,7 @@ import {
   type VerifyFailure,
 } from '../core/protocol.js';
 import type { DaemonConfig } from './config.js';
-import { InvalidParamsError, type RpcConnection, type RpcHandler } from './rpc-server.js';
+import { InvalidParamsError, type RpcConnection } from './rpc-server.js';
 
 /** Most URLs one `add` may carry (a bigger list belongs in an inbox file). */
 export const MAX_ADD_URLS = 10_000;
@@ -299,9 +299,4 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       return { events: [...conn.subscriptions] };
     },
   };
-}
-
-/** The table as the RPC server takes it (same functions, untyped results). */
-export function asRpcHandlers(t: HandlerTable): Record<string, RpcHandler> {
-  return { ...t };
 }
