@@ -7,7 +7,8 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { main, type CliIO } from '../src/client/cli.js';
+import { main, resolveSocket, socketPathProblem, type CliIO } from '../src/client/cli.js';
+import { currentPlatformEnv, defaultSocketPath } from '../src/core/paths.js';
 import type { AddParams, RpcEvent, StatusResult, SweepReport } from '../src/core/protocol.js';
 import type { MediaRecord } from '../src/core/types.js';
 import { appFault, NO_REPLY, startFakeServer, tempSocketPath, type FakeServer } from './client-ndjson-server.js';
@@ -467,4 +468,19 @@ t.test('sweep --wait shows its progress on one line on a terminal, nothing extra
     ['subscribe', 'sweep', 'sweep'],
     'only the terminal run subscribed',
   );
+});
+
+t.test('socket resolution matches the daemon; too-long paths are refused per platform', async (t) => {
+  t.equal(await resolveSocket('/given.sock', { MEDIACACHE_SOCKET: '/env.sock' }), '/given.sock');
+  t.equal(await resolveSocket(undefined, { MEDIACACHE_SOCKET: '/env.sock' }), '/env.sock');
+  const env = { XDG_RUNTIME_DIR: '/run/user/1234' };
+  t.equal(await resolveSocket(undefined, env), defaultSocketPath({ ...currentPlatformEnv(), env }), 'the same function the daemon uses');
+  const p105 = `/tmp/${'x'.repeat(95)}.sock`;
+  t.equal(Buffer.byteLength(p105), 105);
+  t.equal(await socketPathProblem(p105, 'linux'), undefined, '105 bytes fit on Linux');
+  t.match(await socketPathProblem(p105, 'darwin'), /longer than the 103/, 'but not on macOS');
+  t.match(await socketPathProblem(`/tmp/${'x'.repeat(110)}`, 'linux'), /longer than the 107/);
+  t.equal(await socketPathProblem('/tmp/s.sock', 'linux'), undefined);
+  t.equal(await socketPathProblem('\\\\.\\pipe\\mediacache-me', 'win32'), undefined);
+  t.match(await socketPathProblem('/tmp/s.sock', 'win32'), /named pipe/);
 });

@@ -6,7 +6,6 @@
  * a message on stderr and an exit code (exit-codes.ts).
  */
 import { MediaCacheError } from '../core/errors.js';
-import { checkSocketPath, currentPlatformEnv, defaultSocketPath } from '../core/paths.js';
 import { expandUrlShorthand, fastParse, type Invocation } from './args.js';
 import { runCommand, type CliIO, type Ctx } from './commands.js';
 import { EXIT, exitCodeFor, UsageError } from './exit-codes.js';
@@ -17,11 +16,26 @@ export type { CliIO } from './commands.js';
 /** Fail fast when the daemon is not there; a Unix connect either succeeds or fails at once. */
 const CONNECT_TIMEOUT_MS = 3000;
 
+/*
+ * core/paths.js is imported lazily below: it loads node:os, which costs a
+ * visible share of mcctl's start (bench/mcctl-startup.js), and the common
+ * case (--socket or MEDIACACHE_SOCKET given, a short path) does not need it.
+ */
+
 /** --socket, else $MEDIACACHE_SOCKET, else the platform default (the daemon's own rule). */
-export function resolveSocket(given: string | undefined, env: Readonly<Record<string, string | undefined>>): string {
+export async function resolveSocket(given: string | undefined, env: Readonly<Record<string, string | undefined>>): Promise<string> {
   if (given) return given;
   if (env.MEDIACACHE_SOCKET) return env.MEDIACACHE_SOCKET;
+  const { currentPlatformEnv, defaultSocketPath } = await import('../core/paths.js');
   return defaultSocketPath({ ...currentPlatformEnv(), env });
+}
+
+/** Why this socket path cannot work (too long: Node would truncate it silently), or undefined. */
+export async function socketPathProblem(socketPath: string, platform: NodeJS.Platform = process.platform): Promise<string | undefined> {
+  // Every Unix platform allows at least 103 bytes; only longer paths and Windows need the full check.
+  if (platform !== 'win32' && Buffer.byteLength(socketPath) <= 103) return undefined;
+  const { checkSocketPath } = await import('../core/paths.js');
+  return checkSocketPath(socketPath, platform);
 }
 
 export function describeError(e: unknown): string {
@@ -54,8 +68,8 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
   if (typeof inv === 'number') return inv;
   const { globals, command } = inv;
 
-  const socketPath = resolveSocket(globals.socket, io.env);
-  const bad = checkSocketPath(socketPath);
+  const socketPath = await resolveSocket(globals.socket, io.env);
+  const bad = await socketPathProblem(socketPath);
   if (bad) {
     io.stderr.write(`mcctl: ${bad}\n`);
     return EXIT.USAGE;
