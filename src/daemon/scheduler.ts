@@ -26,6 +26,9 @@ import type { DownloadOptions } from '../core/cache.js';
 import { DispatchQueue, type QueueRef } from './scheduler-queue.js';
 import { jobIdOf, type JobRecord, type JobStore } from './job-store.js';
 import { backoffMs } from './scheduler-backoff.js';
+import { listJobs, toJobInfo } from './scheduler-list.js';
+
+export { toJobInfo };
 
 /** The one thing the scheduler needs from MediaCache (a MediaCache satisfies it). */
 export interface Downloader {
@@ -73,12 +76,6 @@ const UNAVAILABLE_CLASS = new Set(['E_UNAVAILABLE', 'E_NETWORK']);
 function checkLimit(name: string, v: number): number {
   if (!Number.isSafeInteger(v) || v < 1) throw new MediaCacheError('E_BAD_REQUEST', `${name} must be an integer >= 1, got ${String(v)}`);
   return v;
-}
-
-export function toJobInfo(j: JobRecord): JobInfo {
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  const { seq, force, ...info } = j;
-  return { ...info, ...(info.error ? { error: { ...info.error } } : {}) };
 }
 
 export class Scheduler extends EventEmitter {
@@ -408,27 +405,9 @@ export class Scheduler extends EventEmitter {
     return j && toJobInfo(j);
   }
 
-  /**
-   * Running first, then queued in dispatch order, then ended newest first
-   * (or only one state); `total` counts every match.
-   */
+  /** See listJobs: running, queued in dispatch order, then ended newest first. */
   list(o: { state?: JobState; limit?: number } = {}): JobsResult {
-    const limit = Math.max(0, o.limit ?? 100);
-    const pick = (s: JobState): JobRecord[] => {
-      const all: JobRecord[] = [];
-      for (const j of this.store.values()) if (j.state === s) all.push(j);
-      if (s === 'queued') all.sort((a, b) => a.priority - b.priority || a.seq - b.seq);
-      if (ENDED.has(s)) all.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt) || b.seq - a.seq);
-      return all;
-    };
-    const states: JobState[] = o.state ? [o.state] : ['running', 'queued', 'done', 'failed'];
-    let jobs: JobRecord[] = [];
-    for (const s of states) jobs = jobs.concat(pick(s));
-    if (!o.state) {
-      const ended = jobs.filter((j) => ENDED.has(j.state)).sort((a, b) => b.updatedAt.localeCompare(a.updatedAt) || b.seq - a.seq);
-      jobs = jobs.filter((j) => !ENDED.has(j.state)).concat(ended);
-    }
-    return { jobs: jobs.slice(0, limit).map(toJobInfo), total: jobs.length };
+    return listJobs(this.store.values(), o);
   }
 
   counts(): QueueCounts {
