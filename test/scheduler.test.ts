@@ -268,3 +268,44 @@ t.test('E_DISK_FULL keeps the job queued, pauses dispatch, and the queue moves a
   t.equal(done[0].attempts, 3, 'same job retried after the pause');
   t.equal(events.filter((e) => e.type === 'job.failed').length, 0, 'disk full is not a job failure');
 });
+
+t.test('pure parts: DispatchQueue order, Deque growth, backoff bounds, listJobs', async (t) => {
+  const { DispatchQueue, Deque } = await import('../src/daemon/scheduler-queue.js');
+  const { backoffMs } = await import('../src/daemon/scheduler-backoff.js');
+  const { listJobs } = await import('../src/daemon/scheduler-list.js');
+
+  const dq = new Deque<number>();
+  for (let i = 0; i < 40; i++) dq.push(i);
+  dq.unshift(-1);
+  t.equal(dq.length, 41);
+  t.equal(dq.shift(), -1);
+  t.equal(dq.shift(), 0);
+
+  const q = new DispatchQueue();
+  const live = new Set(['a', 'b', 'c', 'd', 'e']);
+  q.add({ id: 'a', seq: 1, host: 'h1', priority: 10, gen: 1 });
+  q.add({ id: 'b', seq: 2, host: 'h1', priority: 10, gen: 1 });
+  q.add({ id: 'c', seq: 3, host: 'h2', priority: 10, gen: 1 });
+  q.add({ id: 'd', seq: 4, host: 'h2', priority: 0, gen: 1 });
+  q.add({ id: 'e', seq: 5, host: 'h1', priority: 0, gen: 1 });
+  live.delete('e'); // stale entry: skipped
+  const isLive = (r: { id: string }) => live.has(r.id);
+  const order: string[] = [];
+  const full = new Set(['h2']);
+  order.push(q.next(isLive, (h) => !full.has(h))!.id); // h2 full: priority 0 has only d (h2) → falls to priority 10, h1 head a
+  full.clear();
+  for (let r = q.next(isLive, () => true); r; r = q.next(isLive, () => true)) order.push(r.id);
+  t.same(order, ['a', 'd', 'b', 'c']);
+
+  for (let n = 0; n < 12; n++) {
+    const v = backoffMs(n, 1000, 30_000, () => 0.5);
+    t.ok(v <= 30_000 && v >= Math.min(30_000, 1000 * 2 ** n) * 0.75, `backoff ${n} = ${v}`);
+  }
+  t.equal(backoffMs(0, 1000, 30_000, () => 1), 1000);
+
+  const rec = (id: string, seq: number, state: 'queued' | 'running' | 'done' | 'failed', priority = 10, updatedAt = '2026-01-01T00:00:00.000Z') =>
+    ({ id, seq, url: `http://h/${id}`, state, priority, attempts: 0, createdAt: updatedAt, updatedAt, source: 'rpc' });
+  const jobs = [rec('q1', 1, 'queued'), rec('d1', 2, 'done', 10, '2026-01-01T00:00:01.000Z'), rec('r1', 3, 'running'), rec('q0', 4, 'queued', 0), rec('d2', 5, 'done', 10, '2026-01-01T00:00:02.000Z')];
+  t.same(listJobs(jobs).jobs.map((j) => j.id), ['r1', 'q0', 'q1', 'd2', 'd1']);
+  t.same(listJobs(jobs, { state: 'done', limit: 1 }), { jobs: [listJobs(jobs).jobs[3]], total: 2 });
+});
