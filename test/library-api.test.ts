@@ -155,9 +155,15 @@ t.test('a seed-style script on the built package exits on its own, and its index
   await ensureBuilt();
   const { spawn } = await import('node:child_process');
   const { pathToFileURL } = await import('node:url');
+  const os = await import('node:os');
   let c: MediaCache | undefined;
-  t.teardown(() => c?.close());
-  const dir = t.testdir();
+  // A private temp dir rather than t.testdir(): the child process reads from
+  // it, and .tap/fixtures is shared with every other tap run in this tree.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-seed-'));
+  t.teardown(async () => {
+    await c?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
   const origin = await startOrigin();
   t.teardown(() => origin.close());
   origin.route('/photo.jpg', { body: fixture('sample.jpg') });
