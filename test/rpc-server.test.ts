@@ -19,6 +19,7 @@ const errors: string[] = [];
 const logger = { ...silentLogger, error: (m: string) => void errors.push(m) };
 
 let release: (() => void) | undefined;
+let bigCalls = 0;
 const handlers: Record<string, RpcHandler> = {
   echo: async (p) => p,
   slow: async (p) => {
@@ -42,7 +43,10 @@ const handlers: Record<string, RpcHandler> = {
     conn.subscribe((p as { events: EventName[] }).events);
     return { events: [...conn.subscriptions] };
   },
-  big: async (p) => 'x'.repeat((p as { n: number }).n),
+  big: async (p) => {
+    bigCalls++;
+    return 'x'.repeat((p as { n: number }).n);
+  },
 };
 
 async function start(t: Tap, opts: Partial<ConstructorParameters<typeof RpcServer>[0]> = {}): Promise<{ srv: RpcServer; sock: string; root: string }> {
@@ -207,7 +211,8 @@ t.test('subscribers get events they asked for; unsubscribed on close', async (t)
 });
 
 t.test('backpressure: a client that does not read stops being read', async (t) => {
-  const { sock } = await start(t, { highWaterBytes: 256 * 1024 });
+  const { sock } = await start(t, { highWaterBytes: 256 * 1024, maxInflight: 8 });
+  bigCalls = 0;
   const raw = net.createConnection(sock);
   t.teardown(() => raw.destroy());
   await new Promise((r) => raw.once('connect', r));
@@ -219,9 +224,11 @@ t.test('backpressure: a client that does not read stops being read', async (t) =
     sent++;
   }
   t.equal(sent, 200);
-  // Give the server time to process what it reads.
+  // Let the server do all it is willing to do for a client that does not read.
+  await waitFor(() => bigCalls >= 8, { what: 'first replies produced' });
   const c = await client(t, sock);
-  for (let i = 0; i < 5; i++) await c.call('echo', i);
+  for (let i = 0; i < 20; i++) await c.call('echo', i);
+  t.ok(bigCalls < 100, `server stopped working for a client that does not read (${bigCalls} of 200 requests run)`);
   // Now read everything: all replies must still arrive.
   let got = 0;
   let buf = '';

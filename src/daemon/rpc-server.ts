@@ -12,8 +12,9 @@
  * - Nothing a client does can throw out of here: handler errors become
  *   error replies, writes to a closed socket are dropped, unexpected errors
  *   are logged as -32603.
- * - A client that does not read its replies stops being read from
- *   (backpressure) instead of growing our write buffer without bound.
+ * - A client that does not read its replies, or has too many requests
+ *   unanswered, stops being read from (backpressure) instead of growing our
+ *   buffers without bound.
  */
 import net from 'node:net';
 import { JSONRPCClient, JSONRPCErrorException, JSONRPCServer, JSONRPCServerAndClient, type JSONRPCID, type JSONRPCRequest } from 'json-rpc-2.0';
@@ -51,6 +52,8 @@ export interface RpcServerOptions {
   maxFrameBytes?: number;
   /** Pause reading a connection whose unsent output exceeds this (default 8 MiB). */
   highWaterBytes?: number;
+  /** Pause reading a connection with this many requests unanswered (default 1024). */
+  maxInflight?: number;
   /** For systemd socket activation (LISTEN_PID/LISTEN_FDS). */
   env?: Readonly<Record<string, string | undefined>>;
 }
@@ -66,6 +69,10 @@ class Connection implements RpcConnection {
   private chunks: Buffer[] = [];
   private pendingBytes = 0;
   private discarding = false;
+  /** Raw data read but not parsed yet because the connection is congested. */
+  private held: Buffer[] = [];
+  /** Requests dispatched on this connection and not answered yet. */
+  private inflight = 0;
   readonly peer: JSONRPCServerAndClient<RpcConnection, void>;
 
   constructor(
@@ -79,9 +86,7 @@ class Connection implements RpcConnection {
     sock.on('data', (b: Buffer) => this.onData(b));
     sock.on('error', (e) => owner.logger.debug('rpc: connection error', { conn: id, error: e.message }));
     sock.on('close', () => this.onClosed());
-    sock.on('drain', () => {
-      if (!this.discarding) sock.resume();
-    });
+    sock.on('drain', () => this.release());
   }
 
   subscribe(events: readonly EventName[]): void {
@@ -97,7 +102,22 @@ class Connection implements RpcConnection {
   write(msg: unknown): void {
     if (this.closed || this.sock.destroyed || !this.sock.writable) return;
     this.sock.write(JSON.stringify(msg) + '\n');
-    if (this.sock.writableLength > this.owner.highWaterBytes) this.sock.pause();
+    if (this.congested()) this.sock.pause();
+  }
+
+  /**
+   * Too many requests in flight, or too many reply bytes the client has not
+   * read: stop parsing and reading until that clears (backpressure).
+   */
+  private congested(): boolean {
+    return this.inflight >= this.owner.maxInflight || this.sock.writableLength > this.owner.highWaterBytes;
+  }
+
+  /** Parse what was held back and read again, as far as congestion allows. */
+  private release(): void {
+    if (this.discarding || this.closed) return;
+    while (this.held.length && !this.congested()) this.consume(this.held.shift()!);
+    if (!this.held.length && !this.congested()) this.sock.resume();
   }
 
   /** Push an event if subscribed; slow subscribers lose progress ticks, not results. */
@@ -115,6 +135,15 @@ class Connection implements RpcConnection {
 
   private onData(b: Buffer): void {
     if (this.discarding) return;
+    if (this.held.length || this.congested()) {
+      this.held.push(b);
+      this.sock.pause();
+      return;
+    }
+    this.consume(b);
+  }
+
+  private consume(b: Buffer): void {
     let start = 0;
     for (;;) {
       const nl = b.indexOf(0x0a, start);
@@ -126,7 +155,13 @@ class Connection implements RpcConnection {
       this.chunks = [];
       this.pendingBytes = 0;
       this.handleLine(line);
-      if (this.closed) return;
+      if (this.closed || this.discarding) return;
+      if (this.congested()) {
+        // Keep the rest (in order, ahead of anything read later) for release().
+        if (start < b.length) this.held.unshift(Buffer.from(b.subarray(start)));
+        this.sock.pause();
+        return;
+      }
     }
     if (start < b.length) {
       const rest = b.subarray(start);
@@ -139,6 +174,7 @@ class Connection implements RpcConnection {
 
   private tooLarge(): void {
     this.discarding = true;
+    this.held = [];
     this.chunks = [];
     this.pendingBytes = 0;
     this.owner.logger.warn('rpc: frame too large; closing connection', { conn: this.id, limit: this.owner.maxFrameBytes });
@@ -164,12 +200,19 @@ class Connection implements RpcConnection {
       this.write({ jsonrpc: '2.0', id: null, error: { code: RPC_ERRORS.PARSE, message: `Parse error: ${(e as Error).message}`, data: { code: 'E_BAD_REQUEST' } } });
       return;
     }
-    this.peer.receiveAndSend(msg, this, undefined).catch(() => {
-      // Valid JSON that is not a JSON-RPC message: -32600 (with its id when it has one).
-      const id = (msg as { id?: unknown } | null)?.id;
-      const okId = typeof id === 'string' || typeof id === 'number' ? id : null;
-      this.write({ jsonrpc: '2.0', id: okId, error: { code: RPC_ERRORS.INVALID_REQUEST, message: 'Invalid Request', data: { code: 'E_BAD_REQUEST' } } });
-    });
+    this.inflight++;
+    this.peer
+      .receiveAndSend(msg, this, undefined)
+      .catch(() => {
+        // Valid JSON that is not a JSON-RPC message: -32600 (with its id when it has one).
+        const id = (msg as { id?: unknown } | null)?.id;
+        const okId = typeof id === 'string' || typeof id === 'number' ? id : null;
+        this.write({ jsonrpc: '2.0', id: okId, error: { code: RPC_ERRORS.INVALID_REQUEST, message: 'Invalid Request', data: { code: 'E_BAD_REQUEST' } } });
+      })
+      .finally(() => {
+        this.inflight--;
+        this.release();
+      });
   }
 
   private onClosed(): void {
@@ -192,6 +235,7 @@ export class RpcServer {
   readonly logger: Logger;
   readonly maxFrameBytes: number;
   readonly highWaterBytes: number;
+  readonly maxInflight: number;
   readonly socketPath: string;
   private readonly handlers: Readonly<Record<string, RpcHandler>>;
   private readonly net: net.Server;
@@ -207,6 +251,7 @@ export class RpcServer {
     this.handlers = o.handlers;
     this.maxFrameBytes = o.maxFrameBytes ?? MAX_FRAME_BYTES;
     this.highWaterBytes = o.highWaterBytes ?? 8 * 1024 * 1024;
+    this.maxInflight = o.maxInflight ?? 1024;
     this.env = o.env ?? process.env;
     this.net = net.createServer((sock) => this.accept(sock));
   }
