@@ -77,7 +77,10 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
 
   let client: RpcClient | undefined;
   let connecting: Promise<RpcClient> | undefined;
-  const signal = io.signal;
+  // Only commands that wait need a clean Ctrl-C; the others are over in a moment, and not
+  // touching io.signal spares them the signal handlers (mcctl.ts installs them on first use).
+  const waits = command.name === 'watch' || ((command.name === 'add' || command.name === 'sweep') && command.wait) || (command.name === 'verify' && command.all);
+  const signal = waits ? io.signal : undefined;
   const ctx: Ctx = {
     io,
     globals,

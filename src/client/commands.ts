@@ -5,7 +5,7 @@
  * exactly one JSON document on stdout (JSON lines for `watch`), otherwise
  * the human text from render.ts; errors always go to stderr (cli.ts).
  */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { AddItem, EventName, RpcEvent } from '../core/protocol.js';
 import type { Command, GlobalOptions } from './args.js';
@@ -74,7 +74,7 @@ async function collectUrls(cmd: Extract<Command, { name: 'add' }>, io: CliIO): P
         if (!io.stdin) throw new Error('no stdin');
         text = await readAll(io.stdin);
       } else {
-        text = await readFile(resolve(io.cwd ?? '.', cmd.file), 'utf8');
+        text = readFileSync(resolve(io.cwd ?? '.', cmd.file), 'utf8');
       }
     } catch (e) {
       throw new UsageError(`cannot read ${cmd.file === '-' ? 'stdin' : cmd.file}: ${e instanceof Error ? e.message : String(e)}`);

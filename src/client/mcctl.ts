@@ -4,7 +4,7 @@
  */
 import { main } from './cli.js';
 
-const ac = new AbortController();
+let ac: AbortController | undefined;
 let signals = 0;
 const onSignal = (): void => {
   // First Ctrl-C/SIGTERM: stop waiting cleanly. A second one: leave now.
@@ -12,10 +12,17 @@ const onSignal = (): void => {
     if (process.stdout.isTTY) process.stdout.write('\x1b[?25h'); // the progress view may have hidden the cursor
     process.exit(130);
   }
-  ac.abort();
+  ac?.abort();
 };
-process.on('SIGINT', onSignal);
-process.on('SIGTERM', onSignal);
+/** Handlers are installed only when a command asks for the signal (one that waits). */
+function interruptSignal(): AbortSignal {
+  if (!ac) {
+    ac = new AbortController();
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+  return ac.signal;
+}
 // `mcctl jobs | head`: the reader went away; nothing left to say.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
@@ -29,7 +36,9 @@ main(process.argv.slice(2), {
     return process.stdin;
   },
   env: process.env,
-  signal: ac.signal,
+  get signal() {
+    return interruptSignal();
+  },
   cwd: process.cwd(),
 }).then(
   (code) => {
