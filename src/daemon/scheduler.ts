@@ -177,7 +177,14 @@ export class Scheduler extends EventEmitter {
       out.push(j);
       events.push({ type: 'job.queued', job: toJobInfo(j) });
     }
-    await this.store.flush();
+    try {
+      await this.store.flush();
+    } catch (e) {
+      // The jobs stay queued in memory and the store keeps retrying the
+      // write; the caller learns they are not durable yet (ENOSPC → E_DISK_FULL).
+      this.pump();
+      throw toMediaCacheError(e);
+    }
     for (const ev of events) this.emitEvent(ev);
     this.pump();
     return out.map(toJobInfo);
