@@ -27,5 +27,6 @@ server.keepAliveTimeout = 30_000;
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
 });
-process.on('SIGTERM', () => server.close(() => process.exit(0)));
+// Exit at once: idle keep-alive connections would hold server.close() for keepAliveTimeout.
+process.on('SIGTERM', () => process.exit(0));
 process.on('disconnect', () => process.exit(0));
