@@ -44,6 +44,8 @@ async function childMain() {
   let peak = 0;
   const sample = () => (peak = Math.max(peak, process.memoryUsage().rss));
   const timer = setInterval(sample, 50);
+  // Wall and CPU both from here: node's own start-up and module loading are not counted.
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const cache = await MediaCache.open({ cacheDir: args['cache-dir'], concurrency: workers, timeoutMs: 120_000 });
   const recs = await cache.downloadMany(urls, { maxWorkers: workers });
@@ -59,7 +61,7 @@ async function childMain() {
     /* not Linux */
   }
   const bytes = recs.reduce((s, r) => s + r.fileSize, 0);
-  const cpu = process.cpuUsage();
+  const cpu = process.cpuUsage(cpu0);
   const cpuMs = (cpu.user + cpu.system) / 1000;
   process.stdout.write(`${JSON.stringify({ ms, cpuMs, files: recs.length, bytes, peakRss: hwm ?? peak, sampledRss: peak })}\n`);
 }
