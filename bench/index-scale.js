@@ -16,7 +16,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
@@ -201,7 +201,8 @@ async function main() {
   console.log(row(head));
   console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
   for (const l of lines) console.log(row(l));
-  console.log(`(targets: cold start <= 10000 ms, put+flush max block <= 100 ms; node ${process.version})`);
+  console.log(`(targets: cold start <= 10000 ms, put+flush max block <= 100 ms; node ${process.version}, ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')})`);
+  console.log('(open CPU = user+system time of the whole process during open, GC helper threads included; on a busy machine cold start (wall) can be several times that)');
 }
 
 main().catch((e) => {
