@@ -1,0 +1,238 @@
+/**
+ * The write side of a download: a Writable that hashes, sniffs, measures and
+ * writes the body to an open tmp file (see HashSink), and `pump`, which
+ * connects the response body to it.
+ *
+ * Invariant: the sink refuses (errors) as soon as the body is known to be
+ * unacceptable (unsupported type from the head, over maxFileSize), and holds
+ * at most a bounded amount of the body in memory (head buffer <= 512 KiB for
+ * images, <= WRITE_BATCH of pending writes, MD5 worker backlog).
+ */
+import { writev, write } from 'node:fs';
+import { createHash, type Hash } from 'node:crypto';
+import { Writable, type Readable } from 'node:stream';
+import { MediaCacheError } from './errors.js';
+import { sniff, imageDimensions, SNIFF_BYTES, IMAGE_HEAD_CAP, type Sniffed } from './sniff.js';
+import { StreamMd5 } from './download-md5.js';
+
+const PROGRESS_MIN_MS = 100;
+const PROGRESS_MIN_BYTES = 1024 * 1024;
+const SINK_HIGH_WATER = 1024 * 1024;
+const WRITE_BATCH = 512 * 1024;
+
+export interface SinkOptions {
+  maxFileSize: number;
+  url: string;
+  total: number | undefined;
+  onProgress: ((bytes: number, total?: number) => void) | undefined;
+}
+
+/**
+ * Writes chunks to an open fd (batched with writev), hashes them, and keeps
+ * a copy of only the leading bytes: SNIFF_BYTES for the type, up to
+ * IMAGE_HEAD_CAP for images whose dimensions are not in the first bytes.
+ * Refuses an unsupported type as soon as the head is complete, before more
+ * of the body is written.
+ */
+export class HashSink extends Writable {
+  bytes = 0;
+  /** Chunks hashed but not yet written (see queueWrite). */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private readonly md5 = new StreamMd5();
+  private md5hex: string | undefined;
+  private readonly sha: Hash = createHash('sha256');
+  private head: Buffer = Buffer.allocUnsafe(SNIFF_BYTES);
+  private headLen = 0;
+  private sniffed: Sniffed | undefined;
+  /** Still collecting head bytes for image dimensions. */
+  private wantDims = false;
+  private dims: { width: number; height: number } | undefined;
+  private lastProgressAt = 0;
+  private lastProgressBytes = 0;
+
+  constructor(
+    private readonly fd: number,
+    private readonly o: SinkOptions,
+  ) {
+    super({ highWaterMark: SINK_HIGH_WATER });
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    const err = this.take(chunk);
+    if (err) return cb(err);
+    this.queueWrite(chunk, cb);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i].chunk;
+      const err = this.take(c);
+      if (err) return cb(err);
+      this.pending.push(c);
+      this.pendingBytes += c.length;
+    }
+    this.queueWrite(undefined, cb);
+  }
+
+  /**
+   * Socket reads arrive in 16-64 KiB chunks; writing each one costs a
+   * threadpool round trip. Chunks are held (by reference, at most
+   * WRITE_BATCH bytes) and written together with one writev.
+   */
+  private queueWrite(chunk: Buffer | undefined, cb: (err?: Error | null) => void): void {
+    if (chunk) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+    }
+    if (this.pendingBytes < WRITE_BATCH) return this.md5.drained(cb);
+    this.flushWrites((e) => (e ? cb(e) : this.md5.drained(cb)));
+  }
+
+  private flushWrites(cb: (err?: Error | null) => void): void {
+    if (this.pending.length === 0) return cb();
+    const bufs = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    writeAll(this.fd, bufs, cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (!this.sniffed) {
+      const err = this.decideType(this.head.subarray(0, this.headLen));
+      if (err) return cb(err);
+    }
+    if (this.wantDims) this.dims = imageDimensions(this.head.subarray(0, this.headLen));
+    this.wantDims = false;
+    this.o.onProgress?.(this.bytes, this.o.total);
+    this.flushWrites((e) => {
+      if (e) return cb(e);
+      this.md5.digest().then(
+        (hex) => {
+          this.md5hex = hex;
+          cb();
+        },
+        (err: Error) => cb(err),
+      );
+    });
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.md5.dispose();
+    cb(err);
+  }
+
+  result(): { md5: string; sha256: string; sniffed: Sniffed; dims?: { width: number; height: number } } {
+    if (!this.sniffed || !this.md5hex) throw new Error('HashSink.result() before the body ended');
+    return { md5: this.md5hex, sha256: this.sha.digest('hex'), sniffed: this.sniffed, dims: this.dims };
+  }
+
+  /** Account for one chunk; returns an error to stop the transfer. */
+  private take(chunk: Buffer): MediaCacheError | undefined {
+    this.bytes += chunk.length;
+    if (this.bytes > this.o.maxFileSize) {
+      return new MediaCacheError('E_TOO_LARGE', `body exceeds the limit of ${this.o.maxFileSize} bytes`, { url: this.o.url });
+    }
+    this.md5.update(chunk);
+    this.sha.update(chunk);
+    if (!this.sniffed || this.wantDims) {
+      const err = this.collectHead(chunk);
+      if (err) return err;
+    }
+    if (this.o.onProgress) {
+      const now = Date.now();
+      if (now - this.lastProgressAt >= PROGRESS_MIN_MS || this.bytes - this.lastProgressBytes >= PROGRESS_MIN_BYTES) {
+        this.lastProgressAt = now;
+        this.lastProgressBytes = this.bytes;
+        this.o.onProgress(this.bytes, this.o.total);
+      }
+    }
+    return undefined;
+  }
+
+  private collectHead(chunk: Buffer): MediaCacheError | undefined {
+    const room = this.head.length - this.headLen;
+    const n = Math.min(room, chunk.length);
+    chunk.copy(this.head, this.headLen, 0, n);
+    this.headLen += n;
+    if (!this.sniffed) {
+      if (this.headLen < SNIFF_BYTES) return undefined;
+      const err = this.decideType(this.head);
+      if (err) return err;
+      if (!this.wantDims) {
+        this.head = Buffer.alloc(0);
+        return undefined;
+      }
+    }
+    // Images: retry the size read as the head grows, up to the cap, then give up.
+    this.dims = imageDimensions(this.head.subarray(0, this.headLen));
+    if (this.dims) {
+      this.wantDims = false;
+    } else if (this.headLen >= IMAGE_HEAD_CAP) {
+      this.wantDims = false;
+    } else if (this.headLen === this.head.length) {
+      const bigger = Buffer.allocUnsafe(Math.min(IMAGE_HEAD_CAP, this.head.length * 4));
+      this.head.copy(bigger, 0, 0, this.headLen);
+      this.head = bigger;
+      const rest = chunk.subarray(n);
+      if (rest.length) return this.collectHead(rest);
+    }
+    if (!this.wantDims) this.head = Buffer.alloc(0);
+    return undefined;
+  }
+
+  private decideType(head: Buffer): MediaCacheError | undefined {
+    const s = sniff(head);
+    if (!s) {
+      return new MediaCacheError('E_UNSUPPORTED_TYPE', 'content is not a supported image, video, audio or PDF type', { url: this.o.url });
+    }
+    this.sniffed = s;
+    this.wantDims = s.mediaType === 'image';
+    return undefined;
+  }
+}
+
+/**
+ * body.pipe(sink) with errors propagated both ways and a premature end
+ * detected. Used instead of stream.pipeline, which builds an AbortController
+ * and a DOMException per call: measurable across thousands of small files.
+ */
+export function pump(src: Readable, dst: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      src.unpipe(dst);
+      src.destroy();
+      dst.destroy();
+      reject(err);
+    };
+    src.on('error', fail);
+    dst.on('error', fail);
+    src.once('close', () => {
+      if (!src.readableEnded) fail(Object.assign(new Error('response body closed early'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    });
+    dst.once('finish', () => {
+      if (settled) return;
+      settled = true;
+      resolve();
+    });
+    src.pipe(dst);
+  });
+}
+
+/** writev until every byte is on its way to disk (writes to files may be partial on some systems). */
+function writeAll(fd: number, bufs: Buffer[], cb: (err?: Error | null) => void): void {
+  const done = (err: NodeJS.ErrnoException | null, written: number): void => {
+    if (err) return cb(err);
+    let left = written;
+    while (bufs.length && left >= bufs[0].length) left -= bufs.shift()!.length;
+    if (!bufs.length) return cb();
+    if (left > 0) bufs[0] = bufs[0].subarray(left);
+    writeAll(fd, bufs, cb);
+  };
+  if (bufs.length === 1) write(fd, bufs[0], 0, bufs[0].length, null, done);
+  else writev(fd, bufs, done);
+}
+
