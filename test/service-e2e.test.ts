@@ -176,7 +176,7 @@ t.test('system unit: ExecStart on systemd directories, mcctl status, reload, sto
   t.notOk(Object.keys(env).some((k) => k.startsWith('MEDIACACHE_')), 'no MEDIACACHE_* variable');
 
   const argv = localArgv(SYSTEM);
-  t.same(argv.slice(2), [], 'ExecStart passes no flags');
+  t.same(argv.slice(argv.findIndex((a) => a.endsWith('mediacached.js')) + 1), [], 'ExecStart passes no daemon flags');
   const p = launch(t, argv, env);
   const socket = path.join(dirs.runtime, 'mediacached.sock');
   const cenv = clientEnv(root);
