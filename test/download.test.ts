@@ -433,3 +433,35 @@ t.test('createDispatcher refuses bad options', async (t) => {
 t.test('after every failure above, .tmp/ is empty', async (t) => {
   t.same(fs.readdirSync(tmpDir), []);
 });
+
+t.test('error mapping (pure): undici and Node errors to SPEC codes', async (t) => {
+  const { classify, httpError } = await import('../src/core/download-errors.js');
+  const err = (code: string, message = code): Error => Object.assign(new Error(message), { code });
+  const cases: Array<[unknown, string, boolean]> = [
+    [err('UND_ERR_CONNECT_TIMEOUT'), 'E_TIMEOUT', true],
+    [err('UND_ERR_HEADERS_TIMEOUT'), 'E_TIMEOUT', true],
+    [err('UND_ERR_BODY_TIMEOUT'), 'E_TIMEOUT', true],
+    [err('UND_ERR_SOCKET', 'other side closed'), 'E_NETWORK', true],
+    [err('ECONNRESET'), 'E_NETWORK', true],
+    [err('ENOTFOUND', 'getaddrinfo ENOTFOUND nowhere.invalid'), 'E_NETWORK', true],
+    [Object.assign(new AggregateError([err('ECONNREFUSED'), err('ECONNREFUSED')]), {}), 'E_NETWORK', true],
+    [Object.assign(new Error('fetch failed'), { cause: err('EAI_AGAIN') }), 'E_NETWORK', true],
+    [err('CERT_HAS_EXPIRED'), 'E_NETWORK', false],
+    [err('ERR_TLS_CERT_ALTNAME_INVALID'), 'E_NETWORK', false],
+    [err('HPE_INVALID_CONSTANT'), 'E_NETWORK', false],
+    [err('ENOSPC'), 'E_DISK_FULL', true],
+    [err('EDQUOT'), 'E_DISK_FULL', true],
+    [new Error('max redirects'), 'E_HTTP', false],
+    [err('UND_ERR_INVALID_ARG', 'Invalid URL protocol: the URL must start with `http:` or `https:`.'), 'E_UNSUPPORTED_SCHEME', false],
+    [new Error('something else'), 'E_UNAVAILABLE', false],
+  ];
+  for (const [e, code, retryable] of cases) {
+    const m = classify(e, 'http://x/', 1000);
+    t.equal(m.code, code, `${(e as Error).message} -> ${code}`);
+    t.equal(m.retryable, retryable, `${(e as Error).message} retryable=${retryable}`);
+  }
+  t.equal(httpError(500, {}, 'u').retryable, true);
+  t.equal(httpError(502, { 'retry-after': '7' }, 'u').retryAfterMs, 7000);
+  t.equal(httpError(404, { 'retry-after': '7' }, 'u').retryAfterMs, undefined, 'Retry-After ignored when not retryable');
+  t.equal(httpError(304, {}, 'u').status, 304);
+});
