@@ -66,7 +66,9 @@ export class DurableDataFile<T> implements Adapter<T> {
   async read(): Promise<T | null> {
     let text: string;
     try {
-      text = await readFile(this.filename, 'utf8');
+      // Bytes, then one decode: readFile(path, 'utf8') streams through a
+      // StringDecoder, measurably slower for the index's megabyte shards.
+      text = (await readFile(this.filename)).toString('utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
