@@ -57,8 +57,9 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
   await step('stop accepting connections', () => parts.rpc?.stopAccepting());
   await step('close inbox', () => parts.inbox?.close());
   parts.timer?.stop();
-  await step('drain scheduler', () => parts.scheduler?.drain(config.graceMs));
+  // The sweep first: it stops at the next file, and a closed sweeper refuses new ones.
   await step('stop sweep', () => parts.sweeper?.close());
+  await step('drain scheduler', () => parts.scheduler?.drain(config.graceMs));
   await step('close job store', () => parts.store?.close());
   await step('close cache (flush index)', () => parts.cache?.close());
   await step('close socket', () => parts.rpc?.close());

@@ -244,6 +244,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       const o = obj('sweep', p, ['wait']);
       const wait = optBool('sweep', o, 'wait') ?? false;
       const s = ctx.sweeper.start();
+      if (!s.id) await s.done; // the sweeper is closed (shutting down): its E_UNAVAILABLE
       if (!wait) {
         s.done.catch(() => undefined); // reported by the sweeper's own logging
         return { id: s.id, joined: s.joined };
