@@ -155,7 +155,21 @@ t.test('a URL belongs to one record: re-putting it elsewhere moves it', async (t
   const again = await IndexDb.open(dir);
   t.equal(again.md5ForUrl(url), v2.md5);
   t.equal(again.md5ForUrl('http://127.0.0.1/other'), v1.md5);
+
+  // addUrl moves a URL the same way, durably.
+  again.addUrl(v1.md5, url);
+  t.equal(again.md5ForUrl(url), v1.md5);
+  t.same(again.get(v2.md5)!.urls, []);
   await again.close();
+  const third = await IndexDb.open(dir);
+  t.equal(third.md5ForUrl(url), v1.md5);
+  t.same(third.get(v1.md5)!.urls, ['http://127.0.0.1/other', url]);
+  t.same(third.get(v2.md5)!.urls, []);
+  // records() hands out a snapshot per shard: removing while iterating is safe.
+  for (const r of third.records()) third.remove(r.md5);
+  t.equal(third.size, 0);
+  t.equal(third.md5ForUrl(url), undefined);
+  await third.close();
 });
 
 t.test('findByPrefix: shard-local, short, ambiguous, invalid', async (t) => {
