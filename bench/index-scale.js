@@ -3,7 +3,10 @@
  * Index scale benchmark: cold start and the cost of recording one download
  * with 100k and 1M records indexed.
  *
- *   npx tsc -p tsconfig.build.json && node bench/index-scale.js [--records N] [--iterations K]
+ *   npx tsc -p tsconfig.build.json && node bench/index-scale.js [--records N] [--iterations K] [--keep DIR]
+ *
+ * --records N runs one size instead of 100k and 1M; --iterations K puts+flushes
+ * (default 20); --keep DIR generates into DIR/<N> once and keeps it for reruns.
  *
  * For each size the parent generates a synthetic index in a temp dir (shard
  * files written directly; generation time is not a measured figure), then a
