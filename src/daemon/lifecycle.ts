@@ -39,8 +39,11 @@ export function pidAlive(pid: number): boolean {
   try {
     const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     if (cmd && !/mediacache|node/i.test(cmd)) return false;
-  } catch {
-    /* no procfs (macOS, Windows): trust kill(0) */
+  } catch (e) {
+    // procfs is there but this pid is hidden from us (systemd ProtectProc=invisible):
+    // it belongs to another user, so it is not a daemon of ours (a reused pid after
+    // a crash and reboot). Without procfs (macOS, Windows) trust kill(0).
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && fs.existsSync('/proc/self/cmdline')) return false;
   }
   return true;
 }
