@@ -10,7 +10,9 @@
  * ~9 s), so a write touches only the shards that changed: at 1M records a
  * shard is ~4k records, ~1.4 MB, and writing it is a join of its rows.
  * Each shard is a lowdb `Low` over a DurableDataFile (index-record.ts has the
- * format; durable-file.ts the crash-safe write).
+ * format; durable-file.ts the crash-safe write; index-state.ts the in-memory
+ * records, url map and stats; index-files.ts the recovery of damaged files).
+ * This module is the persistence: open/load, coalesced flushes, close.
  *
  * The URL→md5 map is NOT persisted: it is derived from the records' `urls` at
  * open. Building it costs less than parsing a persisted copy would, and a map
@@ -42,23 +44,10 @@ import { Low } from 'lowdb';
 import { DurableDataFile, DurableJSONFile } from './durable-file.js';
 import { moveAside, readOrRecover, removeStaleTemps, type Recovery } from './index-files.js';
 import { MediaCacheError, toMediaCacheError } from './errors.js';
-import {
-  assertMd5,
-  assertRecord,
-  fromRow,
-  laterClaim,
-  normalizePrefix,
-  parseRow,
-  SHARD_COUNT,
-  SHARD_DIGITS,
-  SHARD_FORMAT,
-  shardName,
-  shardOf,
-  toRow,
-  type ShardData,
-} from './index-record.js';
+import { SHARD_COUNT, SHARD_DIGITS, SHARD_FORMAT, shardName, type ShardData } from './index-record.js';
+import { IndexState } from './index-state.js';
 import { silentLogger, type Logger } from './logger.js';
-import { emptyStats, type CacheStats, type StoredRecord } from './types.js';
+import type { CacheStats, StoredRecord } from './types.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -103,12 +92,10 @@ export class IndexDb {
   private createdFresh = false;
   private metaMissing = false;
 
-  /** Per shard: md5 → row (the record's compact JSON; see index-record.ts). */
-  private readonly shards: Map<string, string>[] = [];
+  /** Records, url map and stats in memory (index-state.ts). */
+  private readonly state: IndexState;
   private readonly lows: Low<ShardData>[] = [];
   private readonly meta: Low<MetaFile>;
-  private readonly urlMap = new Map<string, string>();
-  private readonly totals: CacheStats = emptyStats();
 
   private readonly flushDelayMs: number;
   private readonly logger: Logger;
@@ -136,8 +123,8 @@ export class IndexDb {
     this.now = opts.now ?? (() => new Date());
     this.recovery = { logger: this.logger, now: this.now, recovered: this.recovered };
     if (!(this.flushDelayMs >= 0)) throw new MediaCacheError('E_BAD_REQUEST', 'flushDelayMs must be >= 0');
+    this.state = new IndexState((i) => this.markDirty(i), this.logger);
     for (let i = 0; i < SHARD_COUNT; i++) {
-      this.shards.push(new Map());
       this.lows.push(new Low<ShardData>(new DurableDataFile(this.shardPath(i), SHARD_FORMAT), EMPTY_SHARD));
     }
     const meta: MetaFile = { schemaVersion: SCHEMA_VERSION, shardDigits: SHARD_DIGITS, createdAt: this.now().toISOString() };
@@ -163,113 +150,56 @@ export class IndexDb {
   }
 
   get size(): number {
-    return this.totals.totalFiles;
+    return this.state.size;
   }
 
   get(md5: string): StoredRecord | undefined {
-    const row = this.row(md5);
-    return row === undefined ? undefined : fromRow(row);
+    return this.state.get(md5);
   }
 
   has(md5: string): boolean {
-    return this.row(md5) !== undefined;
+    return this.state.has(md5);
   }
 
   md5ForUrl(url: string): string | undefined {
-    return this.urlMap.get(url);
+    return this.state.md5ForUrl(url);
   }
 
-  /** Records whose md5 starts with `prefix` (1..32 hex digits, any case), in md5 order. */
+  /** Records whose md5 starts with `prefix` (1..32 hex digits, any case), in md5 order; E_BAD_REQUEST otherwise. */
   findByPrefix(prefix: string, limit = Infinity): StoredRecord[] {
-    const p = normalizePrefix(prefix);
-    if (!(limit > 0)) return [];
-    if (p.length === 32) {
-      const row = this.row(p);
-      return row === undefined ? [] : [fromRow(row)];
-    }
-    // Only the shards that can hold the prefix: one when it covers the shard
-    // digits, 16^(digits-len) otherwise.
-    let first: number;
-    let last: number;
-    if (p.length >= SHARD_DIGITS) {
-      first = last = parseInt(p.slice(0, SHARD_DIGITS), 16);
-    } else {
-      const span = 16 ** (SHARD_DIGITS - p.length);
-      first = parseInt(p, 16) * span;
-      last = first + span - 1;
-    }
-    const hits: string[] = [];
-    for (let i = first; i <= last; i++) {
-      for (const md5 of this.shards[i].keys()) if (md5.startsWith(p)) hits.push(md5);
-    }
-    hits.sort();
-    return hits.slice(0, Math.min(limit, hits.length)).map((md5) => fromRow(this.shards[shardOf(md5)].get(md5)!));
+    return this.state.findByPrefix(prefix, limit);
   }
 
-  /** Insert or replace the record for rec.md5; its URLs now point to it. */
+  /** Insert or replace the record for rec.md5; its URLs now point to it (moved off other records). */
   put(rec: StoredRecord): void {
     this.assertOpen();
-    assertRecord(rec);
-    const row = toRow(rec);
-    const next = fromRow(row); // canonical: deduplicated urls, no stray keys, own copies
-    const i = shardOf(next.md5);
-    const prevRow = this.shards[i].get(next.md5);
-    if (prevRow !== undefined) {
-      const prev = fromRow(prevRow);
-      this.account(prev, -1);
-      for (const u of prev.urls) if (this.urlMap.get(u) === prev.md5) this.urlMap.delete(u);
-    }
-    this.shards[i].set(next.md5, row);
-    this.account(next, +1);
-    for (const u of next.urls) this.claimUrl(u, next.md5);
-    this.markDirty(i);
+    this.state.put(rec);
   }
 
   /** Record one more URL for existing content (E_NOT_FOUND when md5 is unknown). */
   addUrl(md5: string, url: string): void {
     this.assertOpen();
-    assertMd5(md5);
-    if (typeof url !== 'string' || url === '') throw new MediaCacheError('E_BAD_REQUEST', 'url must be a non-empty string');
-    const row = this.row(md5);
-    if (row === undefined) throw new MediaCacheError('E_NOT_FOUND', `no record for md5 ${md5}`);
-    const rec = fromRow(row);
-    if (rec.urls.includes(url) && this.urlMap.get(url) === md5) return;
-    if (!rec.urls.includes(url)) {
-      rec.urls.push(url);
-      this.shards[shardOf(md5)].set(md5, toRow(rec));
-    }
-    this.claimUrl(url, md5);
-    this.markDirty(shardOf(md5));
+    this.state.addUrl(md5, url);
   }
 
   remove(md5: string): StoredRecord | undefined {
     this.assertOpen();
-    const row = this.row(md5);
-    if (row === undefined) return undefined;
-    const rec = fromRow(row);
-    const i = shardOf(md5);
-    this.shards[i].delete(md5);
-    this.account(rec, -1);
-    for (const u of rec.urls) if (this.urlMap.get(u) === md5) this.urlMap.delete(u);
-    this.markDirty(i);
-    return rec;
+    return this.state.remove(md5);
   }
 
   /** Every record, shard by shard (fresh copies; changes during iteration are allowed). */
-  *records(): IterableIterator<StoredRecord> {
-    for (const shard of this.shards) {
-      for (const row of [...shard.values()]) yield fromRow(row);
-    }
+  records(): IterableIterator<StoredRecord> {
+    return this.state.records();
   }
 
-  /** Every md5, shard by shard, without decoding records (cheaper than records()). */
-  *md5s(): IterableIterator<string> {
-    for (const shard of this.shards) yield* [...shard.keys()];
+  /** Every md5, without decoding records (cheaper than records()). */
+  md5s(): IterableIterator<string> {
+    return this.state.md5s();
   }
 
   /** O(1): maintained incrementally. */
   stats(): CacheStats {
-    return structuredClone(this.totals);
+    return this.state.stats();
   }
 
   /** Write every dirty shard now; resolves once all are durable. */
@@ -308,38 +238,8 @@ export class IndexDb {
     return join(this.dir, 'records', `${shardName(i)}.jsonl`);
   }
 
-  private row(md5: string): string | undefined {
-    if (typeof md5 !== 'string' || md5.length !== 32) return undefined;
-    return this.shards[shardOf(md5)]?.get(md5);
-  }
-
   private assertOpen(): void {
     if (this.closed) throw new MediaCacheError('E_UNAVAILABLE', 'index is closed');
-  }
-
-  private account(r: StoredRecord, sign: 1 | -1): void {
-    this.totals.totalFiles += sign;
-    this.totals.totalSize += sign * r.fileSize;
-    const t = this.totals.byType[r.mediaType];
-    t.count += sign;
-    t.size += sign * r.fileSize;
-  }
-
-  /** Point `url` at `md5`, taking it away from any other record that listed it. */
-  private claimUrl(url: string, md5: string): void {
-    const prevMd5 = this.urlMap.get(url);
-    if (prevMd5 !== undefined && prevMd5 !== md5) this.dropUrl(prevMd5, url);
-    this.urlMap.set(url, md5);
-  }
-
-  /** Remove `url` from the urls of record `md5` (the url map is the caller's business). */
-  private dropUrl(md5: string, url: string): void {
-    const row = this.row(md5);
-    if (row === undefined) return;
-    const rec = fromRow(row);
-    rec.urls = rec.urls.filter((u) => u !== url);
-    this.shards[shardOf(md5)].set(md5, toRow(rec));
-    this.markDirty(shardOf(md5));
   }
 
   private markDirty(i: number): void {
@@ -377,9 +277,7 @@ export class IndexDb {
       this.logger.warn('index: directory missing while writing; recreating it from memory', { dir: this.dir });
       await mkdir(join(this.dir, 'records'), { recursive: true });
       this.metaDirty = true;
-      this.shards.forEach((shard, i) => {
-        if (shard.size > 0) this.dirty.add(i);
-      });
+      for (let i = 0; i < SHARD_COUNT; i++) if (this.state.shardSize(i) > 0) this.dirty.add(i);
       errors = await this.writeDirtyOnce();
     }
     if (errors.length > 0) {
@@ -415,7 +313,7 @@ export class IndexDb {
         const low = this.lows[i];
         // Low.write() hands data to the adapter, which serializes before its
         // first await: the bytes are the shard as of this line.
-        low.data = { rows: [...this.shards[i].values()] };
+        low.data = { rows: this.state.shardRows(i) };
         try {
           await low.write();
           this.diagnostics.shardWrites++;
@@ -481,61 +379,13 @@ export class IndexDb {
       const i = present[k];
       const data = await reads[k];
       reads[k] = undefined;
-      if (data && !this.loadShard(i, data.rows)) {
+      if (data && !this.state.loadShard(i, data.rows)) {
         await this.moveAside((this.lows[i].adapter as DurableDataFile<ShardData>).filename, 'invalid record');
       }
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     // Fresh meta, or shards changed while loading (URL conflicts): write them now.
     if (this.metaDirty || this.dirty.size > 0) await this.flush();
-  }
-
-  /**
-   * Validate every row of shard i, then take them all; false (and nothing
-   * taken) when any row is damaged: the shard is then treated as corrupt.
-   */
-  private loadShard(i: number, rows: string[]): boolean {
-    const recs: StoredRecord[] = new Array(rows.length);
-    for (let k = 0; k < rows.length; k++) {
-      const r = parseRow(rows[k]);
-      if (r === undefined || shardOf(r.md5) !== i) return false;
-      recs[k] = r;
-    }
-    const shard = this.shards[i];
-    for (let k = 0; k < recs.length; k++) {
-      const r = recs[k];
-      if (shard.has(r.md5)) {
-        // One md5 twice in a shard (hand edit): keep the first, rewrite the shard.
-        this.dirty.add(i);
-        continue;
-      }
-      shard.set(r.md5, rows[k]);
-      this.account(r, +1);
-      for (const u of r.urls) this.adoptUrl(u, r);
-    }
-    return true;
-  }
-
-  /** Map a URL read from disk, resolving a URL claimed by two records (see module comment). */
-  private adoptUrl(url: string, r: StoredRecord): void {
-    const otherMd5 = this.urlMap.get(url);
-    if (otherMd5 === undefined || otherMd5 === r.md5) {
-      this.urlMap.set(url, r.md5);
-      return;
-    }
-    const other = fromRow(this.row(otherMd5)!);
-    const winner = laterClaim(r, other);
-    const loser = winner === r ? other : r;
-    this.urlMap.set(url, winner.md5);
-    // The loser's row is already in its shard map (or is being added now).
-    if (loser === r) {
-      r.urls = r.urls.filter((u) => u !== url);
-      this.shards[shardOf(r.md5)].set(r.md5, toRow(r));
-      this.dirty.add(shardOf(r.md5));
-    } else {
-      this.dropUrl(loser.md5, url);
-    }
-    this.logger.warn('index: url claimed by two records; kept the later fetch', { url, kept: winner.md5, dropped: loser.md5 });
   }
 
   /** Read one index file; a damaged one is moved aside and recorded in `recovered`. */
