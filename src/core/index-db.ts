@@ -8,7 +8,7 @@
  *                      line, then one record per line as a compact JSON array
  * One lowdb file cannot hold a large cache (DEPS §7: a 1M-record write blocks
  * ~9 s), so a write touches only the shards that changed: at 1M records a
- * shard is ~4k records, ~1.4 MB, and writing it is a join of its rows.
+ * shard is ~4k records, ~1 MB, and writing it is a join of its rows.
  * Each shard is a lowdb `Low` over a DurableDataFile (index-record.ts has the
  * format; durable-file.ts the crash-safe write; index-state.ts the in-memory
  * records, url map and stats; index-files.ts the recovery of damaged files).
@@ -29,10 +29,10 @@
  * new version. The store renames a content file into place BEFORE put(), so
  * the index never durably names a file that was never written; a crash before
  * the flush leaves a file without a record, which the sweep adopts. A record
- * whose file is missing (deleted by hand, or remove() whose unlink ran before
- * the index flush) is repaired by the sweep. For remove, callers should drop
- * the record and flush BEFORE unlinking the file: a crash in between then
- * leaves an orphan file to adopt rather than a record to re-fetch.
+ * whose file is missing (deleted by hand, or a remove whose unlink ran but
+ * whose index flush did not) is repaired by the sweep. Whichever order a
+ * caller removes in, a crash in between leaves one of those two cases, never
+ * a damaged index (MediaCache unlinks first, on purpose: see cache.ts).
  *
  * A URL belongs to one record: putting or adding a URL already held by another
  * md5 moves it (the old record drops it). If a crash leaves two shards both
