@@ -6,7 +6,7 @@
  */
 import { MediaCacheError, isMediaCacheError } from '../core/errors.js';
 import { parseMediaUrl } from '../core/url.js';
-import type { MediaRecord, CacheStats, StoredRecord } from '../core/types.js';
+import type { MediaRecord, CacheStats } from '../core/types.js';
 import {
   EVENT_NAMES,
   JOB_STATES,
@@ -42,7 +42,7 @@ export interface DaemonContext {
     findByUrl(url: string): MediaRecord | undefined;
     verify(md5OrPrefix: string): Promise<{ ok: boolean; record: MediaRecord; reason?: 'missing' | 'mismatch' }>;
     remove(md5OrPrefix: string): Promise<MediaRecord>;
-    readonly index: { records(): IterableIterator<StoredRecord> };
+    readonly index: { md5s(): IterableIterator<string> };
   };
   readonly scheduler: {
     enqueue(items: Array<{ url: string; source: string }>, o: { priority: number; force?: boolean }): Promise<JobInfo[]>;
@@ -194,7 +194,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
         return { checked: 1, ok: r.ok ? 1 : 0, bad: r.ok ? [] : [{ md5: r.record.md5, localPath: r.record.localPath, reason: r.reason ?? 'mismatch' }] };
       }
       if (!all) throw new InvalidParamsError('verify: give "md5" (an md5 or prefix) or "all": true');
-      const md5s = [...ctx.cache.index.records()].map((r) => r.md5);
+      const md5s = [...ctx.cache.index.md5s()];
       const outcomes = await mapLimit(md5s, VERIFY_ALL_CONCURRENCY, async (m) => {
         try {
           return await ctx.cache.verify(m);
