@@ -71,13 +71,10 @@ t.test('SIGKILL during four slow downloads, then restart', async (t) => {
   const files = cachedFiles(d2.cacheDir);
   t.equal(files.length, 4);
   for (const f of files) t.equal(md5(fs.readFileSync(f)), path.basename(f, path.extname(f)), `${path.basename(f)} hashes to its name`);
-  // The dead run's partial downloads must not survive the restart. MediaCache
-  // does not clean orphaned .tmp/ files at open yet (only a sweep's clean-tmp
-  // step removes them), so this stays a todo until it does.
-  const cleaned = await waitFor(() => tmpEntries(d2.cacheDir).length === 0, { timeoutMs: 5_000, what: '.tmp/ empty' }).catch(() => false);
-  t.ok(cleaned, `.tmp/ empty after restart (left: ${tmpEntries(d2.cacheDir).join(', ') || 'none'})`, {
-    todo: cleaned ? false : 'MediaCache.open should remove orphaned .tmp/ files of dead downloads',
-  });
+  // The dead run's partial downloads must not survive the restart: MediaCache.open
+  // removes .tmp/ files whose owner pid is gone.
+  await waitFor(() => tmpEntries(d2.cacheDir).length === 0, { timeoutMs: 10_000, what: '.tmp/ empty' });
+  t.same(tmpEntries(d2.cacheDir), [], '.tmp/ empty after restart');
   const jobs = await d2.rpc('jobs', { state: 'done' });
   t.equal(jobs.total, 4);
   t.ok(jobs.jobs.every((j) => j.attempts >= 1));

@@ -124,3 +124,20 @@ t.test('removeQuietly removes files and folders and ignores what is not there', 
   await removeQuietly(path.join(root, 'missing'));
   t.same(fs.readdirSync(root), []);
 });
+
+t.test('removeDeadTmp removes partial downloads of dead processes only', async (t) => {
+  const { removeDeadTmp, tmpFileName } = await import('../src/core/store.js');
+  const { spawnSync } = await import('node:child_process');
+  const dir = t.testdir({});
+  // A pid that certainly existed and has exited.
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+  const deadName = tmpFileName(dead);
+  const ownName = tmpFileName();
+  const liveName = tmpFileName(1); // pid 1 is always alive
+  const foreign = 'legacy-name.part';
+  for (const n of [deadName, ownName, liveName, foreign]) fs.writeFileSync(path.join(dir, n), 'x');
+  t.match(ownName, new RegExp(`^${process.pid}-[0-9a-f-]{36}\\.part$`), 'name carries the owner pid');
+  t.equal(await removeDeadTmp(dir), 1, 'one removed');
+  t.same(fs.readdirSync(dir).sort(), [ownName, liveName, foreign].sort(), 'only the dead process’s file is gone');
+  t.equal(await removeDeadTmp(path.join(dir, 'missing')), 0, 'a missing .tmp/ is fine');
+});

@@ -22,7 +22,7 @@ import type { Logger } from './logger.js';
 import { parseMediaUrl } from './url.js';
 import { createDispatcher, fetchToTmp, type Fetched } from './download.js';
 import { withRetries } from './retry.js';
-import { commitTmp, ensureCacheLayout, storePath, tmpDirOf } from './store.js';
+import { commitTmp, ensureCacheLayout, removeDeadTmp, storePath, tmpDirOf } from './store.js';
 import { IndexDb } from './index-db.js';
 import { hashFile } from './hash-file.js';
 import { KeyedMutex, Semaphore } from './cache-locks.js';
@@ -91,7 +91,11 @@ export class MediaCache {
 
   static async open(opts: MediaCacheOptions): Promise<MediaCache> {
     const o = resolveCacheOptions(opts);
-    await ensureCacheLayout(o.cacheDir);
+    const tmpDir = await ensureCacheLayout(o.cacheDir);
+    // Leftovers of downloads whose process died (crash, SIGKILL) would otherwise
+    // sit in .tmp/ until a sweep ages them out a day later.
+    const orphans = await removeDeadTmp(tmpDir);
+    if (orphans > 0) o.logger.info(`removed ${orphans} partial download(s) left by a dead process`, { tmpDir });
     const index = await IndexDb.open(o.indexDir, {
       logger: o.logger,
       ...(opts.flushDelayMs !== undefined ? { flushDelayMs: opts.flushDelayMs } : {}),

@@ -10,11 +10,10 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { Agent, EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
 import { MediaCacheError } from './errors.js';
 import type { Sniffed } from './sniff.js';
-import { markSynced, removeQuietly } from './store.js';
+import { markSynced, removeQuietly, tmpFileName } from './store.js';
 import { HashSink, pump } from './download-sink.js';
 import { classify, contentLength, finalUrlOf, header, httpError } from './download-errors.js';
 
@@ -141,7 +140,7 @@ export async function fetchToTmp(url: URL, opts: FetchOptions): Promise<Fetched>
       throw new MediaCacheError('E_TOO_LARGE', `content-length ${total} exceeds the limit of ${maxFileSize} bytes`, { url: href });
     }
 
-    tmpPath = path.join(tmpDir, `${randomUUID()}.part`);
+    tmpPath = path.join(tmpDir, tmpFileName());
     fh = await fs.open(tmpPath, 'wx');
     sink = new HashSink(fh.fd, { maxFileSize, url: href, total, onProgress });
     await pump(body, sink);

@@ -6,6 +6,7 @@
  * before the rename, and the rename is atomic on one filesystem, so a reader
  * or a crash never sees a partial file under its final name.
  */
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { MediaCacheError, toMediaCacheError } from './errors.js';
@@ -170,4 +171,47 @@ async function exists(p: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Name of a partial download in `.tmp/`: `<pid>-<uuid>.part`. The owner's pid
+ * in the name lets a later process tell a dead download's leftovers from a
+ * live one's (several processes may share a cache: a daemon and library users).
+ */
+export function tmpFileName(pid: number = process.pid): string {
+  return `${pid}-${randomUUID()}.part`;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove partial downloads whose owning process is gone (a crash or SIGKILL
+ * mid-download). Files of live processes, ours included, and names without a
+ * pid are left alone (the sweep's clean-tmp step ages those out after a day).
+ * Returns how many were removed.
+ */
+export async function removeDeadTmp(tmpDir: string, isAlive: (pid: number) => boolean = processAlive): Promise<number> {
+  let names: string[];
+  try {
+    names = await fs.readdir(tmpDir);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const name of names) {
+    const m = /^(\d+)-[0-9a-f-]{36}\.part$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || isAlive(pid)) continue;
+    await removeQuietly(path.join(tmpDir, name));
+    removed++;
+  }
+  return removed;
 }
