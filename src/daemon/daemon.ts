@@ -25,6 +25,7 @@ import { RpcServer, type RpcHandler } from './rpc-server.js';
 import { Scheduler } from './scheduler.js';
 import { StartupError } from './socket-bind.js';
 import { SweepTimer } from './sweep-timer.js';
+import { IdleAwareSweepRate } from './sweep-rate.js';
 
 /** The cache's own network limit; the Scheduler is the real (reloadable) limiter. */
 const CACHE_NET_LIMIT = 256;
@@ -120,7 +121,10 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       const out = await applyReload(config, next, {
         setLimits: (o) => parts.scheduler?.setLimits(o),
         setSchedule: (expr) => parts.timer?.setSchedule(expr),
-        setSweepOptions: (o) => parts.sweeper?.setOptions(o),
+        setSweepOptions: (o) => {
+          if (o.maxDurationMs !== undefined) parts.sweeper?.setOptions({ maxDurationMs: o.maxDurationMs });
+          if (o.rateMBps !== undefined) sweepRate.configure(o.rateMBps);
+        },
         setLogLevel: (l) => (logger.level = l),
         reopenLog: (f) => logger.reopen(f),
       }, logger);
@@ -128,6 +132,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     },
   });
 
+  const sweepRate = new IdleAwareSweepRate(config.sweepRate);
   try {
     logger.info(`mediacached ${version} starting`, { pid: process.pid });
     logger.info(`cache dir:   ${config.cacheDir}`);
@@ -163,10 +168,14 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     });
     parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), { logger });
     parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, logger });
-    parts.sweeper = new Sweeper(parts.cache, { rateMBps: config.sweepRate, maxDurationMs: config.sweepMaxDuration, logger });
+    parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, logger });
     parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: parts.sweeper, logger });
     const rpc = parts.rpc;
-    parts.scheduler.on('event', (ev) => rpc.broadcast(ev));
+    parts.scheduler.on('event', (ev) => {
+      rpc.broadcast(ev);
+      sweepRate.poke();
+    });
+    sweepRate.attach(parts.scheduler, parts.sweeper);
     parts.sweeper.on('event', (ev) => rpc.broadcast(ev));
     parts.scheduler.start();
     parts.timer.start();
