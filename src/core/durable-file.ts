@@ -57,10 +57,17 @@ export interface DataFormat<T> {
 export class DurableDataFile<T> implements Adapter<T> {
   readonly filename: string;
   private readonly format: DataFormat<T>;
+  private readonly syncDir: boolean;
 
-  constructor(filename: string, format: DataFormat<T>) {
+  /**
+   * `syncDir: false` leaves the directory fsync to the caller, who writes many
+   * files into one directory and fsyncs it once (`fsyncDir`) before calling
+   * the batch durable.
+   */
+  constructor(filename: string, format: DataFormat<T>, opts: { syncDir?: boolean } = {}) {
     this.filename = filename;
     this.format = format;
+    this.syncDir = opts.syncDir ?? true;
   }
 
   async read(): Promise<T | null> {
@@ -83,7 +90,7 @@ export class DurableDataFile<T> implements Adapter<T> {
   async write(data: T): Promise<void> {
     // Serialize before the first await: the written bytes are this instant's state.
     const text = this.format.stringify(data);
-    await writeFileDurable(this.filename, text);
+    await writeFileDurable(this.filename, text, { syncDir: this.syncDir });
   }
 }
 
@@ -95,7 +102,7 @@ export class DurableJSONFile<T> extends DurableDataFile<T> {
 }
 
 /** Atomically replace `filename` with `text`, durable once resolved (see module comment). */
-export async function writeFileDurable(filename: string, text: string): Promise<void> {
+export async function writeFileDurable(filename: string, text: string, opts: { syncDir?: boolean } = {}): Promise<void> {
   const dir = dirname(filename);
   const tmp = join(dir, `${TEMP_PREFIX}${basename(filename)}-${process.pid}-${++tempSeq}`);
   let renamed = false;
@@ -109,7 +116,7 @@ export async function writeFileDurable(filename: string, text: string): Promise<
     }
     await renameWithRetry(tmp, filename);
     renamed = true;
-    await fsyncDir(dir);
+    if (opts.syncDir !== false) await fsyncDir(dir);
   } finally {
     if (!renamed) await unlink(tmp).catch(() => undefined);
   }

@@ -39,9 +39,9 @@
  * claiming a URL, open keeps it on the later fetch and rewrites the loser.
  */
 import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Low } from 'lowdb';
-import { DurableDataFile, DurableJSONFile } from './durable-file.js';
+import { DurableDataFile, DurableJSONFile, fsyncDir } from './durable-file.js';
 import { moveAside, readOrRecover, removeStaleTemps, type Recovery } from './index-files.js';
 import { MediaCacheError, toMediaCacheError } from './errors.js';
 import { SHARD_COUNT, SHARD_DIGITS, SHARD_FORMAT, shardName, type ShardData } from './index-record.js';
@@ -63,7 +63,7 @@ export interface IndexDbOptions {
   logger?: Logger;
   /** Shard files read in parallel at open (default 4). */
   readConcurrency?: number;
-  /** Shard files written in parallel by one flush (default 2). */
+  /** Shard files written in parallel by one flush (default 4, the size of libuv's pool). */
   writeConcurrency?: number;
   /** Clock for meta.json and moved-aside names (tests). */
   now?: () => Date;
@@ -119,13 +119,13 @@ export class IndexDb {
     this.flushDelayMs = opts.flushDelayMs ?? 200;
     this.logger = opts.logger ?? silentLogger;
     this.readConcurrency = Math.max(1, opts.readConcurrency ?? 4);
-    this.writeConcurrency = Math.max(1, opts.writeConcurrency ?? 2);
+    this.writeConcurrency = Math.max(1, opts.writeConcurrency ?? 4);
     this.now = opts.now ?? (() => new Date());
     this.recovery = { logger: this.logger, now: this.now, recovered: this.recovered };
     if (!(this.flushDelayMs >= 0)) throw new MediaCacheError('E_BAD_REQUEST', 'flushDelayMs must be >= 0');
     this.state = new IndexState((i) => this.markDirty(i), this.logger);
     for (let i = 0; i < SHARD_COUNT; i++) {
-      this.lows.push(new Low<ShardData>(new DurableDataFile(this.shardPath(i), SHARD_FORMAT), EMPTY_SHARD));
+      this.lows.push(new Low<ShardData>(new DurableDataFile(this.shardPath(i), SHARD_FORMAT, { syncDir: false }), EMPTY_SHARD));
     }
     const meta: MetaFile = { schemaVersion: SCHEMA_VERSION, shardDigits: SHARD_DIGITS, createdAt: this.now().toISOString() };
     this.meta = new Low<MetaFile>(new DurableJSONFile(join(dir, 'meta.json')), meta);
@@ -326,6 +326,16 @@ export class IndexDb {
       }
     };
     await Promise.all(Array.from({ length: this.writeConcurrency }, worker));
+    // Shards skip their own directory fsync: one for the whole batch makes every
+    // rename above durable (all shards live in one directory).
+    if (todo.length > 0) {
+      try {
+        await fsyncDir(dirname(this.shardPath(todo[0])));
+      } catch (e) {
+        for (const i of todo) this.dirty.add(i);
+        errors.push(e);
+      }
+    }
     this.diagnostics.flushes++;
     this.diagnostics.lastFlushMs = performance.now() - t0;
     return errors;
