@@ -27,3 +27,7 @@ export {
   closeDefaultCache,
   optionsFromEnv,
 } from './default-instance.js';
+export { Sweeper, STEP_ORDER } from './sweep.js';
+export type { SweeperOptions, SweepRunOptions, SweepTarget } from './sweep.js';
+export { parseCron, nextRun, nextRunOf } from './cron.js';
+export type { CronSpec } from './cron.js';
