@@ -44,7 +44,7 @@ t.test('10,000-line inbox file', async (t) => {
     fs.rmSync(root, { recursive: true, force: true });
     if (shm) fs.rmSync(shm, { recursive: true, force: true });
   });
-  const d = await startDaemon(t, { root, ...(shm ? { cacheDir: path.join(shm, 'cache') } : {}), args: ['--concurrency', '8', '--log-level', 'info'] });
+  const d = await startDaemon(t, { root, ...(shm ? { cacheDir: path.join(shm, 'cache') } : {}), args: ['--concurrency', '8', '--log-level', 'info'], coverage: false });
   const inbox = d.inboxes[0];
   const text = Array.from({ length: N }, (_, i) => origin.url(`/img?n=${i}`)).join('\n') + '\n';
   const t0 = Date.now();

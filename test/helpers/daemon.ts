@@ -27,6 +27,25 @@ import { EVENT_METHOD, type RpcEvent, type RpcMethodName, type RpcMethods } from
 
 export const DAEMON_BIN = path.join(REPO_ROOT, 'bin', 'mediacached.js');
 
+/**
+ * The node flags the shipped launcher runs with, read from the shebang of
+ * bin/mediacached.js (`#!/usr/bin/env -S node --max-semi-space-size=4`) so
+ * tests spawn the daemon exactly as `mediacached`, npm start and the service
+ * files do.
+ */
+export const DAEMON_NODE_ARGS: readonly string[] = (() => {
+  const first = fs.readFileSync(DAEMON_BIN, 'utf8').split('\n', 1)[0];
+  const m = /^#!\S*env -S node(.*)$/.exec(first);
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
+})();
+
+/** Environment without tap's coverage hooks: for measuring the daemon as deployed (memory). */
+export function withoutCoverage(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) if (k !== 'NODE_OPTIONS' && !k.startsWith('_TAPJS_') && k !== 'NODE_V8_COVERAGE') out[k] = v;
+  return out;
+}
+
 /** The subset of tap's Test the helpers use (keeps this file loader-agnostic). */
 export interface Teardownable {
   teardown(fn: () => unknown): void;
@@ -45,6 +64,8 @@ export interface DaemonOptions {
   args?: string[];
   /** Extra environment; MEDIACACHE_* from the test runner's own env are removed first. */
   env?: Record<string, string | undefined>;
+  /** false: run without tap's coverage hooks (NODE_OPTIONS), as deployed; for memory measurements. */
+  coverage?: boolean;
   /**
    * Do not pass --cache-dir/--socket/--inbox at all (to test env/config-file
    * resolution). `socket` and `cacheDir` still tell the helper where the
@@ -298,7 +319,7 @@ export interface SpawnedDaemon {
  * to start (bad config, second instance). Killed in teardown when `t` is given.
  */
 export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv, t?: Teardownable): SpawnedDaemon {
-  const proc = spawn(process.execPath, [DAEMON_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...DAEMON_NODE_ARGS, DAEMON_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   let out = '';
   proc.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
@@ -356,7 +377,8 @@ export async function startDaemon(t: Teardownable, opts: DaemonOptions = {}): Pr
   const args = opts.bare
     ? ['--log-level', 'debug', ...(opts.args ?? [])]
     : ['--cache-dir', cacheDir, '--socket', socket, ...inboxes.flatMap((i) => ['--inbox', i]), '--log-level', 'debug', ...(opts.args ?? [])];
-  const sp = spawnDaemon(args, daemonEnv(root, opts.env));
+  const env = daemonEnv(root, opts.env);
+  const sp = spawnDaemon(args, opts.coverage === false ? withoutCoverage(env) : env);
   const clients = new Set<RpcClient>();
   let shared: Promise<RpcClient> | undefined;
 
