@@ -16,20 +16,11 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from './_args.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MCCTL = path.join(HERE, '..', 'bin', 'mcctl.js');
 
-function parseArgs(argv) {
-  const out = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) continue;
-    const [k, inline] = a.slice(2).split('=', 2);
-    out[k] = inline ?? argv[++i];
-  }
-  return out;
-}
 
 const RAW_CLIENT =
   "const s=require('net').connect(process.argv[1]);" +

@@ -22,24 +22,13 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { parseArgs, numberArg } from './_args.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MiB = 1024 * 1024;
 
-function parseArgs(argv) {
-  const out = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) continue;
-    const [k, inline] = a.slice(2).split('=', 2);
-    if (inline !== undefined) out[k] = inline;
-    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[k] = argv[++i];
-    else out[k] = true;
-  }
-  return out; // unknown flags are ignored: bench/run.js forwards the same args to every bench
-}
 const args = parseArgs(process.argv.slice(2));
-const num = (k, d) => (args[k] === undefined ? d : Number(args[k]));
+const num = (k, d) => numberArg(args, k, d);
 const FILES = num('files', 64);
 const FILE_MIB = num('file-mib', 16);
 const RUNS = Math.max(1, num('runs', 2));
