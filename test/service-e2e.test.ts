@@ -392,7 +392,22 @@ t.test(
 
 const UNSHARE = ['/usr/bin/unshare', '/bin/unshare'].find((p) => fs.existsSync(p));
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
-const CAN_SANDBOX = process.getuid?.() === 0 && UNSHARE && SETPRIV;
+const CAN_BE_ROOT = process.getuid?.() === 0 && UNSHARE && SETPRIV;
+/**
+ * The service user must be able to read this checkout (a clone under a 0700
+ * mktemp folder is not readable by nobody); otherwise the emulation cannot run.
+ */
+function nobodyCanReadRepo(): boolean {
+  if (!CAN_BE_ROOT) return false;
+  const probe = `require('fs').accessSync(${JSON.stringify(path.join(REPO_ROOT, 'package.json'))}, 4)`;
+  return spawnSync(SETPRIV!, ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', probe]).status === 0;
+}
+const CAN_SANDBOX = CAN_BE_ROOT && nobodyCanReadRepo();
+const SANDBOX_SKIP = !CAN_BE_ROOT
+  ? 'needs root, unshare and setpriv to emulate the sandbox'
+  : !CAN_SANDBOX
+    ? `the service user (nobody) cannot read ${REPO_ROOT} (e.g. a clone inside a 0700 temp folder)`
+    : false;
 
 /**
  * ProtectProc=invisible (hidepid) + a dynamic user: after a crash and a
@@ -403,7 +418,7 @@ const CAN_SANDBOX = process.getuid?.() === 0 && UNSHARE && SETPRIV;
  */
 t.test(
   'ProtectProc=invisible: a stale lock naming another user\'s pid does not block start-up',
-  { skip: !CAN_SANDBOX && 'needs root, unshare and setpriv to emulate the sandbox' },
+  { skip: SANDBOX_SKIP },
   async (t) => {
     const root = makeRoot();
     t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -470,7 +485,7 @@ t.test(
  * start, download, answer and stop without writing anywhere else.
  * (PrivateTmp is not emulated: the test's own dirs live under /tmp.)
  */
-t.test('in an emulated ProtectSystem=strict/ProtectHome/ProcSubset sandbox as a non-root user', { skip: !CAN_SANDBOX && 'needs root, unshare and setpriv to emulate the sandbox' }, async (t) => {
+t.test('in an emulated ProtectSystem=strict/ProtectHome/ProcSubset sandbox as a non-root user', { skip: SANDBOX_SKIP }, async (t) => {
   const root = makeRoot();
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
   fs.chmodSync(root, 0o755);
