@@ -102,6 +102,8 @@ t.test('a file written in two halves, with every kind of line, is processed and 
     { line: 10, url: origin.url('/img2.png'), outcome: 'done', result: md5('/img2.png') },
   ]);
   t.equal(origin.hits('/img0.png'), 1, 'duplicate line enqueued once');
+  // The report is written first, then the batch is forgotten (so a crash in between re-reports, never loses it).
+  await waitFor(() => d.store.batches().length === 0, { timeoutMs: 5_000, what: 'batch forgotten once reported' });
   t.equal(d.store.batches().length, 0, 'batch forgotten once reported');
   t.match(d.sched.list({ state: 'done' }).jobs[0].source, /batch1\.urls:\d+$/);
 });
