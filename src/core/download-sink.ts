@@ -197,25 +197,35 @@ export class HashSink extends Writable {
  * detected. Used instead of stream.pipeline, which builds an AbortController
  * and a DOMException per call: measurable across thousands of small files.
  */
-export function pump(src: Readable, dst: Writable): Promise<void> {
+export function pump(src: Readable, dst: Writable, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     let settled = false;
-    const fail = (err: Error): void => {
+    const fail = (err: unknown): void => {
       if (settled) return;
       settled = true;
+      signal?.removeEventListener('abort', onAbort);
       src.unpipe(dst);
       src.destroy();
       dst.destroy();
       reject(err);
     };
+    const onAbort = (): void => fail(signal?.reason);
+    const premature = (): Error => Object.assign(new Error('response body closed early'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+    // The body may have failed while the caller was still opening the tmp file:
+    // its 'error' and 'close' events are gone then, so look at its state first.
+    if (signal?.aborted) return fail(signal.reason);
+    if (src.errored) return fail(src.errored);
+    if (src.destroyed && !src.readableEnded) return fail(premature());
+    signal?.addEventListener('abort', onAbort, { once: true });
     src.on('error', fail);
     dst.on('error', fail);
     src.once('close', () => {
-      if (!src.readableEnded) fail(Object.assign(new Error('response body closed early'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+      if (!src.readableEnded) fail(premature());
     });
     dst.once('finish', () => {
       if (settled) return;
       settled = true;
+      signal?.removeEventListener('abort', onAbort);
       resolve();
     });
     src.pipe(dst);

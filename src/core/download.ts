@@ -143,7 +143,9 @@ export async function fetchToTmp(url: URL, opts: FetchOptions): Promise<Fetched>
     tmpPath = path.join(tmpDir, tmpFileName());
     fh = await fs.open(tmpPath, 'wx');
     sink = new HashSink(fh.fd, { maxFileSize, url: href, total, onProgress });
-    await pump(body, sink);
+    // The signal ends the pump too: a deadline or abort that fires after the body
+    // already failed has no stream event left to wake it.
+    await pump(body, sink, ac.signal);
     if (failure) throw failure;
     if (total !== undefined && sink.bytes !== total) {
       throw new MediaCacheError('E_NETWORK', `body ended after ${sink.bytes} of ${total} bytes`, { url: href, retryable: true });
