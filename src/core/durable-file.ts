@@ -19,9 +19,10 @@
  * dying. DurableJSONFile is compact JSON; DurableDataFile takes any text
  * format (the index shards are JSON lines).
  */
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readFile, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Adapter } from 'lowdb';
+import { renameWithRetry } from './store.js';
 
 /** The file exists but is not valid JSON (truncated, empty, garbage). */
 export class DurableFileParseError extends Error {
@@ -42,9 +43,6 @@ export function isDurableFileParseError(e: unknown): e is DurableFileParseError 
 export const TEMP_PREFIX = '.tmp-';
 
 let tempSeq = 0;
-
-/** Node errno codes a rename may throw on Windows while another process holds the file. */
-const RENAME_RETRY = new Set(['EPERM', 'EACCES', 'EBUSY']);
 
 /** How a DurableDataFile turns text into data and back (lowdb's DataFile has the same shape). */
 export interface DataFormat<T> {
@@ -122,18 +120,6 @@ export async function writeFileDurable(filename: string, text: string, opts: { s
   }
 }
 
-async function renameWithRetry(from: string, to: string): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await rename(from, to);
-      return;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (process.platform !== 'win32' || !code || !RENAME_RETRY.has(code) || attempt >= 10) throw e;
-      await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
-    }
-  }
-}
 
 /**
  * fsync a directory so a rename inside it is durable. Windows cannot open a

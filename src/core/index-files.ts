@@ -7,6 +7,7 @@ import { readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDurableFileParseError, TEMP_PREFIX, type DurableDataFile } from './durable-file.js';
 import type { Logger } from './logger.js';
+import { processAlive } from './store.js';
 
 export interface Recovery {
   logger: Logger;
@@ -73,10 +74,5 @@ export async function removeStaleTemps(dir: string): Promise<string[]> {
 function writerAlive(name: string): boolean {
   const pid = Number(/-(\d+)-\d+$/.exec(name)?.[1]);
   if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return processAlive(pid);
 }

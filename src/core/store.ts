@@ -182,7 +182,8 @@ export function tmpFileName(pid: number = process.pid): string {
   return `${pid}-${randomUUID()}.part`;
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it does, but belongs to someone else). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../core/logger.js';
 import { StartupError } from './socket-bind.js';
+import { processAlive } from '../core/store.js';
 
 export const LOCK_FILE = '.lock';
 
@@ -29,12 +30,7 @@ export interface CacheLock {
 /** Is `pid` a live process that could be a mediacached? */
 export function pidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    // EPERM: it exists but belongs to someone else (still alive).
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
+  if (!processAlive(pid)) return false;
   // After a reboot the pid may belong to an unrelated process; on Linux we can tell.
   try {
     const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
