@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { ensureBuilt, REPO_ROOT } from './helpers/build.js';
-import { daemonEnv, makeRoot, RpcClient, waitReady } from './helpers/daemon.js';
+import { daemonEnv, makeRoot, RpcClient, waitReady, type Teardownable } from './helpers/daemon.js';
 import { fixture, startOrigin } from './helpers/origin.js';
 import { waitFor } from './helpers/wait.js';
 import { effectiveSyscalls, last, readUnit, splitExec, systemdAnalyze } from './helpers/service-unit.js';
@@ -409,6 +409,24 @@ const SANDBOX_SKIP = !CAN_BE_ROOT
     ? `the service user (nobody) cannot read ${REPO_ROOT} (e.g. a clone inside a 0700 temp folder)`
     : false;
 
+/** The service user of the sandbox emulations (nobody). */
+const SERVICE_UID = 65534;
+
+/**
+ * A root the service user can enter, systemd's directories owned by it, and
+ * the argv prefix that runs `script` as root in a private mount namespace and
+ * then execs the command as the service user.
+ */
+function serviceSandbox(t: Teardownable, script: string): { root: string; dirs: SystemdDirs; prefix: string[] } {
+  const root = makeRoot();
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.chmodSync(root, 0o755);
+  const dirs = systemdDirs(root, 'system');
+  for (const d of [dirs.cache, dirs.state, dirs.runtime, dirs.logs]) fs.chownSync(d, SERVICE_UID, SERVICE_UID);
+  const prefix = [UNSHARE!, '-m', 'sh', '-c', script, 'sh', SETPRIV!, `--reuid=${SERVICE_UID}`, `--regid=${SERVICE_UID}`, '--clear-groups'];
+  return { root, dirs, prefix };
+}
+
 /**
  * ProtectProc=invisible (hidepid) + a dynamic user: after a crash and a
  * reboot, the pid in <cacheDir>/.lock often belongs to some other user's
@@ -420,30 +438,14 @@ t.test(
   'ProtectProc=invisible: a stale lock naming another user\'s pid does not block start-up',
   { skip: SANDBOX_SKIP },
   async (t) => {
-    const root = makeRoot();
-    t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
-    fs.chmodSync(root, 0o755);
-    const dirs = systemdDirs(root, 'system');
-    const nobody = 65534;
-    for (const d of [dirs.cache, dirs.state, dirs.runtime, dirs.logs]) fs.chownSync(d, nobody, nobody);
+    // A private mount namespace whose /proc is mounted as ProcSubset=pid +
+    // ProtectProc=invisible mount it, then the service user.
+    const { root, dirs, prefix: sandbox } = serviceSandbox(t, 'mount -t proc -o subset=pid,hidepid=invisible proc /proc && exec "$@"');
+    const nobody = SERVICE_UID;
     // pid 1 exists and is root's: invisible to the service user under hidepid.
     const lock = path.join(dirs.cache, '.lock');
     fs.writeFileSync(lock, JSON.stringify({ pid: 1, socket: '/run/old.sock', startedAt: '2026-01-01T00:00:00Z' }) + '\n');
     fs.chownSync(lock, nobody, nobody);
-    // A private mount namespace whose /proc is mounted as ProcSubset=pid +
-    // ProtectProc=invisible mount it, then the service user.
-    const sandbox = [
-      UNSHARE!,
-      '-m',
-      'sh',
-      '-c',
-      'mount -t proc -o subset=pid,hidepid=invisible proc /proc && exec "$@"',
-      'sh',
-      SETPRIV!,
-      `--reuid=${nobody}`,
-      `--regid=${nobody}`,
-      '--clear-groups',
-    ];
     const p = launch(t, [...sandbox, ...localArgv(SYSTEM)], daemonEnv(root, { ...dirs.env, HOME: dirs.state }));
     const socket = path.join(dirs.runtime, 'mediacached.sock');
     const outcome = await waitFor(
@@ -486,13 +488,6 @@ t.test(
  * (PrivateTmp is not emulated: the test's own dirs live under /tmp.)
  */
 t.test('in an emulated ProtectSystem=strict/ProtectHome/ProcSubset sandbox as a non-root user', { skip: SANDBOX_SKIP }, async (t) => {
-  const root = makeRoot();
-  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
-  fs.chmodSync(root, 0o755);
-  const dirs = systemdDirs(root, 'system');
-  const nobody = 65534;
-  for (const d of [dirs.cache, dirs.state, dirs.runtime, dirs.logs]) fs.chownSync(d, nobody, nobody);
-  const rw = [dirs.cache, dirs.state, dirs.runtime, dirs.logs];
   const script = [
     'set -e',
     'IFS=:; for d in $SANDBOX_RW; do mount --bind "$d" "$d"; done; unset IFS',
@@ -503,7 +498,9 @@ t.test('in an emulated ProtectSystem=strict/ProtectHome/ProcSubset sandbox as a 
     'unset SANDBOX_RW',
     'exec "$@"',
   ].join('\n');
-  const sandbox = [UNSHARE!, '-m', 'sh', '-c', script, 'sh', SETPRIV!, `--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups'];
+  const { root, dirs, prefix: sandbox } = serviceSandbox(t, script);
+  const nobody = SERVICE_UID;
+  const rw = [dirs.cache, dirs.state, dirs.runtime, dirs.logs];
   // What systemd puts in a DynamicUser service's environment (plus the dirs).
   const env: NodeJS.ProcessEnv = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
