@@ -2,7 +2,7 @@
 // loopback URLs, for many small images and a few large videos.
 //
 //   npm run bench -- [--small-count 2000] [--large-count 4] [--large-mib 256]
-//                    [--small-workers 16] [--large-workers 4] [--sets small,large] [--runs 1]
+//                    [--small-workers 16] [--large-workers 4] [--sets small,large] [--runs 3]
 //
 // The origin runs in its own process (bench/origin.js); our side runs in a
 // child process too, so its peak RSS (VmHWM) is measured alone. Test data is
@@ -15,7 +15,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, numberArg } from './_args.js';
+import { parseArgs, numberArg, settleDisk } from './_args.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURES = path.join(HERE, '..', 'test', 'fixtures');
@@ -251,7 +251,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
   const sets = String(args.sets ?? 'small,large').split(',');
-  const runs = Math.max(1, num('runs', 1));
+  const runs = Math.max(1, num('runs', 3));
   const cfg = {
     small: { count: num('small-count', 2000), workers: num('small-workers', 16), target: 1.5 },
     large: { count: num('large-count', 4), workers: num('large-workers', 4), target: 1.2, mib: num('large-mib', 256) },
@@ -284,14 +284,29 @@ async function main() {
       const urls = d.names.map((n) => `${base}/${n}`);
       const ours = [];
       const theirs = [];
-      for (let r = 0; r < runs; r++) {
+      // Each run starts on a quiet disk, and the order alternates (ours first
+      // on even runs, curl first on odd ones), so neither side pays for the
+      // other's writeback or deletes.
+      const runOursOnce = async () => {
+        await settleDisk();
         const o = await runOurs(tmp, set, urls, c.workers);
         if (o.files !== d.names.length) throw new Error(`ours cached ${o.files} of ${d.names.length} files`);
         ours.push(o);
-        if (curl) {
-          const k = await runCurl(tmp, set, urls, d.names, c.workers);
-          if (k.files !== d.names.length || k.bytes !== d.bytes) throw new Error(`curl wrote ${k.files} files, ${k.bytes} bytes`);
-          theirs.push(k);
+      };
+      const runCurlOnce = async () => {
+        await settleDisk();
+        const k = await runCurl(tmp, set, urls, d.names, c.workers);
+        if (k.files !== d.names.length || k.bytes !== d.bytes) throw new Error(`curl wrote ${k.files} files, ${k.bytes} bytes`);
+        theirs.push(k);
+      };
+      for (let r = 0; r < runs; r++) {
+        if (!curl) await runOursOnce();
+        else if (r % 2 === 0) {
+          await runOursOnce();
+          await runCurlOnce();
+        } else {
+          await runCurlOnce();
+          await runOursOnce();
         }
       }
       const oMs = median(ours.map((o) => o.ms));

@@ -155,6 +155,9 @@ function workerMain(): void {
 
 const WORKER_SOURCE = `(${workerMain.toString()})()`;
 
+/** Jobs handed to one thread at a time: the one it hashes and the next. */
+const QUEUE_DEPTH = 2;
+
 interface Pending {
   resolve: (v: HashOutcome | undefined) => void;
   reject: (e: unknown) => void;
@@ -249,11 +252,27 @@ export class HashPool {
     }
   }
 
+  /**
+   * Start every thread now (they start in tens of ms): a sweep calls this
+   * before its stat step, so the start-up overlaps work instead of delaying
+   * the first hash.
+   */
+  warm(): void {
+    if (this.closed) return;
+    while (this.slots.length < this.threads) this.spawn();
+  }
+
+  /**
+   * An idle thread, else a new one, else a thread with one job that can take
+   * a second: each worker keeps its next file queued in its message port, so
+   * it goes from one file to the next without waiting for the main thread's
+   * event loop to hand it work.
+   */
   private idleSlot(): Slot | undefined {
     const idle = this.slots.find((s) => s.busy === 0);
     if (idle) return idle;
     if (this.slots.length < this.threads) return this.spawn();
-    return undefined;
+    return this.slots.find((s) => s.busy < QUEUE_DEPTH);
   }
 
   private spawn(): Slot {

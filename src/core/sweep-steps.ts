@@ -142,7 +142,7 @@ export async function stepMissing(ctx: SweepContext): Promise<void> {
 
 /**
  * Hash files through the pool, keeping every thread busy, until `items` are
- * done or the deadline passes. At least one file per thread is always taken,
+ * done or the deadline passes. At least one file per lane is always taken,
  * so a file that alone takes longer than the deadline is still checked and
  * an incremental sweep always makes progress. Returns false when cut short.
  */
@@ -185,7 +185,9 @@ export async function hashAll<T, P extends { path: string; headBytes: number }>(
       await onResult(job, h);
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, ctx.threads) }, lane));
+  // Two lanes per thread: the pool queues a second file on each thread, so no
+  // thread idles between files while its result travels back here.
+  await Promise.all(Array.from({ length: 2 * Math.max(1, ctx.threads) }, lane));
   return !cut && next >= items.length;
 }
 

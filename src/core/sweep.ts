@@ -144,6 +144,7 @@ export class Sweeper extends EventEmitter {
     const id = `${started.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
     const controller = new AbortController();
     const pool = new HashPool({ threads: this.opts.threads, rateMBps: this.opts.rateMBps, niceness: this.opts.niceness });
+    pool.warm();
     const cur: Current = { id, controller, pool, promise: undefined as unknown as Promise<SweepReport> };
     cur.promise = this.execute(cur, started, opts).finally(async () => {
       await pool.close();
