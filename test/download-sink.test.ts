@@ -1,7 +1,12 @@
 import t from 'tap';
 import { once } from 'node:events';
 import { PassThrough, Readable, Writable } from 'node:stream';
-import { pump } from '../src/core/download-sink.js';
+import { createHash, randomFillSync } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { HashSink, pump } from '../src/core/download-sink.js';
+import { sharedHashPool } from '../src/core/download-hash.js';
+import { waitFor } from './helpers/wait.js';
 
 const sinkStream = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
 
@@ -41,4 +46,82 @@ t.test('a normal body resolves, and an already-aborted signal rejects at once', 
   const ac = new AbortController();
   ac.abort(new Error('gone'));
   await t.rejects(pump(new PassThrough(), sinkStream(), ac.signal), /gone/);
+});
+
+/** An MP4 (ftyp + mdat) of `size` random-ish bytes, as the download bench serves. */
+function mp4(size: number, seed: number): Buffer {
+  const b = Buffer.alloc(size);
+  for (let off = 0; off < size; off += 65536) randomFillSync(b, off, Math.min(65536, size - off));
+  b.writeUInt32BE(32, 0);
+  b.write('ftypisom', 4, 'latin1');
+  b.writeUInt32BE(0x200, 12);
+  b.write('isomiso2avc1mp41', 16, 'latin1');
+  b.writeUInt32BE(size - 32, 32);
+  b.write('mdat', 36, 'latin1');
+  b.writeUInt32BE(seed, 40);
+  return b;
+}
+
+const chunked = (b: Buffer, n: number): Readable =>
+  Readable.from(
+    (function* () {
+      for (let off = 0; off < b.length; off += n) yield b.subarray(off, off + n);
+    })(),
+  );
+
+t.test('HashSink: concurrent large bodies are written whole with the right md5 and sha256', async (t) => {
+  const dir = t.testdir();
+  const bodies = [mp4(9 * 1024 * 1024 + 17, 1), mp4(7 * 1024 * 1024 + 3, 2), mp4(300 * 1024, 3)];
+  const res = await Promise.all(
+    bodies.map(async (body, i) => {
+      const file = path.join(dir, `${i}.part`);
+      const fh = await fsp.open(file, 'wx');
+      try {
+        const sink = new HashSink(fh.fd, { maxFileSize: 1 << 30, url: `http://x/${i}`, total: body.length, onProgress: undefined });
+        await pump(chunked(body, 65536 - i * 999), sink);
+        return { r: sink.result(), bytes: sink.bytes, file };
+      } finally {
+        await fh.close();
+      }
+    }),
+  );
+  for (let i = 0; i < bodies.length; i++) {
+    const { r, bytes, file } = res[i];
+    t.equal(bytes, bodies[i].length);
+    t.equal(r.md5, createHash('md5').update(bodies[i]).digest('hex'), `md5 ${i}`);
+    t.equal(r.sha256, createHash('sha256').update(bodies[i]).digest('hex'), `sha256 ${i}`);
+    t.equal(r.sniffed.extension, '.mp4');
+    t.ok((await fsp.readFile(file)).equals(bodies[i]), `file ${i} written whole`);
+  }
+  t.same(
+    sharedHashPool()
+      .load()
+      .map((s) => s.streams),
+    sharedHashPool()
+      .load()
+      .map(() => 0),
+    'no stream left open on the hash workers',
+  );
+});
+
+t.test('HashSink: a body aborted mid-way releases its hash worker', async (t) => {
+  const dir = t.testdir();
+  const fh = await fsp.open(path.join(dir, 'a.part'), 'wx');
+  t.teardown(() => fh.close());
+  const sink = new HashSink(fh.fd, { maxFileSize: 1 << 30, url: 'http://x/a', total: undefined, onProgress: undefined });
+  const src = new PassThrough();
+  const ac = new AbortController();
+  const p = pump(src, sink, ac.signal);
+  const body = mp4(4 * 1024 * 1024, 4);
+  src.write(body);
+  await waitFor(() => sharedHashPool().load().some((s) => s.streams > 0), { what: 'the body to reach a hash worker' });
+  ac.abort(new Error('user abort'));
+  await t.rejects(p, /user abort/);
+  t.ok(sink.destroyed);
+  t.ok(
+    sharedHashPool()
+      .load()
+      .every((s) => s.streams === 0),
+    'worker released',
+  );
 });

@@ -6,14 +6,13 @@
  * Invariant: the sink refuses (errors) as soon as the body is known to be
  * unacceptable (unsupported type from the head, over maxFileSize), and holds
  * at most a bounded amount of the body in memory (head buffer <= 512 KiB for
- * images, <= WRITE_BATCH of pending writes, MD5 worker backlog).
+ * images, <= WRITE_BATCH of pending writes, the hash worker backlog).
  */
 import { writev, write } from 'node:fs';
-import { createHash, type Hash } from 'node:crypto';
 import { Writable, type Readable } from 'node:stream';
 import { MediaCacheError } from './errors.js';
 import { sniff, imageDimensions, SNIFF_BYTES, IMAGE_HEAD_CAP, type Sniffed } from './sniff.js';
-import { StreamMd5 } from './download-md5.js';
+import { StreamHasher, type StreamDigests } from './download-hash.js';
 
 const PROGRESS_MIN_MS = 100;
 const PROGRESS_MIN_BYTES = 1024 * 1024;
@@ -39,9 +38,9 @@ export class HashSink extends Writable {
   /** Chunks hashed but not yet written (see queueWrite). */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
-  private readonly md5 = new StreamMd5();
-  private md5hex: string | undefined;
-  private readonly sha: Hash = createHash('sha256');
+  /** MD5 + SHA-256: inline for small bodies, on a hash worker for large ones. */
+  private readonly hasher = new StreamHasher();
+  private digests: StreamDigests | undefined;
   private head: Buffer = Buffer.allocUnsafe(SNIFF_BYTES);
   private headLen = 0;
   private sniffed: Sniffed | undefined;
@@ -85,8 +84,8 @@ export class HashSink extends Writable {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
     }
-    if (this.pendingBytes < WRITE_BATCH) return this.md5.drained(cb);
-    this.flushWrites((e) => (e ? cb(e) : this.md5.drained(cb)));
+    if (this.pendingBytes < WRITE_BATCH) return this.hasher.drained(cb);
+    this.flushWrites((e) => (e ? cb(e) : this.hasher.drained(cb)));
   }
 
   private flushWrites(cb: (err?: Error | null) => void): void {
@@ -107,9 +106,9 @@ export class HashSink extends Writable {
     this.o.onProgress?.(this.bytes, this.o.total);
     this.flushWrites((e) => {
       if (e) return cb(e);
-      this.md5.digest().then(
-        (hex) => {
-          this.md5hex = hex;
+      this.hasher.digest().then(
+        (d) => {
+          this.digests = d;
           cb();
         },
         (err: Error) => cb(err),
@@ -118,13 +117,13 @@ export class HashSink extends Writable {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.md5.dispose();
+    this.hasher.dispose();
     cb(err);
   }
 
   result(): { md5: string; sha256: string; sniffed: Sniffed; dims?: { width: number; height: number } } {
-    if (!this.sniffed || !this.md5hex) throw new Error('HashSink.result() before the body ended');
-    return { md5: this.md5hex, sha256: this.sha.digest('hex'), sniffed: this.sniffed, dims: this.dims };
+    if (!this.sniffed || !this.digests) throw new Error('HashSink.result() before the body ended');
+    return { md5: this.digests.md5, sha256: this.digests.sha256, sniffed: this.sniffed, dims: this.dims };
   }
 
   /** Account for one chunk; returns an error to stop the transfer. */
@@ -133,8 +132,7 @@ export class HashSink extends Writable {
     if (this.bytes > this.o.maxFileSize) {
       return new MediaCacheError('E_TOO_LARGE', `body exceeds the limit of ${this.o.maxFileSize} bytes`, { url: this.o.url });
     }
-    this.md5.update(chunk);
-    this.sha.update(chunk);
+    this.hasher.update(chunk);
     if (!this.sniffed || this.wantDims) {
       const err = this.collectHead(chunk);
       if (err) return err;
