@@ -9,7 +9,7 @@ import { QUARANTINE_DIR, classifyFolderEntry, orderForRehash, quarantineTarget, 
 import { SNIFF_TYPES } from '../src/core/sniff.js';
 import type { RpcEvent, SweepReport } from '../src/core/protocol.js';
 import { TYPE_DIRS, MEDIA_TYPES } from '../src/core/types.js';
-import { startOrigin, fixture, type Origin } from './helpers/origin.js';
+import { startOrigin, fixture, COLLISION_DIR, type Origin } from './helpers/origin.js';
 import { waitFor } from './helpers/wait.js';
 
 const md5 = (b: Buffer): string => crypto.createHash('md5').update(b).digest('hex');
@@ -126,6 +126,11 @@ t.test('hash pool: md5+sha256 in threads, head, missing, throttle, cancel', asyn
   await t.rejects(slow, { code: 'E_ABORTED' });
   pool.setRate(0);
   t.equal((await pool.hash(f))?.md5, md5(data), 'usable after a cancel');
+  const only = await pool.hashSha256(f, { headBytes: 4 });
+  t.equal(only?.sha256, crypto.createHash('sha256').update(data).digest('hex'), 'SHA-256-only job');
+  t.equal(only?.size, data.length);
+  t.notOk(only && 'md5' in only, 'a SHA-256-only job computes no MD5');
+  t.same(Buffer.from(only!.head!), data.subarray(0, 4));
   t.throws(() => new HashPool({ threads: 0 }), { code: 'E_BAD_REQUEST' });
   t.throws(() => pool.setRate(-1), { code: 'E_BAD_REQUEST' });
 });
@@ -247,6 +252,33 @@ t.test('a sweep repairs, quarantines, adopts, cleans, and the stats agree with t
   t.same([again.missing, again.corrupt, again.adopted, again.quarantined, again.repaired], [[], [], [], [], []]);
   t.equal(again.checked, 5);
   t.equal(again.bytesHashed, files.reduce((a, f) => a + f.size, 0));
+});
+
+t.test('the re-hash catches an MD5-colliding twin swapped in on disk, and repairs it', async (t) => {
+  // Same MD5 and size, different bytes: only the SHA-256 tells them apart.
+  const good = fs.readFileSync(path.join(COLLISION_DIR, 'md5-1.jpg'));
+  const twin = fs.readFileSync(path.join(COLLISION_DIR, 'md5-2.jpg'));
+  t.equal(md5(good), md5(twin));
+  t.equal(good.length, twin.length);
+  const { origin, cache } = await setup(t, { '/good.jpg': good });
+  const rec = await cache.download(origin.url('/good.jpg'));
+  fs.writeFileSync(rec.localPath, twin);
+  const sweeper = new Sweeper(cache);
+  t.teardown(() => sweeper.close());
+  const r = await sweeper.run();
+  t.same(r.corrupt, [rec.md5], 'judged corrupt although its MD5 still matches its name');
+  t.match(r.quarantined, [{ path: rec.localPath, reason: /sha256 differs \(the md5 still matches/ }]);
+  t.match(r.repaired, [{ md5: rec.md5, url: origin.url('/good.jpg') }]);
+  t.same(fs.readFileSync(rec.localPath), good, 'the original bytes are back');
+  t.same(fs.readFileSync(r.quarantined[0].to), twin, 'the twin is kept in quarantine');
+
+  // and a plain flipped byte is reported with what the file's MD5 is now
+  const bad = Buffer.from(good);
+  bad[bad.length - 3] ^= 0x01;
+  fs.writeFileSync(rec.localPath, bad);
+  const r2 = await sweeper.run();
+  t.match(r2.quarantined, [{ reason: `md5 is now ${md5(bad)}` }]);
+  t.same(fs.readFileSync(rec.localPath), good);
 });
 
 t.test('content changed upstream is reported, never stored under the old name', async (t) => {

@@ -61,6 +61,7 @@ export async function stepAdopt(ctx: SweepContext): Promise<boolean> {
     ctx,
     candidates,
     (c) => ({ ...c, headBytes: c.entry.expected.mediaType === 'image' ? IMAGE_HEAD_CAP : SNIFF_BYTES }),
+    (c) => ctx.pool.hash(c.path, { headBytes: c.headBytes }),
     async (c, h) => {
       ctx.progress('adopt', ++done, total);
       if (!h) return;
