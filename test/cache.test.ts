@@ -6,6 +6,7 @@ import { MediaCache, type MediaCacheOptions } from '../src/core/cache.js';
 import { MediaCacheError } from '../src/core/errors.js';
 import type { Logger } from '../src/core/logger.js';
 import type { MediaRecord } from '../src/core/types.js';
+import { HashPool } from '../src/core/hash-worker.js';
 import { startOrigin, fixture, COLLISION_DIR, type Origin } from './helpers/origin.js';
 
 const md5 = (b: Buffer): string => crypto.createHash('md5').update(b).digest('hex');
@@ -254,6 +255,14 @@ t.test('verify, verifyFile and verifiedAt', async (t) => {
   now += 60_000;
   const bad = await cache.verify(r.md5);
   t.same([bad.ok, bad.reason], [false, 'mismatch']);
+  // The same through worker threads (what the daemon's `verify --all` uses).
+  const pool = new HashPool({ threads: 1 });
+  t.teardown(() => pool.close());
+  const paths: string[] = [];
+  const hasher = (p: string): ReturnType<HashPool['hash']> => (paths.push(p), pool.hash(p));
+  const badInPool = await cache.verify(r.md5, { hasher });
+  t.same([badInPool.ok, badInPool.reason], [false, 'mismatch'], 'a hasher in worker threads finds it too');
+  t.same(paths, [r.localPath], 'and it was the one used');
   t.equal(cache.find(r.md5)?.verifiedAt, '2026-01-01T00:01:00.000Z', 'verifiedAt not advanced by a failed verify');
   fs.rmSync(r.localPath);
   const gone = await cache.verify(r.md5);

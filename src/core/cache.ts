@@ -24,7 +24,7 @@ import { createDispatcher, fetchToTmp, type Fetched } from './download.js';
 import { withRetries } from './retry.js';
 import { commitTmp, ensureCacheLayout, removeDeadTmp, storePath, tmpDirOf } from './store.js';
 import { IndexDb } from './index-db.js';
-import { hashFile } from './hash-file.js';
+import { hashFile, type FileHashes } from './hash-file.js';
 import { KeyedMutex, Semaphore } from './cache-locks.js';
 import { SingleFlight, type FlightContext } from './cache-flight.js';
 import { checkInt, resolveCacheOptions, type MediaCacheOptions, type MediaCacheSettings } from './cache-options.js';
@@ -312,12 +312,16 @@ export class MediaCache {
     return h !== undefined && h.md5 === md5.trim().toLowerCase();
   }
 
-  /** Re-hash a cached file (md5, sha256, size); records verifiedAt when it is intact. */
-  async verify(md5OrPrefix: string): Promise<VerifyOutcome> {
+  /**
+   * Re-hash a cached file (md5, sha256, size); records verifiedAt when it is
+   * intact. `hasher` replaces the in-process streaming hash, e.g. with a
+   * HashPool's worker threads when many files are verified at once.
+   */
+  async verify(md5OrPrefix: string, opts: { hasher?: (path: string) => Promise<FileHashes | undefined> } = {}): Promise<VerifyOutcome> {
     const stored = this.findStored(md5OrPrefix);
     if (!stored) throw new MediaCacheError('E_NOT_FOUND', `no cached file with md5 ${md5OrPrefix}`);
     const p = storePath(this.cacheDir, stored);
-    const h = await hashFile(p);
+    const h = await (opts.hasher ?? hashFile)(p);
     if (!h) return { ok: false, record: this.toRecord(stored), reason: 'missing' };
     if (h.md5 !== stored.md5 || h.sha256 !== stored.sha256 || h.size !== stored.fileSize) {
       this.logger.warn('verify mismatch', { md5: stored.md5, path: p, actualMd5: h.md5, size: h.size });

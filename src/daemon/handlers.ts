@@ -7,6 +7,8 @@
 import { MediaCacheError, isMediaCacheError } from '../core/errors.js';
 import { parseMediaUrl } from '../core/url.js';
 import type { MediaRecord, CacheStats } from '../core/types.js';
+import type { FileHashes } from '../core/hash-file.js';
+import { HashPool } from '../core/hash-worker.js';
 import {
   EVENT_NAMES,
   JOB_STATES,
@@ -27,8 +29,9 @@ import { InvalidParamsError, type RpcConnection } from './rpc-server.js';
 
 /** Most URLs one `add` may carry (a bigger list belongs in an inbox file). */
 export const MAX_ADD_URLS = 10_000;
-/** Files `verify {all}` re-hashes at once. */
+/** Files `verify {all}` re-hashes at once, and the threads hashing them. */
 const VERIFY_ALL_CONCURRENCY = 4;
+const VERIFY_ALL_THREADS = 2;
 
 /** The parts of the daemon the handlers use (MediaCache, Scheduler, Sweeper, SweepTimer). */
 export interface DaemonContext {
@@ -40,7 +43,10 @@ export interface DaemonContext {
     stats(): CacheStats;
     find(md5OrPrefix: string): MediaRecord | undefined;
     findByUrl(url: string): MediaRecord | undefined;
-    verify(md5OrPrefix: string): Promise<{ ok: boolean; record: MediaRecord; reason?: 'missing' | 'mismatch' }>;
+    verify(
+      md5OrPrefix: string,
+      opts?: { hasher?: (path: string) => Promise<FileHashes | undefined> },
+    ): Promise<{ ok: boolean; record: MediaRecord; reason?: 'missing' | 'mismatch' }>;
     remove(md5OrPrefix: string): Promise<MediaRecord>;
     readonly index: { md5s(): IterableIterator<string> };
   };
@@ -195,14 +201,18 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       }
       if (!all) throw new InvalidParamsError('verify: give "md5" (an md5 or prefix) or "all": true');
       const md5s = [...ctx.cache.index.md5s()];
+      // Hashing in the sweep's kind of worker threads (at lower priority):
+      // the socket and the downloads stay responsive however big the cache.
+      const pool = new HashPool({ threads: VERIFY_ALL_THREADS });
+      const hasher = (path: string): Promise<FileHashes | undefined> => pool.hash(path);
       const outcomes = await mapLimit(md5s, VERIFY_ALL_CONCURRENCY, async (m) => {
         try {
-          return await ctx.cache.verify(m);
+          return await ctx.cache.verify(m, { hasher });
         } catch (e) {
           if (isMediaCacheError(e) && e.code === 'E_NOT_FOUND') return undefined; // removed meanwhile
           throw e;
         }
-      });
+      }).finally(() => pool.close());
       const bad: VerifyFailure[] = [];
       let checked = 0;
       let ok = 0;
