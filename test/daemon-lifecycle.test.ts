@@ -13,6 +13,7 @@ import { ensureBuilt } from './helpers/build.js';
 import { fixture, startOrigin } from './helpers/origin.js';
 import { waitFor } from './helpers/wait.js';
 import { TYPE_DIRS } from '../src/core/types.js';
+import { MediaCache } from '../src/core/cache.js';
 
 t.before(ensureBuilt);
 
@@ -70,6 +71,28 @@ t.test('a second daemon on the same socket or the same cache dir exits non-zero;
   t.equal((await d.rpc('status', {})).pid, d.pid, 'first daemon still serving');
   t.ok(fs.existsSync(d.socket), 'first socket still there');
   t.ok(fs.existsSync(path.join(d.cacheDir, '.lock')), 'first lock still there');
+});
+
+t.test('a library user and the daemon never write one cache at once', async (t) => {
+  const d = await startDaemon(t);
+  // The library refuses the daemon's cache, naming the daemon.
+  await t.rejects(MediaCache.open({ cacheDir: d.cacheDir }), {
+    code: 'E_UNAVAILABLE',
+    message: new RegExp(`in use by mediacached \\(pid ${d.pid}, socket .*send it work with mcctl`),
+  });
+  t.equal((await d.rpc('status', {})).pid, d.pid, 'the daemon is unaffected');
+  await d.stop();
+  // And a daemon refuses a cache a library user holds open.
+  const root2 = rootDir(t);
+  const cache = await MediaCache.open({ cacheDir: d.cacheDir });
+  t.teardown(() => cache.close());
+  const s = spawnDaemon(['--socket', path.join(root2, 'x.sock'), '--cache-dir', d.cacheDir, '--inbox', path.join(root2, 'in')], daemonEnv(root2), t);
+  const e = await s.exited;
+  t.not(e.code, 0, 'the daemon exits non-zero');
+  t.match(s.stderr(), new RegExp(`in use by process ${process.pid} \\(a library user`));
+  t.notMatch(s.stderr(), /\n\s+at /, 'no stack trace');
+  await cache.close();
+  t.notOk(fs.existsSync(path.join(d.cacheDir, '.lock')), 'close() released the lock');
 });
 
 t.test('after SIGKILL, the stale socket and lock are replaced by the next daemon', async (t) => {

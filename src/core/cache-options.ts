@@ -30,10 +30,17 @@ export interface MediaCacheOptions {
   now?: () => number;
   /** Index write coalescing delay, passed to IndexDb. */
   flushDelayMs?: number;
+  /**
+   * Take `<cacheDir>/.lock` so that no other process or instance writes this
+   * cache at the same time; open fails with E_UNAVAILABLE naming the holder
+   * (default true). Only a caller that already holds the lock (the daemon)
+   * passes false.
+   */
+  lock?: boolean;
 }
 
 /** The options after defaults, as the instance uses them (`cache.options`). */
-export type MediaCacheSettings = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir'>> & { indexDir: string };
+export type MediaCacheSettings = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir' | 'lock'>> & { indexDir: string };
 
 export const CACHE_DEFAULTS = Object.freeze({
   concurrency: 5,

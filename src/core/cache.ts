@@ -25,6 +25,7 @@ import { withRetries } from './retry.js';
 import { commitTmp, ensureCacheLayout, removeDeadTmp, storePath, tmpDirOf } from './store.js';
 import { IndexDb } from './index-db.js';
 import { hashFile, type FileHashes } from './hash-file.js';
+import { acquireCacheLock, type CacheLock } from './cache-lock.js';
 import { KeyedMutex, Semaphore } from './cache-locks.js';
 import { SingleFlight, type FlightContext } from './cache-flight.js';
 import { checkInt, resolveCacheOptions, type MediaCacheOptions, type MediaCacheSettings } from './cache-options.js';
@@ -76,7 +77,13 @@ export class MediaCache {
   private readonly flights: SingleFlight<MediaRecord>;
   private closing: Promise<void> | undefined;
 
-  private constructor(o: MediaCacheSettings, index: IndexDb, dispatcher: Dispatcher, ownsDispatcher: boolean) {
+  private constructor(
+    o: MediaCacheSettings,
+    index: IndexDb,
+    dispatcher: Dispatcher,
+    ownsDispatcher: boolean,
+    private readonly lock: CacheLock | undefined,
+  ) {
     this.options = Object.freeze({ ...o });
     this.logger = o.logger;
     this.cacheDir = o.cacheDir;
@@ -91,18 +98,25 @@ export class MediaCache {
 
   static async open(opts: MediaCacheOptions): Promise<MediaCache> {
     const o = resolveCacheOptions(opts);
-    const tmpDir = await ensureCacheLayout(o.cacheDir);
-    // Leftovers of downloads whose process died (crash, SIGKILL) would otherwise
-    // sit in .tmp/ until a sweep ages them out a day later.
-    const orphans = await removeDeadTmp(tmpDir);
-    if (orphans > 0) o.logger.info(`removed ${orphans} partial download(s) left by a dead process`, { tmpDir });
-    const index = await IndexDb.open(o.indexDir, {
-      logger: o.logger,
-      ...(opts.flushDelayMs !== undefined ? { flushDelayMs: opts.flushDelayMs } : {}),
-    });
-    const own = opts.dispatcher === undefined;
-    const dispatcher = opts.dispatcher ?? createDispatcher({ timeoutMs: o.timeoutMs, maxRedirects: o.maxRedirects });
-    return new MediaCache(o, index, dispatcher, own);
+    const lock = opts.lock === false ? undefined : acquireCacheLock(o.cacheDir);
+    if (lock?.tookOverStale) o.logger.warn('replaced a stale cache lock', { ...lock.tookOverStale });
+    try {
+      const tmpDir = await ensureCacheLayout(o.cacheDir);
+      // Leftovers of downloads whose process died (crash, SIGKILL) would otherwise
+      // sit in .tmp/ until a sweep ages them out a day later.
+      const orphans = await removeDeadTmp(tmpDir);
+      if (orphans > 0) o.logger.info(`removed ${orphans} partial download(s) left by a dead process`, { tmpDir });
+      const index = await IndexDb.open(o.indexDir, {
+        logger: o.logger,
+        ...(opts.flushDelayMs !== undefined ? { flushDelayMs: opts.flushDelayMs } : {}),
+      });
+      const own = opts.dispatcher === undefined;
+      const dispatcher = opts.dispatcher ?? createDispatcher({ timeoutMs: o.timeoutMs, maxRedirects: o.maxRedirects });
+      return new MediaCache(o, index, dispatcher, own, lock);
+    } catch (e) {
+      lock?.release();
+      throw e;
+    }
   }
 
   /**
@@ -387,8 +401,12 @@ export class MediaCache {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.flights.abortAll(new MediaCacheError('E_ABORTED', 'cache is closing'));
-      await this.index.close();
-      if (this.ownsDispatcher) await this.dispatcher.close();
+      try {
+        await this.index.close();
+        if (this.ownsDispatcher) await this.dispatcher.close();
+      } finally {
+        this.lock?.release();
+      }
     })();
     return this.closing;
   }

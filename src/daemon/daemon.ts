@@ -165,6 +165,8 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       timeoutMs: config.timeoutMs,
       maxFileSize: config.maxFileSize,
       logger,
+      // main.ts took the cache lock (with our socket in it) before anything else.
+      lock: false,
     });
     parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), { logger });
     parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, logger });
