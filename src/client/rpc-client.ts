@@ -15,6 +15,7 @@
 import net from 'node:net';
 import { isErrorCode, MediaCacheError, type ErrorCode } from '../core/errors.js';
 import { EVENT_METHOD, MAX_FRAME_BYTES, RPC_ERRORS, type RpcErrorData, type RpcEvent, type RpcMethodName, type RpcMethods } from '../core/protocol.js';
+import { LineSplitter } from '../core/ndjson.js';
 
 /** How to get a daemon running; printed whenever it cannot be reached. */
 export const START_HINT =
@@ -138,8 +139,7 @@ export class RpcClient {
   private readonly eventListeners = new Set<(e: RpcEvent) => void>();
   private readonly closeListeners = new Set<(err?: Error) => void>();
   private nextId = 1;
-  private partial: Buffer[] = [];
-  private partialLen = 0;
+  private readonly lines: LineSplitter;
   /** Why the connection ended, once known; errors are built lazily (an Error costs ms at start-up). */
   private closedWith: Error | undefined;
   private closeDetail: string | undefined;
@@ -153,6 +153,7 @@ export class RpcClient {
     // Replies carry records (and a sweep report lists paths); the daemon caps
     // what it reads at MAX_FRAME_BYTES, we accept generous replies.
     this.maxFrameBytes = opts.maxFrameBytes ?? MAX_FRAME_BYTES * 64;
+    this.lines = new LineSplitter(this.maxFrameBytes);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', (e: Error) => {
       this.closeDetail ??= (e as NodeJS.ErrnoException).code ?? e.message;
@@ -230,26 +231,11 @@ export class RpcClient {
   }
 
   private onData(chunk: Buffer): void {
-    let start = 0;
-    for (;;) {
-      const nl = chunk.indexOf(0x0a, start);
-      if (nl < 0) break;
-      const tail = chunk.subarray(start, nl);
-      const line = this.partialLen ? Buffer.concat([...this.partial, tail], this.partialLen + tail.length) : tail;
-      this.partial = [];
-      this.partialLen = 0;
-      start = nl + 1;
+    const r = this.lines.push(chunk, (line) => {
       this.onLine(line);
-      if (this.isClosed || this.sock.destroyed) return;
-    }
-    if (start < chunk.length) {
-      const rest = chunk.subarray(start);
-      this.partial.push(rest);
-      this.partialLen += rest.length;
-      if (this.partialLen > this.maxFrameBytes) {
-        this.fail(new ProtocolError(`the daemon sent a line longer than ${this.maxFrameBytes} bytes`));
-      }
-    }
+      return !(this.isClosed || this.sock.destroyed);
+    });
+    if (r.kind === 'too-long') this.fail(new ProtocolError(`the daemon sent a line longer than ${this.maxFrameBytes} bytes`));
   }
 
   private onLine(line: Buffer): void {

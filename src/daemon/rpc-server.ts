@@ -22,6 +22,7 @@ import { isMediaCacheError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { EVENT_METHOD, MAX_FRAME_BYTES, RPC_ERRORS, type EventName, type RpcEvent } from '../core/protocol.js';
 import { bindSocket, unlinkSocket, type BindResult } from './socket-bind.js';
+import { LineSplitter } from '../core/ndjson.js';
 
 /** Thrown by param validators: becomes -32602 with data.code E_BAD_REQUEST. */
 export class InvalidParamsError extends Error {
@@ -66,8 +67,7 @@ class Connection implements RpcConnection {
   closed = false;
   readonly subscriptions = new Set<EventName>();
   private readonly closeFns: Array<() => void> = [];
-  private chunks: Buffer[] = [];
-  private pendingBytes = 0;
+  private lines: LineSplitter | undefined;
   private discarding = false;
   /** Raw data read but not parsed yet because the connection is congested. */
   private held: Buffer[] = [];
@@ -144,39 +144,23 @@ class Connection implements RpcConnection {
   }
 
   private consume(b: Buffer): void {
-    let start = 0;
-    for (;;) {
-      const nl = b.indexOf(0x0a, start);
-      if (nl < 0) break;
-      const piece = b.subarray(start, nl);
-      start = nl + 1;
-      if (this.pendingBytes + piece.length > this.owner.maxFrameBytes) return this.tooLarge();
-      const line = this.chunks.length ? Buffer.concat([...this.chunks, piece]) : piece;
-      this.chunks = [];
-      this.pendingBytes = 0;
+    this.lines ??= new LineSplitter(this.owner.maxFrameBytes);
+    const r = this.lines.push(b, (line) => {
       this.handleLine(line);
-      if (this.closed || this.discarding) return;
-      if (this.congested()) {
-        // Keep the rest (in order, ahead of anything read later) for release().
-        if (start < b.length) this.held.unshift(Buffer.from(b.subarray(start)));
-        this.sock.pause();
-        return;
-      }
-    }
-    if (start < b.length) {
-      const rest = b.subarray(start);
-      this.pendingBytes += rest.length;
-      if (this.pendingBytes > this.owner.maxFrameBytes) return this.tooLarge();
-      // Copy: `b` may be a slab shared with later reads.
-      this.chunks.push(Buffer.from(rest));
+      return !(this.closed || this.discarding || this.congested());
+    });
+    if (r.kind === 'too-long') return this.tooLarge();
+    if (r.kind === 'stopped' && !this.closed && !this.discarding) {
+      // Congested: keep the rest (in order, ahead of anything read later) for release().
+      if (r.rest) this.held.unshift(r.rest);
+      this.sock.pause();
     }
   }
 
   private tooLarge(): void {
     this.discarding = true;
     this.held = [];
-    this.chunks = [];
-    this.pendingBytes = 0;
+    this.lines?.reset();
     this.owner.logger.warn('rpc: frame too large; closing connection', { conn: this.id, limit: this.owner.maxFrameBytes });
     this.write({
       jsonrpc: '2.0',
@@ -218,7 +202,7 @@ class Connection implements RpcConnection {
   private onClosed(): void {
     if (this.closed) return;
     this.closed = true;
-    this.chunks = [];
+    this.lines?.reset();
     this.peer.rejectAllPendingRequests('connection closed');
     this.owner.forget(this);
     for (const fn of this.closeFns.splice(0)) {
