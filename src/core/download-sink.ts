@@ -37,6 +37,8 @@ export class HashSink extends Writable {
   bytes = 0;
   /** Chunks hashed but not yet written (see queueWrite). */
   private pending: Buffer[] = [];
+  /** The writev in flight, if any (one at a time: Writable serializes _write). */
+  private writing: Promise<void> | undefined;
   private pendingBytes = 0;
   /** MD5 + SHA-256: inline for small bodies, on a hash worker for large ones. */
   private readonly hasher = new StreamHasher();
@@ -93,7 +95,22 @@ export class HashSink extends Writable {
     const bufs = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    writeAll(this.fd, bufs, cb);
+    let done!: () => void;
+    this.writing = new Promise((r) => (done = r));
+    writeAll(this.fd, bufs, (e) => {
+      this.writing = undefined;
+      done();
+      cb(e);
+    });
+  }
+
+  /**
+   * Resolves when no write to the fd is in flight. The owner must wait for
+   * this before closing the fd after a failure: a write still queued in the
+   * threadpool would otherwise land in whatever file reuses the fd number.
+   */
+  whenIdle(): Promise<void> {
+    return this.writing ?? Promise.resolve();
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -162,7 +179,11 @@ export class HashSink extends Writable {
         return undefined;
       }
     }
-    // Images: retry the size read as the head grows, up to the cap, then give up.
+    // Images: retry the size read each time the head buffer fills (it grows
+    // 4x each time, up to the cap; _final tries once more with what came), so
+    // a JPEG with a long comment before its frame header costs a few
+    // parses instead of one per socket read.
+    if (this.headLen < this.head.length && this.headLen < IMAGE_HEAD_CAP) return undefined;
     this.dims = imageDimensions(this.head.subarray(0, this.headLen));
     if (this.dims) {
       this.wantDims = false;

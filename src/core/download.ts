@@ -335,9 +335,10 @@ class TmpDownload implements Dispatcher.DispatchHandler {
     );
   }
 
-  /** Close and remove the tmp file, if any, once its open has completed. */
+  /** Close and remove the tmp file, if any, once its open and any write in flight have completed. */
   private async cleanup(): Promise<void> {
     await this.opening;
+    await this.sink?.whenIdle();
     const fd = this.fd;
     this.fd = undefined;
     if (fd !== undefined) await new Promise<void>((r) => close(fd, () => r()));
