@@ -218,3 +218,22 @@ t.test('an idle pool does not keep the process alive', async (t) => {
   t.equal(exit, 0, err);
   t.match(err, /done \[\{"threadId":\d+,"streams":0\},\{"threadId":\d+,"streams":0\}\]/);
 });
+
+t.test('an idle pool drops its spare batch buffers; a busy one reuses them', async (t) => {
+  const pool = new StreamHashPool({ threads: 1 });
+  t.teardown(() => pool.terminate());
+  const d = randomBytes(8 * BATCH);
+  t.same(await feed(d, 65536, new StreamHasher(pool)), digests(d));
+  const first = pool.allocated;
+  t.ok(first <= MAX_IN_FLIGHT + 1, `one stream needed ${first} buffers`);
+  // Two streams back to back: the second reuses nothing (pool went idle) but stays bounded too.
+  t.same(await feed(d, 65536, new StreamHasher(pool)), digests(d));
+  t.ok(pool.allocated - first <= MAX_IN_FLIGHT + 1, 'fresh buffers after idle, still bounded');
+  // While one stream stays open, another's buffers are recycled.
+  const hold = new StreamHasher(pool);
+  hold.update(randomBytes(BATCH));
+  const before = pool.allocated;
+  for (let i = 0; i < 3; i++) t.same(await feed(d, 65536, new StreamHasher(pool)), digests(d));
+  t.ok(pool.allocated - before <= MAX_IN_FLIGHT + 1, `recycled while busy: ${pool.allocated - before} new buffers for 3 x 8 batches`);
+  hold.dispose();
+});
