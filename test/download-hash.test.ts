@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { BATCH, MAX_IN_FLIGHT, StreamHasher, StreamHashPool, type StreamDigests } from '../src/core/download-hash.js';
+import { BATCH, INLINE_MAX, MAX_IN_FLIGHT, StreamHasher, StreamHashPool, type StreamDigests } from '../src/core/download-hash.js';
 
 const digests = (b: Uint8Array): StreamDigests => ({
   md5: createHash('md5').update(b).digest('hex'),
@@ -26,17 +26,19 @@ t.test('small bodies (inline) and large bodies (worker) give the real MD5 and SH
     ['20 KiB in 7-byte chunks', randomBytes(20 * 1024), 7],
     ['exactly one batch', randomBytes(BATCH), 65536],
     ['one batch + 1', randomBytes(BATCH + 1), 65536],
+    ['exactly the inline limit', randomBytes(INLINE_MAX), 65536],
+    ['inline limit + 1 in odd chunks', randomBytes(INLINE_MAX + 1), 7777],
     ['9 MiB in odd chunks', randomBytes(9 * 1024 * 1024 + 12345), 100_003],
     ['3 MiB in one chunk', randomBytes(3 * 1024 * 1024 + 5), 4 * 1024 * 1024],
   ];
   for (const [name, data, chunk] of cases) t.same(await feed(data, chunk), digests(data), name);
 });
 
-t.test('a body under one batch never touches a worker', async (t) => {
+t.test('a body under INLINE_MAX never touches a worker', async (t) => {
   const pool = new StreamHashPool({ threads: 2 });
   t.teardown(() => pool.terminate());
   const h = new StreamHasher(pool);
-  const data = randomBytes(BATCH - 1);
+  const data = randomBytes(INLINE_MAX - 1);
   t.same(await feed(data, 4096, h), digests(data));
   t.same(pool.load(), [], 'no thread started');
   t.equal(pool.allocated, 0, 'no batch buffer allocated');
@@ -79,7 +81,7 @@ t.test('never more threads than the limit; extra streams share the least-loaded 
   const datas = Array.from({ length: 5 }, (_, i) => randomBytes(3 * 1024 * 1024 + i * 1000));
   const hs = datas.map(() => new StreamHasher(pool));
   // Open all five on the pool before any finishes: each fills its first batch.
-  for (let i = 0; i < hs.length; i++) hs[i].update(datas[i].subarray(0, BATCH));
+  for (let i = 0; i < hs.length; i++) hs[i].update(datas[i].subarray(0, INLINE_MAX));
   t.same(
     pool
       .load()
@@ -91,7 +93,7 @@ t.test('never more threads than the limit; extra streams share the least-loaded 
   const got = await Promise.all(
     hs.map(async (h, i) => {
       if (h.needsDrain()) await drained(h);
-      return feed(datas[i].subarray(BATCH), 40_000 + i, h);
+      return feed(datas[i].subarray(INLINE_MAX), 40_000 + i, h);
     }),
   );
   t.same(got, datas.map(digests));
@@ -129,7 +131,7 @@ t.test('backpressure: needsDrain turns on, in-flight batches and buffers stay bo
   }
   t.ok(sawDrain, 'writer was asked to wait at some point');
   t.ok(maxInFlight <= MAX_IN_FLIGHT, `at most ${MAX_IN_FLIGHT} batches in flight (saw ${maxInFlight})`);
-  t.ok(pool.allocated <= MAX_IN_FLIGHT + 1, `batch buffers recycled: ${pool.allocated} allocated for 64 batches`);
+  t.ok(pool.allocated <= MAX_IN_FLIGHT + 1, `batch buffers recycled: ${pool.allocated} allocated for ${(64 << 20) / BATCH} batches`);
   t.same(await h.digest(), digests(Buffer.concat(all)));
 });
 
@@ -138,15 +140,15 @@ t.test('a worker killed mid-stream fails its stream with an error, then the pool
   t.teardown(() => pool.terminate());
   const victim = new StreamHasher(pool);
   const bystander = new StreamHasher(pool);
-  victim.update(randomBytes(3 * BATCH));
-  const other = randomBytes(3 * BATCH + 9);
-  bystander.update(other.subarray(0, BATCH));
+  victim.update(randomBytes(3 * INLINE_MAX));
+  const other = randomBytes(3 * INLINE_MAX + 9);
+  bystander.update(other.subarray(0, INLINE_MAX));
   t.not(victim.threadId, bystander.threadId);
   await pool.kill(victim.threadId!);
   // The writer waiting for room hears about it (no hang), and so does the digest.
   await t.rejects(drained(victim), { code: 'E_UNAVAILABLE' });
   await t.rejects(victim.digest(), { code: 'E_UNAVAILABLE', retryable: true });
-  t.same(await feed(other.subarray(BATCH), 65536, bystander), digests(other), 'the other worker\'s stream is unaffected');
+  t.same(await feed(other.subarray(INLINE_MAX), 65536, bystander), digests(other), 'the other worker\'s stream is unaffected');
   const dead = victim.threadId;
   const a1 = new StreamHasher(pool);
   const a2 = new StreamHasher(pool);
@@ -231,9 +233,9 @@ t.test('an idle pool drops its spare batch buffers; a busy one reuses them', asy
   t.ok(pool.allocated - first <= MAX_IN_FLIGHT + 1, 'fresh buffers after idle, still bounded');
   // While one stream stays open, another's buffers are recycled.
   const hold = new StreamHasher(pool);
-  hold.update(randomBytes(BATCH));
+  hold.update(randomBytes(INLINE_MAX));
   const before = pool.allocated;
   for (let i = 0; i < 3; i++) t.same(await feed(d, 65536, new StreamHasher(pool)), digests(d));
-  t.ok(pool.allocated - before <= MAX_IN_FLIGHT + 1, `recycled while busy: ${pool.allocated - before} new buffers for 3 x 8 batches`);
+  t.ok(pool.allocated - before <= MAX_IN_FLIGHT + 1, `recycled while busy: ${pool.allocated - before} new buffers for 3 x ${d.length / BATCH} batches`);
   hold.dispose();
 });
