@@ -1,9 +1,9 @@
 /**
  * File-level recovery for the index dir: reading a file that may be damaged,
  * moving a damaged one aside (kept for inspection, never deleted), removing
- * temp files a killed writer left behind.
+ * temp files a killed writer left behind, reading and deleting journals.
  */
-import { readdir, rename, stat, unlink } from 'node:fs/promises';
+import { readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDurableFileParseError, TEMP_PREFIX, type DurableDataFile } from './durable-file.js';
 import type { Logger } from './logger.js';
@@ -50,6 +50,25 @@ export async function moveAside(file: string, why: string, r: Recovery): Promise
   await rename(file, target);
   r.recovered.push(target);
   r.logger.warn('index: damaged file moved aside; run a sweep to re-adopt its files', { file, movedTo: target, why });
+}
+
+/** A file's bytes, undefined when it does not exist (other I/O errors propagate). */
+export async function readIfPresent(file: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/** Delete `file`; a file already gone is fine. */
+export async function unlinkIfPresent(file: string): Promise<void> {
+  try {
+    await unlink(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
 }
 
 export async function exists(path: string): Promise<boolean> {

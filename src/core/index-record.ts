@@ -13,7 +13,11 @@
  * A shard file is JSON lines: a header line naming the format and columns,
  * then one row per line. Writing a shard is a join of its rows: no stringify
  * of the whole shard.
+ *
+ * The journal (index-db.ts has its role) is JSON lines too, appended one
+ * batch per flush; see JOURNAL_HEADER below for its format.
  */
+import { crc32 } from 'node:zlib';
 import { MediaCacheError } from './errors.js';
 import { MEDIA_TYPES, type MediaType, type StoredRecord } from './types.js';
 import type { DataFormat } from './durable-file.js';
@@ -230,3 +234,131 @@ export const SHARD_FORMAT: DataFormat<ShardData> = {
     return data.rows.length === 0 ? `${SHARD_HEADER}\n` : `${SHARD_HEADER}\n${data.rows.join('\n')}\n`;
   },
 };
+
+// ---- journal ----
+
+export const JOURNAL_FORMAT_VERSION = 1;
+
+/**
+ * First line of a journal file. After it, batches, one per flush, each
+ * written by ONE write call:
+ *   ["md5",…]                       a record as it now is (a row, as in shards)
+ *   {"rm":"<md5>"}                  a removal (tombstone)
+ *   {"commit":<n>,"crc":<crc32>}    end of batch: n entries, CRC-32 of every
+ *                                   byte since the previous commit line (the
+ *                                   first batch's CRC covers the header too)
+ * A batch counts only with its commit line and a matching count and CRC, so
+ * a batch cut short by a crash (its append was never acknowledged) is told
+ * apart from damage inside a batch that was (see scanJournal).
+ */
+export const JOURNAL_HEADER = JSON.stringify({ v: JOURNAL_FORMAT_VERSION, journal: true, columns: COLUMNS });
+
+/** The journal line of a removal. */
+export function tombstoneLine(md5: string): string {
+  return `{"rm":"${md5}"}`;
+}
+
+/**
+ * One batch as bytes: the entry lines (rows and tombstones), then the commit
+ * line; the header first when the batch opens a new file.
+ */
+export function journalBatch(lines: string[], withHeader: boolean): Buffer {
+  const body = Buffer.from(`${withHeader ? `${JOURNAL_HEADER}\n` : ''}${lines.join('\n')}\n`, 'utf8');
+  const commit = Buffer.from(`{"commit":${lines.length},"crc":${crc32(body)}}\n`, 'utf8');
+  return Buffer.concat([body, commit], body.length + commit.length);
+}
+
+/** A journal entry as read back: a record put (validated, with its line as written), or the md5 of a removal. */
+export type JournalEntry = { rec: StoredRecord; row: string; rm?: undefined } | { rm: string; rec?: undefined; row?: undefined };
+
+/** What scanJournal found. */
+export interface JournalScan {
+  /** Bytes up to the end of the last intact batch: what a next append keeps. */
+  validLength: number;
+  /** Intact (committed, count and CRC right) batches. */
+  batches: number;
+  /** Entries handed to `apply`. */
+  entries: number;
+  /** Bytes after the last commit line: an append cut short by a crash (ignored). */
+  tornBytes: number;
+  /** Why the journal is damaged (a line or batch that is not what was written), else undefined. */
+  damaged?: string;
+}
+
+const LF = 10;
+
+/**
+ * Read a journal: every COMMITTED batch's entries are handed to `apply` in
+ * file order. Rules:
+ * - after the last commit line, complete entry lines followed by at most one
+ *   incomplete line are the tail of an append a crash cut short (SIGKILL can
+ *   stop a write between pages): never acknowledged, ignored, not damage;
+ * - anything else that is not what the writer writes (an unparsable or
+ *   invalid line anywhere, a commit whose count or CRC does not match, a
+ *   wrong header) sets `damaged`; the readable entries of committed batches
+ *   are applied anyway (keep everything readable), the caller decides what
+ *   to do with the file.
+ * Yields to the event loop every `sliceMs` of work (replaying a large
+ * journal must not block the loop for long).
+ */
+export async function scanJournal(buf: Buffer, apply: (e: JournalEntry) => void, sliceMs = 10): Promise<JournalScan> {
+  const out: JournalScan = { validLength: 0, batches: 0, entries: 0, tornBytes: 0 };
+  const damage = (why: string, at: number): void => {
+    out.damaged ??= `${why} at byte ${at}`;
+  };
+  let batch: JournalEntry[] = [];
+  let batchStart = 0;
+  let batchGarbage = false;
+  let pos = 0;
+  let lines = 0;
+  let sliceStart = performance.now();
+  for (;;) {
+    const nl = buf.indexOf(LF, pos);
+    if (nl < 0) break;
+    const line = buf.toString('utf8', pos, nl);
+    if (pos === 0) {
+      if (line !== JOURNAL_HEADER) {
+        batchGarbage = true;
+        damage('not a journal header', 0);
+      }
+    } else if (line.charCodeAt(0) === 91 /* [ */) {
+      const rec = parseRow(line);
+      if (rec) batch.push({ rec, row: line });
+      else {
+        batchGarbage = true;
+        damage('invalid record line', pos);
+      }
+    } else {
+      let o: { rm?: unknown; commit?: unknown; crc?: unknown } | undefined;
+      try {
+        o = JSON.parse(line) as typeof o;
+      } catch {
+        o = undefined;
+      }
+      if (o !== null && typeof o === 'object' && isHex(o.rm, 32)) {
+        batch.push({ rm: o.rm });
+      } else if (o !== null && typeof o === 'object' && Number.isInteger(o.commit) && Number.isInteger(o.crc)) {
+        const intact = !batchGarbage && o.commit === batch.length && crc32(buf.subarray(batchStart, pos)) === o.crc;
+        if (!intact && !batchGarbage) damage(o.commit === batch.length ? 'batch CRC mismatch' : 'batch entry count mismatch', pos);
+        for (const e of batch) apply(e);
+        out.entries += batch.length;
+        if (intact) out.batches++;
+        // Even a damaged batch was committed: its end is where the next batch starts.
+        out.validLength = nl + 1;
+        batch = [];
+        batchGarbage = false;
+        batchStart = nl + 1;
+      } else {
+        batchGarbage = true;
+        damage('unreadable line', pos);
+      }
+    }
+    pos = nl + 1;
+    if (++lines % 64 === 0 && performance.now() - sliceStart >= sliceMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    }
+  }
+  out.tornBytes = buf.length - out.validLength;
+  return out;
+}

@@ -2,12 +2,15 @@
  * The index in memory: records by md5 (as rows, see index-record.ts) in one
  * Map per shard, the URL→md5 map derived from the records' `urls`, and stats
  * kept incrementally. Pure data structure: no I/O, no timers; every change
- * reports the shard it touched through `onDirty` so IndexDb can persist it.
+ * reports the record (and its shard) it touched through `onDirty` so IndexDb
+ * can persist it: a change to a record that no longer exists is a removal.
  *
  * Invariants:
  * - urlMap.get(u) === m  ⇔  record m lists u (a URL belongs to one record;
  *   claiming it for another record drops it from the previous one).
- * - totals equal the sum over all records, at every moment.
+ * - totals equal the sum over all records, at every moment; rowChars the sum
+ *   of their rows' lengths (the size of the shards, for the journal's
+ *   compaction threshold).
  * - A row in a shard Map is never mutated, only replaced.
  */
 import { MediaCacheError } from './errors.js';
@@ -31,14 +34,20 @@ export class IndexState {
   private readonly shards: Map<string, string>[] = Array.from({ length: SHARD_COUNT }, () => new Map<string, string>());
   private readonly urlMap = new Map<string, string>();
   private readonly totals: CacheStats = emptyStats();
+  private chars = 0;
 
   constructor(
-    private readonly onDirty: (shard: number) => void,
+    private readonly onDirty: (shard: number, md5: string) => void,
     private readonly logger: Logger,
   ) {}
 
   get size(): number {
     return this.totals.totalFiles;
+  }
+
+  /** Total length of all rows: about the bytes the shards take on disk. */
+  get rowChars(): number {
+    return this.chars;
   }
 
   get(md5: string): StoredRecord | undefined {
@@ -88,15 +97,29 @@ export class IndexState {
     const next = fromRow(row); // canonical: deduplicated urls, no stray keys, own copies
     const i = shardOf(next.md5);
     const prevRow = this.shards[i].get(next.md5);
-    if (prevRow !== undefined) {
-      const prev = fromRow(prevRow);
-      this.account(prev, -1);
-      for (const u of prev.urls) if (this.urlMap.get(u) === prev.md5) this.urlMap.delete(u);
-    }
-    this.shards[i].set(next.md5, row);
+    if (prevRow !== undefined) this.unaccount(prevRow, next.urls);
+    this.setRow(i, next.md5, row);
     this.account(next, +1);
     for (const u of next.urls) this.claimUrl(u, next.md5);
-    this.onDirty(i);
+    this.onDirty(i, next.md5);
+  }
+
+  /**
+   * put() for a record replayed from the journal: `rec` was validated by
+   * parseRow and `row` is the line it came from (written by toRow), so it is
+   * stored as it is, as loadShard does: no re-encoding (a 32 MiB journal is
+   * ~120k of these at open). Same effect as put(rec).
+   */
+  replayPut(rec: StoredRecord, row: string): void {
+    const i = shardOf(rec.md5);
+    const prevRow = this.shards[i].get(rec.md5);
+    // Already exactly this (a journal whose effects the shards hold): nothing changes.
+    if (prevRow === row && rec.urls.every((u) => this.urlMap.get(u) === rec.md5)) return;
+    if (prevRow !== undefined) this.unaccount(prevRow, rec.urls);
+    this.setRow(i, rec.md5, row);
+    this.account(rec, +1);
+    for (const u of rec.urls) this.claimUrl(u, rec.md5);
+    this.onDirty(i, rec.md5);
   }
 
   /** Record one more URL for existing content (E_NOT_FOUND when md5 is unknown). */
@@ -109,10 +132,10 @@ export class IndexState {
     if (rec.urls.includes(url) && this.urlMap.get(url) === md5) return;
     if (!rec.urls.includes(url)) {
       rec.urls.push(url);
-      this.shards[shardOf(md5)].set(md5, toRow(rec));
+      this.setRow(shardOf(md5), md5, toRow(rec));
     }
     this.claimUrl(url, md5);
-    this.onDirty(shardOf(md5));
+    this.onDirty(shardOf(md5), md5);
   }
 
   remove(md5: string): StoredRecord | undefined {
@@ -120,10 +143,11 @@ export class IndexState {
     if (row === undefined) return undefined;
     const rec = fromRow(row);
     const i = shardOf(md5);
+    this.chars -= row.length;
     this.shards[i].delete(md5);
     this.account(rec, -1);
     for (const u of rec.urls) if (this.urlMap.get(u) === md5) this.urlMap.delete(u);
-    this.onDirty(i);
+    this.onDirty(i, md5);
     return rec;
   }
 
@@ -141,6 +165,11 @@ export class IndexState {
 
   stats(): CacheStats {
     return structuredClone(this.totals);
+  }
+
+  /** The stored row of `md5` (what the journal appends for it), undefined when there is none. */
+  rowOf(md5: string): string | undefined {
+    return this.row(md5);
   }
 
   /** The rows of shard i, as they are now (what a write of that shard persists). */
@@ -169,10 +198,10 @@ export class IndexState {
       const r = recs[k];
       if (shard.has(r.md5)) {
         // One md5 twice in a shard (hand edit): keep the first, rewrite the shard.
-        this.onDirty(i);
+        this.onDirty(i, r.md5);
         continue;
       }
-      shard.set(r.md5, rows[k]);
+      this.setRow(i, r.md5, rows[k]);
       this.account(r, +1);
       for (const u of r.urls) this.adoptUrl(u, r);
     }
@@ -184,6 +213,26 @@ export class IndexState {
   private row(md5: string): string | undefined {
     if (typeof md5 !== 'string' || md5.length !== 32) return undefined;
     return this.shards[shardOf(md5)]?.get(md5);
+  }
+
+  /**
+   * Take a record that is being replaced out of the stats and the url map.
+   * URLs the new version keeps stay mapped: deleting and re-adding a key
+   * leaves a hole in the Map, and at a million URLs the rehash that clears
+   * the holes is a long pause (a sweep replaces every record once).
+   */
+  private unaccount(prevRow: string, keep: string[]): void {
+    const prev = fromRow(prevRow);
+    this.account(prev, -1);
+    for (const u of prev.urls) if (this.urlMap.get(u) === prev.md5 && !keep.includes(u)) this.urlMap.delete(u);
+  }
+
+  /** Store a row (new or replacing one), keeping rowChars right. */
+  private setRow(i: number, md5: string, row: string): void {
+    const prev = this.shards[i].get(md5);
+    if (prev !== undefined) this.chars -= prev.length;
+    this.shards[i].set(md5, row);
+    this.chars += row.length;
   }
 
   private account(r: StoredRecord, sign: 1 | -1): void {
@@ -207,8 +256,8 @@ export class IndexState {
     if (row === undefined) return;
     const rec = fromRow(row);
     rec.urls = rec.urls.filter((u) => u !== url);
-    this.shards[shardOf(md5)].set(md5, toRow(rec));
-    this.onDirty(shardOf(md5));
+    this.setRow(shardOf(md5), md5, toRow(rec));
+    this.onDirty(shardOf(md5), md5);
   }
 
   /**

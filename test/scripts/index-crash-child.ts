@@ -2,6 +2,8 @@
  * Child for the index crash test: writes records in batches forever, flushing
  * after each, and reports on stderr `durable <n>` once records 0..n are
  * durable. The test SIGKILLs it at an arbitrary moment.
+ * Arguments: index dir, batch size (40), journal compaction threshold in
+ * bytes (optional: IndexDb's default).
  *
  * Deterministic content so the test can check every record it finds:
  *   record k: md5 = md5("rec-k"), sha256 = sha256("rec-k"), fileSize = k,
@@ -15,10 +17,14 @@ import { IndexDb } from '../../src/core/index-db.js';
 
 const dir = process.argv[2];
 const batch = Number(process.argv[3] ?? 40);
+// A small journal threshold makes compactions (journal rotation, shard
+// rewrites in the background, journal deletion) run all the time, so a
+// SIGKILL lands in them as well as in journal appends.
+const compactBytes = process.argv[4] === undefined ? undefined : Number(process.argv[4]);
 const hex = (alg: string, s: string): string => createHash(alg).update(s).digest('hex');
 const LATEST = 'http://127.0.0.1/latest';
 
-const db = await IndexDb.open(dir, { flushDelayMs: 1 });
+const db = await IndexDb.open(dir, { flushDelayMs: 1, ...(compactBytes === undefined ? {} : { compactBytes }) });
 // Continue after the highest record already present (a previous child was killed).
 let n = 0;
 for (const r of db.records()) n = Math.max(n, r.fileSize + 1);
