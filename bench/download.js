@@ -240,15 +240,22 @@ async function runOurs(tmp, set, urls, workers) {
   }
 }
 
-async function runCurl(tmp, set, urls, names, workers) {
-  const outDir = path.join(tmp, `curl-${set}`);
+/**
+ * curl -Z over the URLs. `durable`: then `sync -f` on its output folder
+ * (syncfs), so its files are on disk when the time stops, as ours are (we
+ * fdatasync each file before it is published). The plain run leaves its
+ * writeback to the kernel after the clock stops.
+ */
+async function runCurl(tmp, set, urls, names, workers, { durable = false } = {}) {
+  const outDir = path.join(tmp, durable ? `curl-sync-${set}` : `curl-${set}`);
   fs.mkdirSync(outDir, { recursive: true });
   const cfg = path.join(tmp, `${set}.curlrc`);
   fs.writeFileSync(cfg, urls.map((u, i) => `url = "${u}"\noutput = "${path.join(outDir, names[i])}"\n`).join(''));
   try {
     const curlArgs = ['-Z', '--parallel-max', String(workers), '--parallel-immediate', '-s', '-S', '--no-progress-meter', '--fail', '-K', cfg];
     // Through sh so that, on Linux, the shell's /proc stat gives curl's CPU time (cutime + cstime).
-    const script = 'curl "$@"; s=$?; [ -r /proc/$$/stat ] && cat /proc/$$/stat >&3; exit $s';
+    const sync = durable ? ` && sync -f '${outDir.replace(/'/g, `'\\''`)}'` : '';
+    const script = `curl "$@"${sync}; s=$?; [ -r /proc/$$/stat ] && cat /proc/$$/stat >&3; exit $s`;
     const { ms, cpuMs } = await runWithChildCpu(script, curlArgs);
     return { ms, cpuMs, ...dirBytes(outDir) };
   } finally {
@@ -340,6 +347,8 @@ async function main() {
       const theirs = [];
       const peer = [];
       const withPeer = curl && set === 'large' && !args['no-curl-hash'];
+      const withSync = curl && !args['no-curl-sync'];
+      const durable = [];
       // Each run starts on a quiet disk, and the order alternates (ours first
       // on even runs, curl first on odd ones), so neither side pays for the
       // other's writeback or deletes.
@@ -356,6 +365,12 @@ async function main() {
         theirs.push(k);
       };
       const runPeerOnce = async () => {
+        if (withSync) {
+          await settleDisk();
+          const k = await runCurl(tmp, set, urls, d.names, c.workers, { durable: true });
+          if (k.files !== d.names.length || k.bytes !== d.bytes) throw new Error(`curl+sync wrote ${k.files} files, ${k.bytes} bytes`);
+          durable.push(k);
+        }
         if (!withPeer) return;
         await settleDisk();
         const k = await runCurlHash(tmp, set, urls, d.names, d.digests);
@@ -385,6 +400,10 @@ async function main() {
         peakRssMiB: +(peak / MiB).toFixed(1), target: c.target,
         oursCpuMs: Math.round(oCpu), curlCpuMs: kCpu && Math.round(kCpu), loadavg: os.loadavg()[0],
       };
+      if (durable.length) {
+        res.curlSyncMs = Math.round(median(durable.map((k) => k.ms)));
+        res.curlSyncRatio = +(oMs / median(durable.map((k) => k.ms))).toFixed(2);
+      }
       if (peer.length) {
         res.curlHashMs = Math.round(median(peer.map((k) => k.ms)));
         res.curlHashCpuMs = peer.every((k) => k.cpuMs !== undefined) ? Math.round(median(peer.map((k) => k.cpuMs))) : undefined;
@@ -402,6 +421,12 @@ async function main() {
         `      CPU time: ours ${fmtMs(oCpu)}${kCpu !== undefined ? `, curl ${fmtMs(kCpu)} (${(oCpu / kCpu).toFixed(2)}x)` : ''};` +
           ` load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} CPUs (wall ratios are only meaningful on an idle machine)`,
       );
+      if (res.curlSyncMs !== undefined) {
+        console.log(
+          `      durable peer (curl, then sync -f of its folder: on disk when the clock stops, as ours): ${fmtMs(res.curlSyncMs)}` +
+            ` (${(d.names.length / (res.curlSyncMs / 1000)).toFixed(0)} files/s) | ratio ${res.curlSyncRatio}x`,
+        );
+      }
       if (res.curlHashMs !== undefined) {
         console.log(
           `      same work (curl, then md5sum + openssl sha256 of each file): ${fmtMs(res.curlHashMs)} (${mbps(d.bytes, res.curlHashMs)} MiB/s)` +
