@@ -171,6 +171,45 @@ t.test('an error response is drained, so its connection is reused', async (t) =>
   t.ok(connections <= 2, `${connections} connection(s) for six requests`);
 });
 
+t.test('an endless error body: the error returns at once, the connection is dropped past 64 KiB', async (t) => {
+  const closed: Promise<void>[] = [];
+  const srv = http.createServer((req, res) => {
+    if (req.url === '/endless') {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      const chunk = Buffer.alloc(16 * 1024, 0x61);
+      const pump = (): void => {
+        while (!res.destroyed && res.write(chunk));
+        if (!res.destroyed) res.once('drain', pump);
+      };
+      closed.push(new Promise((r) => res.once('close', () => r())));
+      pump();
+    } else {
+      const gif = fixture('sample.gif');
+      res.writeHead(200, { 'content-length': gif.length });
+      res.end(gif);
+    }
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  const d = createDispatcher({ timeoutMs: 5000, env: {} });
+  t.teardown(async () => {
+    await d.destroy();
+    srv.closeAllConnections();
+    await new Promise<void>((r) => srv.close(() => r()));
+  });
+  const t0 = Date.now();
+  const err = await failure(fetchToTmp(new URL(`http://127.0.0.1:${port}/endless`), base({ dispatcher: d })));
+  t.match(err, { code: 'E_HTTP', status: 500, retryable: true });
+  t.ok(Date.now() - t0 < 2000, `answered at once (${Date.now() - t0} ms), not after the body`);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([closed[0], new Promise((_, rej) => (timer = setTimeout(() => rej(new Error('the endless body was never cut off')), 5000)))]);
+  clearTimeout(timer);
+  t.pass('the connection carrying the endless body was closed');
+  const r = await fetchToTmp(new URL(`http://127.0.0.1:${port}/ok.gif`), base({ dispatcher: d }));
+  t.equal(r.sniffed.mediaType, 'image', 'the dispatcher still works');
+  fs.unlinkSync(r.tmpPath);
+});
+
 t.test('redirects: followed with finalUrl, loops and long chains refused', async (t) => {
   origin.route('/r/a', { status: 302, headers: { location: '/r/b' } });
   origin.route('/r/b', { status: 301, headers: { location: origin.url('/r/img.gif') } });
