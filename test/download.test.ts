@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -140,6 +140,19 @@ t.test('HTTP errors', async (t) => {
   t.equal((await failure(fetchToTmp(new URL(origin.url('/forbidden')), base()))).retryable, false);
 });
 
+/** Listen on loopback; a dispatcher of our own; both closed in teardown. */
+async function listenWithDispatcher(t: Test, srv: http.Server): Promise<{ port: number; d: ReturnType<typeof createDispatcher> }> {
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  const d = createDispatcher({ timeoutMs: 5000, env: {} });
+  t.teardown(async () => {
+    await d.destroy();
+    srv.closeAllConnections();
+    await new Promise<void>((r) => srv.close(() => r()));
+  });
+  return { port, d };
+}
+
 t.test('an error response is drained, so its connection is reused', async (t) => {
   let connections = 0;
   const srv = http.createServer((req, res) => {
@@ -153,14 +166,7 @@ t.test('an error response is drained, so its connection is reused', async (t) =>
     }
   });
   srv.on('connection', () => connections++);
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  const d = createDispatcher({ timeoutMs: 5000, env: {} });
-  t.teardown(async () => {
-    await d.destroy();
-    srv.closeAllConnections();
-    await new Promise<void>((r) => srv.close(() => r()));
-  });
+  const { port, d } = await listenWithDispatcher(t, srv);
   for (let i = 0; i < 3; i++) {
     t.equal((await failure(fetchToTmp(new URL(`http://127.0.0.1:${port}/missing`), base({ dispatcher: d })))).status, 404);
     const r = await fetchToTmp(new URL(`http://127.0.0.1:${port}/ok.gif`), base({ dispatcher: d }));
@@ -189,14 +195,7 @@ t.test('an endless error body: the error returns at once, the connection is drop
       res.end(gif);
     }
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  const d = createDispatcher({ timeoutMs: 5000, env: {} });
-  t.teardown(async () => {
-    await d.destroy();
-    srv.closeAllConnections();
-    await new Promise<void>((r) => srv.close(() => r()));
-  });
+  const { port, d } = await listenWithDispatcher(t, srv);
   const t0 = Date.now();
   const err = await failure(fetchToTmp(new URL(`http://127.0.0.1:${port}/endless`), base({ dispatcher: d })));
   t.match(err, { code: 'E_HTTP', status: 500, retryable: true });
