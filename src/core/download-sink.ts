@@ -1,7 +1,7 @@
 /**
  * The write side of a download: a Writable that hashes, sniffs, measures and
- * writes the body to an open tmp file (see HashSink), and `pump`, which
- * connects the response body to it.
+ * writes the body to an open tmp file (HashSink). download.ts feeds it
+ * straight from undici's dispatch callbacks.
  *
  * Invariant: the sink refuses (errors) as soon as the body is known to be
  * unacceptable (unsupported type from the head, over maxFileSize), and holds
@@ -9,7 +9,7 @@
  * images, <= WRITE_BATCH of pending writes, the hash worker backlog).
  */
 import { writev, write } from 'node:fs';
-import { Writable, type Readable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { MediaCacheError } from './errors.js';
 import { sniff, imageDimensions, SNIFF_BYTES, IMAGE_HEAD_CAP, type Sniffed } from './sniff.js';
 import { StreamHasher, type StreamDigests } from './download-hash.js';
@@ -209,46 +209,6 @@ export class HashSink extends Writable {
     this.wantDims = s.mediaType === 'image';
     return undefined;
   }
-}
-
-/**
- * body.pipe(sink) with errors propagated both ways and a premature end
- * detected. Used instead of stream.pipeline, which builds an AbortController
- * and a DOMException per call: measurable across thousands of small files.
- */
-export function pump(src: Readable, dst: Writable, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const fail = (err: unknown): void => {
-      if (settled) return;
-      settled = true;
-      signal?.removeEventListener('abort', onAbort);
-      src.unpipe(dst);
-      src.destroy();
-      dst.destroy();
-      reject(err);
-    };
-    const onAbort = (): void => fail(signal?.reason);
-    const premature = (): Error => Object.assign(new Error('response body closed early'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
-    // The body may have failed while the caller was still opening the tmp file:
-    // its 'error' and 'close' events are gone then, so look at its state first.
-    if (signal?.aborted) return fail(signal.reason);
-    if (src.errored) return fail(src.errored);
-    if (src.destroyed && !src.readableEnded) return fail(premature());
-    signal?.addEventListener('abort', onAbort, { once: true });
-    src.on('error', fail);
-    dst.on('error', fail);
-    src.once('close', () => {
-      if (!src.readableEnded) fail(premature());
-    });
-    dst.once('finish', () => {
-      if (settled) return;
-      settled = true;
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    });
-    src.pipe(dst);
-  });
 }
 
 /** writev until every byte is on its way to disk (writes to files may be partial on some systems). */

@@ -119,10 +119,9 @@ class TmpDownload implements Dispatcher.DispatchHandler {
   /** Chunks that arrived while the tmp file was still opening (at most what one socket read delivered). */
   private early: Buffer[] | undefined;
   private ended = false;
-  private status = 0;
   private headers: ResponseHeaders = {};
   private total: number | undefined;
-  /** Non-2xx: the error to report once the (small) body is drained. */
+  /** Non-2xx: the error already reported; the body is being drained (up to ERROR_BODY_DRAIN). */
   private httpErr: MediaCacheError | undefined;
   private drained = 0;
 
@@ -189,7 +188,6 @@ class TmpDownload implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: ResponseHeaders): void {
     this.controller = controller;
     if (statusCode < 200 || this.settled) return; // 1xx informational: the real answer follows
-    this.status = statusCode;
     this.headers = headers;
     const href = this.url.href;
     if (statusCode > 299) {
@@ -276,10 +274,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       if (this.settled) return;
       this.fd = undefined;
       close(fd, (cerr) => {
-        if (cerr) {
-          this.fd = undefined;
-          return this.fail(classify(cerr, href, this.o.timeoutMs));
-        }
+        if (cerr) return this.fail(classify(cerr, href, this.o.timeoutMs));
         if (this.settled) return;
         this.finish(sink);
       });

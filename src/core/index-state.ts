@@ -94,14 +94,7 @@ export class IndexState {
   put(rec: StoredRecord): void {
     assertRecord(rec);
     const row = toRow(rec);
-    const next = fromRow(row); // canonical: deduplicated urls, no stray keys, own copies
-    const i = shardOf(next.md5);
-    const prevRow = this.shards[i].get(next.md5);
-    if (prevRow !== undefined) this.unaccount(prevRow, next.urls);
-    this.setRow(i, next.md5, row);
-    this.account(next, +1);
-    for (const u of next.urls) this.claimUrl(u, next.md5);
-    this.onDirty(i, next.md5);
+    this.store(fromRow(row), row); // canonical: deduplicated urls, no stray keys, own copies
   }
 
   /**
@@ -111,10 +104,15 @@ export class IndexState {
    * ~120k of these at open). Same effect as put(rec).
    */
   replayPut(rec: StoredRecord, row: string): void {
+    // Already exactly this (a journal whose effects the shards hold): nothing changes.
+    if (this.row(rec.md5) === row && rec.urls.every((u) => this.urlMap.get(u) === rec.md5)) return;
+    this.store(rec, row);
+  }
+
+  /** Replace (or add) the row of `rec`, whose encoding is `row`, keeping stats and URL map in step. */
+  private store(rec: StoredRecord, row: string): void {
     const i = shardOf(rec.md5);
     const prevRow = this.shards[i].get(rec.md5);
-    // Already exactly this (a journal whose effects the shards hold): nothing changes.
-    if (prevRow === row && rec.urls.every((u) => this.urlMap.get(u) === rec.md5)) return;
     if (prevRow !== undefined) this.unaccount(prevRow, rec.urls);
     this.setRow(i, rec.md5, row);
     this.account(rec, +1);
