@@ -3,6 +3,12 @@
 //
 //   npm run bench -- [--small-count 2000] [--large-count 4] [--large-mib 256]
 //                    [--small-workers 16] [--large-workers 4] [--sets small,large] [--runs 3]
+//                    [--no-curl] [--no-curl-sync] [--no-curl-hash] [--profile DIR] [--json]
+//
+// Peers: curl -Z; curl then `sync -f` of its folder (--no-curl-sync to skip);
+// for the large set, curl then md5sum + openssl sha256 of each file
+// (--no-curl-hash). Each timed run starts on a settled disk; the order of
+// ours and the peers alternates between runs; medians are printed.
 //
 // The origin runs in its own process (bench/origin.js); our side runs in a
 // child process too, so its peak RSS (VmHWM) is measured alone. Test data is

@@ -22,7 +22,9 @@ t.test('a second open of the same cache in one process is refused until the firs
   t.equal(lock?.pid, process.pid, 'the lock names this process');
   t.equal(lock?.socket, '', 'as a library user (no socket)');
   await t.rejects(MediaCache.open({ cacheDir: dir }), { code: 'E_UNAVAILABLE', message: /already open in this process/ });
-  await t.rejects(MediaCache.open({ cacheDir: path.join(dir, '.', '') }), { code: 'E_UNAVAILABLE' }, 'also under another spelling of the path');
+  const otherSpelling = path.relative(process.cwd(), dir) + path.sep;
+  t.not(otherSpelling, dir);
+  await t.rejects(MediaCache.open({ cacheDir: otherSpelling }), { code: 'E_UNAVAILABLE' }, 'also under another spelling of the path');
   await a.close();
   t.notOk(fs.existsSync(path.join(dir, LOCK_FILE)), 'close() removes the lock');
   const b = await MediaCache.open({ cacheDir: dir });
