@@ -3,12 +3,17 @@
 //
 //   npm run bench -- [--small-count 2000] [--large-count 4] [--large-mib 256]
 //                    [--small-workers 16] [--large-workers 4] [--sets small,large] [--runs 3]
-//                    [--no-curl] [--no-curl-sync] [--no-curl-hash] [--profile DIR] [--json]
+//                    [--no-curl] [--no-curl-sync] [--no-curl-hash] [--no-bare-node] [--profile DIR] [--json]
 //
 // Peers: curl -Z; curl then `sync -f` of its folder (--no-curl-sync to skip);
 // for the large set, curl then md5sum + openssl sha256 of each file
-// (--no-curl-hash). Each timed run starts on a settled disk; the order of
+// (--no-curl-hash); for the small set, "bare Node": the least a durable Node
+// downloader must do per file (undici request, MD5 + SHA-256, write,
+// fdatasync, rename; no index, no sniffing) with the same parallelism
+// (--no-bare-node). Each timed run starts on a settled disk; the order of
 // ours and the peers alternates between runs; medians are printed.
+// BENCH_WRAP="strace -f -c -o FILE" (or "perf record -g -o FILE") runs our
+// side under that command.
 //
 // The origin runs in its own process (bench/origin.js); our side runs in a
 // child process too, so its peak RSS (VmHWM) is measured alone. Test data is
@@ -59,6 +64,55 @@ async function childMain() {
   const cpu = process.cpuUsage(cpu0);
   const cpuMs = (cpu.user + cpu.system) / 1000;
   process.stdout.write(`${JSON.stringify({ ms, cpuMs, files: recs.length, bytes, peakRss: hwm ?? peak, sampledRss: peak })}\n`);
+}
+
+/**
+ * The "bare Node" peer: per URL, undici's request(), a new file in .tmp/,
+ * each chunk hashed (MD5 + SHA-256) and written, fdatasync, close, rename to
+ * its MD5 name. What any durable Node downloader pays before doing anything
+ * else; run in its own process like ours.
+ */
+async function bareNodeMain() {
+  const { request, Agent } = await import('undici');
+  const urls = fs.readFileSync(args['urls-file'], 'utf8').split('\n').filter(Boolean);
+  const workers = Number(args.workers);
+  const out = String(args['out-dir']);
+  const tmp = path.join(out, '.tmp');
+  fs.mkdirSync(tmp, { recursive: true });
+  fs.mkdirSync(path.join(out, 'files'), { recursive: true });
+  const dispatcher = new Agent();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let next = 0;
+  let bytes = 0;
+  const one = async (i) => {
+    const { statusCode, body } = await request(urls[i], { dispatcher });
+    if (statusCode !== 200) throw new Error(`HTTP ${statusCode} for ${urls[i]}`);
+    const part = path.join(tmp, `${i}.part`);
+    const fh = await fs.promises.open(part, 'wx');
+    const md5 = crypto.createHash('md5');
+    const sha = crypto.createHash('sha256');
+    try {
+      for await (const c of body) {
+        md5.update(c);
+        sha.update(c);
+        await fh.write(c);
+        bytes += c.length;
+      }
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    sha.digest('hex');
+    await fs.promises.rename(part, path.join(out, 'files', md5.digest('hex')));
+  };
+  await Promise.all(Array.from({ length: workers }, async () => {
+    while (next < urls.length) await one(next++);
+  }));
+  const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  await dispatcher.close();
+  process.stdout.write(`${JSON.stringify({ ms, cpuMs: (cpu.user + cpu.system) / 1000, files: urls.length, bytes })}\n`);
 }
 
 // ---------------------------------------------------------------- data
@@ -229,6 +283,21 @@ function dirBytes(dir) {
   return { bytes: n, files };
 }
 
+/**
+ * Remove a run's output. The small set's outputs are kept until the bench
+ * ends: this machine's ext4 has no journal, and on such a filesystem a new
+ * inode is not taken from inodes deleted in the last 60-300 s (the kernel's
+ * recently_deleted() check), so each file created after thousands of deletes
+ * scans past all of them. Deleting one run's 2,000 files right before the
+ * next timed run made that run's file creation cost up to 1 ms of kernel CPU
+ * per file, for whichever tool came next. The large set has 4 files and is
+ * removed at once, for disk space.
+ */
+function discardOutput(dir, set) {
+  if (set === 'large') fs.rmSync(dir, { recursive: true, force: true });
+  else fs.renameSync(dir, `${dir}.done-${process.hrtime.bigint()}`);
+}
+
 async function runOurs(tmp, set, urls, workers) {
   const cacheDir = path.join(tmp, `ours-${set}`);
   const urlsFile = path.join(tmp, `${set}.urls`);
@@ -236,13 +305,29 @@ async function runOurs(tmp, set, urls, workers) {
   try {
     // --profile DIR: a V8 CPU profile of our side (open → downloads → close) per run.
     const prof = args.profile ? ['--cpu-prof', '--cpu-prof-dir', String(args.profile)] : [];
-    const { out } = await run(process.execPath, [
+    const wrap = process.env.BENCH_WRAP ? process.env.BENCH_WRAP.split(' ') : [];
+    const { out } = await run(wrap[0] ?? process.execPath, [
+      ...wrap.slice(1), ...(wrap.length ? [process.execPath] : []),
       ...prof,
       fileURLToPath(import.meta.url), '--child', '--urls-file', urlsFile, '--cache-dir', cacheDir, '--workers', String(workers),
     ]);
     return JSON.parse(out.trim().split('\n').pop());
   } finally {
-    fs.rmSync(cacheDir, { recursive: true, force: true });
+    if (fs.existsSync(cacheDir)) discardOutput(cacheDir, set);
+  }
+}
+
+async function runBareNode(tmp, set, urls, workers) {
+  const outDir = path.join(tmp, `bare-${set}`);
+  const urlsFile = path.join(tmp, `${set}.urls`);
+  fs.writeFileSync(urlsFile, urls.join('\n') + '\n');
+  try {
+    const { out } = await run(process.execPath, [
+      fileURLToPath(import.meta.url), '--bare-node', '--urls-file', urlsFile, '--out-dir', outDir, '--workers', String(workers),
+    ]);
+    return JSON.parse(out.trim().split('\n').pop());
+  } finally {
+    if (fs.existsSync(outDir)) discardOutput(outDir, set);
   }
 }
 
@@ -265,7 +350,7 @@ async function runCurl(tmp, set, urls, names, workers, { durable = false } = {})
     const { ms, cpuMs } = await runWithChildCpu(script, curlArgs);
     return { ms, cpuMs, ...dirBytes(outDir) };
   } finally {
-    fs.rmSync(outDir, { recursive: true, force: true });
+    discardOutput(outDir, set);
   }
 }
 
@@ -308,7 +393,7 @@ async function runCurlHash(tmp, set, urls, names, expected) {
     const bytes = files.reduce((n, f) => n + fs.statSync(path.join(outDir, f)).size, 0);
     return { ms, cpuMs, files: files.length, bytes };
   } finally {
-    fs.rmSync(outDir, { recursive: true, force: true });
+    discardOutput(outDir, set);
   }
 }
 
@@ -354,7 +439,9 @@ async function main() {
       const peer = [];
       const withPeer = curl && set === 'large' && !args['no-curl-hash'];
       const withSync = curl && !args['no-curl-sync'];
+      const withBare = set === 'small' && !args['no-bare-node'];
       const durable = [];
+      const bare = [];
       // Each run starts on a quiet disk, and the order alternates (ours first
       // on even runs, curl first on odd ones), so neither side pays for the
       // other's writeback or deletes.
@@ -377,6 +464,12 @@ async function main() {
           if (k.files !== d.names.length || k.bytes !== d.bytes) throw new Error(`curl+sync wrote ${k.files} files, ${k.bytes} bytes`);
           durable.push(k);
         }
+        if (withBare) {
+          await settleDisk();
+          const k = await runBareNode(tmp, set, urls, c.workers);
+          if (k.files !== d.names.length || k.bytes !== d.bytes) throw new Error(`bare Node wrote ${k.files} files, ${k.bytes} bytes`);
+          bare.push(k);
+        }
         if (!withPeer) return;
         await settleDisk();
         const k = await runCurlHash(tmp, set, urls, d.names, d.digests);
@@ -384,8 +477,10 @@ async function main() {
         peer.push(k);
       };
       for (let r = 0; r < runs; r++) {
-        if (!curl) await runOursOnce();
-        else if (r % 2 === 0) {
+        if (!curl) {
+          await runOursOnce();
+          await runPeerOnce();
+        } else if (r % 2 === 0) {
           await runOursOnce();
           await runCurlOnce();
           await runPeerOnce();
@@ -410,6 +505,12 @@ async function main() {
         res.curlSyncMs = Math.round(median(durable.map((k) => k.ms)));
         res.curlSyncRatio = +(oMs / median(durable.map((k) => k.ms))).toFixed(2);
       }
+      if (bare.length) {
+        res.bareNodeMs = Math.round(median(bare.map((k) => k.ms)));
+        res.bareNodeCpuMs = Math.round(median(bare.map((k) => k.cpuMs)));
+        res.bareNodeRatio = +(oMs / res.bareNodeMs).toFixed(2);
+        if (kMs) res.bareNodeVsCurl = +(res.bareNodeMs / kMs).toFixed(2);
+      }
       if (peer.length) {
         res.curlHashMs = Math.round(median(peer.map((k) => k.ms)));
         res.curlHashCpuMs = peer.every((k) => k.cpuMs !== undefined) ? Math.round(median(peer.map((k) => k.cpuMs))) : undefined;
@@ -433,6 +534,13 @@ async function main() {
             ` (${(d.names.length / (res.curlSyncMs / 1000)).toFixed(0)} files/s) | ratio ${res.curlSyncRatio}x`,
         );
       }
+      if (res.bareNodeMs !== undefined) {
+        console.log(
+          `      bare Node (undici request, MD5 + SHA-256, write, fdatasync, rename; nothing else): ${fmtMs(res.bareNodeMs)}` +
+            ` (${(d.names.length / (res.bareNodeMs / 1000)).toFixed(0)} files/s), CPU ${fmtMs(res.bareNodeCpuMs)}` +
+            `${res.bareNodeVsCurl !== undefined ? ` = ${res.bareNodeVsCurl}x curl` : ''} | ours ${res.bareNodeRatio}x bare Node`,
+        );
+      }
       if (res.curlHashMs !== undefined) {
         console.log(
           `      same work (curl, then md5sum + openssl sha256 of each file): ${fmtMs(res.curlHashMs)} (${mbps(d.bytes, res.curlHashMs)} MiB/s)` +
@@ -448,4 +556,5 @@ async function main() {
 }
 
 if (args.child) await childMain();
+else if (args['bare-node']) await bareNodeMain();
 else await main();

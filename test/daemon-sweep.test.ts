@@ -12,6 +12,7 @@ import { startDaemon, type DaemonHandle } from './helpers/daemon.js';
 import { REPO_ROOT } from './helpers/build.js';
 import { startOrigin, fixture, type Origin } from './helpers/origin.js';
 import { waitFor } from './helpers/wait.js';
+import { IndexDb } from '../src/core/index-db.js';
 import type { SweepReport } from '../src/core/protocol.js';
 import type { MediaRecord } from '../src/core/types.js';
 
@@ -140,6 +141,11 @@ t.test('a shard full of garbage: kept aside as *.corrupt-*, its files adopted ba
   const d = await startDaemon(t);
   const recs = await addAll(d, o);
   await d.stop();
+  // The daemon leaves a small journal at shutdown; fold it into the shards
+  // (what a compaction does once the journal grows) so there is a shard to damage.
+  const folded = await IndexDb.open(path.join(d.cacheDir, 'index'));
+  await folded.close();
+  t.notOk(fs.existsSync(path.join(d.cacheDir, 'index', 'journal.jsonl')), 'journal folded into the shards');
   const victim = recs[1];
   // The shard holding the victim: named after its md5's leading hex digits (format is the index's business).
   const recordsDir = path.join(d.cacheDir, 'index', 'records');

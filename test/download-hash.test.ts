@@ -1,6 +1,15 @@
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { BATCH, INLINE_MAX, MAX_IN_FLIGHT, StreamHasher, StreamHashPool, type StreamDigests } from '../src/core/download-hash.js';
+import {
+  BATCH,
+  INLINE_MAX,
+  INLINE_MAX_CHUNKS,
+  MAX_IN_FLIGHT,
+  StreamHasher,
+  StreamHashPool,
+  defaultHashThreads,
+  type StreamDigests,
+} from '../src/core/download-hash.js';
 
 const digests = (b: Uint8Array): StreamDigests => ({
   md5: createHash('md5').update(b).digest('hex'),
@@ -32,6 +41,28 @@ t.test('small bodies (inline) and large bodies (worker) give the real MD5 and SH
     ['3 MiB in one chunk', randomBytes(3 * 1024 * 1024 + 5), 4 * 1024 * 1024],
   ];
   for (const [name, data, chunk] of cases) t.same(await feed(data, chunk), digests(data), name);
+});
+
+t.test('a trickle of tiny chunks goes to a worker once it passes INLINE_MAX_CHUNKS, with the right digests', async (t) => {
+  const pool = new StreamHashPool({ threads: 1 });
+  t.teardown(() => pool.terminate());
+  const h = new StreamHasher(pool);
+  // 128-byte chunks: the limit is reached at exactly one BATCH, which then goes out at once.
+  t.equal(INLINE_MAX_CHUNKS * 128, BATCH);
+  const data = randomBytes((INLINE_MAX_CHUNKS + 1000) * 128);
+  t.ok(data.length < INLINE_MAX, 'under the byte limit: only the chunk count moves it');
+  let movedAt = -1;
+  let i = 0;
+  const d = await feed(data, 128, h, (x) => {
+    if (movedAt < 0 && x.threadId !== undefined) movedAt = i;
+    i++;
+  });
+  t.equal(movedAt, INLINE_MAX_CHUNKS - 1, 'moved to a worker at the chunk that reached the limit, far below INLINE_MAX bytes');
+  t.same(d, digests(data));
+});
+
+t.test('default hash threads leave the main thread a core: 1 on 1-2 cores, 2 from 3 cores', async (t) => {
+  t.same([1, 2, 3, 4, 64].map((c) => defaultHashThreads(c)), [1, 1, 2, 2, 2]);
 });
 
 t.test('a body under INLINE_MAX never touches a worker', async (t) => {

@@ -85,3 +85,21 @@ t.test('HashSink: a body aborted mid-way releases its hash worker', async (t) =>
     'worker released',
   );
 });
+
+t.test('HashSink: a trickle of tiny chunks is written once 1,024 chunks are held, long before the 512 KiB write batch', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'trickle.part');
+  const fh = await fsp.open(file, 'wx');
+  t.teardown(() => fh.close());
+  const sink = new HashSink(fh.fd, { maxFileSize: 1 << 30, url: 'http://x/t', total: undefined, onProgress: undefined });
+  const src = new PassThrough({ highWaterMark: 1 });
+  const done = pipeline(src, sink);
+  const body = mp4(11_000, 6);
+  for (let off = 0; off < body.length; off += 10) src.write(body.subarray(off, off + 10));
+  await waitFor(async () => (await fsp.stat(file)).size >= 10_240, { what: 'the first 1,024 chunks on disk before the body ends' });
+  src.end();
+  await done;
+  t.equal(sink.bytes, body.length);
+  t.ok((await fsp.readFile(file)).equals(body), 'file written whole');
+  t.equal(sink.result().md5, createHash('md5').update(body).digest('hex'));
+});

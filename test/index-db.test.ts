@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
-import { IndexDb } from '../src/core/index-db.js';
+import { IndexDb, SCHEMA_VERSION } from '../src/core/index-db.js';
 import { MediaCacheError } from '../src/core/errors.js';
 import type { StoredRecord } from '../src/core/types.js';
 import { waitFor } from './helpers/wait.js';
@@ -270,6 +270,48 @@ t.test('findByPrefix: shard-local, short, ambiguous, invalid', async (t) => {
   await db.close();
 });
 
+t.test('closeCompactBytes: close leaves a small journal for the next open, and compacts a big one', async (t) => {
+  const dir = t.testdir();
+  const db = await IndexDb.open(dir, { closeCompactBytes: 64 * 1024 });
+  const recs = Array.from({ length: 20 }, (_, i) => rec(`s${i}`));
+  for (const r of recs) db.put(r);
+  await db.close();
+  t.equal(db.diagnostics.shardWrites, 0, 'no shard written at close');
+  t.equal(db.diagnostics.compactions, 0);
+  t.same(shardFileNames(dir), []);
+  t.ok(existsSync(join(dir, JOURNAL)), 'the journal stays');
+  t.equal(readJournal(join(dir, JOURNAL)).tail, '', 'every batch committed');
+
+  const again = await IndexDb.open(dir, { closeCompactBytes: 64 * 1024 });
+  t.equal(again.size, 20, 'the next open replays it');
+  for (const r of recs) t.same(again.get(r.md5), r);
+  // Past the threshold, close compacts as always.
+  const big = Array.from({ length: 400 }, (_, i) => rec(`b${i}`, { urls: [`http://example.test/${'x'.repeat(200)}/${i}`] }));
+  for (const r of big) again.put(r);
+  await again.flush();
+  t.ok(again.diagnostics.journalBytes >= 64 * 1024, 'journal now over the threshold');
+  await again.close();
+  t.equal(again.diagnostics.compactions, 1);
+  t.notOk(existsSync(join(dir, JOURNAL)), 'journal compacted away');
+  t.equal(inShards(dir).size, 420, 'the shards alone hold everything');
+});
+
+t.test('a version-1 index (shards only) is marked version 2 at open, before anything is journaled', async (t) => {
+  const dir = t.testdir();
+  const db = await IndexDb.open(dir);
+  const old = rec('v1');
+  db.put(old);
+  await db.close();
+  writeFileSync(join(dir, 'meta.json'), JSON.stringify({ schemaVersion: 1, shardDigits: 2, createdAt: '2026-01-01T00:00:00.000Z' }));
+  const again = await IndexDb.open(dir);
+  const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8'));
+  t.equal(meta.schemaVersion, 2, 'upgraded on disk at open');
+  t.equal(meta.createdAt, '2026-01-01T00:00:00.000Z', 'the rest of meta kept');
+  t.notOk(existsSync(join(dir, JOURNAL)), 'nothing journaled yet');
+  t.same(again.get(old.md5), old);
+  await again.close();
+});
+
 t.test('writes are coalesced: many puts, one journal append; shards written at close', async (t) => {
   const dir = t.testdir();
   const db = await IndexDb.open(dir, { flushDelayMs: 100 });
@@ -364,7 +406,7 @@ t.test('reopen reads everything back, with stats and url map', async (t) => {
     if (again.md5ForUrl(r.urls[1]) !== r.md5) t.fail(`url map for ${r.urls[1]}`);
   }
   const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8'));
-  t.equal(meta.schemaVersion, 1);
+  t.equal(meta.schemaVersion, SCHEMA_VERSION);
   await again.close();
 });
 
@@ -412,7 +454,7 @@ t.test('damaged meta.json and stale temp files', async (t) => {
   t.equal(again.recovered.length, 1);
   t.match(again.recovered[0], /meta\.json\.corrupt-/);
   t.equal(again.size, 1, 'records survive a damaged meta.json');
-  t.equal(JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')).schemaVersion, 1, 'meta rewritten');
+  t.equal(JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')).schemaVersion, SCHEMA_VERSION, 'meta rewritten');
   t.notOk(existsSync(join(dir, 'records', '.tmp-00.jsonl-999999999-1')), 'temp file of a dead writer removed');
   await again.close();
 });

@@ -23,7 +23,7 @@ import { parseMediaUrl } from './url.js';
 import { createDispatcher, fetchToTmp, type Fetched } from './download.js';
 import { withRetries } from './retry.js';
 import { commitTmp, ensureCacheLayout, removeDeadTmp, storePath, tmpDirOf } from './store.js';
-import { IndexDb } from './index-db.js';
+import { CLOSE_COMPACT_BYTES, IndexDb } from './index-db.js';
 import { hashFile, type FileHashes } from './hash-file.js';
 import { acquireCacheLock, type CacheLock } from './cache-lock.js';
 import { KeyedMutex, Semaphore } from './cache-locks.js';
@@ -108,6 +108,7 @@ export class MediaCache {
       if (orphans > 0) o.logger.info(`removed ${orphans} partial download(s) left by a dead process`, { tmpDir });
       const index = await IndexDb.open(o.indexDir, {
         logger: o.logger,
+        closeCompactBytes: CLOSE_COMPACT_BYTES,
         ...(opts.flushDelayMs !== undefined ? { flushDelayMs: opts.flushDelayMs } : {}),
       });
       const own = opts.dispatcher === undefined;

@@ -18,6 +18,8 @@ const PROGRESS_MIN_MS = 100;
 const PROGRESS_MIN_BYTES = 1024 * 1024;
 const SINK_HIGH_WATER = 1024 * 1024;
 const WRITE_BATCH = 512 * 1024;
+/** Also write once this many chunks are held (a trickling origin's tiny reads would cost more in Buffer objects than in bytes). */
+const WRITE_BATCH_CHUNKS = 1024;
 
 export interface SinkOptions {
   maxFileSize: number;
@@ -86,7 +88,7 @@ export class HashSink extends Writable {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
     }
-    if (this.pendingBytes < WRITE_BATCH) return this.hasher.drained(cb);
+    if (this.pendingBytes < WRITE_BATCH && this.pending.length < WRITE_BATCH_CHUNKS) return this.hasher.drained(cb);
     this.flushWrites((e) => (e ? cb(e) : this.hasher.drained(cb)));
   }
 
