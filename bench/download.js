@@ -322,7 +322,9 @@ async function runBareNode(tmp, set, urls, workers) {
   const urlsFile = path.join(tmp, `${set}.urls`);
   fs.writeFileSync(urlsFile, urls.join('\n') + '\n');
   try {
-    const { out } = await run(process.execPath, [
+    const wrap = process.env.BENCH_WRAP_BARE ? process.env.BENCH_WRAP_BARE.split(' ') : [];
+    const { out } = await run(wrap[0] ?? process.execPath, [
+      ...wrap.slice(1), ...(wrap.length ? [process.execPath] : []),
       fileURLToPath(import.meta.url), '--bare-node', '--urls-file', urlsFile, '--out-dir', outDir, '--workers', String(workers),
     ]);
     return JSON.parse(out.trim().split('\n').pop());

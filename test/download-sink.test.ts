@@ -7,6 +7,8 @@ import path from 'node:path';
 import { HashSink } from '../src/core/download-sink.js';
 import { sharedHashPool } from '../src/core/download-hash.js';
 import { waitFor } from './helpers/wait.js';
+import { FIXTURE_DIR } from './helpers/origin.js';
+import { imageDimensions } from '../src/core/sniff.js';
 
 /** An MP4 (ftyp + mdat) of `size` random-ish bytes, as the download bench serves. */
 function mp4(size: number, seed: number): Buffer {
@@ -102,4 +104,29 @@ t.test('HashSink: a trickle of tiny chunks is written once 1,024 chunks are held
   t.equal(sink.bytes, body.length);
   t.ok((await fsp.readFile(file)).equals(body), 'file written whole');
   t.equal(sink.result().md5, createHash('md5').update(body).digest('hex'));
+});
+
+t.test('HashSink: JPEG dimensions behind 100 KiB of EXIF and comments, in socket-sized chunks', async (t) => {
+  const base = await fsp.readFile(path.join(FIXTURE_DIR, 'sample.jpg'));
+  const seg = (marker: number, len: number): Buffer => {
+    const b = Buffer.alloc(4 + len, 0x5a);
+    b[0] = 0xff;
+    b[1] = marker;
+    b.writeUInt16BE(len + 2, 2);
+    return b;
+  };
+  const jpg = Buffer.concat([base.subarray(0, 2), seg(0xe1, 60_000), seg(0xfe, 40_000), base.subarray(2)]);
+  const want = imageDimensions(base);
+  t.ok(want);
+  const dir = t.testdir();
+  for (const chunk of [1_000, 16_384, 65_536]) {
+    const fh = await fsp.open(path.join(dir, `${chunk}.part`), 'wx');
+    try {
+      const sink = new HashSink(fh.fd, { maxFileSize: 1 << 30, url: 'http://x/j', total: jpg.length, onProgress: undefined });
+      await pipeline(chunked(jpg, chunk), sink);
+      t.same(sink.result().dims, want, `dims with ${chunk}-byte chunks`);
+    } finally {
+      await fh.close();
+    }
+  }
 });

@@ -1,7 +1,7 @@
 import t from 'tap';
 import fs from 'node:fs';
 import { imageSize } from 'image-size';
-import { sniff, sniffKey, imageDimensions, SNIFF_BYTES, SNIFF_TYPES } from '../src/core/sniff.js';
+import { sniff, sniffKey, imageDimensions, jpegHeadNeeded, SNIFF_BYTES, SNIFF_TYPES } from '../src/core/sniff.js';
 import { TYPE_DIRS } from '../src/core/types.js';
 import { fixture, FIXTURE_DIR } from './helpers/origin.js';
 
@@ -226,4 +226,37 @@ t.test('imageDimensions never reads past its view', async (t) => {
   t.equal(imageDimensions(png.subarray(0, 16)), undefined);
   t.same(imageDimensions(png.subarray(0, 24)), { width: 40, height: 30 });
   t.equal(imageDimensions(enc('not an image')), undefined);
+});
+
+/** A JPEG with `len` bytes of segment `marker` (COM, APP1…) inserted right after SOI. */
+function jpegWithSegment(base: Buffer, marker: number, len: number): Buffer {
+  const seg = Buffer.alloc(4 + len, 0xab);
+  seg[0] = 0xff;
+  seg[1] = marker;
+  seg.writeUInt16BE(len + 2, 2);
+  return Buffer.concat([base.subarray(0, 2), seg, base.subarray(2)]);
+}
+
+t.test('jpegHeadNeeded: exactly the bytes image-size needs, found by walking the segments', async (t) => {
+  const base = fixture('sample.jpg');
+  const dims = imageDimensions(base);
+  t.ok(dims, 'the fixture has dimensions');
+  for (const [name, jpg] of [
+    ['the fixture', base],
+    ['a 30,000-byte comment first', jpegWithSegment(base, 0xfe, 30_000)],
+    ['a 65,000-byte APP1 and a 20,000-byte APP2 first', jpegWithSegment(jpegWithSegment(base, 0xe2, 20_000), 0xe1, 65_000)],
+  ] as const) {
+    const need = jpegHeadNeeded(jpg);
+    t.ok(need !== undefined && need <= jpg.length, `${name}: found`);
+    t.same(imageDimensions(jpg.subarray(0, need)), dims, `${name}: ${need} bytes are enough`);
+    t.equal(imageDimensions(jpg.subarray(0, need! - 1)), undefined, `${name}: one byte fewer is not`);
+    // With a head cut short, a lower bound that is more than the head holds.
+    const short = jpg.subarray(0, 1000);
+    const bound = jpegHeadNeeded(short);
+    if (need! > 1000) t.ok(bound !== undefined && bound > 1000 && bound <= need!, `${name}: lower bound ${bound} from 1,000 bytes`);
+  }
+  t.equal(jpegHeadNeeded(fixture('sample.png')), undefined, 'not a JPEG');
+  t.equal(jpegHeadNeeded(Buffer.from([0xff, 0xd8, 0x00, 0x01, 0x02, 0x03])), undefined, 'no marker after SOI');
+  t.equal(jpegHeadNeeded(Buffer.from([0xff, 0xd8, 0xff, 0xda, 0x00, 0x08])), undefined, 'scan data before a frame header');
+  t.equal(jpegHeadNeeded(Buffer.from([0xff, 0xd8])), 6, 'SOI alone: at least the next marker');
 });

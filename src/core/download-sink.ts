@@ -11,7 +11,7 @@
 import { writev, write } from 'node:fs';
 import { Writable } from 'node:stream';
 import { MediaCacheError } from './errors.js';
-import { sniff, imageDimensions, SNIFF_BYTES, IMAGE_HEAD_CAP, type Sniffed } from './sniff.js';
+import { sniff, imageDimensions, jpegHeadNeeded, SNIFF_BYTES, IMAGE_HEAD_CAP, type Sniffed } from './sniff.js';
 import { StreamHasher, type StreamDigests } from './download-hash.js';
 
 const PROGRESS_MIN_MS = 100;
@@ -186,13 +186,15 @@ export class HashSink extends Writable {
     // a JPEG with a long comment before its frame header costs a few
     // parses instead of one per socket read.
     if (this.headLen < this.head.length && this.headLen < IMAGE_HEAD_CAP) return undefined;
-    this.dims = imageDimensions(this.head.subarray(0, this.headLen));
+    const head = this.head.subarray(0, this.headLen);
+    const need = this.sniffed!.extension === '.jpg' ? jpegHeadNeeded(head) : undefined;
+    this.dims = need !== undefined && need > this.headLen ? undefined : imageDimensions(head);
     if (this.dims) {
       this.wantDims = false;
     } else if (this.headLen >= IMAGE_HEAD_CAP) {
       this.wantDims = false;
     } else if (this.headLen === this.head.length) {
-      const bigger = Buffer.allocUnsafe(Math.min(IMAGE_HEAD_CAP, this.head.length * 4));
+      const bigger = Buffer.allocUnsafe(Math.min(IMAGE_HEAD_CAP, Math.max(this.head.length * 4, need ?? 0)));
       this.head.copy(bigger, 0, 0, this.headLen);
       this.head = bigger;
       const rest = chunk.subarray(n);

@@ -108,6 +108,37 @@ export function sniffKey(b: Uint8Array): SniffKey | undefined {
  * undefined when the bytes are not enough or not understood; the caller may
  * retry with a longer head (up to IMAGE_HEAD_CAP) and then gives up.
  */
+/**
+ * How many leading bytes of a JPEG reach through its frame header (SOFn),
+ * found by walking the segment lengths, so that image-size is asked once
+ * with enough bytes instead of failing (a thrown error each time) at every
+ * smaller head; EXIF, ICC profiles and comments often come first and run to
+ * tens of KiB. While the walk runs out of bytes this is a lower bound (the
+ * next marker's end); undefined when the bytes do not walk as JPEG segments
+ * (image-size then decides, as for any other type).
+ */
+export function jpegHeadNeeded(b: Uint8Array): number | undefined {
+  if (b.length < 2 || b[0] !== 0xff || b[1] !== 0xd8) return undefined;
+  let i = 2;
+  for (;;) {
+    if (i + 4 > b.length) return i + 4;
+    if (b[i] !== 0xff) return undefined;
+    const m = b[i + 1];
+    if (m === 0xff) {
+      i++; // fill byte
+      continue;
+    }
+    // SOFn (not DHT C4, JPG C8, DAC CC): marker, length, precision, height, width
+    if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) return i + 9;
+    if (m === 0x01 || (m >= 0xd0 && m <= 0xd7)) {
+      i += 2; // standalone markers carry no length
+      continue;
+    }
+    if (m === 0xd8 || m === 0xd9 || m === 0xda) return undefined; // SOI, EOI, scan data before any frame header
+    i += 2 + ((b[i + 2] << 8) | b[i + 3]);
+  }
+}
+
 export function imageDimensions(head: Uint8Array): { width: number; height: number } | undefined {
   // image-size's readers build DataViews without a length and read past a
   // subarray's end into whatever shares its ArrayBuffer (pooled Buffers), so
