@@ -38,9 +38,9 @@
  *
  * Compaction: when the journal passes compactBytes (default: an eighth of
  * the shards' size, at least 8 MiB, at most 32 MiB; see compactThreshold),
- * and at close() unless the journal is under closeCompactBytes, the shards changed since the last compaction are written
- * the durable way (temp + fsync + rename, one directory fsync), then the
- * journal is dropped. The journal is first RENAMED to
+ * and at close() unless the journal is under closeCompactBytes, the shards
+ * changed since the last compaction are written the durable way (temp +
+ * fsync + rename, one directory fsync), then the journal is dropped. The journal is first RENAMED to
  * journal.compacting.jsonl (the rotation, between two appends), so appends
  * go on into a new journal.jsonl while the shards are written in the
  * background (each shard serialized in one step of a few ms at 1M records,
@@ -372,7 +372,8 @@ export class IndexDb {
    * Flush, stop accepting changes, and compact: the shards get every change
    * and the journal goes, so a closed index is its shards alone, unless the
    * journal is under closeCompactBytes (it then stays, durable, and the next
-   * open replays it; an unfinished compaction is finished in any case). Idempotent.
+   * open replays it; an unfinished compaction is finished in any case).
+   * Idempotent.
    * A failed compaction is logged, not thrown: the journal still holds every
    * change and the next open replays it.
    */
