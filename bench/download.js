@@ -10,10 +10,11 @@
 // (--no-curl-hash); "bare Node": the least a durable Node downloader must do
 // per file (undici request, MD5 + SHA-256, write, fdatasync, rename; no
 // index, no sniffing, no limits) with the same parallelism (--no-bare-node),
-// and for the large set the same without hashing (Node's own I/O cost). Each timed run starts on a settled disk; the order of
-// ours and the peers alternates between runs; medians are printed.
+// and for the large set the same without hashing (Node's own I/O cost).
+// Each timed run starts on a settled disk; the order of ours and the peers
+// alternates between runs; medians are printed.
 // BENCH_WRAP="strace -f -c -o FILE" (or "perf record -g -o FILE") runs our
-// side under that command.
+// side under that command; BENCH_WRAP_BARE the bare Node peer.
 //
 // The origin runs in its own process (bench/origin.js); our side runs in a
 // child process too, so its peak RSS (VmHWM) is measured alone. Test data is
@@ -310,6 +311,12 @@ function discardOutput(dir, set) {
   else fs.renameSync(dir, `${dir}.done-${process.hrtime.bigint()}`);
 }
 
+/** `node argv`, or under the command in env var `wrapVar` (strace, perf): [command, args]. */
+function nodeCommand(wrapVar, argv) {
+  const wrap = process.env[wrapVar] ? process.env[wrapVar].split(' ') : [];
+  return wrap.length ? [wrap[0], [...wrap.slice(1), process.execPath, ...argv]] : [process.execPath, argv];
+}
+
 async function runOurs(tmp, set, urls, workers) {
   const cacheDir = path.join(tmp, `ours-${set}`);
   const urlsFile = path.join(tmp, `${set}.urls`);
@@ -317,12 +324,10 @@ async function runOurs(tmp, set, urls, workers) {
   try {
     // --profile DIR: a V8 CPU profile of our side (open → downloads → close) per run.
     const prof = args.profile ? ['--cpu-prof', '--cpu-prof-dir', String(args.profile)] : [];
-    const wrap = process.env.BENCH_WRAP ? process.env.BENCH_WRAP.split(' ') : [];
-    const { out } = await run(wrap[0] ?? process.execPath, [
-      ...wrap.slice(1), ...(wrap.length ? [process.execPath] : []),
+    const { out } = await run(...nodeCommand('BENCH_WRAP', [
       ...prof,
       fileURLToPath(import.meta.url), '--child', '--urls-file', urlsFile, '--cache-dir', cacheDir, '--workers', String(workers),
-    ]);
+    ]));
     return JSON.parse(out.trim().split('\n').pop());
   } finally {
     if (fs.existsSync(cacheDir)) discardOutput(cacheDir, set);
@@ -334,12 +339,10 @@ async function runBareNode(tmp, set, urls, workers, { hash = true } = {}) {
   const urlsFile = path.join(tmp, `${set}.urls`);
   fs.writeFileSync(urlsFile, urls.join('\n') + '\n');
   try {
-    const wrap = process.env.BENCH_WRAP_BARE ? process.env.BENCH_WRAP_BARE.split(' ') : [];
-    const { out } = await run(wrap[0] ?? process.execPath, [
-      ...wrap.slice(1), ...(wrap.length ? [process.execPath] : []),
+    const { out } = await run(...nodeCommand('BENCH_WRAP_BARE', [
       fileURLToPath(import.meta.url), '--bare-node', '--urls-file', urlsFile, '--out-dir', outDir, '--workers', String(workers),
       ...(hash ? [] : ['--no-hash']),
-    ]);
+    ]));
     return JSON.parse(out.trim().split('\n').pop());
   } finally {
     if (fs.existsSync(outDir)) discardOutput(outDir, set);
