@@ -39,6 +39,9 @@ export interface HashOutcome extends Sha256Outcome {
   md5: string;
 }
 
+/** Either answer: the MD5 is there when it was asked for. */
+export type AnyHashOutcome = Sha256Outcome & { md5?: string };
+
 export interface HashPoolOptions {
   /** Worker threads (default 2). */
   threads?: number;
@@ -167,7 +170,7 @@ const WORKER_SOURCE = `(${workerMain.toString()})()`;
 const QUEUE_DEPTH = 2;
 
 interface Pending {
-  resolve: (v: Sha256Outcome | HashOutcome | undefined) => void;
+  resolve: (v: AnyHashOutcome | undefined) => void;
   reject: (e: unknown) => void;
   worker: Slot;
 }
@@ -234,7 +237,7 @@ export class HashPool {
     return this.submit(path, opts.headBytes ?? 0, false);
   }
 
-  private submit(path: string, headBytes: number, md5: boolean): Promise<Sha256Outcome | HashOutcome | undefined> {
+  private submit(path: string, headBytes: number, md5: boolean): Promise<AnyHashOutcome | undefined> {
     if (this.closed) return Promise.reject(new MediaCacheError('E_ABORTED', 'hash pool is closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ msg: { id: this.nextId++, path, headBytes, md5 }, p: { resolve, reject } });
@@ -324,7 +327,7 @@ export class HashPool {
       this.pending.delete(m.id);
       switch (m.kind) {
         case 'ok': {
-          const out: Sha256Outcome & { md5?: string } = { sha256: m.sha256, size: m.size, ino: m.ino, mtimeMs: m.mtimeMs };
+          const out: AnyHashOutcome = { sha256: m.sha256, size: m.size, ino: m.ino, mtimeMs: m.mtimeMs };
           if (m.md5 !== undefined) out.md5 = m.md5;
           if (m.head) out.head = m.head;
           p.resolve(out);

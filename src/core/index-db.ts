@@ -516,7 +516,7 @@ export class IndexDb {
     const md5s = [...this.pending];
     this.pending.clear();
     // Built now, before any await: the batch is this instant's state.
-    const lines = md5s.map((m) => this.state.rowOf(m) ?? tombstoneLine(m));
+    const lines = md5s.map((m) => this.state.row(m) ?? tombstoneLine(m));
     try {
       await this.journal.append((atStart) => journalBatch(lines, atStart));
     } catch (e) {
@@ -535,7 +535,7 @@ export class IndexDb {
     await mkdir(join(this.dir, 'records'), { recursive: true });
     await this.meta.write();
     this.metaDirty = false;
-    for (let i = 0; i < SHARD_COUNT; i++) if (this.state.shardSize(i) > 0) this.compactSet.add(i);
+    this.markEveryShard();
     for (const i of this.unCompacted) this.compactSet.add(i);
     this.unCompacted.clear();
     this.compactingFile = true; // whatever journal is left, the full rewrite covers it
@@ -552,7 +552,8 @@ export class IndexDb {
    * entries spread over the md5 space, all of them, i.e. the whole index.
    * An eighth of the shards' size bounds compaction writes to ~8x the
    * journaled bytes; the 8 MiB floor (~25k records) means a small index
-   * (2,000 records are 0.6 MiB of shards) only compacts at close; the 32 MiB
+   * (2,000 records are 0.6 MiB of shards) only compacts at close (and not
+   * even then while its journal is under closeCompactBytes); the 32 MiB
    * cap (reached at ~1M records) keeps the worst-case replay at open under
    * ~2 s on top of the ~5 s the shards take (bench/index-scale.js measures
    * both). A sweep refreshing verifiedAt on all of 1M records journals
@@ -627,7 +628,7 @@ export class IndexDb {
       // records/ vanished: every shard is gone, not just the ones compacted.
       this.logger.warn('index: records directory missing while compacting; rewriting every shard from memory', { dir: this.dir });
       await mkdir(join(this.dir, 'records'), { recursive: true });
-      for (let i = 0; i < SHARD_COUNT; i++) if (this.state.shardSize(i) > 0) this.compactSet.add(i);
+      this.markEveryShard();
       errors = await this.writeShards();
     }
     if (errors.length > 0) throw toMediaCacheError(errors[0]);
@@ -640,6 +641,11 @@ export class IndexDb {
     }
     this.diagnostics.compactions++;
     this.diagnostics.lastCompactionMs = performance.now() - t0;
+  }
+
+  /** Queue every non-empty shard for writing (the shards on disk are gone). */
+  private markEveryShard(): void {
+    for (let i = 0; i < SHARD_COUNT; i++) if (this.state.shardSize(i) > 0) this.compactSet.add(i);
   }
 
   /**

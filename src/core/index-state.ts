@@ -50,6 +50,12 @@ export class IndexState {
     return this.chars;
   }
 
+  /** The stored row of `md5` (what a shard holds and the journal appends), undefined when there is none. */
+  row(md5: string): string | undefined {
+    if (typeof md5 !== 'string' || md5.length !== 32) return undefined;
+    return this.shards[shardOf(md5)]?.get(md5);
+  }
+
   get(md5: string): StoredRecord | undefined {
     const row = this.row(md5);
     return row === undefined ? undefined : fromRow(row);
@@ -165,11 +171,6 @@ export class IndexState {
     return structuredClone(this.totals);
   }
 
-  /** The stored row of `md5` (what the journal appends for it), undefined when there is none. */
-  rowOf(md5: string): string | undefined {
-    return this.row(md5);
-  }
-
   /** The rows of shard i, as they are now (what a write of that shard persists). */
   shardRows(i: number): string[] {
     return [...this.shards[i].values()];
@@ -207,11 +208,6 @@ export class IndexState {
   }
 
   // ---- internals ----
-
-  private row(md5: string): string | undefined {
-    if (typeof md5 !== 'string' || md5.length !== 32) return undefined;
-    return this.shards[shardOf(md5)]?.get(md5);
-  }
 
   /**
    * Take a record that is being replaced out of the stats and the url map.

@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { toMediaCacheError } from './errors.js';
-import type { HashPool, Sha256Outcome } from './hash-worker.js';
+import type { AnyHashOutcome, HashPool, Sha256Outcome } from './hash-worker.js';
 import type { IndexDb } from './index-db.js';
 import type { Logger } from './logger.js';
 import type { SweepReport, SweepStepName } from './protocol.js';
@@ -216,14 +216,14 @@ export async function stepRehash(ctx: SweepContext): Promise<boolean> {
       const rec = ctx.cache.index.get(md5);
       return rec && { rec, path: storePath(ctx.cache.cacheDir, rec) };
     },
-    ({ rec, path: p }): Promise<(Sha256Outcome & { md5?: string }) | undefined> =>
+    ({ rec, path: p }): Promise<AnyHashOutcome | undefined> =>
       rec.sha256 ? ctx.pool.hashSha256(p) : ctx.pool.hash(p),
     async ({ rec, path: p }, first) => {
       ctx.progress('rehash', ++done, items.length);
       if (!first) return markMissing(ctx, rec);
       ctx.tally.rehash.count++;
       ctx.tally.rehash.bytes += first.size;
-      const fine = (x: Sha256Outcome & { md5?: string }): boolean =>
+      const fine = (x: AnyHashOutcome): boolean =>
         x.size === rec.fileSize && (!rec.sha256 || x.sha256 === rec.sha256) && (x.md5 === undefined || x.md5 === rec.md5);
       if (!fine(first)) {
         // Both digests for the report (rare: only files that failed).
