@@ -543,7 +543,11 @@ t.test('a failing write keeps the data dirty, rejects flush, and retries until i
   // The disk comes back: the scheduled retry (>= 1 s backoff) rewrites the index from memory.
   rmSync(dir);
   mkdirSync(dir);
-  await waitFor(() => existsSync(join(dir, 'records')) && onDisk(dir).has(b.md5), { timeoutMs: 15_000, what: 'retried write' });
+  // Both: the rewrite writes shards in parallel, so b's may land before a's.
+  await waitFor(() => existsSync(join(dir, 'records')) && onDisk(dir).has(b.md5) && onDisk(dir).has(a.md5), {
+    timeoutMs: 15_000,
+    what: 'retried write',
+  });
   t.same(onDisk(dir).get(b.md5), b);
   t.same(onDisk(dir).get(a.md5), a, 'records flushed before the loss are written again too');
   await db.close();
