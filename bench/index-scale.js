@@ -74,7 +74,7 @@ function synthRecord(i, md5) {
  * records/xx.jsonl), with the index's own row encoder so the format matches.
  */
 async function generate(dir, n, journalMiB) {
-  const { toRow, SHARD_FORMAT, journalBatch, tombstoneLine } = await import('../dist/core/index-record.js');
+  const { toRow, SHARD_FORMAT, journalBatch, tombstoneLine } = await import('../dist/core/entry-index/record-codec.js');
   const shards = Array.from({ length: 16 ** SHARD_DIGITS }, () => []);
   const rnd = randomBytes(16 * n);
   for (let i = 0; i < n; i++) {
@@ -147,8 +147,8 @@ async function withBlockProbe(fn) {
 }
 
 async function measure(dir, iterations) {
-  const { IndexDb } = await import('../dist/core/index-db.js');
-  const { shardOf } = await import('../dist/core/index-record.js');
+  const { IndexDb } = await import('../dist/core/entry-index/index-db.js');
+  const { shardOf } = await import('../dist/core/entry-index/record-codec.js');
   let db;
   const cpu0 = process.cpuUsage();
   const open = await withBlockProbe(async () => {

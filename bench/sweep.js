@@ -40,9 +40,9 @@ const DL_MIB = num('dl-mib', 64);
 const DL_RUNS = Math.max(1, num('dl-runs', 3));
 const SETS = String(args.sets ?? 'rehash,downloads').split(',');
 
-const { MediaCache } = await import('../dist/core/cache.js');
-const { Sweeper } = await import('../dist/core/sweep.js');
-const { HashPool } = await import('../dist/core/hash-worker.js');
+const { MediaCache } = await import('../dist/core/cache/media-cache.js');
+const { Sweeper } = await import('../dist/core/verify/sweep.js');
+const { HashPool } = await import('../dist/core/hash/file-hash-pool.js');
 
 const fmt = (ms) => `${(ms / 1000).toFixed(2)} s`;
 const mbps = (bytes, ms) => (bytes / 1e6 / (ms / 1000)).toFixed(1);

@@ -11,7 +11,7 @@
  * grammar and produces the usage errors. test/client-args.test.ts checks that
  * both parsers agree on every form the fast one accepts.
  */
-import { JOB_STATES, type JobState } from '../core/protocol.js';
+import { JOB_STATES, type JobState } from '../core/protocol/rpc.js';
 
 export type Command =
   | { name: 'add'; urls: string[]; file?: string; wait: boolean; force: boolean }

@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import yargs, { type Argv } from 'yargs';
-import { JOB_STATES, type JobState } from '../core/protocol.js';
+import { JOB_STATES, type JobState } from '../core/protocol/rpc.js';
 import { type Command, type GlobalOptions, type Invocation } from './args.js';
 import { EXIT } from './exit-codes.js';
 

@@ -26,7 +26,7 @@ const CONNECT_TIMEOUT_MS = 3000;
 export async function resolveSocket(given: string | undefined, env: Readonly<Record<string, string | undefined>>): Promise<string> {
   if (given) return given;
   if (env.MEDIACACHE_SOCKET) return env.MEDIACACHE_SOCKET;
-  const { currentPlatformEnv, defaultSocketPath } = await import('../core/paths.js');
+  const { currentPlatformEnv, defaultSocketPath } = await import('../core/util/paths.js');
   return defaultSocketPath({ ...currentPlatformEnv(), env });
 }
 
@@ -34,7 +34,7 @@ export async function resolveSocket(given: string | undefined, env: Readonly<Rec
 export async function socketPathProblem(socketPath: string, platform: NodeJS.Platform = process.platform): Promise<string | undefined> {
   // Every Unix platform allows at least 103 bytes; only longer paths and Windows need the full check.
   if (platform !== 'win32' && Buffer.byteLength(socketPath) <= 103) return undefined;
-  const { checkSocketPath } = await import('../core/paths.js');
+  const { checkSocketPath } = await import('../core/util/paths.js');
   return checkSocketPath(socketPath, platform);
 }
 

@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { AddItem, EventName, RpcEvent } from '../core/protocol.js';
+import type { AddItem, EventName, RpcEvent } from '../core/protocol/rpc.js';
 import type { Command, GlobalOptions } from './args.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import type { OutStream } from './progress.js';
@@ -80,7 +80,7 @@ async function collectUrls(cmd: Extract<Command, { name: 'add' }>, io: CliIO): P
       throw new UsageError(`cannot read ${cmd.file === '-' ? 'stdin' : cmd.file}: ${e instanceof Error ? e.message : String(e)}`);
     }
     // Loaded only here: pure, and small, but the hot commands do not need it.
-    const { parseUrlsFile } = await import('../core/urls-file.js');
+    const { parseUrlsFile } = await import('../core/util/urls-file.js');
     const where = cmd.file === '-' ? 'stdin' : cmd.file;
     for (const l of parseUrlsFile(text)) {
       if (l.url !== undefined) urls.push(l.url);

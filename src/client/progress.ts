@@ -8,8 +8,8 @@
  * It writes to an injected stream ({write, isTTY, columns}) and takes an
  * injected clock, so tests drive it with a fake stream and read the text.
  */
-import { formatSize } from '../core/format.js';
-import type { AddItem, RpcEvent } from '../core/protocol.js';
+import { formatSize } from '../core/util/format.js';
+import type { AddItem, RpcEvent } from '../core/protocol/rpc.js';
 import { renderAddItem, truncateLeft } from './render.js';
 
 export interface OutStream {

@@ -5,8 +5,8 @@
  * times via formatRelative with an injectable `now`.
  */
 import type { ErrorInfo } from '../core/errors.js';
-import { formatDuration, formatRelative, formatSize } from '../core/format.js';
-import type { AddItem, JobInfo, JobsResult, RpcEvent, StatsResult, StatusResult, SweepReport, VerifyResult } from '../core/protocol.js';
+import { formatDuration, formatRelative, formatSize } from '../core/util/format.js';
+import type { AddItem, JobInfo, JobsResult, RpcEvent, StatsResult, StatusResult, SweepReport, VerifyResult } from '../core/protocol/rpc.js';
 import { MEDIA_TYPES, type MediaRecord } from '../core/types.js';
 
 export type Align = 'left' | 'right';

@@ -14,8 +14,8 @@
  */
 import net from 'node:net';
 import { isErrorCode, MediaCacheError, type ErrorCode } from '../core/errors.js';
-import { EVENT_METHOD, MAX_FRAME_BYTES, RPC_ERRORS, type RpcErrorData, type RpcEvent, type RpcMethodName, type RpcMethods } from '../core/protocol.js';
-import { LineSplitter } from '../core/ndjson.js';
+import { EVENT_METHOD, MAX_FRAME_BYTES, RPC_ERRORS, type RpcErrorData, type RpcEvent, type RpcMethodName, type RpcMethods } from '../core/protocol/rpc.js';
+import { LineSplitter } from '../core/protocol/ndjson.js';
 
 /** How to get a daemon running; printed whenever it cannot be reached. */
 export const START_HINT =

@@ -1,6 +1,6 @@
 /** The package's public surface (`import { MediaCache } from 'mediacache'`). Re-exports only. */
-export { MediaCache } from './cache.js';
-export type { MediaCacheOptions, MediaCacheSettings, DownloadOptions, VerifyOutcome } from './cache.js';
+export { MediaCache } from './cache/media-cache.js';
+export type { MediaCacheOptions, MediaCacheSettings, DownloadOptions, VerifyOutcome } from './cache/media-cache.js';
 export {
   MediaCacheError,
   ERROR_CODES,
@@ -11,13 +11,13 @@ export {
 export type { ErrorCode, ErrorInfo, MediaCacheErrorOptions } from './errors.js';
 export { MEDIA_TYPES, TYPE_DIRS, emptyStats } from './types.js';
 export type { MediaType, StoredRecord, MediaRecord, CacheStats, TypeStats } from './types.js';
-export { formatSize, formatRelative, formatDuration } from './format.js';
-export { silentLogger } from './logger.js';
-export type { Logger } from './logger.js';
-export { defaultCacheDir } from './paths.js';
-export { hashFile } from './hash-file.js';
-export type { FileHashes } from './hash-file.js';
-export * from './protocol.js';
+export { formatSize, formatRelative, formatDuration } from './util/format.js';
+export { silentLogger } from './util/logger.js';
+export type { Logger } from './util/logger.js';
+export { defaultCacheDir } from './util/paths.js';
+export { hashFile } from './hash/file-hash.js';
+export type { FileHashes } from './hash/file-hash.js';
+export * from './protocol/rpc.js';
 export {
   downloadAndCacheMedia,
   downloadMultipleMedia,
@@ -26,8 +26,8 @@ export {
   findCachedByMd5,
   closeDefaultCache,
   optionsFromEnv,
-} from './default-instance.js';
-export { Sweeper, STEP_ORDER } from './sweep.js';
-export type { SweeperOptions, SweepRunOptions, SweepTarget } from './sweep.js';
-export { parseCron, nextRun, nextRunOf } from './cron.js';
-export type { CronSpec } from './cron.js';
+} from './cache/default-instance.js';
+export { Sweeper, STEP_ORDER } from './verify/sweep.js';
+export type { SweeperOptions, SweepRunOptions, SweepTarget } from './verify/sweep.js';
+export { parseCron, nextRun, nextRunOf } from './util/cron.js';
+export type { CronSpec } from './util/cron.js';

@@ -9,7 +9,7 @@
  */
 import path from 'node:path';
 import yargs from 'yargs';
-import { checkSocketPath, defaultCacheDir, defaultConfigFile, defaultSocketPath, defaultStateDir, type PlatformEnv } from '../core/paths.js';
+import { checkSocketPath, defaultCacheDir, defaultConfigFile, defaultSocketPath, defaultStateDir, type PlatformEnv } from '../core/util/paths.js';
 
 export interface DaemonConfig {
   /** The config file actually read, if any. */

@@ -10,22 +10,22 @@
  * config errors do not pay for loading the engine.)
  */
 import path from 'node:path';
-import { MediaCache } from '../core/cache.js';
+import { MediaCache } from '../core/cache/media-cache.js';
 import { MediaCacheError } from '../core/errors.js';
-import { RPC_METHOD_NAMES, type RpcMethodName } from '../core/protocol.js';
-import { Sweeper } from '../core/sweep.js';
+import { RPC_METHOD_NAMES, type RpcMethodName } from '../core/protocol/rpc.js';
+import { Sweeper } from '../core/verify/sweep.js';
 import { resolveConfig, type DaemonConfig, type ResolveInput } from './config.js';
-import { createHandlers, type HandlerTable } from './handlers.js';
-import { Inbox } from './inbox.js';
-import { JobStore } from './job-store.js';
+import { createHandlers, type HandlerTable } from './rpc/handlers.js';
+import { Inbox } from './inbox/inbox.js';
+import { JobStore } from './jobs/job-store.js';
 import { installSignalHandlers, type CacheLock } from './lifecycle.js';
 import { createDaemonLogger, type DaemonLogger } from './log.js';
 import { applyReload } from './reload.js';
-import { RpcServer, type RpcHandler } from './rpc-server.js';
-import { Scheduler } from './scheduler.js';
-import { StartupError } from './socket-bind.js';
-import { SweepTimer } from './sweep-timer.js';
-import { IdleAwareSweepRate } from './sweep-rate.js';
+import { RpcServer, type RpcHandler } from './rpc/server.js';
+import { Scheduler } from './jobs/scheduler.js';
+import { StartupError } from './rpc/socket-bind.js';
+import { SweepTimer } from './sweeps/timer.js';
+import { IdleAwareSweepRate } from './sweeps/rate.js';
 
 /** The cache's own network limit; the Scheduler is the real (reloadable) limiter. */
 const CACHE_NET_LIMIT = 256;

@@ -6,12 +6,12 @@
  * The lock is taken before anything touches the cache or the socket, so two
  * daemons never share an index even when they were given different sockets.
  */
-import type { Logger } from '../core/logger.js';
-import { StartupError } from './socket-bind.js';
+import type { Logger } from '../core/util/logger.js';
+import { StartupError } from './rpc/socket-bind.js';
 import { MediaCacheError } from '../core/errors.js';
-import { acquireCacheLock as takeLock, CacheInUseError, type CacheLock } from '../core/cache-lock.js';
+import { acquireCacheLock as takeLock, CacheInUseError, type CacheLock } from '../core/cache/writer-lock.js';
 
-export { LOCK_FILE, pidAlive, type CacheLock, type LockInfo } from '../core/cache-lock.js';
+export { LOCK_FILE, pidAlive, type CacheLock, type LockInfo } from '../core/cache/writer-lock.js';
 
 /**
  * Take `<cacheDir>/.lock` for this daemon (see core/cache-lock.ts). A live

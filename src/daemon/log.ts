@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import winston from 'winston';
-import type { Logger } from '../core/logger.js';
+import type { Logger } from '../core/util/logger.js';
 
 export interface DaemonLoggerOptions {
   level: string;

@@ -4,11 +4,11 @@
  * the daemon (daemon.ts).
  */
 import fs from 'node:fs';
-import { parseCron } from '../core/cron.js';
-import { currentPlatformEnv } from '../core/paths.js';
+import { parseCron } from '../core/util/cron.js';
+import { currentPlatformEnv } from '../core/util/paths.js';
 import { ConfigError, resolveConfig, type ResolveInput } from './config.js';
 import { acquireCacheLock } from './lifecycle.js';
-import { refuseIfSocketLive, StartupError } from './socket-bind.js';
+import { refuseIfSocketLive, StartupError } from './rpc/socket-bind.js';
 
 function readVersion(): string {
   try {

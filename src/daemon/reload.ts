@@ -3,7 +3,7 @@
  * The resulting config is the old one with only the applied keys replaced,
  * so `status` never shows a value the daemon is not actually using.
  */
-import type { Logger } from '../core/logger.js';
+import type { Logger } from '../core/util/logger.js';
 import { changedKeys, RELOADABLE_KEYS, type DaemonConfig } from './config.js';
 
 export interface ReloadTargets {

@@ -23,7 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { ensureBuilt, REPO_ROOT } from './build.js';
-import { EVENT_METHOD, type RpcEvent, type RpcMethodName, type RpcMethods } from '../../src/core/protocol.js';
+import { EVENT_METHOD, type RpcEvent, type RpcMethodName, type RpcMethods } from '../../src/core/protocol/rpc.js';
 
 export const DAEMON_BIN = path.join(REPO_ROOT, 'bin', 'mediacached.js');
 

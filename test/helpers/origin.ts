@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const FIXTURE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
-export const COLLISION_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared', 'testdata', 'md5-collision');
+export const COLLISION_DIR = path.join(FIXTURE_DIR, 'md5-collision');
 
 export function fixture(name: string): Buffer {
   return fs.readFileSync(path.join(FIXTURE_DIR, name));

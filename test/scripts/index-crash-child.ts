@@ -13,7 +13,7 @@
  * one flush rewrites several shards that must agree with each other.
  */
 import { createHash } from 'node:crypto';
-import { IndexDb } from '../../src/core/index-db.js';
+import { IndexDb } from '../../src/core/entry-index/index-db.js';
 
 const dir = process.argv[2];
 const batch = Number(process.argv[3] ?? 40);

@@ -1,0 +1,104 @@
+/**
+ * The seed's module-level functions (download_and_cache_media, …) on one
+ * lazily created MediaCache, configured from MEDIACACHE_* environment
+ * variables the first time one of them is called (never at import).
+ */
+import path from 'node:path';
+import { MediaCacheError } from '../errors.js';
+import { defaultCacheDir } from '../util/paths.js';
+import type { CacheStats, MediaRecord } from '../types.js';
+import { MediaCache, type MediaCacheOptions } from './media-cache.js';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function envInt(env: Env, name: string, min: number): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const v = raw.trim();
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v)) || Number(v) < min) {
+    throw new MediaCacheError('E_BAD_REQUEST', `environment variable ${name}="${raw}" must be a whole number >= ${min}`);
+  }
+  return Number(v);
+}
+
+/**
+ * MediaCache options from MEDIACACHE_DIR, MEDIACACHE_INDEX,
+ * MEDIACACHE_CONCURRENCY, MEDIACACHE_TIMEOUT (ms) and MEDIACACHE_MAX_FILE_SIZE
+ * (bytes). Pure: throws E_BAD_REQUEST naming the variable on a bad value.
+ */
+export function optionsFromEnv(env: Env = process.env): MediaCacheOptions {
+  const dir = env.MEDIACACHE_DIR?.trim();
+  const index = env.MEDIACACHE_INDEX?.trim();
+  const opts: MediaCacheOptions = { cacheDir: path.resolve(dir || defaultCacheDir()) };
+  if (index) opts.indexDir = path.resolve(index);
+  const concurrency = envInt(env, 'MEDIACACHE_CONCURRENCY', 1);
+  const timeoutMs = envInt(env, 'MEDIACACHE_TIMEOUT', 1);
+  const maxFileSize = envInt(env, 'MEDIACACHE_MAX_FILE_SIZE', 1);
+  if (concurrency !== undefined) opts.concurrency = concurrency;
+  if (timeoutMs !== undefined) opts.timeoutMs = timeoutMs;
+  if (maxFileSize !== undefined) opts.maxFileSize = maxFileSize;
+  return opts;
+}
+
+let instance: Promise<MediaCache> | undefined;
+
+/** The default instance, opened on first use from the environment. */
+export function defaultCache(): Promise<MediaCache> {
+  if (!instance) {
+    const opening = (async () => MediaCache.open(optionsFromEnv(process.env)))();
+    instance = opening;
+    // A failed open (bad env, unwritable dir) is not remembered: the next call tries again.
+    opening.catch(() => {
+      if (instance === opening) instance = undefined;
+    });
+  }
+  return instance;
+}
+
+/** Close the default instance (flushes its index); the next call opens a new one. */
+export async function closeDefaultCache(): Promise<void> {
+  const cur = instance;
+  instance = undefined;
+  if (!cur) return;
+  let cache: MediaCache;
+  try {
+    cache = await cur;
+  } catch {
+    return;
+  }
+  await cache.close();
+}
+
+/** Seed: download_and_cache_media(url). */
+export async function downloadAndCacheMedia(url: string, opts: { force?: boolean; signal?: AbortSignal } = {}): Promise<MediaRecord> {
+  return (await defaultCache()).download(url, opts);
+}
+
+/**
+ * Seed: download_multiple_media(urls, max_workers=5): successes in input order,
+ * failures logged. Network fetches are also bounded by MEDIACACHE_CONCURRENCY
+ * (default 5), so raise both to go wider than 5.
+ */
+export async function downloadMultipleMedia(urls: string[], opts: { maxWorkers?: number } = {}): Promise<MediaRecord[]> {
+  return (await defaultCache()).downloadMany(urls, opts);
+}
+
+/** Seed: get_cache_stats(). */
+export async function getCacheStats(): Promise<CacheStats> {
+  return (await defaultCache()).stats();
+}
+
+/** Seed: verify_cached_media(path, md5): false when the file is missing or differs. */
+export async function verifyCachedMedia(filePath: string | undefined, md5: string): Promise<boolean> {
+  if (!filePath) return false;
+  return (await defaultCache()).verifyFile(filePath, md5);
+}
+
+/**
+ * Seed: find_cached_by_md5(md5): the cached file's path for a full md5 or a
+ * unique prefix, undefined when nothing matches (E_AMBIGUOUS when several do),
+ * so `verifyCachedMedia(await findCachedByMd5(md5), md5)` works as in the seed.
+ */
+export async function findCachedByMd5(md5OrPrefix: string): Promise<string | undefined> {
+  return (await defaultCache()).find(md5OrPrefix)?.localPath;
+}

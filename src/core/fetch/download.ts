@@ -1,0 +1,342 @@
+/**
+ * One HTTP download into `.tmp/`: stream the body to a fresh file while
+ * hashing (MD5 + SHA-256), sniffing the type from the first bytes and
+ * reading image dimensions from a bounded head buffer. Never holds the whole
+ * body in memory, never reads the file back.
+ *
+ * Invariant: `fetchToTmp` either resolves with a complete tmp file whose
+ * hashes, size and type are known, or rejects with a MediaCacheError having
+ * removed its tmp file and consumed/destroyed the response body.
+ */
+import { close, fdatasync, open } from 'node:fs';
+import path from 'node:path';
+import { Agent, EnvHttpProxyAgent, interceptors, type Dispatcher } from 'undici';
+import { MediaCacheError } from '../errors.js';
+import type { Sniffed } from '../content/sniff.js';
+import { markSynced, removeQuietly, tmpFileName } from '../content/store.js';
+import { HashSink } from './sink.js';
+import { classify, contentLength, finalUrlOf, header, httpError, type ResponseHeaders } from './classify-error.js';
+
+export interface FetchOptions {
+  tmpDir: string;
+  dispatcher: Dispatcher;
+  /** Connect, headers and body-stall limit; the overall deadline derives from it. */
+  timeoutMs: number;
+  maxFileSize: number;
+  signal?: AbortSignal;
+  onProgress?: (bytes: number, total?: number) => void;
+  headers?: Record<string, string>;
+}
+
+export interface Fetched {
+  tmpPath: string;
+  md5: string;
+  sha256: string;
+  size: number;
+  sniffed: Sniffed;
+  width?: number;
+  height?: number;
+  etag?: string;
+  lastModified?: string;
+  finalUrl: string;
+  contentType?: string;
+}
+
+/**
+ * Overall deadline: a download may take DEADLINE_FACTOR x timeoutMs, plus
+ * one second per MIN_AVG_BYTES_PER_SEC received. A trickling origin (one
+ * byte just inside every stall window) fails; a slow but real transfer of
+ * a large file does not.
+ */
+const DEADLINE_FACTOR = 4;
+const MIN_AVG_BYTES_PER_SEC = 16 * 1024;
+
+export function createDispatcher(opts: { timeoutMs: number; maxRedirects?: number; env?: NodeJS.ProcessEnv }): Dispatcher {
+  const { timeoutMs, maxRedirects = 5, env = process.env } = opts;
+  if (!(timeoutMs > 0)) throw new MediaCacheError('E_BAD_REQUEST', `timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`);
+  if (!(Number.isInteger(maxRedirects) && maxRedirects >= 0)) {
+    throw new MediaCacheError('E_BAD_REQUEST', `maxRedirects must be a non-negative integer, got ${maxRedirects}`);
+  }
+  const agentOpts: Agent.Options = {
+    connect: { timeout: timeoutMs },
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+  };
+  // Same precedence as curl and undici: lowercase first. Values are passed
+  // explicitly (also empty) so undici never falls back to process.env itself.
+  const httpProxy = env.http_proxy ?? env.HTTP_PROXY ?? '';
+  const httpsProxy = env.https_proxy ?? env.HTTPS_PROXY ?? '';
+  const noProxy = env.no_proxy ?? env.NO_PROXY ?? '';
+  const base: Dispatcher =
+    httpProxy || httpsProxy ? new EnvHttpProxyAgent({ ...agentOpts, httpProxy, httpsProxy, noProxy }) : new Agent(agentOpts);
+  // The redirect interceptor sits outside the proxy agent, so every hop gets
+  // its own proxy/NO_PROXY decision.
+  return base.compose(interceptors.redirect({ maxRedirections: maxRedirects }));
+}
+
+export async function fetchToTmp(url: URL, opts: FetchOptions): Promise<Fetched> {
+  const { signal } = opts;
+  const href = url.href;
+  if (signal?.aborted) throw new MediaCacheError('E_ABORTED', 'download aborted', { url: href });
+  const dl = new TmpDownload(url, opts);
+  signal?.addEventListener('abort', dl.onUserAbort, { once: true });
+  try {
+    return await dl.run();
+  } finally {
+    signal?.removeEventListener('abort', dl.onUserAbort);
+  }
+}
+
+/** Error bodies up to this size are read to the end so the connection can be reused. */
+const ERROR_BODY_DRAIN = 64 * 1024;
+
+/**
+ * One transfer, driven by undici's dispatch handler callbacks: the body's
+ * chunks go straight into the HashSink, with no Readable stream and no
+ * promise per chunk in between (for thousands of small files that layer cost
+ * about a third of undici's time per request). Backpressure: when the sink's
+ * buffer is full the transfer is paused and resumed on 'drain'.
+ *
+ * Settles exactly once: `finish` resolves, `fail` rejects (first reason wins:
+ * our own reasons to stop, user abort or deadline, beat whatever error undici
+ * reports as a consequence of the abort).
+ */
+class TmpDownload implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private context: object | undefined;
+  private failure: MediaCacheError | undefined;
+  private settled = false;
+  private resolve!: (f: Fetched) => void;
+  private reject!: (e: MediaCacheError) => void;
+  private readonly started = Date.now();
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  /** Set once the response is known good and the tmp file is being opened. */
+  private tmpPath: string | undefined;
+  /** Resolves when the open of tmpPath has completed (either way). */
+  private opening: Promise<void> | undefined;
+  private fd: number | undefined;
+  private sink: HashSink | undefined;
+  /** Chunks that arrived while the tmp file was still opening (at most what one socket read delivered). */
+  private early: Buffer[] | undefined;
+  private ended = false;
+  private headers: ResponseHeaders = {};
+  private total: number | undefined;
+  /** Non-2xx: the error already reported; the body is being drained (up to ERROR_BODY_DRAIN). */
+  private httpErr: MediaCacheError | undefined;
+  private drained = 0;
+
+  constructor(
+    private readonly url: URL,
+    private readonly o: FetchOptions,
+  ) {}
+
+  readonly onUserAbort = (): void => this.fail(new MediaCacheError('E_ABORTED', 'download aborted', { url: this.url.href }));
+
+  run(): Promise<Fetched> {
+    const { timeoutMs } = this.o;
+    const done = new Promise<Fetched>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    this.deadlineTimer = setTimeout(this.checkDeadline, DEADLINE_FACTOR * timeoutMs);
+    this.deadlineTimer.unref();
+    try {
+      this.o.dispatcher.dispatch(
+        {
+          origin: this.url.origin,
+          path: this.url.pathname + this.url.search,
+          method: 'GET',
+          headers: { 'accept-encoding': 'identity', 'user-agent': 'mediacache', ...(this.o.headers ?? {}) },
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+          // Per request: the option on redirect({...}) is ignored (DEPS §5).
+          throwOnMaxRedirect: true,
+        } as Dispatcher.DispatchOptions,
+        this,
+      );
+    } catch (e) {
+      this.fail(classify(e, this.url.href, timeoutMs));
+    }
+    return done;
+  }
+
+  /**
+   * Overall deadline: DEADLINE_FACTOR x timeoutMs, plus one second per
+   * MIN_AVG_BYTES_PER_SEC received, so a trickling origin fails and a slow
+   * but real transfer of a large file does not.
+   */
+  private readonly checkDeadline = (): void => {
+    const allowedUntil = this.started + DEADLINE_FACTOR * this.o.timeoutMs + ((this.sink?.bytes ?? 0) * 1000) / MIN_AVG_BYTES_PER_SEC;
+    const now = Date.now();
+    if (now >= allowedUntil) {
+      const secs = Math.round((now - this.started) / 1000);
+      this.fail(new MediaCacheError('E_TIMEOUT', `download exceeded its overall deadline (${secs} s)`, { url: this.url.href, retryable: true }));
+    } else {
+      this.deadlineTimer = setTimeout(this.checkDeadline, allowedUntil - now + 5);
+      this.deadlineTimer.unref();
+    }
+  };
+
+  // ------------------------------------------------------------ undici callbacks
+
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    this.controller = controller;
+    if (context && typeof context === 'object') this.context = context;
+    if (this.failure) controller.abort(this.failure);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: ResponseHeaders): void {
+    this.controller = controller;
+    if (statusCode < 200 || this.settled) return; // 1xx informational: the real answer follows
+    this.headers = headers;
+    const href = this.url.href;
+    if (statusCode > 299) {
+      // Answer now; keep reading a small error body (onResponseData) so the
+      // connection can be reused, and drop the connection for a big one.
+      this.httpErr = httpError(statusCode, headers, finalUrlOf({ context: this.context }, href));
+      this.fail(this.httpErr, false);
+      return;
+    }
+    this.total = contentLength(headers);
+    if (this.total !== undefined && this.total > this.o.maxFileSize) {
+      this.fail(new MediaCacheError('E_TOO_LARGE', `content-length ${this.total} exceeds the limit of ${this.o.maxFileSize} bytes`, { url: href }));
+      return;
+    }
+    // Hold the body until the tmp file is open; nothing is created for error responses.
+    controller.pause();
+    this.early = [];
+    const tmpPath = path.join(this.o.tmpDir, tmpFileName());
+    this.tmpPath = tmpPath;
+    this.opening = new Promise((opened) => open(tmpPath, 'wx', (err, fd) => {
+      if (err) {
+        this.tmpPath = undefined; // not ours: never remove a file we did not create
+        opened();
+        return this.fail(classify(err, href, this.o.timeoutMs));
+      }
+      this.fd = fd;
+      opened();
+      if (this.settled) return; // fail() is waiting on `opening` to close and remove it
+      const sink = new HashSink(fd, { maxFileSize: this.o.maxFileSize, url: href, total: this.total, onProgress: this.o.onProgress });
+      this.sink = sink;
+      sink.on('error', (e: Error) => this.fail(classify(e, href, this.o.timeoutMs)));
+      sink.on('drain', () => this.controller?.resume());
+      const early = this.early ?? [];
+      this.early = undefined;
+      let full = false;
+      for (const c of early) full = !sink.write(c) || full;
+      if (this.ended) sink.end(this.onSinkFinished);
+      else if (!full) this.controller?.resume();
+    }));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.httpErr) {
+      this.drained += chunk.length;
+      if (this.drained > ERROR_BODY_DRAIN && !controller.aborted) controller.abort(this.httpErr);
+      return;
+    }
+    if (this.settled) return;
+    if (this.early) {
+      this.early.push(chunk);
+      controller.pause();
+      return;
+    }
+    if (this.sink && !this.sink.write(chunk)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    if (this.settled) return;
+    this.ended = true;
+    if (this.sink) this.sink.end(this.onSinkFinished);
+    // else: the tmp file is still opening; its callback ends the sink
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    this.fail(classify(err, this.url.href, this.o.timeoutMs));
+  }
+
+  // ------------------------------------------------------------ completion
+
+  private readonly onSinkFinished = (): void => {
+    const sink = this.sink;
+    const fd = this.fd;
+    if (this.settled || !sink || fd === undefined) return;
+    // sink 'error' settles through fail(); 'finish' only after every write landed
+    if (sink.errored) return;
+    const href = this.url.href;
+    if (this.total !== undefined && sink.bytes !== this.total) {
+      return this.fail(new MediaCacheError('E_NETWORK', `body ended after ${sink.bytes} of ${this.total} bytes`, { url: href, retryable: true }));
+    }
+    // Durable before anyone can rename it into place; done here on the open
+    // fd so commitTmp does not have to reopen the file (see store.markSynced).
+    fdatasync(fd, (err) => {
+      if (err) return this.fail(classify(err, href, this.o.timeoutMs));
+      if (this.settled) return;
+      this.fd = undefined;
+      close(fd, (cerr) => {
+        if (cerr) return this.fail(classify(cerr, href, this.o.timeoutMs));
+        if (this.settled) return;
+        this.finish(sink);
+      });
+    });
+  };
+
+  private finish(sink: HashSink): void {
+    const tmpPath = this.tmpPath!;
+    let out: Fetched;
+    try {
+      markSynced(tmpPath);
+      const r = sink.result();
+      const h = this.headers;
+      out = { tmpPath, md5: r.md5, sha256: r.sha256, size: sink.bytes, sniffed: r.sniffed, finalUrl: finalUrlOf({ context: this.context }, this.url.href) };
+      if (r.dims) {
+        out.width = r.dims.width;
+        out.height = r.dims.height;
+      }
+      const etag = header(h, 'etag');
+      const lastModified = header(h, 'last-modified');
+      const contentType = header(h, 'content-type');
+      if (etag !== undefined) out.etag = etag;
+      if (lastModified !== undefined) out.lastModified = lastModified;
+      if (contentType !== undefined) out.contentType = contentType;
+    } catch (e) {
+      return this.fail(classify(e, this.url.href, this.o.timeoutMs));
+    }
+    this.settled = true;
+    clearTimeout(this.deadlineTimer);
+    this.resolve(out);
+  }
+
+  /**
+   * Stop the transfer (unless `abort` is false: an error body being
+   * drained), remove the tmp file, reject (once; the first reason wins).
+   */
+  private fail(err: MediaCacheError, abort = true): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.failure = err;
+    clearTimeout(this.deadlineTimer);
+    if (abort && this.controller && !this.controller.aborted) {
+      try {
+        this.controller.abort(err);
+      } catch {
+        // already finished
+      }
+    }
+    this.sink?.destroy();
+    this.cleanup().then(
+      () => this.reject(err),
+      () => this.reject(err),
+    );
+  }
+
+  /** Close and remove the tmp file, if any, once its open and any write in flight have completed. */
+  private async cleanup(): Promise<void> {
+    await this.opening;
+    await this.sink?.whenIdle();
+    const fd = this.fd;
+    this.fd = undefined;
+    if (fd !== undefined) await new Promise<void>((r) => close(fd, () => r()));
+    if (this.tmpPath) await removeQuietly(this.tmpPath);
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * The JSON-RPC 2.0 protocol spoken over the daemon's socket: method names,
+ * params and results, notifications and error codes. Shared by the daemon
+ * (handlers) and the client (mcctl); it imports nothing at runtime.
+ *
+ * Framing: one JSON message per line ("\n"), UTF-8. A line longer than
+ * MAX_FRAME_BYTES is answered with an error and the connection is closed.
+ */
+import type { ErrorCode, ErrorInfo } from '../errors.js';
+import type { CacheStats, MediaRecord } from '../types.js';
+
+export const MAX_FRAME_BYTES = 1024 * 1024;
+
+export const RPC_ERRORS = {
+  PARSE: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+  INTERNAL: -32603,
+  /** Every application error; the stable code is in `error.data.code`. */
+  APP: -32000,
+  /** A frame over MAX_FRAME_BYTES; the connection is closed after it. */
+  FRAME_TOO_LARGE: -32001,
+} as const;
+
+/** `error.data` of every error reply the daemon sends. */
+export interface RpcErrorData {
+  code: ErrorCode;
+  status?: number;
+  url?: string;
+}
+
+export type JobState = 'queued' | 'running' | 'done' | 'failed';
+export const JOB_STATES: readonly JobState[] = ['queued', 'running', 'done', 'failed'];
+
+export interface JobInfo {
+  id: string;
+  url: string;
+  state: JobState;
+  /** Lower runs first: interactive adds beat inbox files. */
+  priority: number;
+  attempts: number;
+  createdAt: string;
+  updatedAt: string;
+  /** Where it came from: "rpc" or the inbox file's path and line. */
+  source: string;
+  md5?: string;
+  error?: ErrorInfo;
+  /** Not before this time (backoff), ISO. */
+  notBefore?: string;
+  bytes?: number;
+  totalBytes?: number;
+}
+
+export interface QueueCounts {
+  queued: number;
+  running: number;
+  done: number;
+  failed: number;
+}
+
+// ---- add ----
+export interface AddParams {
+  urls: string[];
+  /** Resolve only once every job has ended. */
+  wait?: boolean;
+  /** Download again even when the URL is cached. */
+  force?: boolean;
+}
+export interface AddItem {
+  url: string;
+  /** queued/running when not waiting; done/failed at the end. */
+  state: JobState;
+  jobId?: string;
+  record?: MediaRecord;
+  error?: ErrorInfo;
+  /** True when answered from the index without a download. */
+  cached?: boolean;
+}
+export interface AddResult {
+  items: AddItem[];
+}
+
+// ---- stats ----
+export interface StatsResult extends CacheStats {
+  queue: QueueCounts;
+}
+
+// ---- verify ----
+export interface VerifyParams {
+  md5?: string;
+  all?: boolean;
+}
+export interface VerifyFailure {
+  md5: string;
+  localPath: string;
+  reason: 'missing' | 'mismatch';
+}
+export interface VerifyResult {
+  checked: number;
+  ok: number;
+  bad: VerifyFailure[];
+}
+
+// ---- find ----
+export interface FindParams {
+  md5?: string;
+  url?: string;
+}
+export type FindResult = MediaRecord;
+
+// ---- jobs ----
+export interface JobsParams {
+  state?: JobState;
+  limit?: number;
+}
+export interface JobsResult {
+  jobs: JobInfo[];
+  total: number;
+}
+
+// ---- sweep ----
+export interface SweepParams {
+  wait?: boolean;
+}
+export type SweepStepName = 'missing' | 'rehash' | 'quarantine' | 'repair' | 'adopt' | 'clean-tmp';
+export interface SweepStep {
+  name: SweepStepName;
+  count: number;
+  bytes: number;
+  durationMs: number;
+}
+export interface SweepReport {
+  id: string;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  /** False when --sweep-max-duration cut it short; the next one resumes. */
+  complete: boolean;
+  /** Files whose bytes were checked in this sweep. */
+  checked: number;
+  bytesHashed: number;
+  missing: string[];
+  corrupt: string[];
+  quarantined: Array<{ path: string; to: string; reason: string }>;
+  repaired: Array<{ md5: string; url: string }>;
+  unrepaired: Array<{ md5: string; error: ErrorInfo }>;
+  changedUpstream: Array<{ md5: string; url: string }>;
+  adopted: string[];
+  cleanedTmp: number;
+  steps: SweepStep[];
+}
+export interface SweepResult {
+  /** Present when wait was asked (or the sweep ended before the reply). */
+  report?: SweepReport;
+  /** True when this call joined a sweep that was already running. */
+  joined: boolean;
+  id: string;
+}
+
+// ---- status ----
+export interface ActiveDownload {
+  jobId: string;
+  url: string;
+  bytes: number;
+  totalBytes?: number;
+  startedAt: string;
+}
+export interface StatusResult {
+  version: string;
+  pid: number;
+  startedAt: string;
+  uptimeMs: number;
+  paths: {
+    cacheDir: string;
+    indexDir: string;
+    socket: string;
+    inboxes: string[];
+    configFile?: string;
+    logFile?: string;
+  };
+  config: { concurrency: number; perHost: number; timeoutMs: number; maxFileSize: number; sweepSchedule: string; logLevel: string };
+  queue: QueueCounts;
+  active: ActiveDownload[];
+  sweepRunning: boolean;
+  lastSweep?: SweepReport;
+  nextSweepAt?: string;
+}
+
+// ---- remove ----
+export interface RemoveParams {
+  md5: string;
+}
+export interface RemoveResult {
+  removed: MediaRecord;
+}
+
+// ---- subscribe ----
+export type EventName = 'job.queued' | 'job.progress' | 'job.done' | 'job.failed' | 'sweep.progress' | 'sweep.done';
+export const EVENT_NAMES: readonly EventName[] = ['job.queued', 'job.progress', 'job.done', 'job.failed', 'sweep.progress', 'sweep.done'];
+export interface SubscribeParams {
+  events?: EventName[];
+}
+export interface SubscribeResult {
+  events: EventName[];
+}
+
+/** Pushed as JSON-RPC notifications with method "event". */
+export type RpcEvent =
+  | { type: 'job.queued'; job: JobInfo }
+  | { type: 'job.progress'; jobId: string; url: string; bytes: number; totalBytes?: number }
+  | { type: 'job.done'; job: JobInfo; record: MediaRecord }
+  | { type: 'job.failed'; job: JobInfo; error: ErrorInfo }
+  | { type: 'sweep.progress'; sweepId: string; step: SweepStepName; done: number; total?: number }
+  | { type: 'sweep.done'; report: SweepReport };
+export const EVENT_METHOD = 'event';
+
+/** The typed method table: the daemon implements it, the client calls it. */
+export interface RpcMethods {
+  add: { params: AddParams; result: AddResult };
+  stats: { params: Record<string, never>; result: StatsResult };
+  verify: { params: VerifyParams; result: VerifyResult };
+  find: { params: FindParams; result: FindResult };
+  jobs: { params: JobsParams; result: JobsResult };
+  sweep: { params: SweepParams; result: SweepResult };
+  status: { params: Record<string, never>; result: StatusResult };
+  remove: { params: RemoveParams; result: RemoveResult };
+  subscribe: { params: SubscribeParams; result: SubscribeResult };
+}
+export type RpcMethodName = keyof RpcMethods;
+export const RPC_METHOD_NAMES: readonly RpcMethodName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'subscribe'];

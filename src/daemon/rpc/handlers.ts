@@ -1,0 +1,313 @@
+/**
+ * The RPC method table: one typed handler per method of core/protocol.ts,
+ * each validating its params first (InvalidParamsError → -32602) and then
+ * delegating to the engine. Handlers see the daemon only through
+ * DaemonContext, so they can be built before main.ts wires real parts.
+ */
+import { MediaCacheError, isMediaCacheError } from '../../core/errors.js';
+import { parseMediaUrl } from '../../core/fetch/url.js';
+import type { MediaRecord, CacheStats } from '../../core/types.js';
+import type { FileHashes } from '../../core/hash/file-hash.js';
+import { HashPool } from '../../core/hash/file-hash-pool.js';
+import {
+  EVENT_NAMES,
+  JOB_STATES,
+  type ActiveDownload,
+  type AddItem,
+  type EventName,
+  type JobInfo,
+  type JobState,
+  type JobsResult,
+  type QueueCounts,
+  type RpcMethodName,
+  type RpcMethods,
+  type SweepReport,
+  type VerifyFailure,
+} from '../../core/protocol/rpc.js';
+import type { DaemonConfig } from '../config.js';
+import { InvalidParamsError, type RpcConnection } from './server.js';
+
+/** Most URLs one `add` may carry (a bigger list belongs in an inbox file). */
+export const MAX_ADD_URLS = 10_000;
+/** Files `verify {all}` re-hashes at once, and the threads hashing them. */
+const VERIFY_ALL_CONCURRENCY = 4;
+const VERIFY_ALL_THREADS = 2;
+
+/** The parts of the daemon the handlers use (MediaCache, Scheduler, Sweeper, SweepTimer). */
+export interface DaemonContext {
+  readonly version: string;
+  readonly startedAt: Date;
+  /** Current config (SIGHUP may replace it). */
+  config(): DaemonConfig;
+  readonly cache: {
+    stats(): CacheStats;
+    find(md5OrPrefix: string): MediaRecord | undefined;
+    findByUrl(url: string): MediaRecord | undefined;
+    verify(
+      md5OrPrefix: string,
+      opts?: { hasher?: (path: string) => Promise<FileHashes | undefined> },
+    ): Promise<{ ok: boolean; record: MediaRecord; reason?: 'missing' | 'mismatch' }>;
+    remove(md5OrPrefix: string): Promise<MediaRecord>;
+    readonly index: { md5s(): IterableIterator<string> };
+  };
+  readonly scheduler: {
+    enqueue(items: Array<{ url: string; source: string }>, o: { priority: number; force?: boolean }): Promise<JobInfo[]>;
+    wait(jobIds: string[]): Promise<JobInfo[]>;
+    list(o: { state?: JobState; limit?: number }): JobsResult;
+    counts(): QueueCounts;
+    active(): ActiveDownload[];
+  };
+  readonly sweeper: {
+    readonly running: boolean;
+    readonly lastReport?: SweepReport;
+    start(): { id: string; joined: boolean; done: Promise<SweepReport> };
+  };
+  readonly sweepTimer?: { nextRunAt(): Date | undefined };
+}
+
+export type HandlerTable = { [M in RpcMethodName]: (params: unknown, conn: RpcConnection) => Promise<RpcMethods[M]['result']> };
+
+// ---- param validation ----
+
+type Params = Record<string, unknown>;
+
+function obj(method: string, p: unknown, allowed: readonly string[]): Params {
+  if (p === undefined || p === null) return {};
+  if (typeof p !== 'object' || Array.isArray(p)) throw new InvalidParamsError(`${method}: params must be an object like {${allowed.map((k) => `"${k}": …`).join(', ')}}`);
+  for (const k of Object.keys(p)) {
+    if (!allowed.includes(k)) throw new InvalidParamsError(`${method}: unknown param "${k}"; ${allowed.length ? `it takes ${allowed.join(', ')}` : 'it takes none'}`);
+  }
+  return p as Params;
+}
+
+function optBool(method: string, p: Params, k: string): boolean | undefined {
+  const v = p[k];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'boolean') throw new InvalidParamsError(`${method}: "${k}" must be true or false`);
+  return v;
+}
+
+function optString(method: string, p: Params, k: string, what: string): string | undefined {
+  const v = p[k];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v.trim() === '') throw new InvalidParamsError(`${method}: "${k}" must be ${what}`);
+  return v.trim();
+}
+
+const MD5ISH = /^[0-9a-fA-F]{1,32}$/;
+
+function md5Param(method: string, p: Params, required: boolean): string | undefined {
+  const v = optString(method, p, 'md5', 'an md5 or md5 prefix (hex)');
+  if (v === undefined) {
+    if (required) throw new InvalidParamsError(`${method}: "md5" is required`);
+    return undefined;
+  }
+  if (!MD5ISH.test(v)) throw new InvalidParamsError(`${method}: "md5" must be 1-32 hex digits, got "${v}"`);
+  return v.toLowerCase();
+}
+
+function addParams(p: unknown): { urls: string[]; wait: boolean; force: boolean } {
+  const o = obj('add', p, ['urls', 'wait', 'force']);
+  const urls = o.urls;
+  if (!Array.isArray(urls) || urls.length === 0) throw new InvalidParamsError('add: "urls" must be a non-empty array of URL strings');
+  if (urls.length > MAX_ADD_URLS) throw new InvalidParamsError(`add: at most ${MAX_ADD_URLS} URLs per call (got ${urls.length}); drop larger lists into an inbox folder as a .urls file`);
+  if (!urls.every((u) => typeof u === 'string')) throw new InvalidParamsError('add: every entry of "urls" must be a string');
+  return { urls: urls as string[], wait: optBool('add', o, 'wait') ?? false, force: optBool('add', o, 'force') ?? false };
+}
+
+// ---- helpers ----
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+function errorInfo(e: unknown, url?: string) {
+  if (isMediaCacheError(e)) return e.toJSON();
+  return { code: 'E_UNAVAILABLE' as const, message: e instanceof Error ? e.message : String(e), ...(url ? { url } : {}) };
+}
+
+/** Item for an ended job: the record when done, the error when failed. */
+function endedItem(ctx: DaemonContext, url: string, j: JobInfo): AddItem {
+  const item: AddItem = { url, state: j.state, jobId: j.id };
+  if (j.state === 'done' && j.md5) {
+    const rec = ctx.cache.find(j.md5);
+    if (rec) item.record = { ...rec, url: rec.urls.includes(j.url) ? j.url : rec.url };
+  }
+  if (j.error) item.error = j.error;
+  return item;
+}
+
+// ---- the table ----
+
+export function createHandlers(ctx: DaemonContext): HandlerTable {
+  return {
+    async add(p) {
+      const { urls, wait, force } = addParams(p);
+      const items: AddItem[] = new Array(urls.length);
+      const toQueue: Array<{ i: number; url: string }> = [];
+      urls.forEach((raw, i) => {
+        let href: string;
+        try {
+          href = parseMediaUrl(raw).href;
+        } catch (e) {
+          items[i] = { url: raw, state: 'failed', error: errorInfo(e, raw) };
+          return;
+        }
+        if (!force) {
+          const rec = ctx.cache.findByUrl(href);
+          if (rec) {
+            items[i] = { url: href, state: 'done', record: rec, cached: true };
+            return;
+          }
+        }
+        toQueue.push({ i, url: href });
+      });
+      if (toQueue.length) {
+        const jobs = await ctx.scheduler.enqueue(
+          toQueue.map((q) => ({ url: q.url, source: 'rpc' })),
+          { priority: 0, force },
+        );
+        const ended = wait ? await ctx.scheduler.wait(jobs.map((j) => j.id)) : jobs;
+        toQueue.forEach((q, k) => {
+          const j = ended[k]!;
+          items[q.i] = j.state === 'done' || j.state === 'failed' ? endedItem(ctx, q.url, j) : { url: q.url, state: j.state, jobId: j.id };
+        });
+      }
+      return { items };
+    },
+
+    async stats(p) {
+      obj('stats', p, []);
+      return { ...ctx.cache.stats(), queue: ctx.scheduler.counts() };
+    },
+
+    async verify(p) {
+      const o = obj('verify', p, ['md5', 'all']);
+      const md5 = md5Param('verify', o, false);
+      const all = optBool('verify', o, 'all') ?? false;
+      if (md5 !== undefined && all) throw new InvalidParamsError('verify: give either "md5" or "all", not both');
+      if (md5 !== undefined) {
+        const r = await ctx.cache.verify(md5);
+        return { checked: 1, ok: r.ok ? 1 : 0, bad: r.ok ? [] : [{ md5: r.record.md5, localPath: r.record.localPath, reason: r.reason ?? 'mismatch' }] };
+      }
+      if (!all) throw new InvalidParamsError('verify: give "md5" (an md5 or prefix) or "all": true');
+      const md5s = [...ctx.cache.index.md5s()];
+      // Hashing in the sweep's kind of worker threads (at lower priority):
+      // the socket and the downloads stay responsive however big the cache.
+      const pool = new HashPool({ threads: VERIFY_ALL_THREADS });
+      const hasher = (path: string): Promise<FileHashes | undefined> => pool.hash(path);
+      const outcomes = await mapLimit(md5s, VERIFY_ALL_CONCURRENCY, async (m) => {
+        try {
+          return await ctx.cache.verify(m, { hasher });
+        } catch (e) {
+          if (isMediaCacheError(e) && e.code === 'E_NOT_FOUND') return undefined; // removed meanwhile
+          throw e;
+        }
+      }).finally(() => pool.close());
+      const bad: VerifyFailure[] = [];
+      let checked = 0;
+      let ok = 0;
+      for (const r of outcomes) {
+        if (!r) continue;
+        checked++;
+        if (r.ok) ok++;
+        else bad.push({ md5: r.record.md5, localPath: r.record.localPath, reason: r.reason ?? 'mismatch' });
+      }
+      return { checked, ok, bad };
+    },
+
+    async find(p) {
+      const o = obj('find', p, ['md5', 'url']);
+      const md5 = md5Param('find', o, false);
+      const url = optString('find', o, 'url', 'a URL');
+      if (md5 === undefined && url === undefined) throw new InvalidParamsError('find: give "md5" (an md5 or prefix) or "url"');
+      if (md5 !== undefined && url !== undefined) throw new InvalidParamsError('find: give either "md5" or "url", not both');
+      const rec = md5 !== undefined ? ctx.cache.find(md5) : ctx.cache.findByUrl(url!);
+      if (!rec) throw new MediaCacheError('E_NOT_FOUND', md5 !== undefined ? `no cached file with md5 ${md5}` : `no cached file for ${url}`, url ? { url } : {});
+      return rec;
+    },
+
+    async jobs(p) {
+      const o = obj('jobs', p, ['state', 'limit']);
+      const state = o.state;
+      if (state !== undefined && !(JOB_STATES as readonly unknown[]).includes(state)) throw new InvalidParamsError(`jobs: "state" must be one of ${JOB_STATES.join(', ')}`);
+      const limit = o.limit;
+      if (limit !== undefined && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 100_000)) {
+        throw new InvalidParamsError('jobs: "limit" must be a whole number from 1 to 100000');
+      }
+      const q: { state?: JobState; limit?: number } = {};
+      if (state !== undefined) q.state = state as JobState;
+      if (limit !== undefined) q.limit = limit as number;
+      return ctx.scheduler.list(q);
+    },
+
+    async sweep(p) {
+      const o = obj('sweep', p, ['wait']);
+      const wait = optBool('sweep', o, 'wait') ?? false;
+      const s = ctx.sweeper.start();
+      if (!s.id) await s.done; // the sweeper is closed (shutting down): its E_UNAVAILABLE
+      if (!wait) {
+        s.done.catch(() => undefined); // reported by the sweeper's own logging
+        return { id: s.id, joined: s.joined };
+      }
+      const report = await s.done;
+      return { id: s.id, joined: s.joined, report };
+    },
+
+    async status(p) {
+      obj('status', p, []);
+      const c = ctx.config();
+      const paths: { cacheDir: string; indexDir: string; socket: string; inboxes: string[]; configFile?: string; logFile?: string } = {
+        cacheDir: c.cacheDir,
+        indexDir: c.indexDir,
+        socket: c.socket,
+        inboxes: [...c.inboxes],
+      };
+      if (c.configFile) paths.configFile = c.configFile;
+      if (c.logFile) paths.logFile = c.logFile;
+      const next = ctx.sweepTimer?.nextRunAt();
+      const last = ctx.sweeper.lastReport;
+      return {
+        version: ctx.version,
+        pid: process.pid,
+        startedAt: ctx.startedAt.toISOString(),
+        uptimeMs: Date.now() - ctx.startedAt.getTime(),
+        paths,
+        config: { concurrency: c.concurrency, perHost: c.perHost, timeoutMs: c.timeoutMs, maxFileSize: c.maxFileSize, sweepSchedule: c.sweepSchedule, logLevel: c.logLevel },
+        queue: ctx.scheduler.counts(),
+        active: ctx.scheduler.active(),
+        sweepRunning: ctx.sweeper.running,
+        ...(last ? { lastSweep: last } : {}),
+        ...(next ? { nextSweepAt: next.toISOString() } : {}),
+      };
+    },
+
+    async remove(p) {
+      const o = obj('remove', p, ['md5']);
+      const md5 = md5Param('remove', o, true)!;
+      return { removed: await ctx.cache.remove(md5) };
+    },
+
+    async subscribe(p, conn) {
+      const o = obj('subscribe', p, ['events']);
+      let events: EventName[] = [...EVENT_NAMES];
+      if (o.events !== undefined) {
+        if (!Array.isArray(o.events) || !o.events.every((e) => (EVENT_NAMES as readonly unknown[]).includes(e))) {
+          throw new InvalidParamsError(`subscribe: "events" must be a list of ${EVENT_NAMES.join(', ')}`);
+        }
+        events = o.events as EventName[];
+      }
+      conn.subscribe(events);
+      return { events: [...conn.subscriptions] };
+    },
+  };
+}

@@ -1,0 +1,128 @@
+import t from 'tap';
+import fs from 'node:fs';
+import path from 'node:path';
+import { JobStore, SHARD_SIZE, jobIdOf, type JobRecord, type BatchRecord } from '../../../src/daemon/jobs/job-store.js';
+
+function job(store: JobStore, over: Partial<JobRecord> = {}): JobRecord {
+  const seq = store.nextSeq();
+  const now = new Date().toISOString();
+  return { id: jobIdOf(seq), seq, url: `http://h.example/${seq}`, state: 'queued', priority: 10, attempts: 0, createdAt: now, updatedAt: now, source: 'rpc', ...over };
+}
+
+t.test('jobs survive a reopen; counts follow state changes', async (t) => {
+  const dir = path.join(t.testdir(), 'jobs');
+  const s = await JobStore.open(dir, { flushDelayMs: 10_000 });
+  const a = job(s);
+  const b = job(s);
+  s.put(a);
+  s.put(b);
+  b.state = 'running';
+  s.put(b, 'queued');
+  t.same(s.counts(), { queued: 1, running: 1, done: 0, failed: 0 });
+  await s.flush();
+  const s2 = await JobStore.open(dir);
+  t.equal(s2.size, 2);
+  t.same(s2.get(a.id), a);
+  t.equal(s2.get(b.id)?.state, 'running');
+  t.same(s2.counts(), { queued: 1, running: 1, done: 0, failed: 0 });
+  // Sequence numbers keep growing across reopen.
+  t.ok(s2.nextSeq() > b.seq);
+  await s.close();
+  await s2.close();
+});
+
+t.test('a burst of puts is written once, only to dirty shards', async (t) => {
+  const dir = path.join(t.testdir(), 'jobs');
+  const s = await JobStore.open(dir, { flushDelayMs: 50 });
+  const N = Math.floor(2.5 * SHARD_SIZE);
+  for (let i = 0; i < N; i++) s.put(job(s));
+  await s.flush();
+  const files = fs.readdirSync(dir).filter((n) => n.startsWith('jobs-')).sort();
+  t.same(files, ['jobs-0.json', 'jobs-1.json', 'jobs-2.json'], 'sharded by sequence');
+  const mtimes = Object.fromEntries(files.map((f) => [f, fs.statSync(path.join(dir, f)).mtimeMs]));
+  // Touch one job in shard 2 only.
+  const last = [...s.values()].at(-1)!;
+  last.state = 'done';
+  s.put(last, 'queued');
+  await new Promise((r) => setTimeout(r, 5)); // mtime resolution
+  await s.flush();
+  t.equal(fs.statSync(path.join(dir, 'jobs-0.json')).mtimeMs, mtimes['jobs-0.json'], 'clean shard not rewritten');
+  t.equal(fs.statSync(path.join(dir, 'jobs-1.json')).mtimeMs, mtimes['jobs-1.json'], 'clean shard not rewritten');
+  const s2 = await JobStore.open(dir);
+  t.equal(s2.size, N);
+  t.equal(s2.get(last.id)?.state, 'done');
+  t.equal(Math.floor(last.seq / SHARD_SIZE), 2);
+  await s.close();
+});
+
+t.test('coalesced background write happens without flush()', async (t) => {
+  const dir = path.join(t.testdir(), 'jobs');
+  const s = await JobStore.open(dir, { flushDelayMs: 20 });
+  s.put(job(s));
+  const { waitFor } = await import('../../helpers/wait.js');
+  await waitFor(() => fs.existsSync(path.join(dir, 'jobs-0.json')), { what: 'shard write' });
+  await s.close();
+});
+
+t.test('a corrupt shard is moved aside, the rest loads', async (t) => {
+  const dir = path.join(t.testdir(), 'jobs');
+  const s = await JobStore.open(dir);
+  for (let i = 0; i < SHARD_SIZE + 5; i++) s.put(job(s));
+  await s.close();
+  fs.writeFileSync(path.join(dir, 'jobs-0.json'), '{"jobs":[{"id":"j1",');
+  const s2 = await JobStore.open(dir);
+  t.equal(s2.size, 6, 'shard 1 intact');
+  t.ok(fs.readdirSync(dir).some((n) => n.startsWith('jobs-0.json.corrupt-')), 'moved aside');
+  t.ok(s2.nextSeq() > SHARD_SIZE + 5, 'no id reuse');
+  await s2.close();
+});
+
+t.test('prune keeps pending-report jobs and a bounded history', async (t) => {
+  const dir = path.join(t.testdir(), 'jobs');
+  const s = await JobStore.open(dir, { maxEnded: 3 });
+  const ended: JobRecord[] = [];
+  for (let i = 0; i < 8; i++) {
+    const j = job(s, { state: 'done', md5: 'a'.repeat(32) });
+    s.put(j);
+    ended.push(j);
+  }
+  const q = job(s);
+  s.put(q);
+  const batch: BatchRecord = {
+    id: 'b1', key: 'k', inbox: '/in', sourcePath: '/in/a.urls', processedPath: '/in/processed/a.urls', state: 'moved',
+    createdAt: new Date().toISOString(), lines: [[1, ended[0].url, ended[0].id, null], [2, 'junk', null, 'E_INVALID_URL']],
+  };
+  await s.saveBatch(batch);
+  const dropped = s.prune();
+  t.equal(dropped, 5, 'oldest unprotected ended jobs dropped until 3 ended remain');
+  t.ok(s.get(ended[0].id), 'job of a pending report kept');
+  t.notOk(s.get(ended[1].id));
+  t.ok(s.get(ended[6].id) && s.get(ended[7].id), 'newest kept');
+  t.notOk(s.get(ended[5].id));
+  t.ok(s.get(q.id), 'queued never pruned');
+  t.same(s.counts(), { queued: 1, running: 0, done: 3, failed: 0 });
+  await s.flush();
+  const s2 = await JobStore.open(dir);
+  t.equal(s2.size, 4);
+  t.same(s2.batch('b1'), batch, 'batch survives reopen');
+  t.equal(s2.batchByKey('k')?.id, 'b1');
+  await s2.deleteBatch('b1');
+  const s3 = await JobStore.open(dir);
+  t.equal(s3.batches().length, 0);
+  await s.close();
+});
+
+t.test('age limit prunes old ended jobs', async (t) => {
+  const dir = path.join(t.testdir(), 'jobs');
+  let now = Date.parse('2026-01-01T00:00:00Z');
+  const s = await JobStore.open(dir, { now: () => now, maxEndedAgeMs: 1000 });
+  const old = job(s, { state: 'failed', updatedAt: new Date(now).toISOString() });
+  s.put(old);
+  now += 5000;
+  const fresh = job(s, { state: 'failed', updatedAt: new Date(now).toISOString() });
+  s.put(fresh);
+  t.equal(s.prune(), 1);
+  t.notOk(s.get(old.id));
+  t.ok(s.get(fresh.id));
+  await s.close();
+});
