@@ -141,114 +141,17 @@ export function effectiveSyscalls(filters: string[]): Set<string> {
 
 // ---------------------------------------------------------------- plist
 
-export type PlistValue = string | number | boolean | Date | PlistValue[] | { [k: string]: PlistValue };
+export type PlistValue = string | number | boolean | PlistValue[] | { [k: string]: PlistValue };
 
 /**
- * Parse an XML property list (plist(5) DTD 1.0): dict, array, string,
- * integer, real, true, false, date, data. Throws on anything malformed —
- * unknown elements, a dict key without a value, mismatched tags, text
- * outside elements — which is what `plutil -lint` would refuse too.
+ * Parse a property list with Python's `plistlib` (the reference parser on
+ * every Debian machine; launchd's own refuses what it refuses, e.g. `--`
+ * inside an XML comment). Dates and data come back as strings.
  */
-export function parsePlist(xml: string): PlistValue {
-  let s = xml.replace(/^\uFEFF/, '');
-  s = s.replace(/^\s*<\?xml[^?]*\?>/, '');
-  s = s.replace(/<!--[\s\S]*?-->/g, '');
-  s = s.replace(/^\s*<!DOCTYPE[^>]*>/, '');
-  let pos = 0;
-  const fail = (msg: string): never => {
-    throw new Error(`plist: ${msg} at offset ${pos}: ${JSON.stringify(s.slice(pos, pos + 40))}`);
-  };
-  const ws = (): void => {
-    while (pos < s.length && /\s/.test(s[pos])) pos++;
-  };
-  const tag = (): { name: string; close: boolean; empty: boolean } => {
-    ws();
-    const m = /^<(\/?)([A-Za-z]+)(\s+[^>]*?)?\s*(\/?)>/.exec(s.slice(pos));
-    if (!m) return fail('expected a tag');
-    pos += m[0].length;
-    return { name: m[2], close: m[1] === '/', empty: m[4] === '/' };
-  };
-  const text = (name: string): string => {
-    const end = s.indexOf(`</${name}>`, pos);
-    if (end < 0) fail(`unterminated <${name}>`);
-    const raw = s.slice(pos, end);
-    if (raw.includes('<')) fail(`markup inside <${name}>`);
-    pos = end + name.length + 3;
-    return raw
-      .replace(/&lt;/g, '<')
-      .replace(/&gt;/g, '>')
-      .replace(/&quot;/g, '"')
-      .replace(/&apos;/g, "'")
-      .replace(/&#(\d+);/g, (_, d: string) => String.fromCodePoint(Number(d)))
-      .replace(/&#x([0-9a-f]+);/gi, (_, h: string) => String.fromCodePoint(parseInt(h, 16)))
-      .replace(/&amp;/g, '&');
-  };
-  const value = (t: { name: string; close: boolean; empty: boolean }): PlistValue => {
-    if (t.close) fail(`unexpected </${t.name}>`);
-    switch (t.name) {
-      case 'true':
-      case 'false':
-        if (!t.empty) {
-          const c = tag();
-          if (!c.close || c.name !== t.name) fail(`<${t.name}> must be empty`);
-        }
-        return t.name === 'true';
-      case 'string':
-        return t.empty ? '' : text('string');
-      case 'integer': {
-        const v = text('integer').trim();
-        if (!/^[+-]?\d+$/.test(v)) fail(`bad integer ${v}`);
-        return Number(v);
-      }
-      case 'real': {
-        const v = Number(text('real').trim());
-        if (Number.isNaN(v)) fail('bad real');
-        return v;
-      }
-      case 'date': {
-        const d = new Date(text('date').trim());
-        if (Number.isNaN(d.getTime())) fail('bad date');
-        return d;
-      }
-      case 'data':
-        return t.empty ? '' : text('data').replace(/\s+/g, '');
-      case 'array': {
-        const out: PlistValue[] = [];
-        if (t.empty) return out;
-        for (;;) {
-          const c = tag();
-          if (c.close) {
-            if (c.name !== 'array') fail(`</${c.name}> closes <array>`);
-            return out;
-          }
-          out.push(value(c));
-        }
-      }
-      case 'dict': {
-        const out: { [k: string]: PlistValue } = {};
-        if (t.empty) return out;
-        for (;;) {
-          const k = tag();
-          if (k.close) {
-            if (k.name !== 'dict') fail(`</${k.name}> closes <dict>`);
-            return out;
-          }
-          if (k.name !== 'key') fail(`expected <key>, got <${k.name}>`);
-          const key = text('key');
-          if (key in out) fail(`duplicate key ${key}`);
-          out[key] = value(tag());
-        }
-      }
-      default:
-        return fail(`unknown element <${t.name}>`);
-    }
-  };
-  const open = tag();
-  if (open.name !== 'plist' || open.close) fail('root must be <plist>');
-  const root = value(tag());
-  const close = tag();
-  if (close.name !== 'plist' || !close.close) fail('expected </plist>');
-  ws();
-  if (pos !== s.length) fail('trailing content');
-  return root;
+export function loadPlist(file: string): PlistValue {
+  const code = 'import plistlib,json,sys\nwith open(sys.argv[1],"rb") as f: v=plistlib.load(f)\nprint(json.dumps(v, default=str))';
+  const r = spawnSync('python3', ['-c', code, file], { encoding: 'utf8' });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`plistlib refused ${file}: ${r.stderr.trim().split('\n').pop()}`);
+  return JSON.parse(r.stdout) as PlistValue;
 }
