@@ -134,16 +134,17 @@ async function withBlockProbe(fn) {
   }, 1);
   h.enable();
   const t0 = performance.now();
+  let ms;
   try {
     await fn();
   } finally {
-    const ms = performance.now() - t0;
+    ms = performance.now() - t0;
     // one more tick so a block at the very end is seen
     await new Promise((r) => setTimeout(r, 2));
     clearInterval(probe);
     h.disable();
-    return { ms, maxGapMs: maxGap, histMaxMs: h.max / 1e6 };
   }
+  return { ms, maxGapMs: maxGap, histMaxMs: h.max / 1e6 };
 }
 
 async function measure(dir, iterations) {

@@ -755,7 +755,7 @@ export class IndexDb {
     for (let k = 0; k < present.length; k++) {
       for (; started < present.length && started <= k + this.readConcurrency; started++) {
         const adapter = this.lows[present[started]].adapter as DurableDataFile<ShardData>;
-        const read = this.readFile(adapter, (d): d is ShardData => true);
+        const read = this.readFile(adapter, (_d): _d is ShardData => true);
         read.catch(() => undefined); // awaited below, in order; no unhandled-rejection window
         reads.push(read);
       }

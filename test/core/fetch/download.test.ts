@@ -35,7 +35,7 @@ async function failure(p: Promise<unknown>): Promise<MediaCacheError> {
     await p;
   } catch (e) {
     if (e instanceof MediaCacheError) return e;
-    throw new Error(`expected a MediaCacheError, got ${String(e)}`);
+    throw new Error(`expected a MediaCacheError, got ${String(e)}`, { cause: e });
   }
   throw new Error('expected the download to fail');
 }
