@@ -10,6 +10,7 @@
 import path from 'node:path';
 import yargs from 'yargs';
 import { checkSocketPath, defaultCacheDir, defaultConfigFile, defaultSocketPath, defaultStateDir, type PlatformEnv } from '../core/util/paths.js';
+import { CACHE_DEFAULTS } from '../core/cache/options.js';
 
 export interface DaemonConfig {
   /** The config file actually read, if any. */
@@ -38,11 +39,12 @@ export const RELOADABLE_KEYS = ['concurrency', 'perHost', 'sweepSchedule', 'swee
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 
+/** The daemon's defaults; the engine's own come from CACHE_DEFAULTS so the two never drift. */
 export const DEFAULTS = {
-  concurrency: 5,
+  concurrency: CACHE_DEFAULTS.concurrency,
   perHost: 4,
-  timeoutMs: 30_000,
-  maxFileSize: 2 * 1024 ** 3,
+  timeoutMs: CACHE_DEFAULTS.timeoutMs,
+  maxFileSize: CACHE_DEFAULTS.maxFileSize,
   sweepSchedule: '0 3 * * *',
   sweepRate: 64,
   sweepMaxDuration: 0,
