@@ -323,7 +323,7 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     let src: Source | undefined;
     const flagVal = args[s.flag];
     if (flagVal !== undefined && !(Array.isArray(flagVal) && flagVal.length === 0)) {
-      if (s.kind !== 'paths' && Array.isArray(flagVal)) {
+      if (s.kind !== 'paths' && s.kind !== 'urls' && Array.isArray(flagVal)) {
         // A repeated single-valued flag: the last one wins, as in most CLIs.
         src = { from: `--${s.flag}`, raw: flagVal[flagVal.length - 1], baseDir: cwd };
       } else src = { from: `--${s.flag}`, raw: flagVal, baseDir: cwd };
