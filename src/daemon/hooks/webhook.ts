@@ -48,6 +48,8 @@ interface TargetState {
   nextAt: number;
   inFlight: number;
   failingSince?: number;
+  /** When the last failure was counted: requests started before it fail with it, not on top of it. */
+  lastFailAt: number;
 }
 
 /** Origin and path only: query strings and user info may hold tokens. */
@@ -88,6 +90,10 @@ export class WebhookDeliverer {
     return this.o.outbox.size;
   }
 
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
   /** Look at the outbox again soon (new entries, or start-up). Coalesced. */
   kick(): void {
     if (this.kickQueued || this.closed) return;
@@ -100,7 +106,7 @@ export class WebhookDeliverer {
 
   private target(url: string): TargetState {
     let st = this.targets.get(url);
-    if (!st) this.targets.set(url, (st = { failures: 0, nextAt: 0, inFlight: 0 }));
+    if (!st) this.targets.set(url, (st = { failures: 0, nextAt: 0, inFlight: 0, lastFailAt: -Infinity }));
     return st;
   }
 
@@ -131,10 +137,13 @@ export class WebhookDeliverer {
     this.arm(wake);
   }
 
+  /** One timer, at the earliest retry over all URLs (each tick computes it afresh). */
   private arm(at: number): void {
-    if (at === Infinity || at >= this.timerAt) return;
+    if (at === this.timerAt) return;
     this.cancelTimer?.();
+    this.cancelTimer = undefined;
     this.timerAt = at;
+    if (at === Infinity) return;
     this.cancelTimer = this.o.clock.setTimer(() => {
       this.cancelTimer = undefined;
       this.timerAt = Infinity;
@@ -145,13 +154,14 @@ export class WebhookDeliverer {
   private send(e: OutboxEntry, st: TargetState): void {
     const ctrl = new AbortController();
     const attempt = (this.attemptsOf.get(e.key) ?? 0) + 1;
+    const startedAt = this.o.clock.now();
     this.attemptsOf.set(e.key, attempt);
-    this.lastTried.set(e.key, this.o.clock.now());
+    this.lastTried.set(e.key, startedAt);
     st.inFlight++;
     const done = this.post(e, attempt, ctrl.signal).then((r) => {
       st.inFlight--;
       this.inFlight.delete(e.key);
-      this.settle(e, st, attempt, r);
+      this.settle(e, st, attempt, startedAt, r);
     });
     this.inFlight.set(e.key, { ctrl, done });
   }
@@ -198,7 +208,7 @@ export class WebhookDeliverer {
     }
   }
 
-  private settle(e: OutboxEntry, st: TargetState, attempt: number, r: { ok: boolean; status?: number; error?: string; retryAfterMs?: number }): void {
+  private settle(e: OutboxEntry, st: TargetState, attempt: number, startedAt: number, r: { ok: boolean; status?: number; error?: string; retryAfterMs?: number }): void {
     const now = this.o.clock.now();
     const log = this.o.logger;
     const where = redactUrl(e.target);
@@ -210,6 +220,7 @@ export class WebhookDeliverer {
       if (st.failures > 0) log.info('webhook receiver answers again', { url: where, downForMs: now - (st.failingSince ?? now), pending: this.o.outbox.size });
       st.failures = 0;
       st.nextAt = 0;
+      st.lastFailAt = -Infinity;
       delete st.failingSince;
       log.debug('webhook delivered', { url: where, event: e.event.type, id: e.event.id, attempt, status: r.status });
       try {
@@ -219,7 +230,11 @@ export class WebhookDeliverer {
       }
     } else if (!this.closed) {
       this.failedAttempts++;
-      st.failures++;
+      // A parallel round that fails together counts as one failure.
+      if (startedAt > st.lastFailAt) {
+        st.failures++;
+        st.lastFailAt = now;
+      }
       st.failingSince ??= now;
       const ceiling = Math.min(this.o.maxDelayMs, this.o.baseDelayMs * 2 ** Math.min(st.failures - 1, 30));
       // Equal jitter: at least half the ceiling, so a retry never comes early.
@@ -227,7 +242,7 @@ export class WebhookDeliverer {
       if (r.retryAfterMs !== undefined) delay = Math.max(delay, Math.min(r.retryAfterMs, this.o.maxDelayMs));
       st.nextAt = Math.max(st.nextAt, now + delay);
       const meta = { url: where, event: e.event.type, id: e.event.id, attempt, status: r.status, error: r.error, retryInMs: st.nextAt - now, pending: this.o.outbox.size };
-      if (st.failures === 1) log.warn('webhook delivery failed; will retry', meta);
+      if (st.failures === 1 && st.failingSince === now) log.warn('webhook delivery failed; will retry', meta);
       else log.debug('webhook delivery failed again', meta);
     }
     if (!this.closed) this.tick();
