@@ -55,6 +55,7 @@ export class ExecHooks {
   private readonly running = new Set<{ kill: () => void; done: Promise<void> }>();
   private closed = false;
   private dropped = 0;
+  private pumpQueued = false;
   /** Called after every hook ends (tests, stats). */
   onOutcome?: (o: HookOutcome) => void;
 
@@ -81,7 +82,14 @@ export class ExecHooks {
       return;
     }
     this.queue.push(ev);
-    this.pump();
+    // Spawning costs a fork: not inside the caller's turn (the scheduler finishing a job).
+    if (!this.pumpQueued) {
+      this.pumpQueued = true;
+      setImmediate(() => {
+        this.pumpQueued = false;
+        this.pump();
+      });
+    }
   }
 
   private pump(): void {
