@@ -11,6 +11,7 @@ import path from 'node:path';
 import yargs from 'yargs';
 import { checkSocketPath, defaultCacheDir, defaultConfigFile, defaultSocketPath, defaultStateDir, type PlatformEnv } from '../core/util/paths.js';
 import { CACHE_DEFAULTS } from '../core/cache/options.js';
+import { convertHookSetting, resolveHookSettings } from './hooks/config.js';
 
 export interface DaemonConfig {
   /** The config file actually read, if any. */
@@ -32,6 +33,18 @@ export interface DaemonConfig {
   logFile?: string;
   /** How long SIGTERM waits for running downloads before re-queueing them. */
   graceMs: number;
+  /** Exec hooks (argv, no shell) for job.done / job.failed (docs/hooks.md). */
+  onDone?: string[];
+  onFailed?: string[];
+  /** Time limit of one exec hook run and of one webhook request, ms. */
+  hookTimeoutMs: number;
+  /** Exec hooks running at once. */
+  hookConcurrency: number;
+  /** Webhook URLs every event is POSTed to. */
+  webhooks: string[];
+  /** HMAC-SHA256 key of webhook signatures (from --webhook-secret or read from --webhook-secret-file). */
+  webhookSecret?: string;
+  webhookSecretFile?: string;
 }
 
 /** Keys SIGHUP applies to a running daemon; the rest need a restart. */
@@ -50,6 +63,8 @@ export const DEFAULTS = {
   sweepMaxDuration: 0,
   logLevel: 'info',
   graceMs: 10_000,
+  hookTimeoutMs: 30_000,
+  hookConcurrency: 2,
 } as const;
 
 /** Thrown for any configuration the user must fix; main prints `message` and exits 2. */
@@ -78,7 +93,7 @@ export interface ResolveInput {
 
 export type ResolveResult = { kind: 'config'; config: DaemonConfig } | { kind: 'help'; text: string } | { kind: 'version' };
 
-type Kind = 'path' | 'paths' | 'int' | 'number' | 'bytes' | 'duration' | 'string' | 'level';
+type Kind = 'path' | 'paths' | 'int' | 'number' | 'bytes' | 'duration' | 'string' | 'level' | 'argv' | 'urls' | 'secret';
 
 interface Setting {
   key: keyof DaemonConfig;
@@ -106,6 +121,13 @@ const SETTINGS: readonly Setting[] = [
   { key: 'logLevel', flag: 'log-level', env: ['MEDIACACHE_LOG_LEVEL'], fileKeys: ['logLevel'], kind: 'level', describe: `${LOG_LEVELS.join('|')} (default ${DEFAULTS.logLevel})` },
   { key: 'logFile', flag: 'log-file', env: ['MEDIACACHE_LOG_FILE'], fileKeys: ['logFile'], kind: 'path', describe: 'also write JSON lines to this file (reopened on SIGHUP)' },
   { key: 'graceMs', flag: 'grace', env: ['MEDIACACHE_GRACE'], fileKeys: ['grace', 'graceMs'], kind: 'duration', min: 0, describe: `on SIGTERM, wait this long for running downloads, ms (default ${DEFAULTS.graceMs})` },
+  { key: 'onDone', flag: 'on-done', env: ['MEDIACACHE_ON_DONE'], fileKeys: ['onDone'], kind: 'argv', describe: 'run this program after each finished download, record as JSON on stdin (no shell: words split, or a JSON array; see docs/hooks.md)' },
+  { key: 'onFailed', flag: 'on-failed', env: ['MEDIACACHE_ON_FAILED'], fileKeys: ['onFailed'], kind: 'argv', describe: 'run this program after each failed download, error as JSON on stdin' },
+  { key: 'hookTimeoutMs', flag: 'hook-timeout', env: ['MEDIACACHE_HOOK_TIMEOUT'], fileKeys: ['hookTimeout', 'hookTimeoutMs'], kind: 'duration', min: 1, describe: `kill an exec hook, abandon a webhook request after this long, ms or 30s (default ${DEFAULTS.hookTimeoutMs})` },
+  { key: 'hookConcurrency', flag: 'hook-concurrency', env: ['MEDIACACHE_HOOK_CONCURRENCY'], fileKeys: ['hookConcurrency'], kind: 'int', min: 1, describe: `exec hooks running at once (default ${DEFAULTS.hookConcurrency})` },
+  { key: 'webhooks', flag: 'webhook', env: ['MEDIACACHE_WEBHOOK'], fileKeys: ['webhook', 'webhooks'], kind: 'urls', describe: 'POST every event to this http(s) URL, signed, at least once (repeatable; env is a space-separated list)' },
+  { key: 'webhookSecret', flag: 'webhook-secret', env: ['MEDIACACHE_WEBHOOK_SECRET'], fileKeys: ['webhookSecret'], kind: 'secret', describe: 'HMAC-SHA256 key for webhook signatures (visible in ps: prefer --webhook-secret-file)' },
+  { key: 'webhookSecretFile', flag: 'webhook-secret-file', env: ['MEDIACACHE_WEBHOOK_SECRET_FILE'], fileKeys: ['webhookSecretFile'], kind: 'path', describe: 'read the webhook secret from this file (trailing newline ignored)' },
 ];
 
 const FILE_KEYS = new Map<string, Setting>(SETTINGS.flatMap((s) => s.fileKeys.map((k) => [k, s] as const)));
@@ -128,7 +150,7 @@ function buildParser(argv: readonly string[]) {
       throw new ConfigError(`${msg ?? err?.message ?? 'bad arguments'}. Run mediacached --help for the options.`);
     });
   for (const s of SETTINGS) {
-    y = y.option(s.flag, { type: 'string', array: s.kind === 'paths' ? true : undefined, describe: s.describe, requiresArg: true });
+    y = y.option(s.flag, { type: 'string', array: s.kind === 'paths' || s.kind === 'urls' ? true : undefined, describe: s.describe, requiresArg: true });
   }
   return y;
 }
@@ -243,6 +265,13 @@ function convert(s: Setting, src: Source, P: path.PlatformPath, home: string): u
       if (v === '') throw new ConfigError(`${what} is empty.`);
       return v;
     }
+    case 'argv':
+    case 'urls':
+    case 'secret': {
+      const r = convertHookSetting(s.kind, raw);
+      if ('error' in r) throw new ConfigError(`${what} ${r.error}.`);
+      return r.value;
+    }
   }
 }
 
@@ -296,7 +325,7 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     let src: Source | undefined;
     const flagVal = args[s.flag];
     if (flagVal !== undefined && !(Array.isArray(flagVal) && flagVal.length === 0)) {
-      if (s.kind !== 'paths' && Array.isArray(flagVal)) {
+      if (s.kind !== 'paths' && s.kind !== 'urls' && Array.isArray(flagVal)) {
         // A repeated single-valued flag: the last one wins, as in most CLIs.
         src = { from: `--${s.flag}`, raw: flagVal[flagVal.length - 1], baseDir: cwd };
       } else src = { from: `--${s.flag}`, raw: flagVal, baseDir: cwd };
@@ -305,7 +334,8 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
       const e = s.env.find((n) => env[n] !== undefined && env[n] !== '');
       if (e) {
         const v = env[e]!;
-        src = { from: e, raw: s.kind === 'paths' ? v.split(listSep).filter((x) => x !== '') : v, baseDir: cwd };
+        const raw = s.kind === 'paths' ? v.split(listSep).filter((x) => x !== '') : s.kind === 'urls' ? v.split(/\s+/).filter((x) => x !== '') : v;
+        src = { from: e, raw, baseDir: cwd };
       }
     }
     if (!src) {
@@ -337,7 +367,15 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     sweepMaxDuration: (out.sweepMaxDuration as number | undefined) ?? DEFAULTS.sweepMaxDuration,
     logLevel: (out.logLevel as string | undefined) ?? DEFAULTS.logLevel,
     graceMs: (out.graceMs as number | undefined) ?? DEFAULTS.graceMs,
+    hookTimeoutMs: (out.hookTimeoutMs as number | undefined) ?? DEFAULTS.hookTimeoutMs,
+    hookConcurrency: (out.hookConcurrency as number | undefined) ?? DEFAULTS.hookConcurrency,
+    webhooks: [],
   };
+  try {
+    Object.assign(config, resolveHookSettings(out, input.readFile));
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
   if (usedFile) config.configFile = usedFile;
   if (out.logFile) config.logFile = out.logFile as string;
   return { kind: 'config', config: Object.freeze(Object.assign(config, { inboxes: Object.freeze([...config.inboxes]) as string[] })) };

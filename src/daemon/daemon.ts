@@ -18,6 +18,7 @@ import { resolveConfig, type DaemonConfig, type ResolveInput } from './config.js
 import { createHandlers, type HandlerTable } from './rpc/handlers.js';
 import { Inbox } from './inbox/inbox.js';
 import { JobStore } from './jobs/job-store.js';
+import { Hooks } from './hooks/index.js';
 import { installSignalHandlers, type CacheLock } from './lifecycle.js';
 import { createDaemonLogger, type DaemonLogger } from './log.js';
 import { applyReload } from './reload.js';
@@ -31,6 +32,8 @@ import { IdleAwareSweepRate } from './sweeps/rate.js';
 const CACHE_NET_LIMIT = 256;
 /** Time allowed for flushing and closing after the drain grace period. */
 const SHUTDOWN_SLACK_MS = 15_000;
+/** At shutdown, running exec hooks get at most this long (within the slack above). */
+const HOOKS_GRACE_MS = 5_000;
 
 interface Parts {
   cache?: MediaCache;
@@ -41,6 +44,7 @@ interface Parts {
   inbox?: Inbox;
   rpc?: RpcServer;
   lock?: CacheLock;
+  hooks?: Hooks;
 }
 
 async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger, signal: string): Promise<number> {
@@ -61,6 +65,8 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
   // The sweep first: it stops at the next file, and a closed sweeper refuses new ones.
   await step('stop sweep', () => parts.sweeper?.close());
   await step('drain scheduler', () => parts.scheduler?.drain(config.graceMs));
+  // Pending webhook deliveries stay in the outbox for the next start.
+  await step('close hooks', () => parts.hooks?.close(Math.min(config.graceMs, HOOKS_GRACE_MS)));
   await step('close job store', () => parts.store?.close());
   await step('close cache (flush index)', () => parts.cache?.close());
   await step('close socket', () => parts.rpc?.close());
@@ -168,7 +174,8 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       // main.ts took the cache lock (with our socket in it) before anything else.
       lock: false,
     });
-    parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), { logger });
+    // A job's end is saved only after its webhook deliveries are (hooks/index.ts).
+    parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), { logger, beforeWrite: () => parts.hooks?.whenDurable() ?? Promise.resolve() });
     parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, logger });
     parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, logger });
     parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: parts.sweeper, logger });
@@ -179,6 +186,9 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     });
     sweepRate.attach(parts.scheduler, parts.sweeper);
     parts.sweeper.on('event', (ev) => rpc.broadcast(ev));
+    parts.hooks = await Hooks.open(config, { indexDir: config.indexDir, logger, version });
+    parts.hooks?.attach(parts.scheduler);
+    parts.hooks?.attach(parts.sweeper);
     parts.scheduler.start();
     parts.timer.start();
     parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler, store: parts.store, logger });

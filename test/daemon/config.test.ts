@@ -94,6 +94,12 @@ t.test('every flag has an env twin', async (t) => {
       MEDIACACHE_LOG_LEVEL: 'warn',
       MEDIACACHE_LOG_FILE: 'd.log',
       MEDIACACHE_GRACE: '500',
+      MEDIACACHE_ON_DONE: '/bin/done --x',
+      MEDIACACHE_ON_FAILED: '["/bin/failed"]',
+      MEDIACACHE_HOOK_TIMEOUT: '5s',
+      MEDIACACHE_HOOK_CONCURRENCY: '3',
+      MEDIACACHE_WEBHOOK: 'http://127.0.0.1:1/h',
+      MEDIACACHE_WEBHOOK_SECRET: 'k',
     },
   });
   t.same(
@@ -113,6 +119,12 @@ t.test('every flag has an env twin', async (t) => {
       logLevel: 'warn',
       logFile: '/work/d.log',
       graceMs: 500,
+      onDone: ['/bin/done', '--x'],
+      onFailed: ['/bin/failed'],
+      hookTimeoutMs: 5000,
+      hookConcurrency: 3,
+      webhooks: ['http://127.0.0.1:1/h'],
+      webhookSecret: 'k',
     },
   );
 });

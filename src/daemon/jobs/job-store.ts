@@ -67,6 +67,12 @@ export interface JobStoreOptions {
   maxEnded?: number;
   /** Ended jobs older than this are dropped (default 7 days). */
   maxEndedAgeMs?: number;
+  /**
+   * Awaited right before a shard's jobs are serialized: whatever a job's
+   * end set off (the hooks' outbox) is on disk before the end itself is.
+   * Must not reject.
+   */
+  beforeWrite?: () => Promise<void>;
 }
 
 interface ShardData {
@@ -107,6 +113,7 @@ export class JobStore {
   private pendingFlush: Promise<void> | undefined;
   private lastPrune = 0;
   private closed = false;
+  private readonly beforeWrite: (() => Promise<void>) | undefined;
 
   private constructor(dir: string, o: JobStoreOptions) {
     this.dir = dir;
@@ -116,6 +123,7 @@ export class JobStore {
     this.lazyFlushDelayMs = Math.max(this.flushDelayMs, o.lazyFlushDelayMs ?? 1000);
     this.maxEnded = o.maxEnded ?? 10_000;
     this.maxEndedAgeMs = o.maxEndedAgeMs ?? 7 * 24 * 3600_000;
+    this.beforeWrite = o.beforeWrite;
   }
 
   static async open(dir: string, opts: JobStoreOptions = {}): Promise<JobStore> {
@@ -318,6 +326,8 @@ export class JobStore {
       }
       return;
     }
+    // Nothing may run between this wait and the synchronous snapshot below.
+    if (this.beforeWrite) await this.beforeWrite();
     const jobs: JobRecord[] = [];
     for (const id of ids) {
       const j = this.jobs.get(id);
