@@ -31,3 +31,4 @@ export { Sweeper, STEP_ORDER } from './sweep.js';
 export type { SweeperOptions, SweepRunOptions, SweepTarget } from './sweep.js';
 export { parseCron, nextRun, nextRunOf } from './cron.js';
 export type { CronSpec } from './cron.js';
+export { extractMetadata, METADATA_VERSION, METADATA_FIELDS, type MediaMetadata, type ExtractOptions, type ExtractResult } from './metadata/index.js';

@@ -3,34 +3,10 @@
  * before it reaches a record: whatever a hostile file makes a parser say, a
  * record only ever carries sane, finite, bounded values of the right type.
  */
+import type { StoredRecord } from '../types.js';
 
-/** Media metadata read from a file's bytes. Every field is optional: absent means unknown. */
-export interface MediaMetadata {
-  /** Pixels as displayed: EXIF orientation 5-8 and a 90/270 degree video rotation swap the stored dimensions. */
-  width?: number;
-  height?: number;
-  /** Seconds, millisecond precision. */
-  durationSec?: number;
-  /** ffprobe-style codec names ("h264", "vp9", "aac", "opus", "pcm_s16le"), else the container's own id lowercased. */
-  videoCodec?: string;
-  audioCodec?: string;
-  /** Frames per second as the container states it (or frames / duration). */
-  frameRate?: number;
-  /** Audio samples per second. */
-  sampleRate?: number;
-  /** Audio channels. */
-  channels?: number;
-  /** Average bits per second (stated by the stream, else file size x 8 / duration). */
-  bitrate?: number;
-  /** PDF pages. */
-  pageCount?: number;
-  /** PDF with an /Encrypt dictionary (password or permissions). */
-  encrypted?: boolean;
-  /** EXIF orientation 1-8 (1 = as stored). */
-  orientation?: number;
-  /** Animation frames (GIF, WebP, APNG); 1 for a still. */
-  frameCount?: number;
-}
+/** Media metadata read from a file's bytes: the record fields of that name (types.ts documents each). */
+export type MediaMetadata = Partial<Pick<StoredRecord, (typeof METADATA_FIELDS)[number]>>;
 
 /** Record field names a MediaMetadata may set (width/height replace the download's). */
 export const METADATA_FIELDS = [
@@ -47,7 +23,7 @@ export const METADATA_FIELDS = [
   'encrypted',
   'orientation',
   'frameCount',
-] as const satisfies readonly (keyof MediaMetadata)[];
+] as const satisfies readonly (keyof StoredRecord)[];
 
 type Rule = (v: unknown) => unknown;
 const int = (min: number, max: number): Rule => (v) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : undefined);
@@ -62,7 +38,7 @@ const codec: Rule = (v) => (typeof v === 'string' && CODEC.test(v.trim()) ? v.tr
 const bool: Rule = (v) => (typeof v === 'boolean' ? v : undefined);
 
 /** Bounds: generous for real media, tight enough that garbage shows. */
-const RULES: Record<keyof MediaMetadata, Rule> = {
+const RULES: Record<(typeof METADATA_FIELDS)[number], Rule> = {
   width: int(1, 1_000_000),
   height: int(1, 1_000_000),
   durationSec: real(0.001, 1e7, 3),
