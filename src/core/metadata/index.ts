@@ -83,7 +83,7 @@ export async function extractMetadata(
   const kind = kindOf(sniffed);
   if (!kind) return { metadata: {} };
   try {
-    if (kind === 'audio') return { metadata: cleanMetadata(await readAudio(filePath, timeoutMs, opts.signal)) };
+    if (kind === 'audio') return { metadata: cleanMetadata(await readAudio(filePath, sniffed.mimeType, timeoutMs, opts.signal)) };
     const r = await RangeReader.open(filePath, {
       deadline: Date.now() + timeoutMs,
       signal: opts.signal,
