@@ -209,7 +209,12 @@ export class MediaCache {
   private async metadataFor(f: Fetched, href: string, signal: AbortSignal): Promise<MetadataOutcome | undefined> {
     const known = this.index.get(f.md5)?.metadataVersion;
     if (known !== undefined && known >= METADATA_VERSION) return undefined;
-    return readRecordMetadata(f.tmpPath, { md5: f.md5, ...f.sniffed }, this.logger, { timeoutMs: this.options.timeoutMs, signal, url: href });
+    return readRecordMetadata(f.tmpPath, { md5: f.md5, ...f.sniffed }, this.logger, {
+      timeoutMs: this.options.timeoutMs,
+      signal,
+      url: href,
+      ...(f.head ? { head: { bytes: f.head, size: f.size } } : {}),
+    });
   }
 
   /** Inside the md5's critical section: dedup, collision check, or new entry. */

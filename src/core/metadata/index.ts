@@ -35,6 +35,11 @@ export interface ExtractOptions {
   signal?: AbortSignal;
   /** Told why a PDF's xref could not be used (the bounded scan answered instead). */
   onNote?: (note: string) => void;
+  /**
+   * The file's leading bytes and its size, when the caller has them (a download
+   * does): reads inside the head cost no I/O, so most images need none at all.
+   */
+  head?: { bytes: Buffer; size: number };
 }
 
 export interface ExtractResult {
@@ -84,12 +89,15 @@ export async function extractMetadata(
   if (!kind) return { metadata: {} };
   try {
     if (kind === 'audio') return { metadata: cleanMetadata(await readAudio(filePath, sniffed.mimeType, timeoutMs, opts.signal)) };
-    const r = await RangeReader.open(filePath, {
+    const limits = {
       deadline: Date.now() + timeoutMs,
       signal: opts.signal,
       maxBytes: sniffed.extension === '.gif' ? GIF_SCAN_BYTES : 16 * 1024 * 1024,
       maxReads: sniffed.extension === '.gif' ? GIF_SCAN_BYTES / 1024 : 4096,
-    });
+    };
+    const r = opts.head
+      ? RangeReader.withHead(filePath, opts.head.size, opts.head.bytes, limits)
+      : await RangeReader.open(filePath, limits);
     try {
       return { metadata: cleanMetadata(await read(r, kind, sniffed.extension, opts)) };
     } finally {

@@ -31,13 +31,30 @@ export class RangeReader {
   private readonly maxBytes: number;
   private readonly maxReads: number;
 
+  private fh: fs.promises.FileHandle | undefined;
+  /** The file's first bytes, known already (a download's head): reads inside them cost no I/O. */
+  private head: Buffer = Buffer.alloc(0);
+  private filePath = '';
+
   private constructor(
-    private readonly fh: fs.promises.FileHandle,
+    fh: fs.promises.FileHandle | undefined,
     readonly size: number,
     private readonly limits: ReaderLimits,
   ) {
+    this.fh = fh;
     this.maxBytes = limits.maxBytes ?? 16 * 1024 * 1024;
     this.maxReads = limits.maxReads ?? 4096;
+  }
+
+  /**
+   * A reader that serves [0, head.length) from `head` and opens the file only
+   * for a read beyond it. `size` must be the file's size (the download's byte count).
+   */
+  static withHead(filePath: string, size: number, head: Buffer, limits: ReaderLimits): RangeReader {
+    const r = new RangeReader(undefined, size, limits);
+    r.head = head.subarray(0, Math.min(head.length, size));
+    r.filePath = filePath;
+    return r;
   }
 
   static async open(filePath: string, limits: ReaderLimits): Promise<RangeReader> {
@@ -66,8 +83,15 @@ export class RangeReader {
     if (!Number.isSafeInteger(pos) || pos < 0 || !Number.isSafeInteger(len) || len < 0) throw new MetadataError(`bad read ${pos}+${len}`);
     const end = Math.min(this.size, pos + len);
     if (pos >= end) return Buffer.alloc(0);
+    if (end <= this.head.length) return this.head.subarray(pos, end);
     if (pos >= this.winPos && end <= this.winPos + this.win.length) return this.win.subarray(pos - this.winPos, end - this.winPos);
     this.check();
+    if (!this.fh) {
+      this.fh = await fs.promises.open(this.filePath, 'r');
+      const st = await this.fh.stat();
+      if (!st.isFile() || st.size !== this.size) throw new MetadataError('the file is not the one described');
+    }
+    const fh = this.fh;
     const want = Math.min(this.size - pos, Math.max(end - pos, WINDOW));
     if (++this.reads > this.maxReads) throw new MetadataError('too many reads');
     this.bytesRead += want;
@@ -75,7 +99,7 @@ export class RangeReader {
     const buf = Buffer.allocUnsafe(want);
     let got = 0;
     while (got < want) {
-      const { bytesRead } = await this.fh.read(buf, got, want - got, pos + got);
+      const { bytesRead } = await fh.read(buf, got, want - got, pos + got);
       if (bytesRead === 0) break;
       got += bytesRead;
     }
@@ -92,7 +116,7 @@ export class RangeReader {
   }
 
   async close(): Promise<void> {
-    await this.fh.close();
+    await this.fh?.close();
   }
 }
 

@@ -15,6 +15,21 @@ t.test('every field of every fixture', async (t) => {
   }
 });
 
+t.test('with the download\'s head bytes handed over: the same answers', async (t) => {
+  for (const c of CASES) {
+    const bytes = fs.readFileSync(pathOf(c));
+    for (const n of [4100, 64 * 1024]) {
+      const r = await extractMetadata(pathOf(c), sniffedOf(c), { head: { bytes: bytes.subarray(0, n), size: bytes.length } });
+      t.strictSame(r, { metadata: c.want }, `${c.file}, ${n}-byte head`);
+    }
+  }
+  // A head whose file was replaced since: refused, not misread.
+  const c = CASES.find((x) => x.file === 'h264-moov-end.mp4')!;
+  const bytes = fs.readFileSync(pathOf(c));
+  const r = await extractMetadata(pathOf(c), sniffedOf(c), { head: { bytes: bytes.subarray(0, 100), size: bytes.length + 1 } });
+  t.match(r, { error: /not the one described/ });
+});
+
 t.test('the older sample fixtures give their known sizes and lengths', async (t) => {
   const want: Record<string, object> = {
     'sample.mp4': { width: 64, height: 48, durationSec: 0.5, videoCodec: 'h264', frameRate: 10 },
