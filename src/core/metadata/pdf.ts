@@ -42,6 +42,11 @@ class Pdf {
   private streams = new Map<number, Buffer>();
   constructor(readonly r: RangeReader) {}
 
+  /** The newest trailer (or xref stream) dictionary; load() first. */
+  get trailer(): string {
+    return this.sections[0].dict;
+  }
+
   async text(pos: number, len: number): Promise<string> {
     return (await this.r.read(pos, len)).toString('latin1');
   }
@@ -226,7 +231,7 @@ function pngUp(d: Buffer, columns: number): Buffer {
 
 async function viaXref(pdf: Pdf): Promise<MediaMetadata> {
   await pdf.load();
-  const trailer = pdf['sections'][0].dict;
+  const trailer = pdf.trailer;
   const encrypted = /\/Encrypt\b/.test(trailer);
   const root = ref(trailer, 'Root');
   if (root === undefined) throw new MetadataError('trailer without /Root');
