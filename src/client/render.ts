@@ -77,6 +77,25 @@ export function renderStats(s: StatsResult): string {
   );
 }
 
+/** The media metadata of a record as key/value lines (only what is known). */
+function mediaLines(r: MediaRecord): Array<readonly [string, string | undefined]> {
+  const codecs = [r.videoCodec, r.audioCodec].filter((c) => c !== undefined).join(' + ');
+  const audio = [
+    r.sampleRate !== undefined ? `${r.sampleRate} Hz` : undefined,
+    r.channels !== undefined ? `${r.channels} ch` : undefined,
+  ].filter((x) => x !== undefined);
+  return [
+    ['duration', r.durationSec !== undefined ? `${r.durationSec} s` : undefined],
+    ['codecs', codecs || undefined],
+    ['frame rate', r.frameRate !== undefined ? `${r.frameRate} fps` : undefined],
+    ['audio', audio.length ? audio.join(', ') : undefined],
+    ['bitrate', r.bitrate !== undefined ? `${Math.round(r.bitrate / 1000)} kb/s` : undefined],
+    ['pages', r.pageCount !== undefined ? `${r.pageCount}${r.encrypted ? ' (encrypted)' : ''}` : r.encrypted ? 'encrypted' : undefined],
+    ['orientation', r.orientation !== undefined && r.orientation !== 1 ? `EXIF ${r.orientation}` : undefined],
+    ['frames', r.frameCount !== undefined && r.frameCount > 1 ? String(r.frameCount) : undefined],
+  ];
+}
+
 export function renderRecord(r: MediaRecord, now = Date.now()): string {
   return keyValues([
     ['md5', r.md5],
@@ -85,6 +104,7 @@ export function renderRecord(r: MediaRecord, now = Date.now()): string {
     ['size', `${formatSize(r.fileSize)} (${r.fileSize} bytes)`],
     ['type', `${r.mimeType} (${r.mediaType}, ${r.extension})`],
     ['dimensions', r.width !== undefined && r.height !== undefined ? `${r.width}x${r.height}` : undefined],
+    ...mediaLines(r),
     ['urls', r.urls.length ? r.urls.join('\n') : r.url],
     ['fetched', `${r.fetchedAt} (${formatRelative(r.fetchedAt, now)})`],
     ['verified', `${r.verifiedAt} (${formatRelative(r.verifiedAt, now)})`],
@@ -146,6 +166,7 @@ export function renderSweepReport(r: SweepReport, now = Date.now()): string {
     ['repaired', String(r.repaired.length)],
     ['unrepaired', r.unrepaired.length ? r.unrepaired.map((u) => `${u.md5}  ${errorText(u.error)}`).join('\n') : '0'],
     ['adopted', String(r.adopted.length)],
+    ['metadata', r.metadataFilled !== undefined ? `${r.metadataFilled} records filled` : undefined],
   ];
   if (r.changedUpstream.length) pairs.push(['changed', r.changedUpstream.map((c) => `${c.md5}  ${c.url}`).join('\n')]);
   return keyValues(pairs);

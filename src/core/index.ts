@@ -31,3 +31,4 @@ export { Sweeper, STEP_ORDER } from './verify/sweep.js';
 export type { SweeperOptions, SweepRunOptions, SweepTarget } from './verify/sweep.js';
 export { parseCron, nextRun, nextRunOf } from './util/cron.js';
 export type { CronSpec } from './util/cron.js';
+export { extractMetadata, METADATA_VERSION, METADATA_FIELDS, type MediaMetadata, type ExtractOptions, type ExtractResult } from './metadata/index.js';

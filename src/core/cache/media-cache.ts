@@ -29,6 +29,8 @@ import { acquireCacheLock, type CacheLock } from './writer-lock.js';
 import { KeyedMutex, Semaphore } from '../util/async-locks.js';
 import { SingleFlight, type FlightContext } from './flight.js';
 import { checkInt, resolveCacheOptions, type MediaCacheOptions, type MediaCacheSettings } from './options.js';
+import { METADATA_FIELDS, METADATA_VERSION } from '../metadata/index.js';
+import { readRecordMetadata, withMetadata, type MetadataOutcome } from '../metadata/record.js';
 
 export type { MediaCacheOptions, MediaCacheSettings } from './options.js';
 
@@ -47,6 +49,8 @@ export interface VerifyOutcome {
 }
 
 const MD5_PREFIX = /^[0-9a-f]{1,32}$/;
+/** Metadata fields copied into public records (width/height are placed with the SPEC fields). */
+const RECORD_METADATA_KEYS = [...METADATA_FIELDS.filter((k) => k !== 'width' && k !== 'height'), 'metadataVersion'] as const;
 
 async function fileSize(p: string): Promise<number | undefined> {
   try {
@@ -188,7 +192,8 @@ export class MediaCache {
       release();
     }
     try {
-      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, ctx.fresh));
+      const meta = await this.metadataFor(fetched, href, signal);
+      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, ctx.fresh, meta));
     } catch (e) {
       // commit() renames or drops the tmp file when it succeeds; on failure it may be left.
       await dropFile(fetched.tmpPath);
@@ -196,8 +201,24 @@ export class MediaCache {
     }
   }
 
+  /**
+   * Media metadata of a fetched file (its tmp copy, while the page cache still
+   * holds it), unless the content is already indexed with it. Never fails the
+   * download: a damaged container is stored without metadata.
+   */
+  private async metadataFor(f: Fetched, href: string, signal: AbortSignal): Promise<MetadataOutcome | undefined> {
+    const known = this.index.get(f.md5)?.metadataVersion;
+    if (known !== undefined && known >= METADATA_VERSION) return undefined;
+    return readRecordMetadata(f.tmpPath, { md5: f.md5, ...f.sniffed }, this.logger, {
+      timeoutMs: this.options.timeoutMs,
+      signal,
+      url: href,
+      ...(f.head ? { head: { bytes: f.head, size: f.size } } : {}),
+    });
+  }
+
   /** Inside the md5's critical section: dedup, collision check, or new entry. */
-  private async commit(f: Fetched, href: string, forced: boolean): Promise<MediaRecord> {
+  private async commit(f: Fetched, href: string, forced: boolean, meta: MetadataOutcome | undefined): Promise<MediaRecord> {
     const existing = this.index.get(f.md5);
     const nowIso = new Date(this.options.now()).toISOString();
     if (existing) {
@@ -221,7 +242,7 @@ export class MediaCache {
         await dropFile(f.tmpPath);
       }
       const updated: StoredRecord = {
-        ...existing,
+        ...withMetadata(existing, meta),
         urls: existing.urls.includes(href) ? existing.urls : [...existing.urls, href],
         fetchedAt: nowIso,
         verifiedAt: nowIso,
@@ -247,11 +268,12 @@ export class MediaCache {
     if (f.height !== undefined) rec.height = f.height;
     if (f.etag !== undefined) rec.etag = f.etag;
     if (f.lastModified !== undefined) rec.lastModified = f.lastModified;
-    const finalPath = storePath(this.cacheDir, rec);
+    const stored = withMetadata(rec, meta);
+    const finalPath = storePath(this.cacheDir, stored);
     await commitTmp(f.tmpPath, finalPath);
-    this.index.put(rec);
+    this.index.put(stored);
     this.logger.info('cached', { url: href, md5: rec.md5, path: finalPath, size: rec.fileSize });
-    return this.toRecord(rec, href);
+    return this.toRecord(stored, href);
   }
 
   /**
@@ -387,6 +409,10 @@ export class MediaCache {
     };
     if (stored.etag !== undefined) rec.etag = stored.etag;
     if (stored.lastModified !== undefined) rec.lastModified = stored.lastModified;
+    for (const k of RECORD_METADATA_KEYS) {
+      const v = stored[k];
+      if (v !== undefined) (rec as unknown as Record<string, unknown>)[k] = v;
+    }
     return rec;
   }
 

@@ -3,7 +3,7 @@
  * memory and persisted as lowdb shards plus an append-only journal.
  *
  * Layout of the index dir:
- *   meta.json          {"schemaVersion":2,"shardDigits":2,"createdAt":…}
+ *   meta.json          {"schemaVersion":3,"shardDigits":2,"createdAt":…}
  *   records/xx.jsonl   records whose md5 starts with xx (256 shards): a header
  *                      line, then one record per line as a compact JSON array
  *   journal.jsonl      changes since the shards were last written: one batch
@@ -120,8 +120,11 @@ import type { CacheStats, StoredRecord } from '../types.js';
  * shards; a version-1 reader would ignore a journal and lose its changes, so
  * an index is marked 2 (meta.json rewritten at open) before anything is
  * journaled, and version-1 code refuses it.
+ * 3: rows may carry a 14th column, `meta` (media metadata). Version-3 code
+ * reads version-2 shards and journals; version-2 code would take the new
+ * shard header for damage, so it must refuse the index instead.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** The journal appended to by flushes, and its name while a compaction retires it. */
 export const JOURNAL_FILE = 'journal.jsonl';

@@ -21,6 +21,7 @@ import { crc32 } from 'node:zlib';
 import { MediaCacheError } from '../errors.js';
 import { MEDIA_TYPES, type MediaType, type StoredRecord } from '../types.js';
 import type { DataFormat } from '../util/durable-file.js';
+import { isCleanMetadata, METADATA_FIELDS } from '../metadata/types.js';
 
 /** Shard files hold this many leading md5 hex digits' worth of records (2 → 256 shards). */
 export const SHARD_DIGITS = 2;
@@ -49,6 +50,29 @@ const MEDIA_TYPE_SET: ReadonlySet<unknown> = new Set(MEDIA_TYPES);
 const optStr = (v: unknown): boolean => v === undefined || typeof v === 'string';
 const optDim = (v: unknown): boolean => v === undefined || (Number.isInteger(v) && (v as number) >= 0);
 
+/** Record fields kept in a row's `meta` column (width/height have columns of their own). */
+const META_KEYS: readonly string[] = [...METADATA_FIELDS.filter((k) => k !== 'width' && k !== 'height'), 'metadataVersion'];
+
+/** Why a `meta` column (or a record's metadata fields, gathered) is invalid, else undefined. */
+function metaProblem(m: Record<string, unknown>): string | undefined {
+  const { metadataVersion, ...fields } = m;
+  if (metadataVersion !== undefined && !(Number.isInteger(metadataVersion) && (metadataVersion as number) >= 1)) {
+    return 'metadataVersion must be a positive integer';
+  }
+  for (const k of Object.keys(fields)) if (!META_KEYS.includes(k)) return `unknown metadata field ${k}`;
+  return isCleanMetadata(fields) ? undefined : 'metadata fields out of range';
+}
+
+/** The record's metadata fields as the `meta` column's object, or null when it has none. */
+function metaOf(r: StoredRecord): Record<string, unknown> | null {
+  let out: Record<string, unknown> | null = null;
+  for (const k of META_KEYS) {
+    const v = (r as unknown as Record<string, unknown>)[k];
+    if (v !== undefined) (out ??= {})[k] = v;
+  }
+  return out;
+}
+
 function allStrings(a: unknown[]): boolean {
   for (let i = 0; i < a.length; i++) if (typeof a[i] !== 'string') return false;
   return true;
@@ -71,7 +95,8 @@ export function recordProblem(x: unknown): string | undefined {
   if (!Array.isArray(r.urls) || !allStrings(r.urls)) return 'urls must be an array of strings';
   if (typeof r.fetchedAt !== 'string' || typeof r.verifiedAt !== 'string') return 'fetchedAt/verifiedAt must be strings';
   if (!optStr(r.etag) || !optStr(r.lastModified)) return 'etag/lastModified must be strings';
-  return undefined;
+  const meta = metaOf(r as unknown as StoredRecord);
+  return meta ? metaProblem(meta) : undefined;
 }
 
 export function assertRecord(x: unknown): asserts x is StoredRecord {
@@ -100,8 +125,11 @@ export const COLUMNS = [
   'verifiedAt',
   'etag',
   'lastModified',
+  'meta',
 ] as const;
-/** Rows may omit trailing optional columns (etag, lastModified). */
+/** The columns before `meta` was added: shards and journals written then are still read (their rows lack it). */
+const LEGACY_COLUMNS = COLUMNS.slice(0, -1);
+/** Rows may omit trailing optional columns (etag, lastModified, meta). */
 const MIN_ROW_LENGTH = 11;
 
 /**
@@ -123,6 +151,7 @@ export function toRow(r: StoredRecord): string {
     r.verifiedAt,
     r.etag ?? null,
     r.lastModified ?? null,
+    metaOf(r),
   ];
   while (t.length > MIN_ROW_LENGTH && t[t.length - 1] === null) t.pop();
   return JSON.stringify(t);
@@ -144,6 +173,7 @@ function tupleToRecord(t: unknown[]): StoredRecord {
   if (t[7] != null) r.height = t[7] as number;
   if (t[11] != null) r.etag = t[11] as string;
   if (t[12] != null) r.lastModified = t[12] as string;
+  if (t[13] != null) Object.assign(r, t[13]);
   return r;
 }
 
@@ -179,7 +209,8 @@ export function parseRow(row: string): StoredRecord | undefined {
     typeof t[9] === 'string' &&
     typeof t[10] === 'string' &&
     optStrOrNull(t[11]) &&
-    optStrOrNull(t[12]);
+    optStrOrNull(t[12]) &&
+    (t[13] === undefined || t[13] === null || (typeof t[13] === 'object' && !Array.isArray(t[13]) && metaProblem(t[13] as Record<string, unknown>) === undefined));
   return ok ? tupleToRecord(t) : undefined;
 }
 
@@ -210,6 +241,7 @@ export interface ShardData {
 }
 
 const SHARD_HEADER = JSON.stringify({ v: SHARD_FORMAT_VERSION, columns: COLUMNS });
+const LEGACY_SHARD_HEADER = JSON.stringify({ v: SHARD_FORMAT_VERSION, columns: LEGACY_COLUMNS });
 
 /**
  * JSON lines: a header `{"v":1,"columns":[…]}` then one row per line. parse()
@@ -221,7 +253,7 @@ export const SHARD_FORMAT: DataFormat<ShardData> = {
   parse(text: string): ShardData {
     const nl = text.indexOf('\n');
     const header = nl < 0 ? text : text.slice(0, nl);
-    if (header !== SHARD_HEADER) {
+    if (header !== SHARD_HEADER && header !== LEGACY_SHARD_HEADER) {
       const h = JSON.parse(header) as { v?: unknown };
       throw new Error(`not an index shard of format ${SHARD_FORMAT_VERSION} (header v=${String(h?.v)})`);
     }
@@ -252,6 +284,8 @@ export const JOURNAL_FORMAT_VERSION = 1;
  * apart from damage inside a batch that was (see scanJournal).
  */
 export const JOURNAL_HEADER = JSON.stringify({ v: JOURNAL_FORMAT_VERSION, journal: true, columns: COLUMNS });
+/** A journal begun before the `meta` column (appends to it write full rows; both kinds parse). */
+const LEGACY_JOURNAL_HEADER = JSON.stringify({ v: JOURNAL_FORMAT_VERSION, journal: true, columns: LEGACY_COLUMNS });
 
 /** The journal line of a removal. */
 export function tombstoneLine(md5: string): string {
@@ -317,7 +351,7 @@ export async function scanJournal(buf: Buffer, apply: (e: JournalEntry) => void,
     if (nl < 0) break;
     const line = buf.toString('utf8', pos, nl);
     if (pos === 0) {
-      if (line !== JOURNAL_HEADER) {
+      if (line !== JOURNAL_HEADER && line !== LEGACY_JOURNAL_HEADER) {
         batchGarbage = true;
         damage('not a journal header', 0);
       }

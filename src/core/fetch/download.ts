@@ -40,6 +40,8 @@ export interface Fetched {
   lastModified?: string;
   finalUrl: string;
   contentType?: string;
+  /** The body's leading bytes (up to 64 KiB, as collected for sniffing and image dimensions). */
+  head?: Buffer;
 }
 
 /**
@@ -293,6 +295,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
         out.width = r.dims.width;
         out.height = r.dims.height;
       }
+      if (r.head) out.head = r.head;
       const etag = header(h, 'etag');
       const lastModified = header(h, 'last-modified');
       const contentType = header(h, 'content-type');

@@ -20,6 +20,8 @@ const SINK_HIGH_WATER = 1024 * 1024;
 const WRITE_BATCH = 512 * 1024;
 /** Also write once this many chunks are held (a trickling origin's tiny reads would cost more in Buffer objects than in bytes). */
 const WRITE_BATCH_CHUNKS = 1024;
+/** Leading bytes kept for the metadata reader (it reads them from memory, not the file): most image headers fit. */
+const KEEP_HEAD = 64 * 1024;
 
 export interface SinkOptions {
   maxFileSize: number;
@@ -51,6 +53,8 @@ export class HashSink extends Writable {
   /** Still collecting head bytes for image dimensions. */
   private wantDims = false;
   private dims: { width: number; height: number } | undefined;
+  /** The leading bytes already collected for sniffing and dimensions, kept (at most KEEP_HEAD) for the metadata reader. */
+  private kept: Buffer | undefined;
   private lastProgressAt = 0;
   private lastProgressBytes = 0;
 
@@ -140,9 +144,16 @@ export class HashSink extends Writable {
     cb(err);
   }
 
-  result(): { md5: string; sha256: string; sniffed: Sniffed; dims?: { width: number; height: number } } {
+  result(): { md5: string; sha256: string; sniffed: Sniffed; dims?: { width: number; height: number }; head?: Buffer } {
     if (!this.sniffed || !this.digests) throw new Error('HashSink.result() before the body ended');
-    return { md5: this.digests.md5, sha256: this.digests.sha256, sniffed: this.sniffed, dims: this.dims };
+    const head = this.kept ?? (this.headLen > 0 ? Buffer.from(this.head.subarray(0, Math.min(this.headLen, KEEP_HEAD))) : undefined);
+    return { md5: this.digests.md5, sha256: this.digests.sha256, sniffed: this.sniffed, dims: this.dims, head };
+  }
+
+  /** Drop the head buffer, keeping a copy of its first KEEP_HEAD bytes. */
+  private releaseHead(): void {
+    this.kept = Buffer.from(this.head.subarray(0, Math.min(this.headLen, KEEP_HEAD)));
+    this.head = Buffer.alloc(0);
   }
 
   /** Account for one chunk; returns an error to stop the transfer. */
@@ -177,7 +188,7 @@ export class HashSink extends Writable {
       const err = this.decideType(this.head);
       if (err) return err;
       if (!this.wantDims) {
-        this.head = Buffer.alloc(0);
+        this.releaseHead();
         return undefined;
       }
     }
@@ -200,7 +211,7 @@ export class HashSink extends Writable {
       const rest = chunk.subarray(n);
       if (rest.length) return this.collectHead(rest);
     }
-    if (!this.wantDims) this.head = Buffer.alloc(0);
+    if (!this.wantDims) this.releaseHead();
     return undefined;
   }
 

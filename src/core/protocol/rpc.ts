@@ -123,7 +123,7 @@ export interface JobsResult {
 export interface SweepParams {
   wait?: boolean;
 }
-export type SweepStepName = 'missing' | 'rehash' | 'quarantine' | 'repair' | 'adopt' | 'clean-tmp';
+export type SweepStepName = 'missing' | 'rehash' | 'quarantine' | 'repair' | 'adopt' | 'clean-tmp' | 'metadata';
 export interface SweepStep {
   name: SweepStepName;
   count: number;
@@ -149,6 +149,8 @@ export interface SweepReport {
   adopted: string[];
   cleanedTmp: number;
   steps: SweepStep[];
+  /** Records whose media metadata this sweep read (absent from daemons without the `metadata` step). */
+  metadataFilled?: number;
 }
 export interface SweepResult {
   /** Present when wait was asked (or the sweep ended before the reply). */

@@ -10,6 +10,7 @@
  *  4 repair     re-fetch missing/quarantined records from their URLs, verified by md5 AND sha256
  *  5 adopt      (sweep-adopt.ts) index well-formed unknown files in the type folders; quarantine anything else
  *  6 clean-tmp  remove .tmp/ leftovers older than a day
+ *  7 metadata   (metadata/sweep-step.ts) read media metadata into records that lack it
  *
  * Races with downloads running at the same time: a file is only moved to
  * quarantine if it is still the very file that was judged (same inode, mtime

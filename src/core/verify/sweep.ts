@@ -20,6 +20,7 @@ import type { Logger } from '../util/logger.js';
 import type { RpcEvent, SweepReport, SweepStepName } from '../protocol/rpc.js';
 import { ProgressThrottle } from './plan.js';
 import { stepAdopt } from './adopt.js';
+import { stepMetadata } from '../metadata/sweep-step.js';
 import {
   stepCleanTmp,
   stepMissing,
@@ -58,7 +59,7 @@ export interface SweepRunOptions {
   adopt?: boolean;
 }
 
-export const STEP_ORDER: readonly SweepStepName[] = ['missing', 'rehash', 'quarantine', 'repair', 'adopt', 'clean-tmp'];
+export const STEP_ORDER: readonly SweepStepName[] = ['missing', 'rehash', 'quarantine', 'repair', 'adopt', 'clean-tmp', 'metadata'];
 
 interface Current {
   id: string;
@@ -187,6 +188,7 @@ export class Sweeper extends EventEmitter {
       adopted: [],
       cleanedTmp: 0,
       steps: [],
+      metadataFilled: 0,
     };
     const tally = Object.fromEntries(STEP_ORDER.map((s) => [s, { count: 0, bytes: 0 }])) as Record<SweepStepName, StepTally>;
     const throttle = new ProgressThrottle(o.progressIntervalMs, () => performance.now());
@@ -222,6 +224,9 @@ export class Sweeper extends EventEmitter {
         if (!(await stepAdopt(ctx))) report.complete = false;
       },
       'clean-tmp': () => stepCleanTmp(ctx),
+      metadata: async () => {
+        if (!(await stepMetadata(ctx))) report.complete = false;
+      },
     };
     const durations: Partial<Record<SweepStepName, number>> = {};
     try {
@@ -257,6 +262,7 @@ export class Sweeper extends EventEmitter {
       changedUpstream: report.changedUpstream.length,
       adopted: report.adopted.length,
       cleanedTmp: report.cleanedTmp,
+      metadataFilled: report.metadataFilled,
       steps: report.steps.map((s) => `${s.name}:${s.count}/${s.bytes}B/${s.durationMs}ms`).join(' '),
     });
     this.emitEvent({ type: 'sweep.done', report });

@@ -305,7 +305,7 @@ t.test('a version-1 index (shards only) is marked version 2 at open, before anyt
   writeFileSync(join(dir, 'meta.json'), JSON.stringify({ schemaVersion: 1, shardDigits: 2, createdAt: '2026-01-01T00:00:00.000Z' }));
   const again = await IndexDb.open(dir);
   const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8'));
-  t.equal(meta.schemaVersion, 2, 'upgraded on disk at open');
+  t.equal(meta.schemaVersion, SCHEMA_VERSION, 'upgraded on disk at open');
   t.equal(meta.createdAt, '2026-01-01T00:00:00.000Z', 'the rest of meta kept');
   t.notOk(existsSync(join(dir, JOURNAL)), 'nothing journaled yet');
   t.same(again.get(old.md5), old);
