@@ -43,6 +43,9 @@ t.test('defaults follow the platform (XDG on Linux)', async (t) => {
   t.equal(c.sweepSchedule, '0 3 * * *');
   t.equal(c.logLevel, 'info');
   t.equal(c.graceMs, 10000);
+  t.equal(c.retries, 3);
+  t.equal(c.jobHistory, 10_000);
+  t.equal(c.jobHistoryAgeMs, 7 * 86_400_000);
   t.equal(c.configFile, undefined);
   t.ok(Object.isFrozen(c));
 
@@ -94,6 +97,9 @@ t.test('every flag has an env twin', async (t) => {
       MEDIACACHE_LOG_LEVEL: 'warn',
       MEDIACACHE_LOG_FILE: 'd.log',
       MEDIACACHE_GRACE: '500',
+      MEDIACACHE_RETRIES: '0',
+      MEDIACACHE_JOB_HISTORY: '50',
+      MEDIACACHE_JOB_HISTORY_AGE: '12h',
     },
   });
   t.same(
@@ -113,6 +119,9 @@ t.test('every flag has an env twin', async (t) => {
       logLevel: 'warn',
       logFile: '/work/d.log',
       graceMs: 500,
+      retries: 0,
+      jobHistory: 50,
+      jobHistoryAgeMs: 12 * 3_600_000,
     },
   );
 });

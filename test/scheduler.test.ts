@@ -46,7 +46,7 @@ function gated(origin: Origin, stats: { inFlight: number; max: number; order: st
   };
 }
 
-async function setup(t: Tt, o: { concurrency?: number; perHost?: number; cache?: (c: MediaCache) => Downloader; unavailableBaseMs?: number; maxAttempts?: number; diskFullBaseMs?: number } = {}) {
+async function setup(t: Tt, o: { concurrency?: number; perHost?: number; cache?: (c: MediaCache) => Downloader; retryBaseMs?: number; retries?: number; diskFullBaseMs?: number; lagWindowMs?: number } = {}) {
   // Our own temp dir, removed after the scheduler and store are closed
   // (t.testdir() could be removed before this teardown runs).
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-sched-'));
@@ -59,9 +59,11 @@ async function setup(t: Tt, o: { concurrency?: number; perHost?: number; cache?:
     perHost: o.perHost,
     logger: silentLogger,
     progressIntervalMs: 0,
-    unavailableBaseMs: o.unavailableBaseMs,
-    maxAttempts: o.maxAttempts,
+    retryBaseMs: o.retryBaseMs,
+    retries: o.retries,
     diskFullBaseMs: o.diskFullBaseMs,
+    // Lag detection off unless a test is about it: held replies would otherwise lend slots.
+    lagWindowMs: o.lagWindowMs ?? 0,
   });
   const events: RpcEvent[] = [];
   sched.on('event', (e: RpcEvent) => events.push(e));
@@ -155,8 +157,8 @@ t.test('priority: an interactive add overtakes a long inbox queue', async (t) =>
 });
 
 t.test('per-host and global limits, measured at the origins', async (t) => {
-  const a = await startOrigin();
-  const b = await startOrigin();
+  const a = await startOrigin('127.0.0.1');
+  const b = await startOrigin('::1');
   t.teardown(() => Promise.all([a.close(), b.close()]));
   const sa = { inFlight: 0, max: 0, order: [] as string[] };
   const sb = { inFlight: 0, max: 0, order: [] as string[] };
@@ -231,18 +233,27 @@ t.test('drain: running jobs past the grace period are aborted and stay queued', 
   await t.rejects(sched.enqueue([{ url: origin.url('/x.png'), source: 'rpc' }], { priority: 0 }), { code: 'E_UNAVAILABLE' });
 });
 
-t.test('E_NETWORK stays queued with backoff, then fails after maxAttempts', async (t) => {
+t.test('E_NETWORK stays queued with backoff, then fails after 1 + retries tries', async (t) => {
   const dead = await startOrigin();
   const url = dead.url('/gone.png');
   await dead.close(); // connection refused from now on
-  const { sched } = await setup(t, { unavailableBaseMs: 30, maxAttempts: 3 });
+  const { sched, events } = await setup(t, { retryBaseMs: 30, retries: 2 });
   sched.start();
   const [j] = await sched.enqueue([{ url, source: 'rpc' }], { priority: 0 });
-  await waitFor(() => sched.get(j.id)?.notBefore !== undefined && sched.get(j.id)?.state === 'queued', { what: 'backoff' });
+  const waiting = await waitFor(() => {
+    const cur = sched.get(j.id);
+    return cur?.nextRetryAt !== undefined && cur.state === 'queued' ? cur : undefined;
+  }, { what: 'backoff' });
+  t.equal(waiting.lastError?.code, 'E_NETWORK', 'the waiting job says why');
+  t.equal(waiting.error, undefined, 'error is for failed jobs only');
+  t.equal(waiting.maxAttempts, 3);
   const [end] = await sched.wait([j.id]);
   t.equal(end.state, 'failed');
   t.equal(end.error?.code, 'E_NETWORK');
   t.equal(end.attempts, 3);
+  const retrying = events.filter((e) => e.type === 'job.retrying');
+  t.equal(retrying.length, 2, 'one job.retrying per retry');
+  t.match(retrying[0], { job: { id: j.id, attempts: 1, state: 'queued' }, error: { code: 'E_NETWORK' } });
 });
 
 t.test('E_DISK_FULL keeps the job queued, pauses dispatch, and the queue moves again', async (t) => {
@@ -261,7 +272,7 @@ t.test('E_DISK_FULL keeps the job queued, pauses dispatch, and the queue moves a
   });
   sched.start();
   const jobs = await sched.enqueue(Array.from({ length: 3 }, (_, i) => ({ url: origin.url(`/f${i}.png`), source: 'rpc' })), { priority: 0 });
-  await waitFor(() => sched.get(jobs[0].id)?.error?.code === 'E_DISK_FULL', { what: 'disk full seen' });
+  await waitFor(() => sched.get(jobs[0].id)?.lastError?.code === 'E_DISK_FULL', { what: 'disk full seen' });
   t.equal(sched.get(jobs[0].id)?.state, 'queued');
   const done = await sched.wait(jobs.map((j) => j.id));
   t.same(done.map((j) => j.state), ['done', 'done', 'done']);

@@ -31,6 +31,12 @@ export interface DaemonConfig {
   logFile?: string;
   /** How long SIGTERM waits for running downloads before re-queueing them. */
   graceMs: number;
+  /** Retries of a job after a retryable failure; 0 = one try only. */
+  retries: number;
+  /** Ended jobs remembered (newest first). */
+  jobHistory: number;
+  /** Ended jobs older than this are forgotten, ms. */
+  jobHistoryAgeMs: number;
 }
 
 /** Keys SIGHUP applies to a running daemon; the rest need a restart. */
@@ -48,6 +54,9 @@ export const DEFAULTS = {
   sweepMaxDuration: 0,
   logLevel: 'info',
   graceMs: 10_000,
+  retries: 3,
+  jobHistory: 10_000,
+  jobHistoryAgeMs: 7 * 86_400_000,
 } as const;
 
 /** Thrown for any configuration the user must fix; main prints `message` and exits 2. */
@@ -103,6 +112,9 @@ const SETTINGS: readonly Setting[] = [
   { key: 'sweepMaxDuration', flag: 'sweep-max-duration', env: ['MEDIACACHE_SWEEP_MAX_DURATION'], fileKeys: ['sweepMaxDuration'], kind: 'duration', min: 0, describe: 'stop a sweep after this long, ms or 30m/2h, 0 = no limit' },
   { key: 'logLevel', flag: 'log-level', env: ['MEDIACACHE_LOG_LEVEL'], fileKeys: ['logLevel'], kind: 'level', describe: `${LOG_LEVELS.join('|')} (default ${DEFAULTS.logLevel})` },
   { key: 'logFile', flag: 'log-file', env: ['MEDIACACHE_LOG_FILE'], fileKeys: ['logFile'], kind: 'path', describe: 'also write JSON lines to this file (reopened on SIGHUP)' },
+  { key: 'retries', flag: 'retries', env: ['MEDIACACHE_RETRIES'], fileKeys: ['retries'], kind: 'int', min: 0, describe: `retries of a job after a network error, timeout, 408, 429 or 5xx; 0 = one try (default ${DEFAULTS.retries})` },
+  { key: 'jobHistory', flag: 'job-history', env: ['MEDIACACHE_JOB_HISTORY'], fileKeys: ['jobHistory'], kind: 'int', min: 0, describe: `ended jobs remembered for jobs/retry (default ${DEFAULTS.jobHistory})` },
+  { key: 'jobHistoryAgeMs', flag: 'job-history-age', env: ['MEDIACACHE_JOB_HISTORY_AGE'], fileKeys: ['jobHistoryAge', 'jobHistoryAgeMs'], kind: 'duration', min: 0, describe: 'forget ended jobs older than this, ms or 12h/7d (default 7d)' },
   { key: 'graceMs', flag: 'grace', env: ['MEDIACACHE_GRACE'], fileKeys: ['grace', 'graceMs'], kind: 'duration', min: 0, describe: `on SIGTERM, wait this long for running downloads, ms (default ${DEFAULTS.graceMs})` },
 ];
 
@@ -335,6 +347,9 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     sweepMaxDuration: (out.sweepMaxDuration as number | undefined) ?? DEFAULTS.sweepMaxDuration,
     logLevel: (out.logLevel as string | undefined) ?? DEFAULTS.logLevel,
     graceMs: (out.graceMs as number | undefined) ?? DEFAULTS.graceMs,
+    retries: (out.retries as number | undefined) ?? DEFAULTS.retries,
+    jobHistory: (out.jobHistory as number | undefined) ?? DEFAULTS.jobHistory,
+    jobHistoryAgeMs: (out.jobHistoryAgeMs as number | undefined) ?? DEFAULTS.jobHistoryAgeMs,
   };
   if (usedFile) config.configFile = usedFile;
   if (out.logFile) config.logFile = out.logFile as string;

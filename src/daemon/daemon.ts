@@ -168,8 +168,8 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       // main.ts took the cache lock (with our socket in it) before anything else.
       lock: false,
     });
-    parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), { logger });
-    parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, logger });
+    parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), { logger, maxEnded: config.jobHistory, maxEndedAgeMs: config.jobHistoryAgeMs });
+    parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, retries: config.retries, logger });
     parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, logger });
     parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: parts.sweeper, logger });
     const rpc = parts.rpc;
