@@ -44,6 +44,7 @@ t.test('defaults follow the platform (XDG on Linux)', async (t) => {
   t.equal(c.logLevel, 'info');
   t.equal(c.graceMs, 10000);
   t.equal(c.retries, 3);
+  t.equal(c.retryDelayMs, 5000);
   t.equal(c.jobHistory, 10_000);
   t.equal(c.jobHistoryAgeMs, 7 * 86_400_000);
   t.equal(c.configFile, undefined);
@@ -98,6 +99,7 @@ t.test('every flag has an env twin', async (t) => {
       MEDIACACHE_LOG_FILE: 'd.log',
       MEDIACACHE_GRACE: '500',
       MEDIACACHE_RETRIES: '0',
+      MEDIACACHE_RETRY_DELAY: '2s',
       MEDIACACHE_JOB_HISTORY: '50',
       MEDIACACHE_JOB_HISTORY_AGE: '12h',
     },
@@ -120,6 +122,7 @@ t.test('every flag has an env twin', async (t) => {
       logFile: '/work/d.log',
       graceMs: 500,
       retries: 0,
+      retryDelayMs: 2000,
       jobHistory: 50,
       jobHistoryAgeMs: 12 * 3_600_000,
     },

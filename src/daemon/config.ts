@@ -33,6 +33,8 @@ export interface DaemonConfig {
   graceMs: number;
   /** Retries of a job after a retryable failure; 0 = one try only. */
   retries: number;
+  /** First wait before a retry, ms; doubles per retry (with jitter) up to 5 min. */
+  retryDelayMs: number;
   /** Ended jobs remembered (newest first). */
   jobHistory: number;
   /** Ended jobs older than this are forgotten, ms. */
@@ -55,6 +57,7 @@ export const DEFAULTS = {
   logLevel: 'info',
   graceMs: 10_000,
   retries: 3,
+  retryDelayMs: 5000,
   jobHistory: 10_000,
   jobHistoryAgeMs: 7 * 86_400_000,
 } as const;
@@ -113,6 +116,7 @@ const SETTINGS: readonly Setting[] = [
   { key: 'logLevel', flag: 'log-level', env: ['MEDIACACHE_LOG_LEVEL'], fileKeys: ['logLevel'], kind: 'level', describe: `${LOG_LEVELS.join('|')} (default ${DEFAULTS.logLevel})` },
   { key: 'logFile', flag: 'log-file', env: ['MEDIACACHE_LOG_FILE'], fileKeys: ['logFile'], kind: 'path', describe: 'also write JSON lines to this file (reopened on SIGHUP)' },
   { key: 'retries', flag: 'retries', env: ['MEDIACACHE_RETRIES'], fileKeys: ['retries'], kind: 'int', min: 0, describe: `retries of a job after a network error, timeout, 408, 429 or 5xx; 0 = one try (default ${DEFAULTS.retries})` },
+  { key: 'retryDelayMs', flag: 'retry-delay', env: ['MEDIACACHE_RETRY_DELAY'], fileKeys: ['retryDelay', 'retryDelayMs'], kind: 'duration', min: 0, describe: 'first wait before a retry, ms or 10s; doubles per retry up to 5 min (default 5s)' },
   { key: 'jobHistory', flag: 'job-history', env: ['MEDIACACHE_JOB_HISTORY'], fileKeys: ['jobHistory'], kind: 'int', min: 0, describe: `ended jobs remembered for jobs/retry (default ${DEFAULTS.jobHistory})` },
   { key: 'jobHistoryAgeMs', flag: 'job-history-age', env: ['MEDIACACHE_JOB_HISTORY_AGE'], fileKeys: ['jobHistoryAge', 'jobHistoryAgeMs'], kind: 'duration', min: 0, describe: 'forget ended jobs older than this, ms or 12h/7d (default 7d)' },
   { key: 'graceMs', flag: 'grace', env: ['MEDIACACHE_GRACE'], fileKeys: ['grace', 'graceMs'], kind: 'duration', min: 0, describe: `on SIGTERM, wait this long for running downloads, ms (default ${DEFAULTS.graceMs})` },
@@ -348,6 +352,7 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     logLevel: (out.logLevel as string | undefined) ?? DEFAULTS.logLevel,
     graceMs: (out.graceMs as number | undefined) ?? DEFAULTS.graceMs,
     retries: (out.retries as number | undefined) ?? DEFAULTS.retries,
+    retryDelayMs: (out.retryDelayMs as number | undefined) ?? DEFAULTS.retryDelayMs,
     jobHistory: (out.jobHistory as number | undefined) ?? DEFAULTS.jobHistory,
     jobHistoryAgeMs: (out.jobHistoryAgeMs as number | undefined) ?? DEFAULTS.jobHistoryAgeMs,
   };

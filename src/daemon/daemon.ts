@@ -169,7 +169,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       lock: false,
     });
     parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), { logger, maxEnded: config.jobHistory, maxEndedAgeMs: config.jobHistoryAgeMs });
-    parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, retries: config.retries, logger });
+    parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, retries: config.retries, retryBaseMs: config.retryDelayMs, logger });
     parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, logger });
     parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: parts.sweeper, logger });
     const rpc = parts.rpc;
