@@ -115,7 +115,7 @@ export class JobStore {
   private timerAt = 0;
   private writing: Promise<void> | undefined;
   private pendingFlush: Promise<void> | undefined;
-  private lastPrune = 0;
+  private pruneTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private uncleanStart = false;
 
@@ -132,6 +132,10 @@ export class JobStore {
   static async open(dir: string, opts: JobStoreOptions = {}): Promise<JobStore> {
     const s = new JobStore(path.resolve(dir), opts);
     await s.load();
+    // History bounds apply without any other write: prune on a timer.
+    s.prune();
+    s.pruneTimer = setInterval(() => s.prune(), PRUNE_EVERY_MS);
+    s.pruneTimer.unref();
     return s;
   }
 
@@ -306,7 +310,6 @@ export class JobStore {
   }
 
   private async writeDirty(): Promise<void> {
-    if (this.now() - this.lastPrune >= PRUNE_EVERY_MS) this.prune();
     const todo = [...this.dirty].sort((a, b) => a - b);
     this.dirty.clear();
     const failed: number[] = [];
@@ -367,7 +370,6 @@ export class JobStore {
    * change is written by the next flush.
    */
   prune(o: PruneOptions = {}): number {
-    this.lastPrune = this.now();
     const explicit = o.olderThanMs !== undefined || o.keep !== undefined;
     const keep = explicit ? (o.keep ?? Infinity) : this.maxEnded;
     const maxAge = explicit ? (o.olderThanMs ?? Infinity) : this.maxEndedAgeMs;
@@ -453,6 +455,7 @@ export class JobStore {
     if (this.closed) return;
     await this.flush();
     this.closed = true;
+    clearInterval(this.pruneTimer);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.writeMeta(this.seq, true);

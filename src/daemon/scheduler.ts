@@ -611,6 +611,7 @@ export class Scheduler extends EventEmitter {
     } else candidates = [...this.store.values()].filter((j) => j.state === 'failed');
     const nowIso = new Date(this.now()).toISOString();
     const out: JobRecord[] = [];
+    const requeued: JobRecord[] = [];
     for (const j of candidates) {
       const other = this.byUrl.get(j.url);
       if (other) {
@@ -633,11 +634,13 @@ export class Scheduler extends EventEmitter {
       this.byUrl.set(j.url, j);
       this.push(j);
       out.push(j);
+      requeued.push(j);
     }
     await this.store.flush();
-    for (const j of out) if (j.state === 'queued' && j.attempts === 0) this.emitEvent({ type: 'job.queued', job: toJobInfo(j) });
+    const infos = out.map(toJobInfo);
+    for (const j of requeued) this.emitEvent({ type: 'job.queued', job: toJobInfo(j) });
     this.pump();
-    return out.map(toJobInfo);
+    return infos;
   }
 
   /** Forget ended jobs now (see JobStore.prune), durably. */
