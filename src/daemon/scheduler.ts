@@ -465,6 +465,8 @@ export class Scheduler extends EventEmitter {
   private commitDone(j: JobRecord, rec: MediaRecord): Promise<void> {
     this.committing.push({ job: j, rec });
     this.commitLoop ??= (async () => {
+      // Yield first, so commitLoop is set before the loop can end and clear it.
+      await null;
       while (this.committing.length > 0) {
         const batch = this.committing.splice(0);
         let flushErr: MediaCacheError | undefined;
