@@ -34,6 +34,8 @@ import { listJobs, toJobInfo } from './scheduler-list.js';
 import { RETRY_POLICY_DEFAULTS, maxAttemptsOf, retryDelayMs, shouldRetry, type RetryPolicy } from './scheduler-retry.js';
 import { LAG_DEFAULTS, Slots, hostKeyOf, type SlotHolder } from './scheduler-slots.js';
 import { findStaleDone } from './scheduler-repair.js';
+import { CommitLoop, RetryClock } from './scheduler-timers.js';
+import { cancelJob, retryJobs, type ControlAccess } from './scheduler-control.js';
 
 export { toJobInfo };
 
@@ -117,19 +119,15 @@ export class Scheduler extends EventEmitter {
   private readonly queue = new DispatchQueue();
   /** Current queue generation per queued job (stale entries are skipped). */
   private readonly gens = new Map<string, number>();
-  /** Queued jobs waiting for their nextRetryAt. */
-  private readonly delayed = new Map<string, number>();
-  private delayTimer: NodeJS.Timeout | undefined;
-  private delayTimerAt = Infinity;
+  /** Queued jobs waiting for their nextRetryAt, and the disk-full pause. */
+  private readonly clock: RetryClock;
   private lagTimer: NodeJS.Timeout | undefined;
   /** Queued or running job per URL (dedup). */
   private readonly byUrl = new Map<string, JobRecord>();
   private readonly running = new Map<string, Running>();
   private readonly waiters = new Map<string, Array<(j: JobInfo) => void>>();
-  /** Downloads finished, waiting for the index flush before they are done (commitDone). */
-  private readonly committing: Array<{ job: JobRecord; rec: MediaRecord }> = [];
-  private commitLoop: Promise<void> | undefined;
-  private pausedUntil = 0;
+  /** Downloads finished, waiting for the index flush before they are done. */
+  private readonly commits: CommitLoop<{ job: JobRecord; rec: MediaRecord }>;
   private diskFullStreak = 0;
   private started = false;
   private draining = false;
@@ -150,6 +148,26 @@ export class Scheduler extends EventEmitter {
       diskFullBaseMs: o.diskFullBaseMs ?? 1000,
       diskFullMaxMs: o.diskFullMaxMs ?? 30_000,
     };
+    this.clock = new RetryClock(this.now, (ids) => {
+      for (const id of ids) {
+        const j = this.store.get(id);
+        // They were ahead of everything queued since: back to the front.
+        if (j && j.state === 'queued') this.push(j, true);
+      }
+      this.pump();
+    });
+    // A job's `done` is never durable before its index record.
+    this.commits = new CommitLoop(
+      () => this.cache.index?.flush(),
+      (batch, err) => {
+        const e = err === undefined ? undefined : toMediaCacheError(err);
+        for (const { job, rec } of batch) {
+          if (e) this.failedTry(job, e, 'running');
+          else this.markDone(job, rec);
+        }
+        this.pump();
+      },
+    );
     this.retryPolicy = Object.freeze({
       retries: checkLimit('retries', o.retries ?? RETRY_POLICY_DEFAULTS.retries, 0),
       baseMs: o.retryBaseMs ?? RETRY_POLICY_DEFAULTS.baseMs,
@@ -259,7 +277,7 @@ export class Scheduler extends EventEmitter {
     if (priority < j.priority) {
       j.priority = priority;
       changed = true;
-      if (!this.delayed.has(j.id)) this.push(j);
+      if (!this.clock.has(j.id)) this.push(j);
     }
     if (changed) {
       j.updatedAt = nowIso;
@@ -275,36 +293,7 @@ export class Scheduler extends EventEmitter {
 
   private delay(j: JobRecord, at: number): void {
     this.gens.delete(j.id);
-    this.delayed.set(j.id, at);
-    this.armDelayTimer();
-  }
-
-  private armDelayTimer(): void {
-    let next = Infinity;
-    for (const at of this.delayed.values()) next = Math.min(next, at);
-    if (this.pausedUntil > this.now()) next = Math.min(next, this.pausedUntil);
-    if (next === this.delayTimerAt && this.delayTimer) return;
-    if (this.delayTimer) clearTimeout(this.delayTimer);
-    this.delayTimer = undefined;
-    this.delayTimerAt = next;
-    if (next === Infinity || this.draining) return;
-    // Not unref'd: queued work waiting for its time is a reason to stay alive (drain clears it).
-    this.delayTimer = setTimeout(() => this.onDelayTimer(), Math.max(0, next - this.now()));
-  }
-
-  private onDelayTimer(): void {
-    this.delayTimer = undefined;
-    this.delayTimerAt = Infinity;
-    const now = this.now();
-    for (const [id, at] of this.delayed) {
-      if (at > now) continue;
-      this.delayed.delete(id);
-      const j = this.store.get(id);
-      // They were ahead of everything queued since: back to the front.
-      if (j && j.state === 'queued') this.push(j, true);
-    }
-    this.armDelayTimer();
-    this.pump();
+    this.clock.set(j.id, at);
   }
 
   private isLive = (r: QueueRef): boolean => {
@@ -318,10 +307,7 @@ export class Scheduler extends EventEmitter {
   /** Start as many jobs as the limits allow. */
   private pump(): void {
     if (!this.started || this.draining) return;
-    if (this.pausedUntil > this.now()) {
-      this.armDelayTimer();
-      return;
-    }
+    if (this.clock.paused) return;
     while (this.slots.hasRoom()) {
       const ref = this.queue.next(this.isLive, this.hasRoom);
       if (!ref) break;
@@ -422,14 +408,13 @@ export class Scheduler extends EventEmitter {
     if (e.code === 'E_DISK_FULL') {
       this.diskFullStreak++;
       const wait = backoffMs(this.diskFullStreak - 1, this.o.diskFullBaseMs, this.o.diskFullMaxMs);
-      this.pausedUntil = Math.max(this.pausedUntil, now + wait);
+      const until = this.clock.pause(now + wait);
       j.state = 'queued';
       j.pauses = (j.pauses ?? 0) + 1;
-      j.nextRetryAt = new Date(this.pausedUntil).toISOString();
+      j.nextRetryAt = new Date(until).toISOString();
       this.store.put(j, prev);
       this.push(j, true);
       this.log.warn('disk full: download kept queued, dispatch paused', { jobId: j.id, url: j.url, pauseMs: wait });
-      this.armDelayTimer();
       this.emitEvent({ type: 'job.retrying', job: toJobInfo(j), error: e.toJSON(), delayMs: wait });
     } else if (shouldRetry(j, e, this.retryPolicy)) {
       const delayMs = retryDelayMs(j, e, this.retryPolicy);
@@ -463,27 +448,7 @@ export class Scheduler extends EventEmitter {
    * crash lost. Jobs finishing while a flush runs share the next one.
    */
   private commitDone(j: JobRecord, rec: MediaRecord): Promise<void> {
-    this.committing.push({ job: j, rec });
-    this.commitLoop ??= (async () => {
-      // Yield first, so commitLoop is set before the loop can end and clear it.
-      await null;
-      while (this.committing.length > 0) {
-        const batch = this.committing.splice(0);
-        let flushErr: MediaCacheError | undefined;
-        try {
-          await this.cache.index?.flush();
-        } catch (e) {
-          flushErr = toMediaCacheError(e);
-        }
-        for (const { job, rec } of batch) {
-          if (flushErr) this.failedTry(job, flushErr, 'running');
-          else this.markDone(job, rec);
-        }
-        this.pump();
-      }
-      this.commitLoop = undefined;
-    })();
-    return this.commitLoop;
+    return this.commits.add({ job: j, rec });
   }
 
   private markDone(j: JobRecord, rec: MediaRecord): void {
@@ -566,83 +531,36 @@ export class Scheduler extends EventEmitter {
     this.pump();
   }
 
-  // ---- job control (RPC cancel / retry) ----
+  // ---- job control (RPC cancel / retry; see scheduler-control.ts) ----
 
-  /**
-   * Cancel the job `id`, or the queued/running job of `url`: a queued one
-   * leaves the queue, a running one is aborted; either ends as failed with
-   * E_ABORTED. An ended job is returned unchanged (`cancelled: false`).
-   */
-  async cancel(o: { id?: string; url?: string }): Promise<{ job: JobInfo; cancelled: boolean }> {
-    let j: JobRecord | undefined;
-    if (o.id !== undefined) j = this.store.get(o.id);
-    else if (o.url !== undefined) j = this.byUrl.get(parseMediaUrl(o.url).href);
-    if (!j) throw new MediaCacheError('E_NOT_FOUND', o.id !== undefined ? `no job ${o.id}` : `no queued or running job for ${o.url}`);
-    const wasActive = !ENDED.has(j.state);
-    const reason = new MediaCacheError('E_ABORTED', 'cancelled', { url: j.url });
-    const r = this.running.get(j.id);
-    if (j.state === 'queued') {
-      this.delayed.delete(j.id);
-      this.gens.delete(j.id);
-      this.fail(j, reason, 'queued');
-    } else if (r) {
-      r.cancel = reason;
-      r.ctrl.abort(reason);
-      await r.done;
-    } else if (j.state === 'running') {
-      // Already downloaded, its record being committed: too late to cancel.
-      await this.commitLoop;
-    }
-    await this.store.flush();
-    return { job: toJobInfo(j), cancelled: wasActive && j.state === 'failed' && j.error?.code === 'E_ABORTED' };
-  }
-
-  /**
-   * Queue failed jobs again with a fresh retry budget: `id`, or every failed
-   * one. A job whose URL cannot be fetched at all (invalid, unsupported
-   * scheme) is left alone, as is one whose URL has another job queued.
-   */
-  async retry(o: { id?: string; failed?: boolean }): Promise<JobInfo[]> {
-    if (this.draining) throw new MediaCacheError('E_UNAVAILABLE', 'the daemon is shutting down; not taking new jobs');
-    let candidates: JobRecord[];
-    if (o.id !== undefined) {
-      const j = this.store.get(o.id);
-      if (!j) throw new MediaCacheError('E_NOT_FOUND', `no job ${o.id}`);
-      if (j.state !== 'failed') throw new MediaCacheError('E_BAD_REQUEST', `job ${j.id} is ${j.state}; only failed jobs can be retried`);
-      candidates = [j];
-    } else candidates = [...this.store.values()].filter((j) => j.state === 'failed');
-    const nowIso = new Date(this.now()).toISOString();
-    const out: JobRecord[] = [];
-    const requeued: JobRecord[] = [];
-    for (const j of candidates) {
-      const other = this.byUrl.get(j.url);
-      if (other) {
-        if (o.id !== undefined) out.push(other);
-        continue;
-      }
-      try {
-        parseMediaUrl(j.url);
-      } catch (e) {
-        if (o.id !== undefined) throw new MediaCacheError('E_BAD_REQUEST', `job ${j.id} cannot be retried: ${toMediaCacheError(e).message}`);
-        continue;
-      }
-      j.state = 'queued';
-      j.attempts = 0;
-      j.updatedAt = nowIso;
-      delete j.pauses;
-      delete j.error;
-      delete j.nextRetryAt;
-      this.store.put(j, 'failed');
+  private readonly control: ControlAccess = {
+    store: () => this.store,
+    byUrl: (url) => this.byUrl.get(url),
+    running: (id) => this.running.get(id),
+    unqueue: (id) => {
+      this.clock.delete(id);
+      this.gens.delete(id);
+    },
+    requeue: (j) => {
       this.byUrl.set(j.url, j);
       this.push(j);
-      out.push(j);
-      requeued.push(j);
-    }
-    await this.store.flush();
-    const infos = out.map(toJobInfo);
-    for (const j of requeued) this.emitEvent({ type: 'job.queued', job: toJobInfo(j) });
-    this.pump();
-    return infos;
+    },
+    fail: (j, e, prev) => this.fail(j, e, prev),
+    commitsIdle: () => this.commits.idle(),
+    emit: (ev) => this.emitEvent(ev),
+    pump: () => this.pump(),
+    now: () => this.now(),
+    draining: () => this.draining,
+  };
+
+  /** See cancelJob. */
+  cancel(o: { id?: string; url?: string }): Promise<{ job: JobInfo; cancelled: boolean }> {
+    return cancelJob(this.control, o);
+  }
+
+  /** See retryJobs. */
+  retry(o: { id?: string; failed?: boolean }): Promise<JobInfo[]> {
+    return retryJobs(this.control, o);
   }
 
   /** Forget ended jobs now (see JobStore.prune), durably. */
@@ -656,9 +574,7 @@ export class Scheduler extends EventEmitter {
   /** Stop dispatching; give running jobs `graceMs`, then abort and re-queue them; flush. */
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
-    if (this.delayTimer) clearTimeout(this.delayTimer);
-    this.delayTimer = undefined;
-    this.delayTimerAt = Infinity;
+    this.clock.stop();
     if (this.lagTimer) clearInterval(this.lagTimer);
     this.lagTimer = undefined;
     const all = (): Promise<unknown> => Promise.allSettled([...this.running.values()].map((r) => r.done));
@@ -675,7 +591,7 @@ export class Scheduler extends EventEmitter {
       }
       await all();
     }
-    await this.commitLoop;
+    await this.commits.idle();
     await this.store.flush();
   }
 }
