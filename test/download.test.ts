@@ -495,6 +495,7 @@ t.test('error mapping (pure): undici and Node errors to SPEC codes', async (t) =
     [Object.assign(new Error('Response does not match the HTTP/1.1 protocol (Invalid character in chunk size)'), { name: 'HTTPParserError' }), 'E_PROTOCOL', false],
     [err('UND_ERR_HEADERS_OVERFLOW', 'Headers Overflow Error'), 'E_PROTOCOL', false],
     [err('EACCES', 'permission denied'), 'E_UNAVAILABLE', false],
+    [err('EMFILE', 'too many open files'), 'E_UNAVAILABLE', true],
   ];
   for (const [e, code, retryable] of cases) {
     const m = classify(e, 'http://x/', 1000);

@@ -84,6 +84,9 @@ export function isErrorCode(s: unknown): s is ErrorCode {
 /** Node errno codes that mean "the disk is full" (or the quota is). */
 const DISK_FULL_ERRNOS = new Set(['ENOSPC', 'EDQUOT']);
 
+/** System errors that pass by themselves (out of file descriptors, a busy resource): worth a retry. */
+const TRANSIENT_ERRNOS = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY']);
+
 /** A system error code such as ENOENT, EACCES, EIO (as Node sets on fs and socket errors). */
 const ERRNO_RE = /^E[A-Z0-9]+$/;
 
@@ -101,7 +104,9 @@ export function toMediaCacheError(e: unknown, url?: string): MediaCacheError {
   if (typeof errno === 'string' && DISK_FULL_ERRNOS.has(errno)) {
     return new MediaCacheError('E_DISK_FULL', `disk full: ${msg}`, { cause: e, url, retryable: true });
   }
-  if (typeof errno === 'string' && ERRNO_RE.test(errno)) return new MediaCacheError('E_UNAVAILABLE', msg, { cause: e, url });
+  if (typeof errno === 'string' && ERRNO_RE.test(errno)) {
+    return new MediaCacheError('E_UNAVAILABLE', msg, { cause: e, url, retryable: TRANSIENT_ERRNOS.has(errno) });
+  }
   const kind = e instanceof Error && e.name !== 'Error' ? `${e.name}: ` : '';
   return new MediaCacheError('E_INTERNAL', `internal error: ${kind}${msg}`, { cause: e, url });
 }
