@@ -18,8 +18,12 @@ export const ERROR_CODES = [
   'E_UNAVAILABLE',
   /** Network failure below HTTP (connection refused/reset, DNS, TLS). Retryable. */
   'E_NETWORK',
-  /** The operation was cancelled (daemon shutting down, caller aborted). */
+  /** The operation was cancelled (daemon shutting down, caller aborted, `cancel`). */
   'E_ABORTED',
+  /** The origin's reply is not valid HTTP/1.1 (bad framing, oversized headers, not HTTP at all). Never retried. */
+  'E_PROTOCOL',
+  /** A fault inside mediacache itself (a bug: TypeError and the like). Never retried. */
+  'E_INTERNAL',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -80,9 +84,18 @@ export function isErrorCode(s: unknown): s is ErrorCode {
 /** Node errno codes that mean "the disk is full" (or the quota is). */
 const DISK_FULL_ERRNOS = new Set(['ENOSPC', 'EDQUOT']);
 
+/** System errors that pass by themselves (out of file descriptors, a busy resource): worth a retry. */
+const TRANSIENT_ERRNOS = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY']);
+
+/** A system error code such as ENOENT, EACCES, EIO (as Node sets on fs and socket errors). */
+const ERRNO_RE = /^E[A-Z0-9]+$/;
+
 /**
  * Wrap anything thrown into a MediaCacheError, keeping codes that are already
- * ours and mapping the filesystem's "no space" into E_DISK_FULL.
+ * ours, mapping the filesystem's "no space" into E_DISK_FULL and other system
+ * errors (EACCES, EIO, …) into E_UNAVAILABLE. Anything else (a TypeError, a
+ * plain Error without a system code) is a fault of ours: E_INTERNAL, which no
+ * layer retries, so a bug fails once instead of looking like an outage.
  */
 export function toMediaCacheError(e: unknown, url?: string): MediaCacheError {
   if (e instanceof MediaCacheError) return e;
@@ -91,5 +104,9 @@ export function toMediaCacheError(e: unknown, url?: string): MediaCacheError {
   if (typeof errno === 'string' && DISK_FULL_ERRNOS.has(errno)) {
     return new MediaCacheError('E_DISK_FULL', `disk full: ${msg}`, { cause: e, url, retryable: true });
   }
-  return new MediaCacheError('E_UNAVAILABLE', msg, { cause: e, url });
+  if (typeof errno === 'string' && ERRNO_RE.test(errno)) {
+    return new MediaCacheError('E_UNAVAILABLE', msg, { cause: e, url, retryable: TRANSIENT_ERRNOS.has(errno) });
+  }
+  const kind = e instanceof Error && e.name !== 'Error' ? `${e.name}: ` : '';
+  return new MediaCacheError('E_INTERNAL', `internal error: ${kind}${msg}`, { cause: e, url });
 }

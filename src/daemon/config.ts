@@ -45,6 +45,14 @@ export interface DaemonConfig {
   /** HMAC-SHA256 key of webhook signatures (from --webhook-secret or read from --webhook-secret-file). */
   webhookSecret?: string;
   webhookSecretFile?: string;
+  /** Retries of a job after a retryable failure; 0 = one try only. */
+  retries: number;
+  /** First wait before a retry, ms; doubles per retry (with jitter) up to 5 min. */
+  retryDelayMs: number;
+  /** Ended jobs remembered (newest first). */
+  jobHistory: number;
+  /** Ended jobs older than this are forgotten, ms. */
+  jobHistoryAgeMs: number;
 }
 
 /** Keys SIGHUP applies to a running daemon; the rest need a restart. */
@@ -65,6 +73,10 @@ export const DEFAULTS = {
   graceMs: 10_000,
   hookTimeoutMs: 30_000,
   hookConcurrency: 2,
+  retries: 3,
+  retryDelayMs: 5000,
+  jobHistory: 10_000,
+  jobHistoryAgeMs: 7 * 86_400_000,
 } as const;
 
 /** Thrown for any configuration the user must fix; main prints `message` and exits 2. */
@@ -120,6 +132,10 @@ const SETTINGS: readonly Setting[] = [
   { key: 'sweepMaxDuration', flag: 'sweep-max-duration', env: ['MEDIACACHE_SWEEP_MAX_DURATION'], fileKeys: ['sweepMaxDuration'], kind: 'duration', min: 0, describe: 'stop a sweep after this long, ms or 30m/2h, 0 = no limit' },
   { key: 'logLevel', flag: 'log-level', env: ['MEDIACACHE_LOG_LEVEL'], fileKeys: ['logLevel'], kind: 'level', describe: `${LOG_LEVELS.join('|')} (default ${DEFAULTS.logLevel})` },
   { key: 'logFile', flag: 'log-file', env: ['MEDIACACHE_LOG_FILE'], fileKeys: ['logFile'], kind: 'path', describe: 'also write JSON lines to this file (reopened on SIGHUP)' },
+  { key: 'retries', flag: 'retries', env: ['MEDIACACHE_RETRIES'], fileKeys: ['retries'], kind: 'int', min: 0, describe: `retries of a job after a network error, timeout, 408, 429 or 5xx; 0 = one try (default ${DEFAULTS.retries})` },
+  { key: 'retryDelayMs', flag: 'retry-delay', env: ['MEDIACACHE_RETRY_DELAY'], fileKeys: ['retryDelay', 'retryDelayMs'], kind: 'duration', min: 0, describe: 'first wait before a retry, ms or 10s; doubles per retry up to 5 min (default 5s)' },
+  { key: 'jobHistory', flag: 'job-history', env: ['MEDIACACHE_JOB_HISTORY'], fileKeys: ['jobHistory'], kind: 'int', min: 0, describe: `ended jobs remembered for jobs/retry (default ${DEFAULTS.jobHistory})` },
+  { key: 'jobHistoryAgeMs', flag: 'job-history-age', env: ['MEDIACACHE_JOB_HISTORY_AGE'], fileKeys: ['jobHistoryAge', 'jobHistoryAgeMs'], kind: 'duration', min: 0, describe: 'forget ended jobs older than this, ms or 12h/7d (default 7d)' },
   { key: 'graceMs', flag: 'grace', env: ['MEDIACACHE_GRACE'], fileKeys: ['grace', 'graceMs'], kind: 'duration', min: 0, describe: `on SIGTERM, wait this long for running downloads, ms (default ${DEFAULTS.graceMs})` },
   { key: 'onDone', flag: 'on-done', env: ['MEDIACACHE_ON_DONE'], fileKeys: ['onDone'], kind: 'argv', describe: 'run this program after each finished download, record as JSON on stdin (no shell: words split, or a JSON array; see docs/hooks.md)' },
   { key: 'onFailed', flag: 'on-failed', env: ['MEDIACACHE_ON_FAILED'], fileKeys: ['onFailed'], kind: 'argv', describe: 'run this program after each failed download, error as JSON on stdin' },
@@ -370,6 +386,10 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     hookTimeoutMs: (out.hookTimeoutMs as number | undefined) ?? DEFAULTS.hookTimeoutMs,
     hookConcurrency: (out.hookConcurrency as number | undefined) ?? DEFAULTS.hookConcurrency,
     webhooks: [],
+    retries: (out.retries as number | undefined) ?? DEFAULTS.retries,
+    retryDelayMs: (out.retryDelayMs as number | undefined) ?? DEFAULTS.retryDelayMs,
+    jobHistory: (out.jobHistory as number | undefined) ?? DEFAULTS.jobHistory,
+    jobHistoryAgeMs: (out.jobHistoryAgeMs as number | undefined) ?? DEFAULTS.jobHistoryAgeMs,
   };
   try {
     Object.assign(config, resolveHookSettings(out, input.readFile));

@@ -175,8 +175,13 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       lock: false,
     });
     // A job's end is saved only after its webhook deliveries are (hooks/index.ts).
-    parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), { logger, beforeWrite: () => parts.hooks?.whenDurable() ?? Promise.resolve() });
-    parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, logger });
+    parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), {
+      logger,
+      maxEnded: config.jobHistory,
+      maxEndedAgeMs: config.jobHistoryAgeMs,
+      beforeWrite: () => parts.hooks?.whenDurable() ?? Promise.resolve(),
+    });
+    parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, retries: config.retries, retryBaseMs: config.retryDelayMs, logger });
     parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, logger });
     parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: parts.sweeper, logger });
     const rpc = parts.rpc;

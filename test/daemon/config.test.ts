@@ -43,6 +43,10 @@ t.test('defaults follow the platform (XDG on Linux)', async (t) => {
   t.equal(c.sweepSchedule, '0 3 * * *');
   t.equal(c.logLevel, 'info');
   t.equal(c.graceMs, 10000);
+  t.equal(c.retries, 3);
+  t.equal(c.retryDelayMs, 5000);
+  t.equal(c.jobHistory, 10_000);
+  t.equal(c.jobHistoryAgeMs, 7 * 86_400_000);
   t.equal(c.configFile, undefined);
   t.ok(Object.isFrozen(c));
 
@@ -100,6 +104,10 @@ t.test('every flag has an env twin', async (t) => {
       MEDIACACHE_HOOK_CONCURRENCY: '3',
       MEDIACACHE_WEBHOOK: 'http://127.0.0.1:1/h',
       MEDIACACHE_WEBHOOK_SECRET: 'k',
+      MEDIACACHE_RETRIES: '0',
+      MEDIACACHE_RETRY_DELAY: '2s',
+      MEDIACACHE_JOB_HISTORY: '50',
+      MEDIACACHE_JOB_HISTORY_AGE: '12h',
     },
   });
   t.same(
@@ -125,6 +133,10 @@ t.test('every flag has an env twin', async (t) => {
       hookConcurrency: 3,
       webhooks: ['http://127.0.0.1:1/h'],
       webhookSecret: 'k',
+      retries: 0,
+      retryDelayMs: 2000,
+      jobHistory: 50,
+      jobHistoryAgeMs: 12 * 3_600_000,
     },
   );
 });

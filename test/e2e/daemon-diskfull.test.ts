@@ -63,11 +63,11 @@ t.test('disk full: jobs wait, the daemon stays up, the queue moves once space is
   t.equal(added.items.length, 5);
 
   const fullJob = await waitFor(
-    async () => (await d.rpc('jobs', { state: 'queued' })).jobs.find((j) => j.error?.code === 'E_DISK_FULL'),
+    async () => (await d.rpc('jobs', { state: 'queued' })).jobs.find((j) => j.lastError?.code === 'E_DISK_FULL'),
     { timeoutMs: 30_000, what: 'a job held back by E_DISK_FULL' },
   );
   t.equal(fullJob.state, 'queued', 'disk full keeps the job queued');
-  t.ok(fullJob.notBefore, 'with a backoff time');
+  t.ok(fullJob.nextRetryAt, 'with a backoff time');
   const status = await d.rpc('status', {});
   t.equal(status.queue.failed, 0, 'no job failed because of the full disk');
   t.ok(status.queue.done <= 2, `only what fits was cached (${status.queue.done})`);

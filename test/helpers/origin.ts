@@ -50,7 +50,8 @@ function sendThrottled(res: http.ServerResponse, body: Buffer, bps: number): voi
   tick();
 }
 
-export async function startOrigin(): Promise<Origin> {
+/** `host`: the loopback address to listen on (default 127.0.0.1; '::1' for a second hostname). */
+export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
   const routes = new Map<string, Route | Handler>();
   const hitCount = new Map<string, number>();
   let total = 0;
@@ -80,9 +81,9 @@ export async function startOrigin(): Promise<Origin> {
     s.on('close', () => sockets.delete(s));
   });
   server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const port = (server.address() as AddressInfo).port;
-  const base = `http://127.0.0.1:${port}`;
+  const base = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   return {
     base,
     url: (p) => base + (p.startsWith('/') ? p : `/${p}`),

@@ -39,6 +39,12 @@ export interface DownloadOptions {
   force?: boolean;
   signal?: AbortSignal;
   onProgress?: (bytes: number, total?: number) => void;
+  /**
+   * Retries of a retryable failure for this call (default: the instance's
+   * `retries`), so one call costs the origin at most 1 + retries fetches. A
+   * caller with its own retry policy (the daemon's scheduler) passes 0: one
+   * retry layer, never one inside the other.
+   */
   retries?: number;
 }
 

@@ -78,13 +78,32 @@ export function classify(e: unknown, url: string, timeoutMs: number): MediaCache
   if (code === 'ERR_INVALID_URL') {
     return new MediaCacheError('E_HTTP', 'redirected to an invalid URL', { url, cause: e });
   }
-  if (code && (code.startsWith('HPE_') || code.startsWith('ERR_TLS') || code.includes('CERT') || code === 'UND_ERR_PRX_TLS')) {
+  if (isProtocolError(e, code)) {
+    return new MediaCacheError('E_PROTOCOL', `the origin's reply is not valid HTTP/1.1: ${msg}`, { url, cause: e, retryable: false });
+  }
+  if (code && (code.startsWith('ERR_TLS') || code.includes('CERT') || code === 'UND_ERR_PRX_TLS')) {
     return new MediaCacheError('E_NETWORK', `${code}: ${msg}`, { url, cause: e, retryable: false });
   }
   if (code && NETWORK_CODES.has(code)) {
     return new MediaCacheError('E_NETWORK', `${code}: ${msg}`, { url, cause: e, retryable: true });
   }
   return toMediaCacheError(e, url);
+}
+
+/**
+ * The origin answered, but not with HTTP/1.1 we can parse: llhttp's parser
+ * errors (bad chunk size, Transfer-Encoding with Content-Length, a non-HTTP
+ * status line; undici's HTTPParserError, whose code is often unset) and
+ * headers beyond the parser's limit. The same request gets the same answer,
+ * so these are the origin's fault and not retried.
+ */
+function isProtocolError(e: unknown, code: string | undefined): boolean {
+  if (code && (code.startsWith('HPE_') || code === 'UND_ERR_HEADERS_OVERFLOW')) return true;
+  for (let cur: unknown = e, depth = 0; cur && depth < 4; depth++) {
+    if ((cur as { name?: unknown }).name === 'HTTPParserError') return true;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 function timeout(msg: string, url: string, cause: unknown): MediaCacheError {

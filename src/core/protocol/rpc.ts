@@ -37,16 +37,27 @@ export interface JobInfo {
   id: string;
   url: string;
   state: JobState;
-  /** Lower runs first: interactive adds beat inbox files. */
+  /**
+   * Lower runs first: interactive adds (0) beat inbox files (10). `add
+   * {priority: N}` (higher runs sooner) is stored here as -N.
+   */
   priority: number;
+  /** Tries started so far (a try cut short by shutdown is not counted). */
   attempts: number;
+  /** Tries allowed in all (1 + the daemon's --retries, or add's `retries`). */
+  maxAttempts?: number;
+  /** While queued for a retry (or a disk-full pause): when it may run again, ISO. */
+  nextRetryAt?: string;
+  /** Why the most recent try failed (kept when the job later fails for good). */
+  lastError?: ErrorInfo;
   createdAt: string;
   updatedAt: string;
   /** Where it came from: "rpc" or the inbox file's path and line. */
   source: string;
   md5?: string;
+  /** Why the job failed (set on failed jobs only; E_ABORTED: cancelled). */
   error?: ErrorInfo;
-  /** Not before this time (backoff), ISO. */
+  /** @deprecated the same as nextRetryAt, kept for older clients. */
   notBefore?: string;
   bytes?: number;
   totalBytes?: number;
@@ -66,6 +77,10 @@ export interface AddParams {
   wait?: boolean;
   /** Download again even when the URL is cached. */
   force?: boolean;
+  /** Higher runs sooner (default 0; inbox files run at -10), -1000..1000. */
+  priority?: number;
+  /** Retries of these jobs after a retryable failure (default: the daemon's --retries). */
+  retries?: number;
 }
 export interface AddItem {
   url: string;
@@ -167,6 +182,8 @@ export interface ActiveDownload {
   bytes: number;
   totalBytes?: number;
   startedAt: string;
+  /** Receiving too slowly to count against the download limits (see README, Scheduler). */
+  stalled?: boolean;
 }
 export interface StatusResult {
   version: string;
@@ -197,9 +214,43 @@ export interface RemoveResult {
   removed: MediaRecord;
 }
 
+// ---- job control ----
+/** Cancel one job, by id or by URL (its queued or running job). */
+export interface CancelParams {
+  id?: string;
+  url?: string;
+}
+export interface CancelResult {
+  job: JobInfo;
+  /** False when the job had already ended (it is returned unchanged). */
+  cancelled: boolean;
+}
+/** Re-queue one failed job, or every failed job (`failed: true`). */
+export interface RetryParams {
+  id?: string;
+  failed?: boolean;
+}
+export interface RetryResult {
+  jobs: JobInfo[];
+}
+/**
+ * Forget ended jobs now: those older than `olderThanMs`, and all but the
+ * newest `keep`; neither given: the daemon's configured history bounds.
+ * Jobs an unwritten inbox report still needs are kept.
+ */
+export interface PruneParams {
+  olderThanMs?: number;
+  keep?: number;
+}
+export interface PruneResult {
+  pruned: number;
+  /** Ended jobs still remembered. */
+  remaining: number;
+}
+
 // ---- subscribe ----
-export type EventName = 'job.queued' | 'job.progress' | 'job.done' | 'job.failed' | 'sweep.progress' | 'sweep.done';
-export const EVENT_NAMES: readonly EventName[] = ['job.queued', 'job.progress', 'job.done', 'job.failed', 'sweep.progress', 'sweep.done'];
+export type EventName = 'job.queued' | 'job.progress' | 'job.done' | 'job.failed' | 'sweep.progress' | 'sweep.done' | 'job.retrying';
+export const EVENT_NAMES: readonly EventName[] = ['job.queued', 'job.progress', 'job.done', 'job.failed', 'sweep.progress', 'sweep.done', 'job.retrying'];
 export interface SubscribeParams {
   events?: EventName[];
 }
@@ -210,11 +261,13 @@ export interface SubscribeResult {
 /** Pushed as JSON-RPC notifications with method "event". */
 export type RpcEvent =
   | { type: 'job.queued'; job: JobInfo }
-  | { type: 'job.progress'; jobId: string; url: string; bytes: number; totalBytes?: number }
+  | { type: 'job.progress'; jobId: string; url: string; bytes: number; totalBytes?: number; attempt?: number }
   | { type: 'job.done'; job: JobInfo; record: MediaRecord }
   | { type: 'job.failed'; job: JobInfo; error: ErrorInfo }
   | { type: 'sweep.progress'; sweepId: string; step: SweepStepName; done: number; total?: number }
-  | { type: 'sweep.done'; report: SweepReport };
+  | { type: 'sweep.done'; report: SweepReport }
+  /** A try failed and the job waits for another (job.nextRetryAt, job.attempts, job.lastError). */
+  | { type: 'job.retrying'; job: JobInfo; error: ErrorInfo; delayMs: number };
 export const EVENT_METHOD = 'event';
 
 /** The typed method table: the daemon implements it, the client calls it. */
@@ -228,6 +281,9 @@ export interface RpcMethods {
   status: { params: Record<string, never>; result: StatusResult };
   remove: { params: RemoveParams; result: RemoveResult };
   subscribe: { params: SubscribeParams; result: SubscribeResult };
+  cancel: { params: CancelParams; result: CancelResult };
+  retry: { params: RetryParams; result: RetryResult };
+  prune: { params: PruneParams; result: PruneResult };
 }
 export type RpcMethodName = keyof RpcMethods;
-export const RPC_METHOD_NAMES: readonly RpcMethodName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'subscribe'];
+export const RPC_METHOD_NAMES: readonly RpcMethodName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'subscribe', 'cancel', 'retry', 'prune'];

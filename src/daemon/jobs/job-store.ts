@@ -5,7 +5,7 @@
  * rename, fsync dir):
  *   jobs-<n>.json    jobs whose sequence number is in [n*SHARD_SIZE, (n+1)*SHARD_SIZE)
  *   batch-<id>.json  one inbox batch (file → per-line job or error), until reported
- *   meta.json        the next sequence number
+ *   meta.json        the next sequence number, and whether the last run closed the store
  *
  * Why shard by sequence: an inbox file enqueues consecutive sequence numbers,
  * so a chunk of 1,000 jobs dirties one or two shards, and the dispatcher walks
@@ -28,10 +28,12 @@ import type { JobInfo, JobState, QueueCounts } from '../../core/protocol/rpc.js'
 
 export const SHARD_SIZE = 250;
 
-/** What is persisted per job: the public JobInfo plus ordering and the force flag. */
+/** What is persisted per job: the public JobInfo plus ordering, the force flag and disk-full pauses. */
 export interface JobRecord extends JobInfo {
   seq: number;
   force?: boolean;
+  /** Tries that ended in a disk-full pause: they do not use up the retry budget. */
+  pauses?: number;
 }
 
 /** One reported line of an inbox file: [line, raw text, jobId or null, error code or null]. */
@@ -80,6 +82,14 @@ interface ShardData {
 }
 interface MetaData {
   nextSeq: number;
+  /** True only in the file close() writes: false (or absent) at open means the last run died. */
+  clean?: boolean;
+}
+
+/** Options of prune(): either bound, or both; none means the store's configured bounds. */
+export interface PruneOptions {
+  olderThanMs?: number;
+  keep?: number;
 }
 
 const SHARD_RE = /^jobs-(\d+)\.json$/;
@@ -111,9 +121,10 @@ export class JobStore {
   private timerAt = 0;
   private writing: Promise<void> | undefined;
   private pendingFlush: Promise<void> | undefined;
-  private lastPrune = 0;
+  private pruneTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly beforeWrite: (() => Promise<void>) | undefined;
+  private uncleanStart = false;
 
   private constructor(dir: string, o: JobStoreOptions) {
     this.dir = dir;
@@ -129,6 +140,10 @@ export class JobStore {
   static async open(dir: string, opts: JobStoreOptions = {}): Promise<JobStore> {
     const s = new JobStore(path.resolve(dir), opts);
     await s.load();
+    // History bounds apply without any other write: prune on a timer.
+    s.prune();
+    s.pruneTimer = setInterval(() => s.prune(), PRUNE_EVERY_MS);
+    s.pruneTimer.unref();
     return s;
   }
 
@@ -165,9 +180,27 @@ export class JobStore {
         for (const l of b.lines) if (l[2]) maxSeq = Math.max(maxSeq, seqOfId(l[2]));
       }
     }
-    const meta = await this.readJson<MetaData>(path.join(this.dir, 'meta.json'), { nextSeq: 1 });
-    this.seq = Math.max(Number(meta.nextSeq) || 1, maxSeq + 1);
-    this.metaSeqWritten = this.seq;
+    const meta = await this.readJson<MetaData | null>(this.metaFile(), null);
+    this.seq = Math.max(Number(meta?.nextSeq) || 1, maxSeq + 1);
+    // A store with jobs but no clean mark was not closed by its last run.
+    this.uncleanStart = meta?.clean !== true && this.jobs.size > 0;
+    // From now until close() the mark on disk says "not closed".
+    await this.writeMeta(this.seq, false);
+  }
+
+  /** True when the previous run did not close the store (a crash, SIGKILL, power loss). */
+  get recoveredFromCrash(): boolean {
+    return this.uncleanStart;
+  }
+
+  private metaFile(): string {
+    return path.join(this.dir, 'meta.json');
+  }
+
+  private async writeMeta(nextSeq: number, clean: boolean): Promise<void> {
+    const data: MetaData = clean ? { nextSeq, clean } : { nextSeq };
+    await new Low<MetaData>(new DurableJSONFile<MetaData>(this.metaFile()), data).write();
+    this.metaSeqWritten = nextSeq;
   }
 
   /** Read one file through lowdb; a corrupt file is moved aside and counts as empty. */
@@ -190,6 +223,11 @@ export class JobStore {
   }
 
   private insert(j: JobRecord): void {
+    if (j.notBefore !== undefined) {
+      // Stores written before nextRetryAt existed.
+      j.nextRetryAt ??= j.notBefore;
+      delete j.notBefore;
+    }
     this.jobs.set(j.id, j);
     const no = Math.floor(j.seq / SHARD_SIZE);
     let set = this.shards.get(no);
@@ -280,7 +318,6 @@ export class JobStore {
   }
 
   private async writeDirty(): Promise<void> {
-    if (this.now() - this.lastPrune >= PRUNE_EVERY_MS) this.prune();
     const todo = [...this.dirty].sort((a, b) => a - b);
     this.dirty.clear();
     const failed: number[] = [];
@@ -299,10 +336,8 @@ export class JobStore {
     };
     await Promise.all(Array.from({ length: Math.min(WRITE_PARALLEL, todo.length) }, worker));
     if (this.seq !== this.metaSeqWritten && firstError === undefined) {
-      const seq = this.seq;
       try {
-        await new Low<MetaData>(new DurableJSONFile<MetaData>(path.join(this.dir, 'meta.json')), { nextSeq: seq }).write();
-        this.metaSeqWritten = seq;
+        await this.writeMeta(this.seq, false);
       } catch (e) {
         firstError = e;
       }
@@ -338,22 +373,29 @@ export class JobStore {
   }
 
   /**
-   * Forget ended jobs beyond the history bound (newest `maxEnded`, younger
-   * than `maxEndedAgeMs`), except those a pending inbox report still needs.
-   * Returns how many were dropped.
+   * Forget ended jobs beyond the history bounds: all but the newest `keep`
+   * (by end time) and those that ended more than `olderThanMs` ago; without
+   * options the configured bounds (`maxEnded`, `maxEndedAgeMs`). Jobs a pending
+   * inbox report still needs are kept. Returns how many were dropped; the
+   * change is written by the next flush.
    */
-  prune(): number {
-    this.lastPrune = this.now();
+  prune(o: PruneOptions = {}): number {
+    const explicit = o.olderThanMs !== undefined || o.keep !== undefined;
+    const keep = explicit ? (o.keep ?? Infinity) : this.maxEnded;
+    const maxAge = explicit ? (o.olderThanMs ?? Infinity) : this.maxEndedAgeMs;
     const ended = this.countsByState.done + this.countsByState.failed;
-    const cutoff = this.now() - this.maxEndedAgeMs;
-    let excess = ended - this.maxEnded;
-    let protectedIds: Set<string> | undefined;
+    const cutoff = this.now() - maxAge;
+    if (ended <= keep && !this.anyEndedBefore(cutoff)) return 0;
+    const list: JobRecord[] = [];
+    for (const j of this.jobs.values()) if (isEnded(j.state)) list.push(j);
+    // Oldest end first: those go first when there are too many.
+    list.sort((a, b) => a.updatedAt.localeCompare(b.updatedAt) || a.seq - b.seq);
+    let excess = ended - keep;
+    const protectedIds = this.protectedJobIds();
     let dropped = 0;
-    for (const j of this.jobs.values()) {
-      if (!isEnded(j.state)) continue;
+    for (const j of list) {
       const old = Date.parse(j.updatedAt) < cutoff;
       if (excess <= 0 && !old) continue;
-      protectedIds ??= this.protectedJobIds();
       if (protectedIds.has(j.id)) continue;
       this.jobs.delete(j.id);
       this.countsByState[j.state]--;
@@ -363,8 +405,17 @@ export class JobStore {
       excess--;
       dropped++;
     }
-    if (dropped > 0) this.log.debug('pruned ended jobs', { dropped });
+    if (dropped > 0) {
+      this.log.debug('pruned ended jobs', { dropped });
+      this.schedule(this.flushDelayMs);
+    }
     return dropped;
+  }
+
+  private anyEndedBefore(cutoff: number): boolean {
+    if (!Number.isFinite(cutoff)) return false;
+    for (const j of this.jobs.values()) if (isEnded(j.state) && Date.parse(j.updatedAt) < cutoff) return true;
+    return false;
   }
 
   private protectedJobIds(): Set<string> {
@@ -414,8 +465,10 @@ export class JobStore {
     if (this.closed) return;
     await this.flush();
     this.closed = true;
+    clearInterval(this.pruneTimer);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    await this.writeMeta(this.seq, true);
   }
 }
 

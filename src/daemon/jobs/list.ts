@@ -1,6 +1,6 @@
 /**
  * Read-only views of the job table for `jobs` / `mcctl jobs`. Pure: jobs in,
- * public JobInfo out (internal fields such as `seq` and `force` stripped).
+ * public JobInfo out (internal fields `seq`, `force` and `pauses` stripped).
  */
 import type { JobInfo, JobState, JobsResult } from '../../core/protocol/rpc.js';
 import type { JobRecord } from './job-store.js';
@@ -9,8 +9,14 @@ const ENDED: ReadonlySet<JobState> = new Set(['done', 'failed']);
 
 export function toJobInfo(j: JobRecord): JobInfo {
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  const { seq, force, ...info } = j;
-  return { ...info, ...(info.error ? { error: { ...info.error } } : {}) };
+  const { seq, force, pauses, ...info } = j;
+  return {
+    ...info,
+    ...(info.error ? { error: { ...info.error } } : {}),
+    ...(info.lastError ? { lastError: { ...info.lastError } } : {}),
+    // Older clients read notBefore.
+    ...(info.nextRetryAt ? { notBefore: info.nextRetryAt } : {}),
+  };
 }
 
 const byDispatch = (a: JobRecord, b: JobRecord): number => a.priority - b.priority || a.seq - b.seq;

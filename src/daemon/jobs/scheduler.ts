@@ -7,12 +7,16 @@
  * - A URL has at most one queued-or-running job; enqueueing it again returns
  *   that job (a forced request upgrades a queued one).
  * - Dispatch order is (priority asc, sequence asc) among hosts with a free
- *   slot, within `concurrency` overall and `perHost` per host.
- * - MediaCache already retries a single download (network, 408, 429, 5xx).
- *   On top of that, E_DISK_FULL keeps the job queued and pauses all dispatch
- *   with a growing backoff (nothing fits until space is freed; the daemon stays
- *   up), and E_UNAVAILABLE / E_NETWORK keep the job queued with a per-job
- *   backoff for a few more attempts. Anything else ends the job as failed.
+ *   slot, within `concurrency` overall and `perHost` per hostname (see
+ *   scheduler-slots.ts for stalled transfers).
+ * - The scheduler is the only retry layer for daemon jobs: each try is one
+ *   MediaCache fetch without retries of its own, and scheduler-retry.ts
+ *   decides what is tried again and when. A job waiting for its next try is
+ *   queued (nextRetryAt), not running: it holds no slot. E_DISK_FULL keeps the
+ *   job queued and pauses all dispatch with a growing backoff (nothing fits
+ *   until space is freed; the daemon stays up). Anything else fails the job.
+ * - A job's `done` is never durable before its index record: the job store
+ *   learns of it only after the index has flushed (commitDone).
  * - drain(): running jobs get `graceMs` to finish, then are aborted and put
  *   back to queued; a job is never reported failed because we shut down.
  */
@@ -24,21 +28,43 @@ import type { MediaRecord } from '../../core/types.js';
 import { parseMediaUrl } from '../../core/fetch/url.js';
 import type { DownloadOptions } from '../../core/cache/media-cache.js';
 import { DispatchQueue, type QueueRef } from './queue.js';
-import { jobIdOf, type JobRecord, type JobStore } from './job-store.js';
 import { backoffMs } from './backoff.js';
 import { listJobs, toJobInfo } from './list.js';
+import { jobIdOf, type JobRecord, type JobStore, type PruneOptions } from './job-store.js';
+import { RETRY_POLICY_DEFAULTS, maxAttemptsOf, retryDelayMs, shouldRetry, type RetryPolicy } from './retry-policy.js';
+import { LAG_DEFAULTS, Slots, hostKeyOf, type SlotHolder } from './slots.js';
+import { findStaleDone } from './repair.js';
+import { CommitLoop, RetryClock } from './timers.js';
+import { cancelJob, retryJobs, type ControlAccess } from './control.js';
 
 export { toJobInfo };
 
-/** The one thing the scheduler needs from MediaCache (a MediaCache satisfies it). */
+/** What the scheduler needs from MediaCache (a MediaCache satisfies it). */
 export interface Downloader {
   download(url: string, opts?: DownloadOptions): Promise<MediaRecord>;
+  /**
+   * The index the cache commits records to. When present, a job's `done` is
+   * persisted only after `flush()` resolved, and start() checks that done
+   * jobs of a crashed run have their record.
+   */
+  readonly index?: {
+    flush(): Promise<void>;
+    md5ForUrl(url: string): string | undefined;
+  };
 }
 
 export interface EnqueueItem {
   url: string;
   /** "rpc" or "<inbox file>:<line>". */
   source: string;
+}
+
+export interface EnqueueOptions {
+  /** Lower runs first. */
+  priority: number;
+  force?: boolean;
+  /** Retries for these jobs (default: the scheduler's `retries`). */
+  retries?: number;
 }
 
 export interface SchedulerOptions {
@@ -53,28 +79,32 @@ export interface SchedulerOptions {
   /** Backoff while the disk is full: first delay and cap (default 1 s, 30 s). */
   diskFullBaseMs?: number;
   diskFullMaxMs?: number;
-  /** Backoff for E_UNAVAILABLE / E_NETWORK (default 5 s, 5 min) and how many scheduler attempts in all (default 5). */
-  unavailableBaseMs?: number;
-  unavailableMaxMs?: number;
-  maxAttempts?: number;
+  /** Retries after a retryable failure (default 3: at most 4 fetches per job). */
+  retries?: number;
+  /** Backoff between tries: first delay and cap, also the cap on Retry-After (default 5 s, 5 min). */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** Lag detection window in ms, 0 = off (default 3000), and the rate below which a transfer lags (default 2048 B/s). */
+  lagWindowMs?: number;
+  lagMinBytesPerSec?: number;
 }
 
-interface Running {
+interface Running extends SlotHolder {
   job: JobRecord;
-  host: string;
   ctrl: AbortController;
   startedAt: number;
   lastEmit: number;
   /** Set by drain: whatever the outcome of an abort, the job goes back to queued. */
   requeue: boolean;
+  /** Set by cancel: the job ends as failed with E_ABORTED. */
+  cancel?: MediaCacheError;
   done: Promise<void>;
 }
 
 const ENDED: ReadonlySet<JobState> = new Set(['done', 'failed']);
-const UNAVAILABLE_CLASS = new Set(['E_UNAVAILABLE', 'E_NETWORK']);
 
-function checkLimit(name: string, v: number): number {
-  if (!Number.isSafeInteger(v) || v < 1) throw new MediaCacheError('E_BAD_REQUEST', `${name} must be an integer >= 1, got ${String(v)}`);
+function checkLimit(name: string, v: number, min = 1): number {
+  if (!Number.isSafeInteger(v) || v < min) throw new MediaCacheError('E_BAD_REQUEST', `${name} must be an integer >= ${min}, got ${String(v)}`);
   return v;
 }
 
@@ -83,22 +113,21 @@ export class Scheduler extends EventEmitter {
   private readonly store: JobStore;
   private readonly log: Logger;
   private readonly now: () => number;
-  private readonly o: Required<Pick<SchedulerOptions, 'progressIntervalMs' | 'diskFullBaseMs' | 'diskFullMaxMs' | 'unavailableBaseMs' | 'unavailableMaxMs' | 'maxAttempts'>>;
-  private concurrency: number;
-  private perHost: number;
+  private readonly o: Required<Pick<SchedulerOptions, 'progressIntervalMs' | 'diskFullBaseMs' | 'diskFullMaxMs'>>;
+  readonly retryPolicy: Readonly<RetryPolicy>;
+  private readonly slots: Slots;
   private readonly queue = new DispatchQueue();
   /** Current queue generation per queued job (stale entries are skipped). */
   private readonly gens = new Map<string, number>();
-  /** Queued jobs waiting for their notBefore. */
-  private readonly delayed = new Map<string, number>();
-  private delayTimer: NodeJS.Timeout | undefined;
-  private delayTimerAt = Infinity;
+  /** Queued jobs waiting for their nextRetryAt, and the disk-full pause. */
+  private readonly clock: RetryClock;
+  private lagTimer: NodeJS.Timeout | undefined;
   /** Queued or running job per URL (dedup). */
   private readonly byUrl = new Map<string, JobRecord>();
   private readonly running = new Map<string, Running>();
-  private readonly hostRunning = new Map<string, number>();
   private readonly waiters = new Map<string, Array<(j: JobInfo) => void>>();
-  private pausedUntil = 0;
+  /** Downloads finished, waiting for the index flush before they are done. */
+  private readonly commits: CommitLoop<{ job: JobRecord; rec: MediaRecord }>;
   private diskFullStreak = 0;
   private started = false;
   private draining = false;
@@ -109,34 +138,73 @@ export class Scheduler extends EventEmitter {
     this.store = o.store;
     this.log = o.logger;
     this.now = o.now ?? Date.now;
-    this.concurrency = checkLimit('concurrency', o.concurrency);
-    this.perHost = checkLimit('perHost', o.perHost ?? o.concurrency);
+    const concurrency = checkLimit('concurrency', o.concurrency);
+    this.slots = new Slots(concurrency, checkLimit('perHost', o.perHost ?? concurrency), {
+      windowMs: o.lagWindowMs ?? LAG_DEFAULTS.windowMs,
+      minBytesPerSec: o.lagMinBytesPerSec ?? LAG_DEFAULTS.minBytesPerSec,
+    });
     this.o = {
       progressIntervalMs: o.progressIntervalMs ?? 250,
       diskFullBaseMs: o.diskFullBaseMs ?? 1000,
       diskFullMaxMs: o.diskFullMaxMs ?? 30_000,
-      unavailableBaseMs: o.unavailableBaseMs ?? 5000,
-      unavailableMaxMs: o.unavailableMaxMs ?? 300_000,
-      maxAttempts: o.maxAttempts ?? 5,
     };
+    this.clock = new RetryClock(this.now, (ids) => {
+      for (const id of ids) {
+        const j = this.store.get(id);
+        // They were ahead of everything queued since: back to the front.
+        if (j && j.state === 'queued') this.push(j, true);
+      }
+      this.pump();
+    });
+    // A job's `done` is never durable before its index record.
+    this.commits = new CommitLoop(
+      () => this.cache.index?.flush(),
+      (batch, err) => {
+        const e = err === undefined ? undefined : toMediaCacheError(err);
+        for (const { job, rec } of batch) {
+          if (e) this.failedTry(job, e, 'running');
+          else this.markDone(job, rec);
+        }
+        this.pump();
+      },
+    );
+    this.retryPolicy = Object.freeze({
+      retries: checkLimit('retries', o.retries ?? RETRY_POLICY_DEFAULTS.retries, 0),
+      baseMs: o.retryBaseMs ?? RETRY_POLICY_DEFAULTS.baseMs,
+      maxMs: o.retryMaxMs ?? RETRY_POLICY_DEFAULTS.maxMs,
+    });
   }
 
-  /** Load the stored queue, re-queue jobs a crash left running, start dispatching. */
+  /**
+   * Load the stored queue, re-queue jobs a crash left running (and done jobs
+   * a crash left without their index record), start dispatching.
+   */
   start(): void {
     if (this.started) return;
     this.started = true;
     let requeued = 0;
     const now = this.now();
+    const nowIso = new Date(now).toISOString();
+    if (this.store.recoveredFromCrash && this.cache.index) {
+      const stale = findStaleDone(this.store.values(), this.cache.index);
+      for (const j of stale) {
+        j.state = 'queued';
+        j.updatedAt = nowIso;
+        delete j.md5;
+        this.store.put(j, 'done');
+      }
+      if (stale.length > 0) this.log.warn('jobs were done but their index records were lost in a crash; running them again', { count: stale.length, jobs: stale.slice(0, 10).map((j) => j.id) });
+    }
     for (const j of this.store.values()) {
       if (j.state === 'running') {
         j.state = 'queued';
-        j.updatedAt = new Date(now).toISOString();
+        j.updatedAt = nowIso;
         this.store.put(j, 'running');
         requeued++;
       }
       if (j.state !== 'queued') continue;
       this.byUrl.set(j.url, j);
-      const at = j.notBefore ? Date.parse(j.notBefore) : 0;
+      const at = j.nextRetryAt ? Date.parse(j.nextRetryAt) : 0;
       if (at > now) this.delay(j, at);
       else this.push(j);
     }
@@ -144,9 +212,10 @@ export class Scheduler extends EventEmitter {
     this.pump();
   }
 
-  async enqueue(items: EnqueueItem[], o: { priority: number; force?: boolean }): Promise<JobInfo[]> {
+  async enqueue(items: EnqueueItem[], o: EnqueueOptions): Promise<JobInfo[]> {
     if (this.draining) throw new MediaCacheError('E_UNAVAILABLE', 'the daemon is shutting down; not taking new jobs');
     const force = o.force === true;
+    const maxAttempts = 1 + (o.retries === undefined ? this.retryPolicy.retries : checkLimit('retries', o.retries, 0));
     const nowIso = new Date(this.now()).toISOString();
     const out: JobRecord[] = [];
     const events: RpcEvent[] = [];
@@ -156,7 +225,7 @@ export class Scheduler extends EventEmitter {
         href = parseMediaUrl(item.url).href;
       } catch (e) {
         const err = toMediaCacheError(e, item.url);
-        const j = this.newJob(String(item.url), item.source, o.priority, nowIso, force);
+        const j = this.newJob(String(item.url), item.source, o.priority, nowIso, force, maxAttempts);
         j.state = 'failed';
         j.error = err.toJSON();
         this.store.put(j);
@@ -170,7 +239,7 @@ export class Scheduler extends EventEmitter {
         out.push(existing);
         continue;
       }
-      const j = this.newJob(href, item.source, o.priority, nowIso, force);
+      const j = this.newJob(href, item.source, o.priority, nowIso, force, maxAttempts);
       this.store.put(j);
       this.byUrl.set(href, j);
       this.push(j);
@@ -190,9 +259,9 @@ export class Scheduler extends EventEmitter {
     return out.map(toJobInfo);
   }
 
-  private newJob(url: string, source: string, priority: number, nowIso: string, force: boolean): JobRecord {
+  private newJob(url: string, source: string, priority: number, nowIso: string, force: boolean, maxAttempts: number): JobRecord {
     const seq = this.store.nextSeq();
-    const j: JobRecord = { id: jobIdOf(seq), seq, url, state: 'queued', priority, attempts: 0, createdAt: nowIso, updatedAt: nowIso, source };
+    const j: JobRecord = { id: jobIdOf(seq), seq, url, state: 'queued', priority, attempts: 0, maxAttempts, createdAt: nowIso, updatedAt: nowIso, source };
     if (force) j.force = true;
     return j;
   }
@@ -208,7 +277,7 @@ export class Scheduler extends EventEmitter {
     if (priority < j.priority) {
       j.priority = priority;
       changed = true;
-      if (!this.delayed.has(j.id)) this.push(j);
+      if (!this.clock.has(j.id)) this.push(j);
     }
     if (changed) {
       j.updatedAt = nowIso;
@@ -219,41 +288,12 @@ export class Scheduler extends EventEmitter {
   private push(j: JobRecord, front = false): void {
     const gen = (this.gens.get(j.id) ?? 0) + 1;
     this.gens.set(j.id, gen);
-    this.queue.add({ id: j.id, seq: j.seq, host: hostOf(j.url), priority: j.priority, gen }, front);
+    this.queue.add({ id: j.id, seq: j.seq, host: hostKeyOf(j.url), priority: j.priority, gen }, front);
   }
 
   private delay(j: JobRecord, at: number): void {
     this.gens.delete(j.id);
-    this.delayed.set(j.id, at);
-    this.armDelayTimer();
-  }
-
-  private armDelayTimer(): void {
-    let next = Infinity;
-    for (const at of this.delayed.values()) next = Math.min(next, at);
-    if (this.pausedUntil > this.now()) next = Math.min(next, this.pausedUntil);
-    if (next === this.delayTimerAt && this.delayTimer) return;
-    if (this.delayTimer) clearTimeout(this.delayTimer);
-    this.delayTimer = undefined;
-    this.delayTimerAt = next;
-    if (next === Infinity || this.draining) return;
-    // Not unref'd: queued work waiting for its time is a reason to stay alive (drain clears it).
-    this.delayTimer = setTimeout(() => this.onDelayTimer(), Math.max(0, next - this.now()));
-  }
-
-  private onDelayTimer(): void {
-    this.delayTimer = undefined;
-    this.delayTimerAt = Infinity;
-    const now = this.now();
-    for (const [id, at] of this.delayed) {
-      if (at > now) continue;
-      this.delayed.delete(id);
-      const j = this.store.get(id);
-      // They were ahead of everything queued since: back to the front.
-      if (j && j.state === 'queued') this.push(j, true);
-    }
-    this.armDelayTimer();
-    this.pump();
+    this.clock.set(j.id, at);
   }
 
   private isLive = (r: QueueRef): boolean => {
@@ -262,16 +302,13 @@ export class Scheduler extends EventEmitter {
     return j !== undefined && j.state === 'queued' && j.priority === r.priority;
   };
 
-  private hasRoom = (host: string): boolean => (this.hostRunning.get(host) ?? 0) < this.perHost;
+  private hasRoom = (host: string): boolean => this.slots.hasRoomFor(host);
 
   /** Start as many jobs as the limits allow. */
   private pump(): void {
     if (!this.started || this.draining) return;
-    if (this.pausedUntil > this.now()) {
-      this.armDelayTimer();
-      return;
-    }
-    while (this.running.size < this.concurrency) {
+    if (this.clock.paused) return;
+    while (this.slots.hasRoom()) {
       const ref = this.queue.next(this.isLive, this.hasRoom);
       if (!ref) break;
       this.gens.delete(ref.id);
@@ -284,15 +321,20 @@ export class Scheduler extends EventEmitter {
     j.state = 'running';
     j.attempts++;
     j.updatedAt = new Date(now).toISOString();
-    delete j.notBefore;
+    delete j.nextRetryAt;
     delete j.bytes;
     delete j.totalBytes;
     this.store.put(j, 'queued', { lazy: true });
-    this.hostRunning.set(host, (this.hostRunning.get(host) ?? 0) + 1);
-    const r: Running = { job: j, host, ctrl: new AbortController(), startedAt: now, lastEmit: 0, requeue: false, done: Promise.resolve() };
+    const r: Running = {
+      job: j, host, ctrl: new AbortController(), startedAt: now, lastEmit: 0, requeue: false, done: Promise.resolve(),
+      bytes: () => j.bytes ?? 0, lagging: false, markAt: now, markBytes: 0,
+    };
+    this.slots.take(r, now);
     this.running.set(j.id, r);
+    this.armLagTimer();
     const onProgress = (bytes: number, total?: number): void => this.progress(r, bytes, total);
-    const opts: DownloadOptions = { signal: r.ctrl.signal, onProgress };
+    // One fetch per try: retries are ours (scheduler-retry.ts), not the cache's.
+    const opts: DownloadOptions = { signal: r.ctrl.signal, onProgress, retries: 0 };
     if (j.force) opts.force = true;
     let p: Promise<MediaRecord>;
     try {
@@ -306,6 +348,21 @@ export class Scheduler extends EventEmitter {
     );
   }
 
+  /** While downloads run, re-measure their rates; a newly lagging one lends its slot. */
+  private armLagTimer(): void {
+    const w = this.slots.lag.windowMs;
+    if (this.lagTimer || w <= 0 || this.running.size === 0) return;
+    this.lagTimer = setInterval(() => {
+      if (this.running.size === 0) {
+        clearInterval(this.lagTimer);
+        this.lagTimer = undefined;
+        return;
+      }
+      if (this.slots.sample(this.running.values(), this.now())) this.pump();
+    }, Math.max(100, Math.floor(w / 3)));
+    this.lagTimer.unref();
+  }
+
   private progress(r: Running, bytes: number, total?: number): void {
     const j = r.job;
     j.bytes = bytes;
@@ -313,65 +370,98 @@ export class Scheduler extends EventEmitter {
     const now = this.now();
     if (now - r.lastEmit < this.o.progressIntervalMs && bytes !== total) return;
     r.lastEmit = now;
-    const ev: RpcEvent = { type: 'job.progress', jobId: j.id, url: j.url, bytes };
+    const ev: RpcEvent = { type: 'job.progress', jobId: j.id, url: j.url, bytes, attempt: j.attempts };
     if (total !== undefined) ev.totalBytes = total;
     this.emitEvent(ev);
   }
 
-  private finish(r: Running, rec: MediaRecord | undefined, err: MediaCacheError | undefined): void {
+  private finish(r: Running, rec: MediaRecord | undefined, err: MediaCacheError | undefined): Promise<void> | void {
     const j = r.job;
     this.running.delete(j.id);
-    const left = (this.hostRunning.get(r.host) ?? 1) - 1;
-    if (left > 0) this.hostRunning.set(r.host, left);
-    else this.hostRunning.delete(r.host);
-    const now = this.now();
-    j.updatedAt = new Date(now).toISOString();
-
+    this.slots.release(r);
     if (rec) {
       this.diskFullStreak = 0;
-      j.state = 'done';
-      j.md5 = rec.md5;
-      j.bytes = rec.fileSize;
-      j.totalBytes = rec.fileSize;
-      delete j.error;
-      this.store.put(j, 'running', { lazy: true });
-      this.ended(j);
-      this.emitEvent({ type: 'job.done', job: toJobInfo(j), record: rec });
-    } else if (err && (r.requeue || (this.draining && err.code === 'E_ABORTED'))) {
+      const p = this.commitDone(j, rec);
+      this.pump();
+      return p;
+    }
+    const e = r.cancel ?? err ?? new MediaCacheError('E_INTERNAL', 'download ended without a result');
+    if (!r.cancel && (r.requeue || (this.draining && e.code === 'E_ABORTED'))) {
       // Shutting down: not an attempt, just not finished yet.
       j.state = 'queued';
       j.attempts = Math.max(0, j.attempts - 1);
+      j.updatedAt = new Date(this.now()).toISOString();
       this.store.put(j, 'running');
       this.push(j, true);
-    } else if (err && err.code === 'E_DISK_FULL') {
+    } else this.failedTry(j, e, 'running');
+    this.pump();
+  }
+
+  /**
+   * A try failed: pause for a full disk, wait for a retry, or fail the job.
+   * `prev` is the job's state in the store.
+   */
+  private failedTry(j: JobRecord, e: MediaCacheError, prev: JobState): void {
+    const now = this.now();
+    j.updatedAt = new Date(now).toISOString();
+    j.lastError = e.toJSON();
+    if (e.code === 'E_DISK_FULL') {
       this.diskFullStreak++;
       const wait = backoffMs(this.diskFullStreak - 1, this.o.diskFullBaseMs, this.o.diskFullMaxMs);
-      this.pausedUntil = Math.max(this.pausedUntil, now + wait);
+      const until = this.clock.pause(now + wait);
       j.state = 'queued';
-      j.error = err.toJSON();
-      j.notBefore = new Date(this.pausedUntil).toISOString();
-      this.store.put(j, 'running');
+      j.pauses = (j.pauses ?? 0) + 1;
+      j.nextRetryAt = new Date(until).toISOString();
+      this.store.put(j, prev);
       this.push(j, true);
       this.log.warn('disk full: download kept queued, dispatch paused', { jobId: j.id, url: j.url, pauseMs: wait });
-      this.armDelayTimer();
-    } else if (err && UNAVAILABLE_CLASS.has(err.code) && j.attempts < this.o.maxAttempts) {
-      const at = now + backoffMs(j.attempts - 1, this.o.unavailableBaseMs, this.o.unavailableMaxMs);
+      this.emitEvent({ type: 'job.retrying', job: toJobInfo(j), error: e.toJSON(), delayMs: wait });
+    } else if (shouldRetry(j, e, this.retryPolicy)) {
+      const delayMs = retryDelayMs(j, e, this.retryPolicy);
+      const at = now + delayMs;
       j.state = 'queued';
-      j.error = err.toJSON();
-      j.notBefore = new Date(at).toISOString();
-      this.store.put(j, 'running');
+      j.nextRetryAt = new Date(at).toISOString();
+      this.store.put(j, prev);
       this.delay(j, at);
-      this.log.info('download unavailable; retrying later', { jobId: j.id, url: j.url, code: err.code, notBefore: j.notBefore });
+      this.log.info('download failed; retrying later', { jobId: j.id, url: j.url, code: e.code, status: e.status, error: e.message, attempt: j.attempts, maxAttempts: maxAttemptsOf(j, this.retryPolicy), nextRetryAt: j.nextRetryAt });
+      this.emitEvent({ type: 'job.retrying', job: toJobInfo(j), error: e.toJSON(), delayMs });
     } else {
-      const e = err ?? new MediaCacheError('E_UNAVAILABLE', 'download ended without a result');
-      j.state = 'failed';
-      j.error = e.toJSON();
-      this.store.put(j, 'running', { lazy: true });
-      this.ended(j);
-      this.log.info('download failed', { jobId: j.id, url: j.url, code: e.code, status: e.status, error: e.message });
-      this.emitEvent({ type: 'job.failed', job: toJobInfo(j), error: e.toJSON() });
+      this.fail(j, e, prev);
     }
-    this.pump();
+  }
+
+  private fail(j: JobRecord, e: MediaCacheError, prev: JobState): void {
+    j.state = 'failed';
+    j.error = e.toJSON();
+    j.lastError = e.toJSON();
+    j.updatedAt = new Date(this.now()).toISOString();
+    delete j.nextRetryAt;
+    this.store.put(j, prev, { lazy: true });
+    this.ended(j);
+    this.log.warn('download failed', { jobId: j.id, url: j.url, code: e.code, status: e.status, error: e.message, attempts: j.attempts });
+    this.emitEvent({ type: 'job.failed', job: toJobInfo(j), error: e.toJSON() });
+  }
+
+  /**
+   * A download succeeded: the job becomes done once the index holds its
+   * record durably, so the job store can never say `done` for a record a
+   * crash lost. Jobs finishing while a flush runs share the next one.
+   */
+  private commitDone(j: JobRecord, rec: MediaRecord): Promise<void> {
+    return this.commits.add({ job: j, rec });
+  }
+
+  private markDone(j: JobRecord, rec: MediaRecord): void {
+    j.state = 'done';
+    j.md5 = rec.md5;
+    j.bytes = rec.fileSize;
+    j.totalBytes = rec.fileSize;
+    j.updatedAt = new Date(this.now()).toISOString();
+    delete j.error;
+    delete j.nextRetryAt;
+    this.store.put(j, 'running', { lazy: true });
+    this.ended(j);
+    this.emitEvent({ type: 'job.done', job: toJobInfo(j), record: rec });
   }
 
   private ended(j: JobRecord): void {
@@ -425,27 +515,68 @@ export class Scheduler extends EventEmitter {
     return [...this.running.values()].map((r) => {
       const a: ActiveDownload = { jobId: r.job.id, url: r.job.url, bytes: r.job.bytes ?? 0, startedAt: new Date(r.startedAt).toISOString() };
       if (r.job.totalBytes !== undefined) a.totalBytes = r.job.totalBytes;
+      if (r.lagging) a.stalled = true;
       return a;
     });
   }
 
   get limits(): { concurrency: number; perHost: number } {
-    return { concurrency: this.concurrency, perHost: this.perHost };
+    return { concurrency: this.slots.concurrency, perHost: this.slots.perHost };
   }
 
   /** New limits apply to the next dispatch; running downloads are not interrupted. */
   setLimits(o: { concurrency?: number; perHost?: number }): void {
-    if (o.concurrency !== undefined) this.concurrency = checkLimit('concurrency', o.concurrency);
-    if (o.perHost !== undefined) this.perHost = checkLimit('perHost', o.perHost);
+    if (o.concurrency !== undefined) this.slots.concurrency = checkLimit('concurrency', o.concurrency);
+    if (o.perHost !== undefined) this.slots.perHost = checkLimit('perHost', o.perHost);
     this.pump();
+  }
+
+  // ---- job control (RPC cancel / retry; see scheduler-control.ts) ----
+
+  private readonly control: ControlAccess = {
+    store: () => this.store,
+    byUrl: (url) => this.byUrl.get(url),
+    running: (id) => this.running.get(id),
+    unqueue: (id) => {
+      this.clock.delete(id);
+      this.gens.delete(id);
+    },
+    requeue: (j) => {
+      this.byUrl.set(j.url, j);
+      this.push(j);
+    },
+    fail: (j, e, prev) => this.fail(j, e, prev),
+    commitsIdle: () => this.commits.idle(),
+    emit: (ev) => this.emitEvent(ev),
+    pump: () => this.pump(),
+    now: () => this.now(),
+    draining: () => this.draining,
+  };
+
+  /** See cancelJob. */
+  cancel(o: { id?: string; url?: string }): Promise<{ job: JobInfo; cancelled: boolean }> {
+    return cancelJob(this.control, o);
+  }
+
+  /** See retryJobs. */
+  retry(o: { id?: string; failed?: boolean }): Promise<JobInfo[]> {
+    return retryJobs(this.control, o);
+  }
+
+  /** Forget ended jobs now (see JobStore.prune), durably. */
+  async prune(o: PruneOptions = {}): Promise<{ pruned: number; remaining: number }> {
+    const pruned = this.store.prune(o);
+    await this.store.flush();
+    const c = this.store.counts();
+    return { pruned, remaining: c.done + c.failed };
   }
 
   /** Stop dispatching; give running jobs `graceMs`, then abort and re-queue them; flush. */
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
-    if (this.delayTimer) clearTimeout(this.delayTimer);
-    this.delayTimer = undefined;
-    this.delayTimerAt = Infinity;
+    this.clock.stop();
+    if (this.lagTimer) clearInterval(this.lagTimer);
+    this.lagTimer = undefined;
     const all = (): Promise<unknown> => Promise.allSettled([...this.running.values()].map((r) => r.done));
     if (this.running.size > 0 && graceMs > 0) {
       let t: NodeJS.Timeout | undefined;
@@ -460,14 +591,7 @@ export class Scheduler extends EventEmitter {
       }
       await all();
     }
+    await this.commits.idle();
     await this.store.flush();
-  }
-}
-
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host;
-  } catch {
-    return '';
   }
 }

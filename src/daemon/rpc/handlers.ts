@@ -51,11 +51,14 @@ export interface DaemonContext {
     readonly index: { md5s(): IterableIterator<string> };
   };
   readonly scheduler: {
-    enqueue(items: Array<{ url: string; source: string }>, o: { priority: number; force?: boolean }): Promise<JobInfo[]>;
+    enqueue(items: Array<{ url: string; source: string }>, o: { priority: number; force?: boolean; retries?: number }): Promise<JobInfo[]>;
     wait(jobIds: string[]): Promise<JobInfo[]>;
     list(o: { state?: JobState; limit?: number }): JobsResult;
     counts(): QueueCounts;
     active(): ActiveDownload[];
+    cancel(o: { id?: string; url?: string }): Promise<{ job: JobInfo; cancelled: boolean }>;
+    retry(o: { id?: string; failed?: boolean }): Promise<JobInfo[]>;
+    prune(o: { olderThanMs?: number; keep?: number }): Promise<{ pruned: number; remaining: number }>;
   };
   readonly sweeper: {
     readonly running: boolean;
@@ -106,13 +109,42 @@ function md5Param(method: string, p: Params, required: boolean): string | undefi
   return v.toLowerCase();
 }
 
-function addParams(p: unknown): { urls: string[]; wait: boolean; force: boolean } {
-  const o = obj('add', p, ['urls', 'wait', 'force']);
+/** A whole number in [min, max], or undefined when absent. */
+function optInt(method: string, p: Params, k: string, min: number, max: number): number | undefined {
+  const v = p[k];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw new InvalidParamsError(`${method}: "${k}" must be a whole number from ${min} to ${max}`);
+  return v;
+}
+
+/** `add {priority}` is "higher runs sooner"; jobs store "lower runs first" (rpc 0, inbox 10). */
+export const MAX_ADD_PRIORITY = 1000;
+const MAX_RETRIES_PARAM = 100;
+
+function addParams(p: unknown): { urls: string[]; wait: boolean; force: boolean; priority: number; retries?: number } {
+  const o = obj('add', p, ['urls', 'wait', 'force', 'priority', 'retries']);
   const urls = o.urls;
   if (!Array.isArray(urls) || urls.length === 0) throw new InvalidParamsError('add: "urls" must be a non-empty array of URL strings');
   if (urls.length > MAX_ADD_URLS) throw new InvalidParamsError(`add: at most ${MAX_ADD_URLS} URLs per call (got ${urls.length}); drop larger lists into an inbox folder as a .urls file`);
   if (!urls.every((u) => typeof u === 'string')) throw new InvalidParamsError('add: every entry of "urls" must be a string');
-  return { urls: urls as string[], wait: optBool('add', o, 'wait') ?? false, force: optBool('add', o, 'force') ?? false };
+  const priority = optInt('add', o, 'priority', -MAX_ADD_PRIORITY, MAX_ADD_PRIORITY) ?? 0;
+  const retries = optInt('add', o, 'retries', 0, MAX_RETRIES_PARAM);
+  return {
+    urls: urls as string[],
+    wait: optBool('add', o, 'wait') ?? false,
+    force: optBool('add', o, 'force') ?? false,
+    // 0 - priority, not -priority: no -0 in the job table.
+    priority: 0 - priority,
+    ...(retries !== undefined ? { retries } : {}),
+  };
+}
+
+const JOB_ID = /^j\d{1,15}$/;
+
+function jobIdParam(method: string, p: Params): string | undefined {
+  const v = optString(method, p, 'id', 'a job id like "j42"');
+  if (v !== undefined && !JOB_ID.test(v)) throw new InvalidParamsError(`${method}: "id" must be a job id like "j42", got "${v}"`);
+  return v;
 }
 
 // ---- helpers ----
@@ -151,7 +183,7 @@ function endedItem(ctx: DaemonContext, url: string, j: JobInfo): AddItem {
 export function createHandlers(ctx: DaemonContext): HandlerTable {
   return {
     async add(p) {
-      const { urls, wait, force } = addParams(p);
+      const { urls, wait, force, priority, retries } = addParams(p);
       const items: AddItem[] = new Array(urls.length);
       const toQueue: Array<{ i: number; url: string }> = [];
       urls.forEach((raw, i) => {
@@ -174,7 +206,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       if (toQueue.length) {
         const jobs = await ctx.scheduler.enqueue(
           toQueue.map((q) => ({ url: q.url, source: 'rpc' })),
-          { priority: 0, force },
+          { priority, force, ...(retries !== undefined ? { retries } : {}) },
         );
         const ended = wait ? await ctx.scheduler.wait(jobs.map((j) => j.id)) : jobs;
         toQueue.forEach((q, k) => {
@@ -295,6 +327,29 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       const o = obj('remove', p, ['md5']);
       const md5 = md5Param('remove', o, true)!;
       return { removed: await ctx.cache.remove(md5) };
+    },
+
+    async cancel(p) {
+      const o = obj('cancel', p, ['id', 'url']);
+      const id = jobIdParam('cancel', o);
+      const url = optString('cancel', o, 'url', 'a URL');
+      if ((id === undefined) === (url === undefined)) throw new InvalidParamsError('cancel: give either "id" (a job id) or "url"');
+      return ctx.scheduler.cancel(id !== undefined ? { id } : { url: url! });
+    },
+
+    async retry(p) {
+      const o = obj('retry', p, ['id', 'failed']);
+      const id = jobIdParam('retry', o);
+      const failed = optBool('retry', o, 'failed') ?? false;
+      if ((id === undefined) === !failed) throw new InvalidParamsError('retry: give either "id" (a failed job) or "failed": true (every failed job)');
+      return { jobs: await ctx.scheduler.retry(id !== undefined ? { id } : { failed: true }) };
+    },
+
+    async prune(p) {
+      const o = obj('prune', p, ['olderThanMs', 'keep']);
+      const olderThanMs = optInt('prune', o, 'olderThanMs', 0, Number.MAX_SAFE_INTEGER);
+      const keep = optInt('prune', o, 'keep', 0, Number.MAX_SAFE_INTEGER);
+      return ctx.scheduler.prune({ ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(keep !== undefined ? { keep } : {}) });
     },
 
     async subscribe(p, conn) {

@@ -486,12 +486,16 @@ t.test('error mapping (pure): undici and Node errors to SPEC codes', async (t) =
     [Object.assign(new Error('fetch failed'), { cause: err('EAI_AGAIN') }), 'E_NETWORK', true],
     [err('CERT_HAS_EXPIRED'), 'E_NETWORK', false],
     [err('ERR_TLS_CERT_ALTNAME_INVALID'), 'E_NETWORK', false],
-    [err('HPE_INVALID_CONSTANT'), 'E_NETWORK', false],
+    [err('HPE_INVALID_CONSTANT'), 'E_PROTOCOL', false],
     [err('ENOSPC'), 'E_DISK_FULL', true],
     [err('EDQUOT'), 'E_DISK_FULL', true],
     [new Error('max redirects'), 'E_HTTP', false],
     [err('UND_ERR_INVALID_ARG', 'Invalid URL protocol: the URL must start with `http:` or `https:`.'), 'E_UNSUPPORTED_SCHEME', false],
-    [new Error('something else'), 'E_UNAVAILABLE', false],
+    [new Error('something else'), 'E_INTERNAL', false],
+    [Object.assign(new Error('Response does not match the HTTP/1.1 protocol (Invalid character in chunk size)'), { name: 'HTTPParserError' }), 'E_PROTOCOL', false],
+    [err('UND_ERR_HEADERS_OVERFLOW', 'Headers Overflow Error'), 'E_PROTOCOL', false],
+    [err('EACCES', 'permission denied'), 'E_UNAVAILABLE', false],
+    [err('EMFILE', 'too many open files'), 'E_UNAVAILABLE', true],
   ];
   for (const [e, code, retryable] of cases) {
     const m = classify(e, 'http://x/', 1000);

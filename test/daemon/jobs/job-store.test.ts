@@ -126,3 +126,53 @@ t.test('age limit prunes old ended jobs', async (t) => {
   t.ok(s.get(fresh.id));
   await s.close();
 });
+
+t.test('prune with explicit bounds: keep the newest N by end time, or drop older than a cutoff', async (t) => {
+  const dir = path.join(t.testdir(), 'jobs');
+  let now = Date.parse('2026-01-01T00:00:00Z');
+  const s = await JobStore.open(dir, { now: () => now });
+  const at = (ms: number) => new Date(Date.parse('2026-01-01T00:00:00Z') + ms).toISOString();
+  // Created in one order, ended in another: "newest" is by end time.
+  const a = job(s, { state: 'done', updatedAt: at(3000) });
+  const b = job(s, { state: 'failed', updatedAt: at(1000) });
+  const c = job(s, { state: 'done', updatedAt: at(2000) });
+  const q = job(s);
+  for (const j of [a, b, c, q]) s.put(j);
+  now += 10_000;
+  t.equal(s.prune({ keep: 2 }), 1);
+  t.notOk(s.get(b.id), 'the one that ended first goes');
+  t.ok(s.get(a.id) && s.get(c.id) && s.get(q.id));
+  t.equal(s.prune({ olderThanMs: 7500 }), 1, 'ended 8 s ago: dropped');
+  t.notOk(s.get(c.id));
+  t.ok(s.get(a.id), 'ended 7 s ago: kept');
+  t.equal(s.prune({ keep: 0 }), 1);
+  t.same(s.counts(), { queued: 1, running: 0, done: 0, failed: 0 }, 'queued jobs are never pruned');
+  await s.close();
+  t.equal((await JobStore.open(dir)).size, 1, 'durable');
+});
+
+t.test('clean-shutdown mark: a store not closed is seen as recovered from a crash', async (t) => {
+  const dir = path.join(t.testdir(), 'jobs');
+  const s = await JobStore.open(dir);
+  t.equal(s.recoveredFromCrash, false, 'a new store');
+  s.put(job(s));
+  await s.flush();
+  const afterCrash = await JobStore.open(dir);
+  t.equal(afterCrash.recoveredFromCrash, true, 'opened without the last run closing it');
+  await afterCrash.close();
+  const afterStop = await JobStore.open(dir);
+  t.equal(afterStop.recoveredFromCrash, false, 'after close()');
+  await afterStop.close();
+  await s.close();
+});
+
+t.test('jobs stored with notBefore load with nextRetryAt', async (t) => {
+  const dir = path.join(t.testdir(), 'jobs');
+  fs.mkdirSync(dir, { recursive: true });
+  const j = { id: 'j1', seq: 1, url: 'http://h.example/1', state: 'queued', priority: 0, attempts: 1, createdAt: 'x', updatedAt: 'x', source: 'rpc', notBefore: '2026-01-01T00:00:05.000Z' };
+  fs.writeFileSync(path.join(dir, 'jobs-0.json'), JSON.stringify({ jobs: [j] }));
+  const s = await JobStore.open(dir);
+  t.equal(s.get('j1')?.nextRetryAt, '2026-01-01T00:00:05.000Z');
+  t.equal(s.get('j1')?.notBefore, undefined);
+  await s.close();
+});

@@ -46,7 +46,7 @@ function gated(origin: Origin, stats: { inFlight: number; max: number; order: st
   };
 }
 
-async function setup(t: Tt, o: { concurrency?: number; perHost?: number; cache?: (c: MediaCache) => Downloader; unavailableBaseMs?: number; maxAttempts?: number; diskFullBaseMs?: number } = {}) {
+async function setup(t: Tt, o: { concurrency?: number; perHost?: number; cache?: (c: MediaCache) => Downloader; retryBaseMs?: number; retries?: number; diskFullBaseMs?: number; lagWindowMs?: number } = {}) {
   // Our own temp dir, removed after the scheduler and store are closed
   // (t.testdir() could be removed before this teardown runs).
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-sched-'));
@@ -59,9 +59,11 @@ async function setup(t: Tt, o: { concurrency?: number; perHost?: number; cache?:
     perHost: o.perHost,
     logger: silentLogger,
     progressIntervalMs: 0,
-    unavailableBaseMs: o.unavailableBaseMs,
-    maxAttempts: o.maxAttempts,
+    retryBaseMs: o.retryBaseMs,
+    retries: o.retries,
     diskFullBaseMs: o.diskFullBaseMs,
+    // Lag detection off unless a test is about it: held replies would otherwise lend slots.
+    lagWindowMs: o.lagWindowMs ?? 0,
   });
   const events: RpcEvent[] = [];
   sched.on('event', (e: RpcEvent) => events.push(e));
@@ -155,8 +157,8 @@ t.test('priority: an interactive add overtakes a long inbox queue', async (t) =>
 });
 
 t.test('per-host and global limits, measured at the origins', async (t) => {
-  const a = await startOrigin();
-  const b = await startOrigin();
+  const a = await startOrigin('127.0.0.1');
+  const b = await startOrigin('::1');
   t.teardown(() => Promise.all([a.close(), b.close()]));
   const sa = { inFlight: 0, max: 0, order: [] as string[] };
   const sb = { inFlight: 0, max: 0, order: [] as string[] };
@@ -231,18 +233,27 @@ t.test('drain: running jobs past the grace period are aborted and stay queued', 
   await t.rejects(sched.enqueue([{ url: origin.url('/x.png'), source: 'rpc' }], { priority: 0 }), { code: 'E_UNAVAILABLE' });
 });
 
-t.test('E_NETWORK stays queued with backoff, then fails after maxAttempts', async (t) => {
+t.test('E_NETWORK stays queued with backoff, then fails after 1 + retries tries', async (t) => {
   const dead = await startOrigin();
   const url = dead.url('/gone.png');
   await dead.close(); // connection refused from now on
-  const { sched } = await setup(t, { unavailableBaseMs: 30, maxAttempts: 3 });
+  const { sched, events } = await setup(t, { retryBaseMs: 30, retries: 2 });
   sched.start();
   const [j] = await sched.enqueue([{ url, source: 'rpc' }], { priority: 0 });
-  await waitFor(() => sched.get(j.id)?.notBefore !== undefined && sched.get(j.id)?.state === 'queued', { what: 'backoff' });
+  const waiting = await waitFor(() => {
+    const cur = sched.get(j.id);
+    return cur?.nextRetryAt !== undefined && cur.state === 'queued' ? cur : undefined;
+  }, { what: 'backoff' });
+  t.equal(waiting.lastError?.code, 'E_NETWORK', 'the waiting job says why');
+  t.equal(waiting.error, undefined, 'error is for failed jobs only');
+  t.equal(waiting.maxAttempts, 3);
   const [end] = await sched.wait([j.id]);
   t.equal(end.state, 'failed');
   t.equal(end.error?.code, 'E_NETWORK');
   t.equal(end.attempts, 3);
+  const retrying = events.filter((e) => e.type === 'job.retrying');
+  t.equal(retrying.length, 2, 'one job.retrying per retry');
+  t.match(retrying[0], { job: { id: j.id, attempts: 1, state: 'queued' }, error: { code: 'E_NETWORK' } });
 });
 
 t.test('E_DISK_FULL keeps the job queued, pauses dispatch, and the queue moves again', async (t) => {
@@ -261,7 +272,7 @@ t.test('E_DISK_FULL keeps the job queued, pauses dispatch, and the queue moves a
   });
   sched.start();
   const jobs = await sched.enqueue(Array.from({ length: 3 }, (_, i) => ({ url: origin.url(`/f${i}.png`), source: 'rpc' })), { priority: 0 });
-  await waitFor(() => sched.get(jobs[0].id)?.error?.code === 'E_DISK_FULL', { what: 'disk full seen' });
+  await waitFor(() => sched.get(jobs[0].id)?.lastError?.code === 'E_DISK_FULL', { what: 'disk full seen' });
   t.equal(sched.get(jobs[0].id)?.state, 'queued');
   const done = await sched.wait(jobs.map((j) => j.id));
   t.same(done.map((j) => j.state), ['done', 'done', 'done']);
@@ -308,4 +319,145 @@ t.test('pure parts: DispatchQueue order, Deque growth, backoff bounds, listJobs'
   const jobs = [rec('q1', 1, 'queued'), rec('d1', 2, 'done', 10, '2026-01-01T00:00:01.000Z'), rec('r1', 3, 'running'), rec('q0', 4, 'queued', 0), rec('d2', 5, 'done', 10, '2026-01-01T00:00:02.000Z')];
   t.same(listJobs(jobs).jobs.map((j) => j.id), ['r1', 'q0', 'q1', 'd2', 'd1']);
   t.same(listJobs(jobs, { state: 'done', limit: 1 }), { jobs: [listJobs(jobs).jobs[3]], total: 2 });
+});
+
+t.test('per-host limit is per hostname: two ports of one host share it', async (t) => {
+  const a = await startOrigin('127.0.0.1');
+  const b = await startOrigin('127.0.0.1');
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  const sa = { inFlight: 0, max: 0, order: [] as string[] };
+  const sb = { inFlight: 0, max: 0, order: [] as string[] };
+  const ga = gated(a, sa);
+  const gb = gated(b, sb);
+  for (let i = 0; i < 3; i++) ga.add(`/a${i}.png`, 600 + i);
+  for (let i = 0; i < 3; i++) gb.add(`/b${i}.png`, 700 + i);
+  const { sched } = await setup(t, { concurrency: 6, perHost: 2 });
+  sched.start();
+  const jobs = await sched.enqueue(
+    [0, 1, 2].flatMap((i) => [{ url: a.url(`/a${i}.png`), source: 'rpc' }, { url: b.url(`/b${i}.png`), source: 'rpc' }]),
+    { priority: 0 },
+  );
+  await waitFor(() => ga.held + gb.held === 2, { what: 'two requests held' });
+  // Give the dispatcher a chance to (wrongly) start more: enqueue settles dispatch synchronously.
+  await sched.enqueue([], { priority: 0 });
+  t.equal(sched.active().length, 2, '127.0.0.1 holds 2 slots in all, not 2 per port');
+  ga.release();
+  gb.release();
+  await sched.wait(jobs.map((j) => j.id));
+  t.ok(sa.max + sb.max <= 4 && Math.max(sa.max, sb.max) <= 2);
+});
+
+t.test('a 429 with a huge Retry-After waits queued (capped), without holding a slot', async (t) => {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  origin.route('/limited.png', { status: 429, headers: { 'retry-after': '86400' }, body: 'slow down' });
+  origin.route('/ok.png', { body: png(800) });
+  const { sched, events } = await setup(t, { concurrency: 1 });
+  sched.start();
+  const [lim] = await sched.enqueue([{ url: origin.url('/limited.png'), source: 'rpc' }], { priority: 0 });
+  const waiting = await waitFor(() => (sched.get(lim.id)?.nextRetryAt ? sched.get(lim.id) : undefined), { what: '429 seen' });
+  t.equal(waiting.state, 'queued');
+  const wait = Date.parse(waiting.nextRetryAt!) - Date.now();
+  t.ok(wait > 200_000 && wait <= 300_000, `Retry-After of a day capped at 5 min (${wait} ms)`);
+  t.match(events.find((e) => e.type === 'job.retrying'), { delayMs: 300_000, error: { code: 'E_HTTP', status: 429 } });
+  t.same(sched.active(), [], 'no slot held while waiting');
+  const [ok] = await sched.enqueue([{ url: origin.url('/ok.png'), source: 'rpc' }], { priority: 0 });
+  t.equal((await sched.wait([ok.id]))[0].state, 'done', 'the only slot serves other work');
+  const c = await sched.cancel({ id: lim.id });
+  t.match(c, { cancelled: true, job: { state: 'failed', error: { code: 'E_ABORTED' } } });
+});
+
+t.test('a stalled transfer lends its slot (lag detection)', async (t) => {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  const stats = { inFlight: 0, max: 0, order: [] as string[] };
+  const g = gated(origin, stats);
+  g.add('/stuck.png', 900);
+  origin.route('/fresh.png', { body: png(901) });
+  const { sched } = await setup(t, { concurrency: 1, lagWindowMs: 300 });
+  sched.start();
+  const [stuck] = await sched.enqueue([{ url: origin.url('/stuck.png'), source: 'rpc' }], { priority: 0 });
+  await waitFor(() => g.held === 1, { what: 'stuck request at origin' });
+  const t0 = Date.now();
+  const [fresh] = await sched.enqueue([{ url: origin.url('/fresh.png'), source: 'rpc' }], { priority: 0 });
+  t.equal((await sched.wait([fresh.id]))[0].state, 'done');
+  t.ok(Date.now() - t0 < 5000, 'fresh work ran beside the stalled one');
+  t.match(sched.active(), [{ jobId: stuck.id, stalled: true }]);
+  g.release();
+  t.equal((await sched.wait([stuck.id]))[0].state, 'done', 'the stalled one still finishes');
+});
+
+t.test('done is persisted only after the index flush', async (t) => {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  origin.route('/r.png', { body: png(1000) });
+  let releaseFlush!: () => void;
+  const flushGate = new Promise<void>((r) => (releaseFlush = r));
+  let flushCalls = 0;
+  // Fault injection: an index whose flush is slow (a busy disk).
+  const { sched, store } = await setup(t, {
+    cache: (c) => ({
+      download: (url, o) => c.download(url, o),
+      index: {
+        flush: async () => {
+          flushCalls++;
+          await flushGate;
+          await c.index.flush();
+        },
+        md5ForUrl: (u: string) => c.index.md5ForUrl(u),
+      },
+    }),
+  });
+  sched.start();
+  const [j] = await sched.enqueue([{ url: origin.url('/r.png'), source: 'rpc' }], { priority: 0 });
+  await waitFor(() => flushCalls === 1, { what: 'commit waiting for the index' });
+  await store.flush();
+  const onDisk = await JobStore.open(store.dir);
+  t.equal(onDisk.get(j.id)?.state, 'running', 'not done on disk while the record is not durable');
+  t.equal(sched.get(j.id)?.state, 'running');
+  releaseFlush();
+  t.equal((await sched.wait([j.id]))[0].state, 'done');
+});
+
+t.test('after a crash, a done job whose record is missing runs again; after a clean stop it does not', async (t) => {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  origin.route('/lost.png', { body: png(1100) });
+  origin.route('/removed.png', { body: png(1101) });
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-repair-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const dir = path.join(root, 'jobs');
+  const mk = (s: JobStore, url: string) => {
+    const seq = s.nextSeq();
+    const now = new Date().toISOString();
+    s.put({ id: `j${seq}`, seq, url, state: 'done', priority: 0, attempts: 1, createdAt: now, updatedAt: now, source: 'rpc', md5: 'f'.repeat(32) });
+    return `j${seq}`;
+  };
+  // A run that died: the store is flushed but never closed.
+  const crashed = await JobStore.open(dir);
+  const lost = mk(crashed, origin.url('/lost.png'));
+  await crashed.flush();
+  const cache = await MediaCache.open({ cacheDir: path.join(root, 'cache'), retries: 0 });
+  t.teardown(() => cache.close());
+  const store = await JobStore.open(dir);
+  t.equal(store.recoveredFromCrash, true);
+  const sched = new Scheduler({ cache, store, concurrency: 2, logger: silentLogger, lagWindowMs: 0 });
+  sched.start();
+  t.equal(store.get(lost)?.state !== 'done', true, 're-queued at start');
+  const [end] = await sched.wait([lost]);
+  t.equal(end.state, 'done');
+  t.equal(end.md5, cache.findByUrl(origin.url('/lost.png'))?.md5, 'now with its record');
+  t.equal(origin.hits('/lost.png'), 1);
+  const removed = mk(store, origin.url('/removed.png'));
+  await sched.drain(0);
+  await store.close();
+  // A clean stop: a done job without record (removed on purpose) stays done.
+  const store2 = await JobStore.open(dir);
+  t.equal(store2.recoveredFromCrash, false);
+  const sched2 = new Scheduler({ cache, store: store2, concurrency: 2, logger: silentLogger, lagWindowMs: 0 });
+  sched2.start();
+  t.equal(store2.get(removed)?.state, 'done');
+  t.equal(origin.hits('/removed.png'), 0);
+  await sched2.drain(0);
+  await store2.close();
 });
