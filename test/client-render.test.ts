@@ -56,12 +56,12 @@ t.test('stats and record use formatSize and relative times', async (t) => {
   };
   const st = renderStats(s);
   t.match(st, /^TYPE\s+FILES\s+SIZE$/m);
-  t.match(st, /^image\s+2\s+1\.5 MB$/m);
+  t.match(st, /^image\s+2\s+1\.5 MiB$/m);
   t.match(st, /^audio\s+1\s+100 B$/m);
-  t.match(st, /^total\s+3\s+1\.5 MB$/m);
+  t.match(st, /^total\s+3\s+1\.5 MiB$/m);
   t.match(st, /queue: 1 queued, 2 running, 3 done, 4 failed/);
   const r = renderRecord(record(), NOW);
-  t.match(r, /^size\s+100\.0 KB \(102400 bytes\)$/m);
+  t.match(r, /^size\s+100\.0 KiB \(102400 bytes\)$/m);
   t.match(r, /^dimensions\s+1920x1080$/m);
   t.match(r, /\(3m ago\)/);
   t.match(r, /\(2h ago\)/);
@@ -88,7 +88,7 @@ t.test('jobs, verify and add lines', async (t) => {
   const v = renderVerify({ checked: 3, ok: 2, bad: [{ md5: 'ab', localPath: '/c/x.jpg', reason: 'mismatch' }] });
   t.match(v, /CORRUPT\s+ab\s+\/c\/x\.jpg/);
   t.match(v, /3 checked, 2 ok, 1 bad/);
-  t.match(renderAddItem({ url: 'http://h/a.jpg', state: 'done', record: record(), cached: true }), /^cached\s+9e107d9d372b\s+100\.0 KB\s+image\/jpeg\s+http:\/\/h\/a\.jpg$/);
+  t.match(renderAddItem({ url: 'http://h/a.jpg', state: 'done', record: record(), cached: true }), /^cached\s+9e107d9d372b\s+100\.0 KiB\s+image\/jpeg\s+http:\/\/h\/a\.jpg$/);
   t.match(renderAddItem({ url: 'http://h/x', state: 'failed', error: { code: 'E_UNSUPPORTED_TYPE', message: 'text/html' } }), /^failed\s+E_UNSUPPORTED_TYPE: text\/html\s+http:\/\/h\/x$/);
   t.match(renderAddItem({ url: 'http://h/q', state: 'queued', jobId: 'j9' }), /^queued\s+j9\s+http:\/\/h\/q$/);
   t.equal(
@@ -150,7 +150,7 @@ t.test('progress on a TTY: bars redrawn in place, moving percentages, finished l
   // Each finished job printed exactly once.
   t.equal(s.out.split('E_HTTP 404').length - 1, 1);
   t.equal(s.out.match(/cached\s+9e107d9d372b/g)?.length, 1);
-  t.equal(s.out.match(/done\s+9e107d9d372b\s+97\.7 KB\s+image\/jpeg\s+http:\/\/h\/a\.mp4/g)?.length, 1);
+  t.equal(s.out.match(/done\s+9e107d9d372b\s+97\.7 KiB\s+image\/jpeg\s+http:\/\/h\/a\.mp4/g)?.length, 1);
   // Every redraw fits the terminal width (a wrapped line would break the cursor arithmetic).
   const visible = s.out.replace(/\x1b\[[0-9?]*[A-Za-z]/g, '').replace(/\r/g, '');
   for (const line of visible.split('\n')) t.ok([...line].length < 100, `fits: ${line}`);

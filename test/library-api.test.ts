@@ -38,7 +38,7 @@ t.test('public exports', async (t) => {
   t.ok(lib.ERROR_CODES.includes('E_INTEGRITY'));
   t.equal(lib.RPC_ERRORS.APP, -32000, 'protocol re-exported');
   t.same(lib.TYPE_DIRS.image, 'images');
-  t.equal(formatSize(1536 * 1024), '1.5 MB', 'seed format_size');
+  t.equal(formatSize(1536 * 1024), '1.5 MiB', 'seed format_size');
 });
 
 t.test('seed functions on the default instance, MEDIACACHE_DIR in a temp dir', async (t) => {

@@ -94,7 +94,7 @@ t.test('stats: a table for people, exactly one JSON document with --json', async
   const s = await server(t);
   const h = await run(['stats', '--socket', s.socket]);
   t.equal(h.code, 0);
-  t.match(h.stdout, /^image\s+2\s+3\.0 KB$/m);
+  t.match(h.stdout, /^image\s+2\s+3\.0 KiB$/m);
   t.equal(h.stderr, '');
   const j = await run(['stats', '--json', '--socket', s.socket]);
   t.equal(j.code, 0);
@@ -372,7 +372,7 @@ t.test('jobs, sweep, status, remove', async (t) => {
   t.equal(stR.code, 0);
   t.match(stR.stdout, /mediacached 0\.1\.0, pid 42, up 1h 2m 3s/);
   t.match(stR.stdout, /^inboxes\s+\/in\/a\n\s+\/in\/b$/m);
-  t.match(stR.stdout, /big\.mp4 50% 512 B \/ 1\.0 KB/);
+  t.match(stR.stdout, /big\.mp4 50% 512 B \/ 1\.0 KiB/);
   t.match(stR.stdout, /^next sweep\s+in 3h \(0 3 \* \* \*\)$/m);
   t.match(stR.stdout, /^last sweep\s+never$/m);
   const rm = await run(['remove', MD5, '--socket', s.socket]);

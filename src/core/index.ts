@@ -11,7 +11,7 @@ export {
 export type { ErrorCode, ErrorInfo, MediaCacheErrorOptions } from './errors.js';
 export { MEDIA_TYPES, TYPE_DIRS, emptyStats } from './types.js';
 export type { MediaType, StoredRecord, MediaRecord, CacheStats, TypeStats } from './types.js';
-export { formatSize, formatRelative, formatDuration } from './format.js';
+export { formatSize, formatRate, formatEta, formatRelative, formatDuration } from './format.js';
 export { silentLogger } from './logger.js';
 export type { Logger } from './logger.js';
 export { defaultCacheDir } from './paths.js';
