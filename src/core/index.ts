@@ -1,6 +1,6 @@
 /** The package's public surface (`import { MediaCache } from 'mediacache'`). Re-exports only. */
 export { MediaCache } from './cache.js';
-export type { MediaCacheOptions, MediaCacheSettings, DownloadOptions, VerifyOutcome } from './cache.js';
+export type { MediaCacheOptions, MediaCacheSettings, DownloadOptions, VerifyOutcome, DownloadManyOptions, DownloadManyResult, DownloadFailure } from './cache.js';
 export {
   MediaCacheError,
   ERROR_CODES,
@@ -13,6 +13,8 @@ export { MEDIA_TYPES, TYPE_DIRS, emptyStats } from './types.js';
 export type { MediaType, StoredRecord, MediaRecord, CacheStats, TypeStats } from './types.js';
 export { formatSize, formatRate, formatEta, formatRelative, formatDuration } from './format.js';
 export { silentLogger } from './logger.js';
+export { stderrLogger } from './stderr-logger.js';
+export type { StderrLogLevel } from './stderr-logger.js';
 export type { Logger } from './logger.js';
 export { defaultCacheDir } from './paths.js';
 export { hashFile } from './hash-file.js';
@@ -21,6 +23,8 @@ export * from './protocol.js';
 export {
   downloadAndCacheMedia,
   downloadMultipleMedia,
+  downloadMultipleMediaSettled,
+  setDefaultLogger,
   getCacheStats,
   verifyCachedMedia,
   findCachedByMd5,
