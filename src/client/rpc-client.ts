@@ -14,7 +14,7 @@
  */
 import net from 'node:net';
 import { isErrorCode, MediaCacheError, type ErrorCode } from '../core/errors.js';
-import { EVENT_METHOD, MAX_FRAME_BYTES, RPC_ERRORS, type RpcErrorData, type RpcEvent, type RpcMethodName, type RpcMethods } from '../core/protocol.js';
+import { EVENT_METHOD, MAX_FRAME_BYTES, RPC_ERRORS, type ClientMethodName, type ClientMethods, type RpcErrorData, type RpcEvent } from '../core/protocol.js';
 import { LineSplitter } from '../core/ndjson.js';
 
 /** How to get a daemon running; printed whenever it cannot be reached. */
@@ -189,7 +189,7 @@ export class RpcClient {
   }
 
   /** Call a method and resolve with its result; rejects with RpcReplyError, RequestTimeoutError or ConnectionLostError. */
-  call<M extends RpcMethodName>(method: M, params: RpcMethods[M]['params'], opts: CallOptions = {}): Promise<RpcMethods[M]['result']> {
+  call<M extends ClientMethodName>(method: M, params: ClientMethods[M]['params'], opts: CallOptions = {}): Promise<ClientMethods[M]['result']> {
     return new Promise((resolve, reject) => {
       if (this.isClosed) return reject(this.closeError());
       const id = this.nextId++;

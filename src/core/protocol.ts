@@ -50,6 +50,10 @@ export interface JobInfo {
   notBefore?: string;
   bytes?: number;
   totalBytes?: number;
+  /** When a failed attempt is retried next (ISO), while the job waits for it. */
+  nextRetryAt?: string;
+  /** Why the last attempt failed, while the job is retried (a failed job's final error is `error`). */
+  lastError?: ErrorInfo;
 }
 
 export interface QueueCounts {
@@ -66,6 +70,8 @@ export interface AddParams {
   wait?: boolean;
   /** Download again even when the URL is cached. */
   force?: boolean;
+  /** Queue order: lower runs first (the daemon's default for `add` beats inbox files). */
+  priority?: number;
 }
 export interface AddItem {
   url: string;
@@ -188,6 +194,8 @@ export interface StatusResult {
 }
 
 // ---- remove ----
+/** Fewest md5 hex digits `remove` accepts: a shorter prefix could name another file than meant. */
+export const MIN_REMOVE_PREFIX = 8;
 export interface RemoveParams {
   md5: string;
 }
@@ -228,4 +236,43 @@ export interface RpcMethods {
   subscribe: { params: SubscribeParams; result: SubscribeResult };
 }
 export type RpcMethodName = keyof RpcMethods;
+
+// ---- job control (cancel, retry, prune) ----
+export interface CancelParams {
+  /** A job id, or */
+  id?: string;
+  /** every queued or running job of this URL. */
+  url?: string;
+}
+export interface RetryParams {
+  /** Re-queue one failed job, or */
+  id?: string;
+  /** every failed job. */
+  failed?: boolean;
+}
+export interface PruneParams {
+  /** Forget ended (done/failed) jobs that ended longer ago than this, and/or */
+  olderThanMs?: number;
+  /** keep only the newest this many ended jobs. */
+  keep?: number;
+}
+/** The jobs a cancel or retry acted on, as they are now. */
+export interface JobsChangedResult {
+  jobs: JobInfo[];
+}
+export interface PruneResult {
+  removed: number;
+}
+/**
+ * Job-control methods. Kept apart from RpcMethods so that a daemon without
+ * them still type-checks; mcctl calls them through ClientMethods and reports
+ * a daemon that answers "method not found" as too old.
+ */
+export interface JobControlMethods {
+  cancel: { params: CancelParams; result: JobsChangedResult };
+  retry: { params: RetryParams; result: JobsChangedResult };
+  prune: { params: PruneParams; result: PruneResult };
+}
+export type ClientMethods = RpcMethods & JobControlMethods;
+export type ClientMethodName = keyof ClientMethods;
 export const RPC_METHOD_NAMES: readonly RpcMethodName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'subscribe'];
