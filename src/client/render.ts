@@ -219,15 +219,17 @@ const ADD_MIDDLE = 12 + 2 + 9 + 2 + 15;
  * One line per item of an `add` reply, in fixed columns:
  *   done    9e107d9d372b   97.7 KiB  image/jpeg       http://h/a.jpg
  *   failed  E_HTTP: HTTP 404                          http://h/b.jpg
- * A failed line whose message already shows the URL (a bad line of a -f
- * file) does not print it again.
+ * A failed line whose message already shows the URL (a bad URL, a bad line
+ * of a -f file) does not print it again.
  */
 export function renderAddItem(i: AddItem, paint: Paint = NO_PAINT): string {
   const url = printable(i.url);
   if (i.error || i.state === 'failed') {
     const err = i.error ? errorText(i.error) : 'unknown error';
     const probe = url.slice(0, 24);
-    const mentions = probe !== '' && err.includes(probe);
+    // URL errors quote the input in their message already (JSON-escaped), so the URL column would repeat it.
+    const inputError = i.error?.code === 'E_INVALID_URL' || i.error?.code === 'E_UNSUPPORTED_SCHEME';
+    const mentions = inputError || (probe !== '' && err.includes(probe));
     return `${paint.fail('failed')}  ${mentions ? err : `${err.padEnd(ADD_MIDDLE)}  ${url}`}`;
   }
   if (i.record) {
