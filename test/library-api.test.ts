@@ -43,6 +43,11 @@ t.test('public exports', async (t) => {
   t.equal(lib.RPC_ERRORS.APP, -32000, 'protocol re-exported');
   t.same(lib.TYPE_DIRS.image, 'images');
   t.equal(formatSize(1536 * 1024), '1.5 MiB', 'seed format_size');
+  // Tools that read a dependency's version (bundlers, `require('mediacache/package.json')`) need it exported.
+  const { createRequire } = await import('node:module');
+  const req = createRequire(import.meta.url);
+  const pkgPath = req.resolve('mediacache/package.json');
+  t.equal(JSON.parse(fs.readFileSync(pkgPath, 'utf8')).name, 'mediacache', './package.json is exported');
 });
 
 t.test('seed functions on the default instance, MEDIACACHE_DIR in a temp dir', async (t) => {
