@@ -15,6 +15,7 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false, attributes: false } }],
       '@typescript-eslint/no-explicit-any': 'error',
+      'no-control-regex': 'off', // escaping control bytes and terminal sequences is what those regexes are for
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
       'no-constant-condition': ['error', { checkLoops: false }],
     },
@@ -29,6 +30,7 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
       'no-empty': ['error', { allowEmptyCatch: true }],
       'no-control-regex': 'off', // tests match terminal escape sequences on purpose
+      'no-regex-spaces': 'off', // expected column alignment is clearer written out
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
     },
   },

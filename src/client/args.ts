@@ -14,18 +14,22 @@
 import { JOB_STATES, type JobState } from '../core/protocol/rpc.js';
 
 export type Command =
-  | { name: 'add'; urls: string[]; file?: string; wait: boolean; force: boolean }
+  | { name: 'add'; urls: string[]; file?: string; wait: boolean; force: boolean; priority?: number }
   | { name: 'stats' }
   | { name: 'verify'; md5?: string; all: boolean }
   | { name: 'find'; query: string }
   | { name: 'jobs'; state?: JobState; limit?: number }
   | { name: 'sweep'; wait: boolean }
   | { name: 'status' }
-  | { name: 'remove'; md5: string }
-  | { name: 'watch' };
+  | { name: 'remove'; md5: string; yes: boolean }
+  | { name: 'watch' }
+  /** `target` is a job id, or a URL when it contains "://". */
+  | { name: 'cancel'; target: string }
+  | { name: 'retry'; id?: string; failed: boolean }
+  | { name: 'prune'; olderThanMs?: number; keep?: number };
 
 export type CommandName = Command['name'];
-export const COMMAND_NAMES: readonly CommandName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'watch'];
+export const COMMAND_NAMES: readonly CommandName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'watch', 'cancel', 'retry', 'prune'];
 
 export interface GlobalOptions {
   /** As given by --socket; undefined means $MEDIACACHE_SOCKET or the platform default. */
@@ -62,18 +66,21 @@ export function expandUrlShorthand(argv: readonly string[]): string[] {
 }
 
 /** Flags each command takes besides the globals; value says whether it takes an argument. */
-const COMMAND_FLAGS: Record<CommandName, Record<string, 'bool' | 'value'>> = {
-  add: { '--wait': 'bool', '--force': 'bool', '--file': 'value', '-f': 'value' },
+export const COMMAND_FLAGS: Record<CommandName, Record<string, 'bool' | 'value'>> = {
+  add: { '--wait': 'bool', '--force': 'bool', '--file': 'value', '-f': 'value', '--priority': 'value' },
   stats: {},
   verify: { '--all': 'bool' },
   find: {},
   jobs: { '--state': 'value', '--limit': 'value' },
   sweep: { '--wait': 'bool' },
   status: {},
-  remove: {},
+  remove: { '--yes': 'bool', '-y': 'bool' },
   watch: {},
+  cancel: {},
+  retry: { '--failed': 'bool' },
+  prune: { '--older-than': 'value', '--keep': 'value' },
 };
-const GLOBAL_FLAGS: Record<string, 'bool' | 'value'> = { '--json': 'bool', '--socket': 'value', '--timeout': 'value' };
+export const GLOBAL_FLAGS: Record<string, 'bool' | 'value'> = { '--json': 'bool', '--socket': 'value', '--timeout': 'value' };
 
 /** Same rule as cli-yargs: a non-negative number of milliseconds. */
 export function parseTimeout(s: string): number | undefined {
@@ -84,6 +91,22 @@ export function parseTimeout(s: string): number | undefined {
 export function parseLimit(s: string): number | undefined {
   if (!/^[1-9]\d*$/.test(s)) return undefined;
   return Number(s);
+}
+
+/** A whole number, negative allowed (queue priority: lower runs first). */
+export function parsePriority(s: string): number | undefined {
+  if (!/^-?\d{1,9}$/.test(s)) return undefined;
+  return Number(s);
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** "90s", "30m", "12h", "7d", "2w", or plain milliseconds; undefined when malformed. */
+export function parseDuration(s: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$/.exec(s.trim());
+  if (!m) return undefined;
+  const v = Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms'];
+  return Number.isFinite(v) ? Math.round(v) : undefined;
 }
 
 /**
@@ -110,7 +133,7 @@ export function fastParse(argv: readonly string[]): Invocation | undefined {
       }
       const kind = GLOBAL_FLAGS[a] ?? flags[a];
       if (!kind) return undefined; // --help, -h, --no-x, --, unknown flags: yargs
-      const key = a === '-f' ? '--file' : a;
+      const key = a === '-f' ? '--file' : a === '-y' ? '--yes' : a;
       if (kind === 'bool') {
         if (inline !== undefined || bools.has(key)) return undefined;
         bools.add(key);
@@ -144,6 +167,12 @@ export function fastParse(argv: readonly string[]): Invocation | undefined {
       if (positionals.length === 0 && file === undefined) return undefined;
       command = { name: 'add', urls: positionals, wait: bools.has('--wait'), force: bools.has('--force') };
       if (file !== undefined) command.file = file;
+      const prio = values.get('--priority');
+      if (prio !== undefined) {
+        const n = parsePriority(prio);
+        if (n === undefined) return undefined;
+        command.priority = n;
+      }
       break;
     }
     case 'verify': {
@@ -154,9 +183,39 @@ export function fastParse(argv: readonly string[]): Invocation | undefined {
     }
     case 'find':
     case 'remove':
+    case 'cancel':
       if (positionals.length !== 1) return undefined;
-      command = cmd === 'find' ? { name: 'find', query: positionals[0] } : { name: 'remove', md5: positionals[0] };
+      command =
+        cmd === 'find'
+          ? { name: 'find', query: positionals[0] }
+          : cmd === 'cancel'
+            ? { name: 'cancel', target: positionals[0] }
+            : { name: 'remove', md5: positionals[0], yes: bools.has('--yes') };
       break;
+    case 'retry': {
+      const failed = bools.has('--failed');
+      if (failed ? positionals.length !== 0 : positionals.length !== 1) return undefined;
+      command = failed ? { name: 'retry', failed } : { name: 'retry', id: positionals[0], failed };
+      break;
+    }
+    case 'prune': {
+      if (positionals.length !== 0) return undefined;
+      command = { name: 'prune' };
+      const older = values.get('--older-than');
+      const keep = values.get('--keep');
+      if (older === undefined && keep === undefined) return undefined;
+      if (older !== undefined) {
+        const ms = parseDuration(older);
+        if (ms === undefined) return undefined;
+        command.olderThanMs = ms;
+      }
+      if (keep !== undefined) {
+        const n = /^\d+$/.test(keep) ? Number(keep) : undefined;
+        if (n === undefined) return undefined;
+        command.keep = n;
+      }
+      break;
+    }
     case 'jobs': {
       if (positionals.length !== 0) return undefined;
       command = { name: 'jobs' };

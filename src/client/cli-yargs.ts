@@ -10,8 +10,9 @@
 import fs from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { JOB_STATES, type JobState } from '../core/protocol/rpc.js';
-import { type Command, type GlobalOptions, type Invocation } from './args.js';
+import { type Command, type GlobalOptions, type Invocation, GLOBAL_FLAGS, parseDuration } from './args.js';
 import { EXIT } from './exit-codes.js';
+import { allCommands, unknownCommand, usageLine } from './usage.js';
 
 export type YargsOutcome =
   | { kind: 'run'; invocation: Invocation }
@@ -29,7 +30,45 @@ function packageVersion(): string {
 
 const EPILOGUE =
   'Exit codes: 0 success; 1 verify found corruption or a job failed; 2 usage error or not found; ' +
-  '3 the daemon cannot be reached. The socket is --socket, else $MEDIACACHE_SOCKET, else the platform default the daemon uses.';
+  '3 the daemon cannot be reached; 4 --wait ended at --timeout while the work goes on; 130 interrupted. ' +
+  'The socket is --socket, else $MEDIACACHE_SOCKET, else the platform default the daemon uses. ' +
+  '`mcctl help COMMAND` shows one command.';
+
+/** Index of the command word: the first argument that is neither a flag nor a global flag's value. */
+function commandIndex(argv: readonly string[]): number {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') return i + 1 < argv.length ? i + 1 : -1;
+    if (a.startsWith('-')) {
+      if (GLOBAL_FLAGS[a] === 'value') i++;
+      continue;
+    }
+    return i;
+  }
+  return -1;
+}
+
+/**
+ * `mcctl help [CMD]` becomes `mcctl [CMD] --help`; `completion --json` is
+ * refused (the completion script is shell, not JSON). Returns the argv to
+ * parse, or a one-line usage error.
+ */
+function preParse(argv: readonly string[]): { argv: string[] } | { error: string } {
+  const i = commandIndex(argv);
+  if (i < 0) return { argv: [...argv] };
+  const word = argv[i];
+  if (word === 'help') {
+    const rest = argv.slice(i + 1).filter((a, k, all) => !a.startsWith('-') && !(k > 0 && GLOBAL_FLAGS[all[k - 1]] === 'value'));
+    if (rest.length === 0) return { argv: ['--help'] };
+    if (rest.length > 1) return { error: 'help takes one command name (mcctl help lists the commands)' };
+    if (!allCommands().includes(rest[0]) || rest[0] === 'help') return rest[0] === 'help' ? { argv: ['--help'] } : { error: unknownCommand(rest[0]) };
+    return { argv: [rest[0], '--help'] };
+  }
+  if (word === 'completion' && argv.some((a) => a === '--json' || a.startsWith('--json='))) {
+    return { error: 'completion prints a shell script, not JSON: drop --json (mcctl completion >> ~/.bashrc)' };
+  }
+  return { argv: [...argv] };
+}
 
 interface Raw {
   socket?: string;
@@ -39,7 +78,10 @@ interface Raw {
 }
 
 /** Parse `argv` (already shorthand-expanded) with yargs. `width` wraps the help text. */
-export async function parseWithYargs(argv: readonly string[], width = 80): Promise<YargsOutcome> {
+export async function parseWithYargs(given: readonly string[], width = 80): Promise<YargsOutcome> {
+  const pre = preParse(given);
+  if ('error' in pre) return { kind: 'print', stdout: '', stderr: `mcctl: ${pre.error}\n`, code: EXIT.USAGE };
+  const argv = pre.argv;
   let invocation: Invocation | undefined;
   let usageError: string | undefined;
   const globalsOf = (a: Raw): GlobalOptions => {
@@ -67,7 +109,7 @@ export async function parseWithYargs(argv: readonly string[], width = 80): Promi
       type: 'number',
       requiresArg: true,
       global: true,
-      describe: 'request timeout in ms, 0 = none (default 30000; none for --wait, verify --all and watch)',
+      describe: 'request timeout in ms, 0 = none (default 30000; none for verify --all and watch); with --wait: how long to wait (exit 4 when it runs out, the work goes on)',
     })
     .command(
       'add [urls..]',
@@ -78,9 +120,11 @@ export async function parseWithYargs(argv: readonly string[], width = 80): Promi
           .option('file', { alias: 'f', type: 'string', requiresArg: true, describe: 'read URLs from a .urls file (one per line, # comments); - for stdin' })
           .option('wait', { type: 'boolean', describe: 'wait until every download has ended; progress bars on a terminal' })
           .option('force', { type: 'boolean', describe: 'download again even when the URL is cached' })
+          .option('priority', { type: 'number', requiresArg: true, describe: 'queue order, lower runs first (a whole number; default: ahead of inbox files)' })
           .check((a) => {
             const urls = (a.urls as string[] | undefined) ?? [];
             if (urls.length === 0 && a.file === undefined) throw new Error('add needs at least one URL or -f FILE');
+            if (a.priority !== undefined && !(Number.isInteger(a.priority) && Math.abs(a.priority as number) < 1e9)) throw new Error('--priority must be a whole number');
             return true;
           })
           .example('$0 add https://example.com/a.jpg --wait', 'download one image and wait for it')
@@ -89,6 +133,7 @@ export async function parseWithYargs(argv: readonly string[], width = 80): Promi
       (a) => {
         const cmd: Command = { name: 'add', urls: ((a.urls as string[] | undefined) ?? []).map(String), wait: a.wait === true, force: a.force === true };
         if (a.file !== undefined) cmd.file = String(a.file);
+        if (a.priority !== undefined) cmd.priority = a.priority as number;
         run(a as Raw, cmd);
       },
     )
@@ -162,9 +207,14 @@ export async function parseWithYargs(argv: readonly string[], width = 80): Promi
     )
     .command(
       'remove <md5>',
-      'delete a cached file and its record',
-      (c) => c.positional('md5', { type: 'string', describe: 'md5 (or unique prefix)' }).example('$0 remove 9e107d9d372bb6826bd81d3542a419d6', 'forget this file'),
-      (a) => run(a as Raw, { name: 'remove', md5: String(a.md5) }),
+      'delete a cached file and its record (asks first on a terminal)',
+      (c) =>
+        c
+          .positional('md5', { type: 'string', describe: 'md5, or a unique prefix of at least 8 hex digits' })
+          .option('yes', { alias: 'y', type: 'boolean', describe: 'do not ask for confirmation' })
+          .example('$0 remove 9e107d9d372bb6826bd81d3542a419d6', 'forget this file (asks y/N on a terminal)')
+          .example('$0 remove 9e107d9d --yes', 'by a unique 8-digit prefix, without asking'),
+      (a) => run(a as Raw, { name: 'remove', md5: String(a.md5), yes: a.yes === true }),
     )
     .command(
       'watch',
@@ -172,9 +222,58 @@ export async function parseWithYargs(argv: readonly string[], width = 80): Promi
       (c) => c.example('$0 watch', 'follow what the daemon does').example('$0 watch --json | jq .type', 'as JSON lines'),
       (a) => run(a as Raw, { name: 'watch' }),
     )
+    .command(
+      'cancel <target>',
+      'cancel a queued or running job (by job id), or every job of a URL',
+      (c) =>
+        c
+          .positional('target', { type: 'string', describe: 'job id (see mcctl jobs) or URL (anything containing "://")' })
+          .example('$0 cancel j42', 'cancel one job')
+          .example('$0 cancel https://example.com/big.mp4', 'cancel the download of this URL'),
+      (a) => run(a as Raw, { name: 'cancel', target: String(a.target) }),
+    )
+    .command(
+      'retry [id]',
+      'queue a failed job again, or every failed job',
+      (c) =>
+        c
+          .positional('id', { type: 'string', describe: 'job id of a failed job' })
+          .option('failed', { type: 'boolean', describe: 'retry every failed job' })
+          .check((a) => {
+            if (a.failed && a.id !== undefined) throw new Error('give a job id or --failed, not both');
+            if (!a.failed && a.id === undefined) throw new Error('retry needs a job id, or --failed');
+            return true;
+          })
+          .example('$0 retry j42', 'try this job again')
+          .example('$0 retry --failed', 'try every failed job again'),
+      (a) => run(a as Raw, a.failed ? { name: 'retry', failed: true } : { name: 'retry', id: String(a.id), failed: false }),
+    )
+    .command(
+      'prune',
+      'forget ended (done or failed) jobs by age or count; cached files stay',
+      (c) =>
+        c
+          .option('older-than', { type: 'string', requiresArg: true, describe: 'jobs that ended longer ago than this (90s, 30m, 12h, 7d, 2w)' })
+          .option('keep', { type: 'number', requiresArg: true, describe: 'keep only the newest N ended jobs' })
+          .check((a) => {
+            if (a.olderThan === undefined && a.keep === undefined) throw new Error('prune needs --older-than DURATION and/or --keep N');
+            if (a.olderThan !== undefined && parseDuration(String(a.olderThan)) === undefined) throw new Error('--older-than must be a duration such as 90s, 30m, 12h, 7d or 2w');
+            if (a.keep !== undefined && !(Number.isInteger(a.keep) && (a.keep as number) >= 0)) throw new Error('--keep must be a whole number >= 0');
+            return true;
+          })
+          .example('$0 prune --older-than 7d', 'forget jobs that ended more than a week ago')
+          .example('$0 prune --keep 100', 'keep the newest 100 ended jobs'),
+      (a) => {
+        const cmd: Command = { name: 'prune' };
+        if (a.olderThan !== undefined) cmd.olderThanMs = parseDuration(String(a.olderThan));
+        if (a.keep !== undefined) cmd.keep = a.keep as number;
+        run(a as Raw, cmd);
+      },
+    )
+    .command('help [command]', 'show the help of one command', (c) => c.positional('command', { type: 'string' }))
     .completion('completion', 'print a bash/zsh completion script (mcctl completion >> ~/.bashrc)')
     .check((a) => {
-      for (const k of ['socket', 'timeout', 'file', 'state', 'limit']) {
+      for (const k of ['socket', 'timeout', 'file', 'state', 'limit', 'priority', 'older-than', 'keep']) {
         if (Array.isArray(a[k])) throw new Error(`--${k} was given more than once`);
       }
       if (a.timeout !== undefined && !(Number.isFinite(a.timeout) && (a.timeout as number) >= 0)) {
@@ -182,21 +281,18 @@ export async function parseWithYargs(argv: readonly string[], width = 80): Promi
       }
       return true;
     })
-    .demandCommand(1, 'Name a command (mcctl --help lists them).')
+    .demandCommand(1, 'Name a command')
     .recommendCommands()
     .strict()
     .help()
     .alias('h', 'help')
     .version(packageVersion())
+    .alias('V', 'version')
     .epilogue(EPILOGUE)
     .wrap(Math.max(60, Math.min(width, 120)))
-    .fail((msg, err, inst) => {
-      let help = '';
-      inst.showHelp((s: string) => (help = s));
-      let why = msg ?? err?.message ?? 'usage error';
-      // With recommendCommands yargs only says "Did you mean …?"; name the culprit too.
-      if (/^Did you mean/.test(why)) why = `Unknown command "${argv.find((a) => !a.startsWith('-')) ?? ''}". ${why}`;
-      usageError = `${help}\n\n${why}\n`;
+    .fail((msg, err) => {
+      // One line, never the whole help (git's way): usage.ts says what is wrong and suggests a fix.
+      usageError = `mcctl: ${usageLine(msg ?? err?.message ?? 'usage error', argv)}\n`;
       throw new Error('usage');
     });
 

@@ -9,6 +9,7 @@ import { MediaCacheError } from '../core/errors.js';
 import { expandUrlShorthand, fastParse, type Invocation } from './args.js';
 import { runCommand, type CliIO, type Ctx } from './commands.js';
 import { EXIT, exitCodeFor, UsageError } from './exit-codes.js';
+import { errorText } from './render.js';
 import { RpcClient, RpcReplyError } from './rpc-client.js';
 
 export type { CliIO } from './commands.js';
@@ -39,8 +40,8 @@ export async function socketPathProblem(socketPath: string, platform: NodeJS.Pla
 }
 
 export function describeError(e: unknown): string {
-  if (e instanceof RpcReplyError) return `${e.code}${e.status ? ` ${e.status}` : ''}: ${e.message}`;
-  if (e instanceof UsageError) return `${e.message}\n(mcctl --help lists the commands and options)`;
+  if (e instanceof RpcReplyError) return errorText({ code: e.code, message: e.message, status: e.status });
+  if (e instanceof UsageError) return e.message;
   if (e instanceof MediaCacheError) return e.message;
   return e instanceof Error ? (e.stack ?? e.message) : String(e);
 }
@@ -81,19 +82,30 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
   // touching io.signal spares them the signal handlers (mcctl.ts installs them on first use).
   const waits = command.name === 'watch' || ((command.name === 'add' || command.name === 'sweep') && command.wait) || (command.name === 'verify' && command.all);
   const signal = waits ? io.signal : undefined;
+  const connectTimeoutMs = globals.timeoutMs ? Math.min(globals.timeoutMs, CONNECT_TIMEOUT_MS) : CONNECT_TIMEOUT_MS;
   const ctx: Ctx = {
     io,
     globals,
     socketPath,
+    signal,
     timeout: (dflt) => globals.timeoutMs ?? dflt,
     connect: () =>
-      (connecting ??= RpcClient.connect(socketPath, {
-        connectTimeoutMs: globals.timeoutMs ? Math.min(globals.timeoutMs, CONNECT_TIMEOUT_MS) : CONNECT_TIMEOUT_MS,
-      }).then((c) => {
+      (connecting ??= RpcClient.connect(socketPath, { connectTimeoutMs }).then((c) => {
         client = c;
         if (signal?.aborted) c.close(); // interrupted while connecting: every call now fails at once
         return c;
       })),
+    reconnect: () => {
+      client?.close();
+      client = undefined;
+      connecting = undefined;
+      const p = ctx.connect();
+      // A failed attempt is not remembered: the next reconnect() tries again.
+      p.catch(() => {
+        if (connecting === p) connecting = undefined;
+      });
+      return p;
+    },
   };
 
   const run = runCommand(ctx, command).then(

@@ -6,6 +6,8 @@
  *   1  a verify found corruption, a job failed, or the daemon reported another error
  *   2  usage error (unknown command, bad flag, bad argument) or not found
  *   3  the daemon cannot be reached (connect failed, connection lost, no answer in time)
+ *   4  --wait with --timeout: the wait ended, the daemon is alive and goes on with the work
+ * 130  interrupted by Ctrl-C/SIGTERM while waiting
  */
 import { MediaCacheError, type ErrorCode } from '../core/errors.js';
 import { ConnectionLostError, DaemonUnreachableError, RequestTimeoutError } from './rpc-client.js';
@@ -16,6 +18,8 @@ export const EXIT = {
   USAGE: 2,
   NOT_FOUND: 2,
   UNREACHABLE: 3,
+  /** `--wait --timeout MS` ran out while the daemon (still answering) goes on with the work. */
+  WAIT_TIMEOUT: 4,
   /** Interrupted by SIGINT/SIGTERM while waiting (128 + 2, the shell convention). */
   INTERRUPTED: 130,
 } as const;

@@ -1,12 +1,16 @@
 /**
  * Human output of mcctl: aligned tables and key/value blocks built from the
- * protocol's result types. Pure: values in, text out (no escape codes, so the
- * same text is right on a terminal and in a pipe); sizes via formatSize,
- * times via formatRelative with an injectable `now`.
+ * protocol's result types. Pure: values in, text out; escape codes only from
+ * an explicit Paint (color.ts, off by default), so the same call gives plain
+ * text for a pipe. Sizes via formatSize, times via formatRelative with an
+ * injectable `now`. Text that came from outside (URLs, file lines, error
+ * messages) goes through printable(), so it cannot move the cursor or
+ * smuggle raw bytes onto the terminal.
  */
 import type { ErrorInfo } from '../core/errors.js';
 import { formatDuration, formatRelative, formatSize } from '../core/util/format.js';
 import type { AddItem, JobInfo, JobsResult, RpcEvent, StatsResult, StatusResult, SweepReport, VerifyResult } from '../core/protocol/rpc.js';
+import { NO_PAINT, paintState, type Paint } from './color.js';
 import { MEDIA_TYPES, type MediaRecord } from '../core/types.js';
 
 export type Align = 'left' | 'right';
@@ -15,11 +19,37 @@ export interface Column {
   align?: Align;
   /** Cut cells longer than this (with "…"). */
   max?: number;
+  /** May be narrowed (down to `min`, default 12) to fit a width; `cut: 'left'` keeps the end (URLs). */
+  flex?: boolean;
+  min?: number;
+  cut?: 'left' | 'right';
+  /** Colour for a cell, applied after padding (so widths are computed on plain text). */
+  paint?: (padded: string, plain: string) => string;
 }
 
 /** Display width, counting code points (good enough for URLs and paths). */
 function width(s: string): number {
   return [...s].length;
+}
+
+/**
+ * Text from outside made safe for one terminal line: control characters
+ * (C0, DEL, C1), bidi overrides and U+FFFD (what undecodable bytes become)
+ * are shown as \xNN / \uNNNN escapes, and the result is cut at `max` code points.
+ */
+export function printable(s: string, max = 200): string {
+  let out = '';
+  let n = 0;
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    let piece = ch;
+    if (c < 0x20 || (c >= 0x7f && c < 0xa0)) piece = `\\x${c.toString(16).padStart(2, '0')}`;
+    else if ((c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069) || c === 0xfffd) piece = `\\u${c.toString(16).padStart(4, '0')}`;
+    if (n + piece.length > max) return `${out}…`;
+    out += piece;
+    n += piece.length;
+  }
+  return out;
 }
 
 export function truncate(s: string, max: number): string {
@@ -40,16 +70,44 @@ function pad(s: string, w: number, align: Align): string {
   return align === 'right' ? fill + s : s + fill;
 }
 
-/** An aligned table with a header row; two spaces between columns; no trailing blanks. */
-export function table(columns: readonly Column[], rows: readonly (readonly string[])[]): string {
-  const cells = rows.map((r) => columns.map((c, i) => (c.max ? truncate(r[i] ?? '', c.max) : (r[i] ?? ''))));
+/**
+ * An aligned table with a header row; two spaces between columns; no trailing
+ * blanks. With `maxWidth`, flex columns give up width (widest first) so that
+ * every line fits; what cannot fit even then is cut at the end of the line.
+ */
+export function table(columns: readonly Column[], rows: readonly (readonly string[])[], maxWidth?: number): string {
+  let cells = rows.map((r) => columns.map((c, i) => (c.max ? truncate(r[i] ?? '', c.max) : (r[i] ?? ''))));
   const widths = columns.map((c, i) => Math.max(width(c.header), ...cells.map((r) => width(r[i]))));
-  const line = (r: readonly string[]): string =>
-    r
-      .map((s, i) => pad(s, widths[i], columns[i].align ?? 'left'))
-      .join('  ')
-      .trimEnd();
-  return [line(columns.map((c) => c.header)), ...cells.map(line)].join('\n') + '\n';
+  if (maxWidth !== undefined && maxWidth > 0) {
+    let excess = widths.reduce((a, b) => a + b, 0) + 2 * (columns.length - 1) - maxWidth;
+    while (excess > 0) {
+      let widest = -1;
+      for (let i = 0; i < columns.length; i++) {
+        if (!columns[i].flex || widths[i] <= (columns[i].min ?? 12)) continue;
+        if (widest < 0 || widths[i] > widths[widest]) widest = i;
+      }
+      if (widest < 0) break;
+      const next = columns.reduce((m, c, i) => (c.flex && i !== widest && widths[i] < widths[widest] ? Math.max(m, widths[i]) : m), columns[widest].min ?? 12);
+      const take = Math.min(excess, widths[widest] - Math.max(next, columns[widest].min ?? 12)) || 1;
+      widths[widest] -= take;
+      excess -= take;
+    }
+    cells = cells.map((r) => r.map((s, i) => (width(s) > widths[i] ? (columns[i].cut === 'left' ? truncateLeft(s, widths[i]) : truncate(s, widths[i])) : s)));
+  }
+  const line = (r: readonly string[], header: boolean): string => {
+    let out = r
+      .map((s, i) => {
+        const padded = pad(s, widths[i], columns[i].align ?? 'left');
+        return !header && columns[i].paint ? columns[i].paint!(padded, s) : padded;
+      })
+      .join('  ');
+    out = out.replace(/ +$/, '');
+    return out;
+  };
+  const text = [line(columns.map((c) => c.header), true), ...cells.map((r) => line(r, false))];
+  // Last resort when the fixed columns alone are too wide: cut the line (dropping its colours, which a cut could leave open).
+  const plain = (l: string): string => l.replace(/\x1b\[[0-9;]*m/g, '');
+  return (maxWidth ? text.map((l) => (width(plain(l)) > maxWidth ? truncate(plain(l), maxWidth) : l)) : text).join('\n') + '\n';
 }
 
 /** "key   value" lines with the keys padded to one width; multi-line values are indented. */
@@ -63,8 +121,14 @@ export function shortMd5(md5: string): string {
   return md5.slice(0, 12);
 }
 
+/**
+ * "E_HTTP 404: too many redirects", "E_HTTP: HTTP 404", "E_TIMEOUT: …": the
+ * status is said once (the daemon's message for a plain HTTP error already is "HTTP 404").
+ */
 export function errorText(e: ErrorInfo): string {
-  return `${e.code}${e.status ? ` ${e.status}` : ''}: ${e.message}`;
+  const msg = printable(e.message ?? '');
+  const statusSaid = e.status !== undefined && new RegExp(`\\b${e.status}\\b`).test(msg);
+  return `${e.code}${e.status && !statusSaid ? ` ${e.status}` : ''}${msg ? `: ${msg}` : ''}`;
 }
 
 export function renderStats(s: StatsResult): string {
@@ -117,33 +181,83 @@ export function renderVerify(v: VerifyResult): string {
   return lines.join('\n') + '\n';
 }
 
-function jobResult(j: JobInfo): string {
+/** "retry in 12s (E_TIMEOUT)" while a job waits for its next attempt; undefined otherwise. */
+export function retryText(j: JobInfo, now = Date.now()): string | undefined {
+  const at = j.state === 'queued' ? (j.nextRetryAt ?? (j.attempts > 0 ? j.notBefore : undefined)) : undefined;
+  if (!at) return undefined;
+  const t = Date.parse(at);
+  const when = Number.isFinite(t) && t > now ? `in ${formatRelative(t, now).replace(/^in /, '')}` : 'now';
+  const why = j.lastError ?? j.error;
+  return `retry ${when}${why ? ` (${why.code}${why.status ? ` ${why.status}` : ''})` : ''}`;
+}
+
+function jobResult(j: JobInfo, now: number): string {
+  const retry = retryText(j, now);
+  if (retry) return retry;
   if (j.error) return errorText(j.error);
   if (j.md5) return shortMd5(j.md5);
   if (j.state === 'running' && j.bytes !== undefined) {
     return j.totalBytes ? `${formatSize(j.bytes)} / ${formatSize(j.totalBytes)}` : formatSize(j.bytes);
   }
-  if (j.notBefore) return `retry ${formatRelative(j.notBefore)}`;
+  if (j.notBefore) return `starts ${formatRelative(j.notBefore, now)}`;
   return '';
 }
 
-export function renderJobs(r: JobsResult, now = Date.now()): string {
+export interface JobsRenderOptions {
+  now?: number;
+  /** Terminal width to fit (undefined: no limit, e.g. piped into grep). */
+  width?: number;
+  paint?: Paint;
+}
+
+export function renderJobs(r: JobsResult, opts: JobsRenderOptions | number = {}): string {
+  const o: JobsRenderOptions = typeof opts === 'number' ? { now: opts } : opts;
+  const now = o.now ?? Date.now();
+  const paint = o.paint ?? NO_PAINT;
   if (r.jobs.length === 0) return `no jobs (${r.total} in total)\n`;
-  const rows = r.jobs.map((j) => [j.id, j.state, formatRelative(j.updatedAt, now), j.url, jobResult(j)]);
+  const rows = r.jobs.map((j) => [j.id, j.state, String(j.attempts ?? 0), formatRelative(j.updatedAt, now), printable(j.url), jobResult(j, now)]);
   return (
-    table([{ header: 'ID' }, { header: 'STATE' }, { header: 'UPDATED' }, { header: 'URL', max: 60 }, { header: 'RESULT', max: 60 }], rows) +
-    (r.total > r.jobs.length ? `(${r.jobs.length} of ${r.total} shown)\n` : '')
+    table(
+      [
+        { header: 'ID' },
+        { header: 'STATE', paint: (padded, plain) => paintState(paint, plain, padded) },
+        { header: 'TRIES', align: 'right' },
+        { header: 'UPDATED' },
+        { header: 'URL', max: 120, flex: true, min: 16, cut: 'left' },
+        { header: 'RESULT', max: 80, flex: true, min: 12, paint: (padded, plain) => (plain.startsWith('retry ') ? paint.warn(padded) : padded) },
+      ],
+      rows,
+      o.width,
+    ) + (r.total > r.jobs.length ? `(${r.jobs.length} of ${r.total} shown)\n` : '')
   );
 }
 
-/** One line per item of an `add` reply. */
-export function renderAddItem(i: AddItem): string {
-  if (i.error || i.state === 'failed') return `failed  ${i.error ? errorText(i.error) : 'unknown error'}  ${i.url}`;
+/** Width of the middle of an `add` line (md5, size, type) that a failed line's error spans. */
+const ADD_MIDDLE = 12 + 2 + 9 + 2 + 15;
+
+/**
+ * One line per item of an `add` reply, in fixed columns:
+ *   done    9e107d9d372b   97.7 KiB  image/jpeg       http://h/a.jpg
+ *   failed  E_HTTP: HTTP 404                          http://h/b.jpg
+ * A failed line whose message already shows the URL (a bad URL, a bad line
+ * of a -f file) does not print it again.
+ */
+export function renderAddItem(i: AddItem, paint: Paint = NO_PAINT): string {
+  const url = printable(i.url);
+  if (i.error || i.state === 'failed') {
+    const err = i.error ? errorText(i.error) : 'unknown error';
+    const probe = url.slice(0, 24);
+    // URL errors quote the input in their message already (JSON-escaped), so the URL column would repeat it.
+    const inputError = i.error?.code === 'E_INVALID_URL' || i.error?.code === 'E_UNSUPPORTED_SCHEME';
+    const mentions = inputError || (probe !== '' && err.includes(probe));
+    return `${paint.fail('failed')}  ${mentions ? err : `${err.padEnd(ADD_MIDDLE)}  ${url}`}`;
+  }
   if (i.record) {
     const r = i.record;
-    return `${i.cached ? 'cached' : 'done  '}  ${shortMd5(r.md5)}  ${formatSize(r.fileSize).padStart(9)}  ${r.mimeType}  ${i.url}`;
+    const state = i.cached ? 'cached' : 'done';
+    return `${paintState(paint, state, state.padEnd(6))}  ${shortMd5(r.md5).padEnd(12)}  ${formatSize(r.fileSize).padStart(9)}  ${r.mimeType.padEnd(15)}  ${url}`;
   }
-  return `${i.state.padEnd(6)}  ${i.jobId ?? ''}  ${i.url}`;
+  return `${i.state.padEnd(6)}  ${(i.jobId ?? '').padEnd(ADD_MIDDLE)}  ${url}`;
 }
 
 export function renderAddSummary(items: readonly AddItem[]): string {
@@ -202,22 +316,25 @@ export function renderStatus(s: StatusResult, now = Date.now()): string {
 }
 
 /** One line per event for `watch` (human form). */
-export function renderEvent(e: RpcEvent, at: Date = new Date()): string {
+export function renderEvent(e: RpcEvent, at: Date = new Date(), paint: Paint = NO_PAINT): string {
   const ts = at.toISOString().slice(11, 19);
   switch (e.type) {
-    case 'job.queued':
-      return `${ts} queued    ${e.job.id}  ${e.job.url}`;
+    case 'job.queued': {
+      const retry = retryText(e.job, at.getTime());
+      if (retry) return `${ts} ${paint.warn('retrying ')} ${e.job.id}  try ${e.job.attempts + 1}, ${retry}  ${printable(e.job.url)}`;
+      return `${ts} queued    ${e.job.id}  ${printable(e.job.url)}`;
+    }
     case 'job.progress':
-      return `${ts} progress  ${e.jobId}  ${formatSize(e.bytes)}${e.totalBytes ? ` / ${formatSize(e.totalBytes)}` : ''}  ${e.url}`;
+      return `${ts} progress  ${e.jobId}  ${formatSize(e.bytes)}${e.totalBytes ? ` / ${formatSize(e.totalBytes)}` : ''}  ${printable(e.url)}`;
     case 'job.done':
-      return `${ts} done      ${e.job.id}  ${shortMd5(e.record.md5)}  ${formatSize(e.record.fileSize)}  ${e.job.url}`;
+      return `${ts} ${paint.ok('done     ')} ${e.job.id}  ${shortMd5(e.record.md5)}  ${formatSize(e.record.fileSize)}  ${printable(e.job.url)}`;
     case 'job.failed':
-      return `${ts} failed    ${e.job.id}  ${errorText(e.error)}  ${e.job.url}`;
+      return `${ts} ${paint.fail('failed   ')} ${e.job.id}  ${errorText(e.error)}${e.job.attempts > 1 ? ` (after ${e.job.attempts} tries)` : ''}  ${printable(e.job.url)}`;
     case 'sweep.progress':
       return `${ts} sweep     ${e.sweepId}  ${e.step} ${e.done}${e.total !== undefined ? `/${e.total}` : ''}`;
     case 'sweep.done':
       return `${ts} swept     ${e.report.id}  ${e.report.checked} checked, ${e.report.corrupt.length} corrupt, ${e.report.missing.length} missing, ${e.report.repaired.length} repaired`;
     default:
-      return `${ts} ${(e as { type?: string }).type ?? 'event'}  ${JSON.stringify(e)}`;
+      return `${ts} ${printable((e as { type?: string }).type ?? 'event')}  ${printable(JSON.stringify(e))}`;
   }
 }

@@ -14,7 +14,7 @@
  */
 import net from 'node:net';
 import { isErrorCode, MediaCacheError, type ErrorCode } from '../core/errors.js';
-import { EVENT_METHOD, MAX_FRAME_BYTES, RPC_ERRORS, type RpcErrorData, type RpcEvent, type RpcMethodName, type RpcMethods } from '../core/protocol/rpc.js';
+import { EVENT_METHOD, MAX_FRAME_BYTES, RPC_ERRORS, type RpcErrorData, type RpcEvent, type ClientMethodName, type ClientMethods } from '../core/protocol/rpc.js';
 import { LineSplitter } from '../core/protocol/ndjson.js';
 
 /** How to get a daemon running; printed whenever it cannot be reached. */
@@ -189,7 +189,7 @@ export class RpcClient {
   }
 
   /** Call a method and resolve with its result; rejects with RpcReplyError, RequestTimeoutError or ConnectionLostError. */
-  call<M extends RpcMethodName>(method: M, params: RpcMethods[M]['params'], opts: CallOptions = {}): Promise<RpcMethods[M]['result']> {
+  call<M extends ClientMethodName>(method: M, params: ClientMethods[M]['params'], opts: CallOptions = {}): Promise<ClientMethods[M]['result']> {
     return new Promise((resolve, reject) => {
       if (this.isClosed) return reject(this.closeError());
       const id = this.nextId++;

@@ -1,6 +1,6 @@
 /** The package's public surface (`import { MediaCache } from 'mediacache'`). Re-exports only. */
 export { MediaCache } from './cache/media-cache.js';
-export type { MediaCacheOptions, MediaCacheSettings, DownloadOptions, VerifyOutcome } from './cache/media-cache.js';
+export type { MediaCacheOptions, MediaCacheSettings, DownloadOptions, VerifyOutcome, DownloadManyOptions, DownloadManyResult, DownloadFailure } from './cache/media-cache.js';
 export {
   MediaCacheError,
   ERROR_CODES,
@@ -11,8 +11,10 @@ export {
 export type { ErrorCode, ErrorInfo, MediaCacheErrorOptions } from './errors.js';
 export { MEDIA_TYPES, TYPE_DIRS, emptyStats } from './types.js';
 export type { MediaType, StoredRecord, MediaRecord, CacheStats, TypeStats } from './types.js';
-export { formatSize, formatRelative, formatDuration } from './util/format.js';
+export { formatSize, formatRate, formatEta, formatRelative, formatDuration } from './util/format.js';
 export { silentLogger } from './util/logger.js';
+export { stderrLogger } from './util/stderr-logger.js';
+export type { StderrLogLevel } from './util/stderr-logger.js';
 export type { Logger } from './util/logger.js';
 export { defaultCacheDir } from './util/paths.js';
 export { hashFile } from './hash/file-hash.js';
@@ -21,6 +23,8 @@ export * from './protocol/rpc.js';
 export {
   downloadAndCacheMedia,
   downloadMultipleMedia,
+  downloadMultipleMediaSettled,
+  setDefaultLogger,
   getCacheStats,
   verifyCachedMedia,
   findCachedByMd5,

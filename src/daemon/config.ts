@@ -221,6 +221,18 @@ function suggest(key: string): string {
   return best ? ` Did you mean "${best}"?` : '';
 }
 
+/** "Did you mean" for a misspelt MEDIACACHE_* environment variable (the same rule as for config keys). */
+function suggestEnv(name: string, known: readonly string[]): string {
+  const norm = (k: string): string => k.toLowerCase().replace(/^mediacache_/, '').replace(/[-_]/g, '');
+  let best: string | undefined;
+  let bestD = 3;
+  for (const k of known) {
+    const d = editDistance(norm(name), norm(k));
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best ? ` Did you mean ${best}?` : '';
+}
+
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, t: 1024 ** 4, tb: 1024 ** 4 };
 
@@ -310,6 +322,14 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
   const args = buildParser(input.argv).parseSync() as Record<string, unknown>;
   if (args.help) return { kind: 'help', text: await helpText() };
   if (args.version) return { kind: 'version' };
+
+  // A misspelt variable would silently be ignored; like an unknown config key it stops the start.
+  const knownEnv = ['MEDIACACHE_CONFIG', ...SETTINGS.flatMap((s) => s.env)];
+  for (const k of Object.keys(env).sort()) {
+    if (k.startsWith('MEDIACACHE_') && env[k] !== undefined && !knownEnv.includes(k)) {
+      throw new ConfigError(`unknown environment variable ${k}.${suggestEnv(k, knownEnv)} Known: ${knownEnv.join(', ')}.`);
+    }
+  }
 
   // The config file: explicit (must exist) or the platform default (if present).
   const explicit = typeof args.config === 'string' ? { file: args.config, from: '--config' } : env.MEDIACACHE_CONFIG ? { file: env.MEDIACACHE_CONFIG, from: 'MEDIACACHE_CONFIG' } : undefined;

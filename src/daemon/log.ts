@@ -6,6 +6,11 @@
  * a fresh stream at the configured path without losing a line: the new
  * transport is added before the old one is removed, and the old stream is
  * ended only after it has been detached.
+ *
+ * Under systemd (JOURNAL_STREAM names the device:inode of our stderr) the
+ * console lines start with the kernel-style priority `<3>` error, `<4>` warn,
+ * `<6>` info, `<7>` debug and carry no timestamp or colour of their own:
+ * journald stores the priority (so `journalctl -p warning` works) and the time.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,6 +25,28 @@ export interface DaemonLoggerOptions {
   console?: Writable;
   /** Colour the level names (default: when `console` is a TTY). */
   colors?: boolean;
+  /** journald format on the console (default: when stderr is the JOURNAL_STREAM, see journaldStderr). */
+  journald?: boolean;
+}
+
+/** syslog priorities journald reads from a `<N>` line prefix. */
+const JOURNAL_PRIORITY: Record<string, number> = { error: 3, warn: 4, info: 6, http: 7, verbose: 7, debug: 7, silly: 7 };
+
+/**
+ * Whether file descriptor `fd` is the stream systemd connected to the
+ * journal: JOURNAL_STREAM is "device:inode" of it. Checking the inode (not
+ * only that the variable is set) keeps the format off when stderr was
+ * redirected elsewhere by someone who inherited the variable.
+ */
+export function journaldStderr(env: Readonly<Record<string, string | undefined>> = process.env, fd = 2): boolean {
+  const m = /^(\d+):(\d+)$/.exec(env.JOURNAL_STREAM ?? '');
+  if (!m) return false;
+  try {
+    const st = fs.fstatSync(fd, { bigint: true });
+    return st.dev === BigInt(m[1]) && st.ino === BigInt(m[2]);
+  } catch {
+    return false;
+  }
 }
 
 export interface DaemonLogger extends Logger {
@@ -44,6 +71,25 @@ const errorsInMeta = winston.format((info) => {
 });
 
 const RESERVED = new Set(['level', 'message', 'timestamp', 'stack']);
+
+function metaText(info: Record<string, unknown>): string {
+  const meta: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(info)) if (!RESERVED.has(k)) meta[k] = v;
+  return Object.keys(meta).length ? ` ${JSON.stringify(meta)}` : '';
+}
+
+/** One line per entry, `<N>` priority first; a stack trace stays on the same entry (one line each, same priority). */
+function journald(): winston.Logform.Format {
+  return winston.format.combine(
+    winston.format.errors({ stack: true }),
+    errorsInMeta(),
+    winston.format.printf((info) => {
+      const p = `<${JOURNAL_PRIORITY[String(info.level)] ?? 6}>`;
+      const stack = typeof info.stack === 'string' ? `\n${info.stack}` : '';
+      return `${p}${String(info.message)}${metaText(info)}${stack}`.split('\n').join(`\n${p}`);
+    }),
+  );
+}
 
 function human(colors: boolean): winston.Logform.Format {
   return winston.format.combine(
@@ -84,10 +130,11 @@ function endStream(s: fs.WriteStream): Promise<void> {
 export function createDaemonLogger(o: DaemonLoggerOptions): DaemonLogger {
   const out = o.console ?? process.stderr;
   const colors = o.colors ?? Boolean((out as { isTTY?: boolean }).isTTY);
+  const toJournal = o.journald ?? (o.console === undefined && journaldStderr());
   const w = winston.createLogger({
     level: o.level,
     levels: winston.config.npm.levels,
-    transports: [new winston.transports.Stream({ stream: out, format: human(colors) })],
+    transports: [new winston.transports.Stream({ stream: out, format: toJournal ? journald() : human(colors) })],
     exitOnError: false,
   });
   let file = o.logFile;

@@ -25,7 +25,16 @@ const ACCEPTED: Array<[string[], Invocation]> = [
   [['jobs', '--limit=3'], { globals: { json: false }, command: { name: 'jobs', limit: 3 } }],
   [['sweep'], { globals: { json: false }, command: { name: 'sweep', wait: false } }],
   [['sweep', '--wait'], { globals: { json: false }, command: { name: 'sweep', wait: true } }],
-  [['remove', 'abc123'], { globals: { json: false }, command: { name: 'remove', md5: 'abc123' } }],
+  [['remove', 'abc12345'], { globals: { json: false }, command: { name: 'remove', md5: 'abc12345', yes: false } }],
+  [['remove', 'abc12345', '--yes'], { globals: { json: false }, command: { name: 'remove', md5: 'abc12345', yes: true } }],
+  [['remove', '-y', 'abc12345'], { globals: { json: false }, command: { name: 'remove', md5: 'abc12345', yes: true } }],
+  [['cancel', 'j12'], { globals: { json: false }, command: { name: 'cancel', target: 'j12' } }],
+  [['cancel', 'http://a/x.jpg'], { globals: { json: false }, command: { name: 'cancel', target: 'http://a/x.jpg' } }],
+  [['retry', 'j12'], { globals: { json: false }, command: { name: 'retry', id: 'j12', failed: false } }],
+  [['retry', '--failed'], { globals: { json: false }, command: { name: 'retry', failed: true } }],
+  [['prune', '--older-than', '7d'], { globals: { json: false }, command: { name: 'prune', olderThanMs: 604_800_000 } }],
+  [['prune', '--keep', '100', '--older-than=90s'], { globals: { json: false }, command: { name: 'prune', olderThanMs: 90_000, keep: 100 } }],
+  [['add', 'http://a/1', '--priority', '3'], { globals: { json: false }, command: { name: 'add', urls: ['http://a/1'], wait: false, force: false, priority: 3 } }],
   [['watch', '--json'], { globals: { json: true }, command: { name: 'watch' } }],
   [
     ['add', 'http://a/1', 'http://a/2', '--wait', '--force'],
@@ -49,24 +58,38 @@ t.test('the fast parser and yargs agree on every simple form', async (t) => {
 });
 
 const USAGE_ERRORS: Array<[string[], RegExp]> = [
-  [[], /Name a command/],
-  [['bogus'], /Unknown command "bogus"/],
-  [['stats', '--bad'], /Unknown argument: bad/],
-  [['stats', 'extra'], /Unknown argument: extra/],
+  [[], /^mcctl: name a command \(mcctl help lists the commands\)\n$/],
+  [['bogus'], /^mcctl: unknown command "bogus"/],
+  [['stauts'], /^mcctl: unknown command "stauts"; did you mean "stats" or "status"\?/],
+  [['sweeep'], /^mcctl: unknown command "sweeep"; did you mean "sweep"\?/],
+  [['stats', '--bad'], /^mcctl: unknown option --bad for stats \(see mcctl help stats\)\n$/],
+  [['add', 'http://a/1', '--wiat'], /^mcctl: unknown option --wiat for add; did you mean --wait\?/],
+  [['jobs', '--limt', '3'], /did you mean --limit\?/],
+  [['stats', 'extra'], /^mcctl: unexpected argument "extra" for stats/],
   [['verify'], /needs an md5/],
   [['verify', 'abc', '--all'], /not both/],
-  [['find'], /Not enough non-option arguments/],
-  [['remove'], /Not enough non-option arguments/],
-  [['jobs', '--state', 'bogus'], /Invalid values/],
+  [['find'], /^mcctl: find needs an md5, md5 prefix or URL/],
+  [['remove'], /^mcctl: remove needs an md5/],
+  [['jobs', '--state', 'bogus'], /--state must be one of queued, running, done, failed/],
+  [['jobs', '--state', 'faild'], /did you mean failed\?/],
   [['jobs', '--limit', '0'], /positive integer/],
   [['jobs', '--limit', 'x'], /positive integer/],
   [['stats', '--timeout', 'abc'], /--timeout must be/],
-  [['stats', '--socket'], /Not enough arguments following: socket/],
+  [['stats', '--socket'], /^mcctl: --socket needs a value/],
   [['add'], /at least one URL/],
   [['add', '--wait'], /at least one URL/],
+  [['add', 'http://a/1', '--priority', '1.5'], /--priority must be a whole number/],
+  [['retry'], /retry needs a job id, or --failed/],
+  [['retry', 'j1', '--failed'], /not both/],
+  [['prune'], /prune needs --older-than/],
+  [['prune', '--older-than', 'soon'], /--older-than must be a duration/],
+  [['cancel'], /cancel needs a job id or a URL/],
+  [['help', 'wach'], /^mcctl: unknown command "wach"; did you mean "watch"\?/],
+  [['help', 'add', 'find'], /help takes one command name/],
+  [['completion', '--json'], /^mcctl: completion prints a shell script, not JSON/],
 ];
 
-t.test('usage errors: the fast parser declines, yargs says what is wrong, exit 2, usage on stderr', async (t) => {
+t.test('usage errors: the fast parser declines; one line on stderr, a suggestion where one fits, exit 2', async (t) => {
   for (const [argv, msg] of USAGE_ERRORS) {
     const args = expandUrlShorthand(argv);
     t.equal(fastParse(args), undefined, `fast declines: ${argv.join(' ')}`);
@@ -76,7 +99,26 @@ t.test('usage errors: the fast parser declines, yargs says what is wrong, exit 2
     t.equal(r.code, 2, `exit 2: ${argv.join(' ')}`);
     t.equal(r.stdout, '', 'nothing on stdout');
     t.match(r.stderr, msg, argv.join(' '));
-    t.match(r.stderr, /mcctl/, 'usage shown');
+    t.equal(r.stderr.split('\n').length, 2, `one line: ${JSON.stringify(r.stderr)}`);
+    t.notMatch(r.stderr, /Options:|Examples:/, 'no help dump');
+  }
+});
+
+t.test('mcctl help CMD is that command\'s help; -V and --version print the version', async (t) => {
+  for (const argv of [['help', 'add'], ['--socket', '/x.sock', 'help', 'add'], ['add', '--help']]) {
+    const r = await parseWithYargs(argv);
+    t.ok(r.kind === 'print' && r.code === 0, argv.join(' '));
+    if (r.kind === 'print') {
+      t.match(r.stdout, /^mcctl add \[urls\.\.\]/, 'add\'s own help');
+      t.match(r.stdout, /--priority/);
+      t.notMatch(r.stdout, /mcctl stats/, 'not the list of every command');
+    }
+  }
+  const all = await parseWithYargs(['help']);
+  t.ok(all.kind === 'print' && all.code === 0 && /mcctl remove <md5>/.test(all.stdout) && /mcctl cancel/.test(all.stdout), 'help alone lists the commands');
+  for (const v of ['-V', '--version']) {
+    const r = await parseWithYargs([v]);
+    t.ok(r.kind === 'print' && r.code === 0 && /^\d+\.\d+\.\d+\n$/.test(r.stdout), `${v} prints the version`);
   }
 });
 
@@ -85,6 +127,7 @@ t.test('forms only yargs handles still run', async (t) => {
     [['stats', '--no-json'], { globals: { json: false }, command: { name: 'stats' } }],
     [['verify', '--all=true'], { globals: { json: false }, command: { name: 'verify', all: true } }],
     [['jobs', '--state', 'done', '--state', 'failed'], undefined],
+    [['add', 'http://a/1', '--priority', '-5'], { globals: { json: false }, command: { name: 'add', urls: ['http://a/1'], wait: false, force: false, priority: -5 } }],
   ] as Array<[string[], Invocation | undefined]>) {
     const args = expandUrlShorthand(argv);
     t.equal(fastParse(args), undefined, `fast declines ${argv.join(' ')}`);
@@ -99,11 +142,11 @@ t.test('help, version and completion print to stdout with exit 0', async (t) => 
   t.equal(help.kind, 'print');
   if (help.kind === 'print') {
     t.equal(help.code, 0);
-    for (const c of ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'watch', 'completion']) t.match(help.stdout, new RegExp(`mcctl ${c}`));
+    for (const c of ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'watch', 'cancel', 'retry', 'prune', 'completion']) t.match(help.stdout, new RegExp(`mcctl ${c}`));
     t.match(help.stdout, /Exit codes: 0 success/);
   }
   // Each command has an example in its own help.
-  for (const c of ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'watch']) {
+  for (const c of ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'watch', 'cancel', 'retry', 'prune']) {
     const r = await parseWithYargs([c, '--help']);
     t.ok(r.kind === 'print' && r.code === 0 && /Examples:/.test(r.stdout) && new RegExp(`mcctl ${c}|\\| mcctl ${c}`).test(r.stdout), `${c} --help has examples`);
   }

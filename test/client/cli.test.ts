@@ -94,7 +94,7 @@ t.test('stats: a table for people, exactly one JSON document with --json', async
   const s = await server(t);
   const h = await run(['stats', '--socket', s.socket]);
   t.equal(h.code, 0);
-  t.match(h.stdout, /^image\s+2\s+3\.0 KB$/m);
+  t.match(h.stdout, /^image\s+2\s+3\.0 KiB$/m);
   t.equal(h.stderr, '');
   const j = await run(['stats', '--json', '--socket', s.socket]);
   t.equal(j.code, 0);
@@ -117,7 +117,7 @@ t.test('the socket: --socket, else MEDIACACHE_SOCKET', async (t) => {
 t.test('unreachable daemon: exit 3 fast, names the socket and how to start the daemon, nothing on stdout', async (t) => {
   const { dir, socket } = tempSocketPath();
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  for (const argv of [['stats'], ['status', '--json'], ['verify', 'abc'], ['add', 'http://h/a.png', '--wait'], ['watch'], ['jobs'], ['sweep'], ['find', 'ab'], ['remove', 'ab']]) {
+  for (const argv of [['stats'], ['status', '--json'], ['verify', 'abc'], ['add', 'http://h/a.png', '--wait'], ['watch'], ['jobs'], ['sweep'], ['find', 'ab'], ['remove', 'abcdef12', '--yes']]) {
     const started = Date.now();
     const r = await run([...argv, '--socket', socket]);
     t.equal(r.code, 3, `${argv.join(' ')} exits 3`);
@@ -240,7 +240,8 @@ t.test('add --wait on a terminal: subscribes first, bars move, exit 1 when a job
   t.match(out, /\x1b\[\d+A/, 'redrawn in place');
   const pcts = new Set(out.match(/\d+%/g));
   t.ok(pcts.size >= 2, `several percentages shown: ${[...pcts].join(' ')}`);
-  t.match(out, /failed\s+E_HTTP 404/);
+  t.match(out, /failed\x1b\[39m\s+E_HTTP: HTTP 404/, 'failed line in red, the status said once');
+  t.match(out, /\x1b\[32mdone/, 'done line in green');
   t.match(out, /1 done, 1 failed/);
   t.ok(out.includes('\x1b[?25h'), 'cursor restored');
 });
@@ -296,15 +297,19 @@ t.test('Ctrl-C while waiting: bars removed, cursor back, exit 130; watch ends wi
   );
 });
 
-t.test('watch exits 3 when the daemon goes away; a lost connection mid-request exits 3', async (t) => {
+t.test('watch reconnects when the daemon goes away; a lost connection mid-request exits 3', async (t) => {
   const s = await server(t);
   s.handle('subscribe', () => ({ events: [] }));
-  const w = io();
+  const ac = new AbortController();
+  const w = io({ signal: ac.signal });
   const wp = main(['watch', '--socket', s.socket], w);
   await waitFor(() => s.requests.some((r) => r.method === 'subscribe'), { what: 'subscribe' });
   for (const c of s.conns) c.sock.destroy();
-  t.equal(await wp, 3);
-  t.match(w.stderr.out, /closed the connection/);
+  await waitFor(() => s.requests.filter((r) => r.method === 'subscribe').length === 2, { what: 'subscribed again' });
+  await waitFor(() => /reconnected/.test(w.stderr.out), { what: 'reconnected notice' });
+  t.match(w.stderr.out, /lost the daemon at .*; reconnecting/);
+  ac.abort();
+  t.equal(await wp, 0, 'Ctrl-C still ends it with 0');
 
   s.handle('status', (_p, conn) => {
     conn.sock.destroy();
@@ -372,20 +377,21 @@ t.test('jobs, sweep, status, remove', async (t) => {
   t.equal(stR.code, 0);
   t.match(stR.stdout, /mediacached 0\.1\.0, pid 42, up 1h 2m 3s/);
   t.match(stR.stdout, /^inboxes\s+\/in\/a\n\s+\/in\/b$/m);
-  t.match(stR.stdout, /big\.mp4 50% 512 B \/ 1\.0 KB/);
+  t.match(stR.stdout, /big\.mp4 50% 512 B \/ 1\.0 KiB/);
   t.match(stR.stdout, /^next sweep\s+in 3h \(0 3 \* \* \*\)$/m);
   t.match(stR.stdout, /^last sweep\s+never$/m);
   const rm = await run(['remove', MD5, '--socket', s.socket]);
+  t.same(s.requests.at(-1), { method: 'remove', params: { md5: MD5 } }, 'not on a terminal: no question, no find first');
   t.equal(rm.code, 0);
   t.match(rm.stdout, `removed ${MD5}`);
 });
 
-t.test('usage errors exit 2 with usage on stderr and nothing on stdout', async (t) => {
-  for (const argv of [['bogus'], ['stats', '--bad'], [], ['jobs', '--state', 'nope']]) {
+t.test('usage errors exit 2 with one line on stderr and nothing on stdout', async (t) => {
+  for (const argv of [['bogus'], ['stats', '--bad'], [], ['jobs', '--state', 'nope'], ['remove', '9'], ['remove', 'xyz12345'], ['help', 'bogus']]) {
     const r = await run(argv);
     t.equal(r.code, 2, argv.join(' '));
     t.equal(r.stdout, '');
-    t.match(r.stderr, /mcctl <command>|mcctl (stats|jobs)/);
+    t.match(r.stderr, /^mcctl: [^\n]+\n$/, `one line: ${r.stderr}`);
   }
   const h = await run(['--help']);
   t.equal(h.code, 0);

@@ -56,12 +56,12 @@ t.test('stats and record use formatSize and relative times', async (t) => {
   };
   const st = renderStats(s);
   t.match(st, /^TYPE\s+FILES\s+SIZE$/m);
-  t.match(st, /^image\s+2\s+1\.5 MB$/m);
+  t.match(st, /^image\s+2\s+1\.5 MiB$/m);
   t.match(st, /^audio\s+1\s+100 B$/m);
-  t.match(st, /^total\s+3\s+1\.5 MB$/m);
+  t.match(st, /^total\s+3\s+1\.5 MiB$/m);
   t.match(st, /queue: 1 queued, 2 running, 3 done, 4 failed/);
   const r = renderRecord(record(), NOW);
-  t.match(r, /^size\s+100\.0 KB \(102400 bytes\)$/m);
+  t.match(r, /^size\s+100\.0 KiB \(102400 bytes\)$/m);
   t.match(r, /^dimensions\s+1920x1080$/m);
   t.match(r, /\(3m ago\)/);
   t.match(r, /\(2h ago\)/);
@@ -80,17 +80,29 @@ t.test('jobs, verify and add lines', async (t) => {
     },
     NOW,
   );
-  t.match(jobs, /^ID\s+STATE\s+UPDATED\s+URL\s+RESULT$/m);
-  t.match(jobs, /^j1\s+done\s+1m ago\s+http:\/\/h\/a\.jpg\s+9e107d9d372b$/m);
-  t.match(jobs, /E_HTTP 404: HTTP 404/);
+  t.match(jobs, /^ID\s+STATE\s+TRIES\s+UPDATED\s+URL\s+RESULT$/m);
+  t.match(jobs, /^j1\s+done\s+0\s+1m ago\s+http:\/\/h\/a\.jpg\s+9e107d9d372b$/m);
+  t.match(jobs, /E_HTTP: HTTP 404$/m, 'the status said once');
+  t.notMatch(jobs, /404: HTTP 404/);
   t.match(jobs, /\(2 of 5 shown\)/);
   t.equal(renderJobs({ jobs: [], total: 0 }), 'no jobs (0 in total)\n');
   const v = renderVerify({ checked: 3, ok: 2, bad: [{ md5: 'ab', localPath: '/c/x.jpg', reason: 'mismatch' }] });
   t.match(v, /CORRUPT\s+ab\s+\/c\/x\.jpg/);
   t.match(v, /3 checked, 2 ok, 1 bad/);
-  t.match(renderAddItem({ url: 'http://h/a.jpg', state: 'done', record: record(), cached: true }), /^cached\s+9e107d9d372b\s+100\.0 KB\s+image\/jpeg\s+http:\/\/h\/a\.jpg$/);
+  t.match(renderAddItem({ url: 'http://h/a.jpg', state: 'done', record: record(), cached: true }), /^cached\s+9e107d9d372b\s+100\.0 KiB\s+image\/jpeg\s+http:\/\/h\/a\.jpg$/);
   t.match(renderAddItem({ url: 'http://h/x', state: 'failed', error: { code: 'E_UNSUPPORTED_TYPE', message: 'text/html' } }), /^failed\s+E_UNSUPPORTED_TYPE: text\/html\s+http:\/\/h\/x$/);
   t.match(renderAddItem({ url: 'http://h/q', state: 'queued', jobId: 'j9' }), /^queued\s+j9\s+http:\/\/h\/q$/);
+  // The URL column starts at the same place on done, cached, failed and queued lines.
+  const lines = [
+    renderAddItem({ url: 'http://h/a.jpg', state: 'done', record: record() }),
+    renderAddItem({ url: 'http://h/a.jpg', state: 'done', record: record(), cached: true }),
+    renderAddItem({ url: 'http://h/a.jpg', state: 'failed', error: { code: 'E_HTTP', status: 404, message: 'HTTP 404' } }),
+    renderAddItem({ url: 'http://h/a.jpg', state: 'queued', jobId: 'j9' }),
+  ];
+  t.same(new Set(lines.map((l) => l.indexOf('http://h/a.jpg'))).size, 1, `aligned:\n${lines.join('\n')}`);
+  // A bad line of a -f file: its message already quotes it; the URL is not printed twice.
+  const bad = renderAddItem({ url: 'htp:/x y', state: 'failed', error: { code: 'E_INVALID_URL', message: 'list.urls:3: not a URL (contains whitespace or control characters): "htp:/x y"' } });
+  t.equal(bad.split('htp:/x y').length - 1, 1, bad);
   t.equal(
     renderAddSummary([
       { url: 'a', state: 'done', record: record(), cached: true },
@@ -148,9 +160,9 @@ t.test('progress on a TTY: bars redrawn in place, moving percentages, finished l
   t.match(s.out, /\d+\/3 files/, 'overall bar counts files');
   t.notMatch(s.out, /elsewhere/, 'no bar for a job of another client');
   // Each finished job printed exactly once.
-  t.equal(s.out.split('E_HTTP 404').length - 1, 1);
+  t.equal(s.out.split('E_HTTP: HTTP 404').length - 1, 1);
   t.equal(s.out.match(/cached\s+9e107d9d372b/g)?.length, 1);
-  t.equal(s.out.match(/done\s+9e107d9d372b\s+97\.7 KB\s+image\/jpeg\s+http:\/\/h\/a\.mp4/g)?.length, 1);
+  t.equal(s.out.match(/done\s+9e107d9d372b\s+97\.7 KiB\s+image\/jpeg\s+http:\/\/h\/a\.mp4/g)?.length, 1);
   // Every redraw fits the terminal width (a wrapped line would break the cursor arithmetic).
   const visible = s.out.replace(/\x1b\[[0-9?]*[A-Za-z]/g, '').replace(/\r/g, '');
   for (const line of visible.split('\n')) t.ok([...line].length < 100, `fits: ${line}`);
@@ -164,7 +176,7 @@ t.test('progress piped: one plain line per finished job, no escape codes', async
   t.notMatch(s.out, /\x1b/, 'no escape codes');
   const lines = s.out.trimEnd().split('\n');
   t.equal(lines.length, 3, 'one line per job');
-  t.match(lines[0], /^failed\s+E_HTTP 404/);
+  t.match(lines[0], /^failed\s+E_HTTP: HTTP 404/);
   t.match(lines[1], /^done\s+9e107d9d372b/);
   t.match(lines[2], /^cached/);
 });
@@ -196,7 +208,7 @@ t.test('bar, percent and URL normalisation', async (t) => {
 });
 
 t.test('exit code table', async (t) => {
-  t.same(EXIT, { OK: 0, FAILED: 1, USAGE: 2, NOT_FOUND: 2, UNREACHABLE: 3, INTERRUPTED: 130 });
+  t.same(EXIT, { OK: 0, FAILED: 1, USAGE: 2, NOT_FOUND: 2, UNREACHABLE: 3, WAIT_TIMEOUT: 4, INTERRUPTED: 130 });
   const cases: Array<[unknown, number]> = [
     [new DaemonUnreachableError('/s', 'ENOENT'), 3],
     [new DaemonUnreachableError('/s', 'ECONNREFUSED'), 3],

@@ -22,13 +22,13 @@ t.test('progress bars against a throttled origin', async (t) => {
     t.match(tty.stdout, /\x1b\[\d+A/, 'redrawn in place with ANSI');
     const pcts = new Set([...tty.stdout.matchAll(/(\d+)% \[/g)].map((m) => m[1]));
     t.ok(pcts.size >= 2, `two or more different percentages: ${[...pcts].join(', ')}`);
-    t.match(tty.stdout, /done\s+[0-9a-f]{12}\s+320\.0 KB\s+video\/mp4/);
+    t.match(tty.stdout, /done\s+[0-9a-f]{12}\s+320\.0 KiB\s+video\/mp4/);
 
     const piped = await mcctl(d, ['add', origin.url('/slow2.mp4'), '--wait']);
     t.equal(piped.code, 0, piped.stderr);
     t.notMatch(piped.stdout, /\x1b/, 'no escape codes when piped');
     t.notMatch(piped.stderr, /\x1b/);
-    t.match(piped.stdout, /done\s+[0-9a-f]{12}\s+320\.0 KB\s+video\/mp4/);
+    t.match(piped.stdout, /done\s+[0-9a-f]{12}\s+320\.0 KiB\s+video\/mp4/);
   });
 
 });

@@ -11,7 +11,7 @@ import { startDaemon } from '../helpers/daemon.js';
 import { mcctl, nodeStartMs } from './mcctl-helpers.js';
 
 const URL = 'http://127.0.0.1:9/a.png';
-const COMMANDS = [['stats'], ['status'], ['verify', 'abc'], ['verify', '--all'], ['find', 'abc'], ['jobs'], ['sweep'], ['remove', 'abc'], ['watch'], ['add', URL, '--wait'], [URL]];
+const COMMANDS = [['stats'], ['status'], ['verify', 'abc'], ['verify', '--all'], ['find', 'abc'], ['jobs'], ['sweep'], ['remove', 'abcdef12', '--yes'], ['watch'], ['add', URL, '--wait'], [URL]];
 
 t.test('after a clean stop', async (t) => {
   const d = await startDaemon(t);

@@ -16,7 +16,7 @@
  */
 import fs from 'node:fs';
 import type { Dispatcher } from 'undici';
-import { MediaCacheError, toMediaCacheError } from '../errors.js';
+import { MediaCacheError, toMediaCacheError, type ErrorInfo } from '../errors.js';
 import type { CacheStats, MediaRecord, StoredRecord } from '../types.js';
 import type { Logger } from '../util/logger.js';
 import { parseMediaUrl } from '../fetch/url.js';
@@ -46,6 +46,30 @@ export interface DownloadOptions {
    * retry layer, never one inside the other.
    */
   retries?: number;
+}
+
+export interface DownloadManyOptions {
+  /** Downloads in flight at once from this call (default 5; the cache's `concurrency` also bounds fetches). */
+  maxWorkers?: number;
+  force?: boolean;
+  signal?: AbortSignal;
+  /** Called once per failed URL, as it fails; `index` is its position in `urls`. */
+  onError?: (url: string, error: MediaCacheError, index: number) => void;
+}
+
+/** One URL of a batch that could not be cached, and why. */
+export interface DownloadFailure {
+  url: string;
+  /** Position in the `urls` given. */
+  index: number;
+  error: ErrorInfo;
+}
+
+export interface DownloadManyResult {
+  /** Successes, in input order. */
+  records: MediaRecord[];
+  /** Failures, in input order. */
+  failures: DownloadFailure[];
 }
 
 export interface VerifyOutcome {
@@ -287,28 +311,54 @@ export class MediaCache {
    * are also bounded by the instance's `concurrency`). Returns the successes
    * in input order; each failure is logged with its code.
    */
-  async downloadMany(urls: string[], opts: { maxWorkers?: number; force?: boolean; signal?: AbortSignal } = {}): Promise<MediaRecord[]> {
+  /**
+   * Download many URLs with at most `maxWorkers` in flight (default 5):
+   * the records of the successes, in input order. A failure never rejects the
+   * batch: it is logged at warn and handed to `onError`; use downloadManySettled
+   * to get the failures as data.
+   */
+  async downloadMany(urls: string[], opts: DownloadManyOptions = {}): Promise<MediaRecord[]> {
+    return (await this.downloadManySettled(urls, opts)).records;
+  }
+
+  /** As downloadMany, and also the failures: `{url, index, error: {code, message, status?}}` in input order. */
+  async downloadManySettled(urls: string[], opts: DownloadManyOptions = {}): Promise<DownloadManyResult> {
     this.assertOpen();
     if (!Array.isArray(urls)) throw new MediaCacheError('E_BAD_REQUEST', 'downloadMany expects an array of URLs');
+    if (opts.onError !== undefined && typeof opts.onError !== 'function') throw new MediaCacheError('E_BAD_REQUEST', 'onError must be a function');
     const workers = opts.maxWorkers ?? 5;
     checkInt('maxWorkers', workers, 1);
-    const results: Array<MediaRecord | undefined> = new Array(urls.length);
+    const results: Array<MediaRecord | DownloadFailure | undefined> = new Array(urls.length);
     let next = 0;
     const work = async (): Promise<void> => {
       for (;;) {
         const i = next++;
         if (i >= urls.length) return;
-        const url = urls[i];
+        const url = String(urls[i]);
         try {
-          results[i] = await this.download(String(url), { force: opts.force, signal: opts.signal });
+          results[i] = await this.download(url, { force: opts.force, signal: opts.signal });
         } catch (e) {
-          const err = toMediaCacheError(e, String(url));
-          this.logger.error('download failed', { url: String(url), code: err.code, status: err.status, error: err.message });
+          const err = toMediaCacheError(e, url);
+          results[i] = { url, index: i, error: err.toJSON() };
+          this.logger.warn('download failed', { url, code: err.code, status: err.status, error: err.message });
+          try {
+            opts.onError?.(url, err, i);
+          } catch (cbErr) {
+            // The caller's callback must not stop the other downloads.
+            this.logger.warn('onError callback threw', { url, error: String(cbErr) });
+          }
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(workers, urls.length) }, work));
-    return results.filter((r): r is MediaRecord => r !== undefined);
+    const records: MediaRecord[] = [];
+    const failures: DownloadFailure[] = [];
+    for (const r of results) {
+      if (r === undefined) continue;
+      if ('error' in r && 'index' in r) failures.push(r);
+      else records.push(r);
+    }
+    return { records, failures };
   }
 
   stats(): CacheStats {

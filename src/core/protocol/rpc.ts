@@ -207,6 +207,8 @@ export interface StatusResult {
 }
 
 // ---- remove ----
+/** Fewest md5 hex digits `remove` accepts: a shorter prefix could name another file than meant. */
+export const MIN_REMOVE_PREFIX = 8;
 export interface RemoveParams {
   md5: string;
 }
@@ -286,4 +288,7 @@ export interface RpcMethods {
   prune: { params: PruneParams; result: PruneResult };
 }
 export type RpcMethodName = keyof RpcMethods;
+/** mcctl calls through these names (the same table: every method the daemon has). */
+export type ClientMethods = RpcMethods;
+export type ClientMethodName = RpcMethodName;
 export const RPC_METHOD_NAMES: readonly RpcMethodName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'subscribe', 'cancel', 'retry', 'prune'];

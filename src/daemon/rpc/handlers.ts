@@ -12,6 +12,7 @@ import { HashPool } from '../../core/hash/file-hash-pool.js';
 import {
   EVENT_NAMES,
   JOB_STATES,
+  MIN_REMOVE_PREFIX,
   type ActiveDownload,
   type AddItem,
   type EventName,
@@ -326,6 +327,10 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
     async remove(p) {
       const o = obj('remove', p, ['md5']);
       const md5 = md5Param('remove', o, true)!;
+      // Deleting by a short prefix is how the wrong file goes: ask for enough digits to mean one file.
+      if (md5.length < MIN_REMOVE_PREFIX) {
+        throw new InvalidParamsError(`remove: give at least ${MIN_REMOVE_PREFIX} hex digits of the md5 (or all 32), got "${md5}"`);
+      }
       return { removed: await ctx.cache.remove(md5) };
     },
 

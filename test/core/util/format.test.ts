@@ -1,13 +1,28 @@
 import t from 'tap';
-import { formatSize, formatRelative, formatDuration } from '../../../src/core/util/format.js';
+import { formatSize, formatRelative, formatDuration, formatRate, formatEta } from '../../../src/core/util/format.js';
 
-t.test('formatSize follows the seed: 1024-based, one decimal', async (t) => {
+t.test('formatSize: 1024-based like the seed, one decimal, IEC labels (KiB, MiB) for the binary multiples', async (t) => {
   t.equal(formatSize(0), '0 B');
   t.equal(formatSize(1023), '1023 B');
-  t.equal(formatSize(1024), '1.0 KB');
-  t.equal(formatSize(102400), '100.0 KB');
-  t.equal(formatSize(1536 * 1024), '1.5 MB');
-  t.equal(formatSize(5 * 1024 ** 3), '5.0 GB');
+  t.equal(formatSize(1024), '1.0 KiB');
+  t.equal(formatSize(102400), '100.0 KiB');
+  t.equal(formatSize(1536 * 1024), '1.5 MiB');
+  t.equal(formatSize(5 * 1024 ** 3), '5.0 GiB');
+  t.equal(formatSize(1024 * 1024 - 1), '1.0 MiB', 'rounds up into the next unit, never "1024.0 KiB"');
+  t.equal(formatSize(-2048), '-2.0 KiB');
+  t.notMatch(formatSize(5e12), /\b[KMGT]B\b/, 'no SI label anywhere');
+});
+
+t.test('formatRate and formatEta', async (t) => {
+  t.equal(formatRate(1.5 * 1024 * 1024), '1.5 MiB/s');
+  t.equal(formatRate(0), '0 B/s');
+  t.equal(formatRate(NaN), '-');
+  t.equal(formatEta(7000), '0:07');
+  t.equal(formatEta(6100), '0:07', 'rounds up: never says 0:00 while work is left');
+  t.equal(formatEta(750_000), '12:30');
+  t.equal(formatEta(3723_000), '1:02:03');
+  t.equal(formatEta(undefined), '--:--');
+  t.equal(formatEta(Infinity), '--:--');
 });
 
 t.test('formatRelative and formatDuration', async (t) => {
