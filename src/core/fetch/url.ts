@@ -23,7 +23,6 @@ export function parseMediaUrl(input: string): URL {
   // WHATWG parsing silently drops interior tabs/newlines and percent-encodes
   // spaces in paths; in a .urls line or a CLI argument those mean the input is
   // not one URL (two glued together, a pasted paragraph), so refuse them.
-  // eslint-disable-next-line no-control-regex
   if (/[\s\x00-\x1f\x7f]/.test(s)) {
     throw new MediaCacheError('E_INVALID_URL', `not a URL (contains whitespace or control characters): ${preview(s)}`);
   }
