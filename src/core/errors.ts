@@ -20,6 +20,8 @@ export const ERROR_CODES = [
   'E_NETWORK',
   /** The operation was cancelled (daemon shutting down, caller aborted). */
   'E_ABORTED',
+  /** The content is larger than the whole cache quota (--max-size): it could never be kept. */
+  'E_QUOTA',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

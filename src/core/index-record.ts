@@ -47,6 +47,14 @@ export function isHex(s: unknown, len: number): s is string {
 
 const MEDIA_TYPE_SET: ReadonlySet<unknown> = new Set(MEDIA_TYPES);
 const optStr = (v: unknown): boolean => v === undefined || typeof v === 'string';
+const optBool = (v: unknown): boolean => v === undefined || typeof v === 'boolean';
+const optChanges = (v: unknown): boolean =>
+  v === undefined ||
+  (Array.isArray(v) &&
+    v.every((c) => {
+      const o = c as Record<string, unknown> | null;
+      return typeof o === 'object' && o !== null && typeof o.url === 'string' && isHex(o.from, 32) && isHex(o.to, 32) && typeof o.at === 'string';
+    }));
 const optDim = (v: unknown): boolean => v === undefined || (Number.isInteger(v) && (v as number) >= 0);
 
 function allStrings(a: unknown[]): boolean {
@@ -71,6 +79,11 @@ export function recordProblem(x: unknown): string | undefined {
   if (!Array.isArray(r.urls) || !allStrings(r.urls)) return 'urls must be an array of strings';
   if (typeof r.fetchedAt !== 'string' || typeof r.verifiedAt !== 'string') return 'fetchedAt/verifiedAt must be strings';
   if (!optStr(r.etag) || !optStr(r.lastModified)) return 'etag/lastModified must be strings';
+  if (!optStr(r.lastUsedAt) || !optStr(r.evictedAt) || !optStr(r.restoredAt) || !optStr(r.revalidatedAt)) {
+    return 'lastUsedAt/evictedAt/restoredAt/revalidatedAt must be strings';
+  }
+  if (!optBool(r.pinned) || !optBool(r.evicting)) return 'pinned/evicting must be booleans';
+  if (!optChanges(r.upstreamChanges)) return 'upstreamChanges must be a list of {url, from, to, at}';
   return undefined;
 }
 
@@ -100,8 +113,19 @@ export const COLUMNS = [
   'verifiedAt',
   'etag',
   'lastModified',
+  // Appended for quota, pinning and revalidation; rows of older indexes
+  // simply end before them (every one is optional).
+  'lastUsedAt',
+  'pinned',
+  'evictedAt',
+  'evicting',
+  'restoredAt',
+  'revalidatedAt',
+  'upstreamChanges',
 ] as const;
-/** Rows may omit trailing optional columns (etag, lastModified). */
+/** The columns before the quota fields: shards and journals written with only these are read as they are. */
+const LEGACY_COLUMN_COUNT = 13;
+/** Rows may omit trailing optional columns (etag, lastModified, and everything after). */
 const MIN_ROW_LENGTH = 11;
 
 /**
@@ -123,6 +147,13 @@ export function toRow(r: StoredRecord): string {
     r.verifiedAt,
     r.etag ?? null,
     r.lastModified ?? null,
+    r.lastUsedAt ?? null,
+    r.pinned === true ? true : null,
+    r.evictedAt ?? null,
+    r.evicting === true ? true : null,
+    r.restoredAt ?? null,
+    r.revalidatedAt ?? null,
+    r.upstreamChanges && r.upstreamChanges.length ? r.upstreamChanges : null,
   ];
   while (t.length > MIN_ROW_LENGTH && t[t.length - 1] === null) t.pop();
   return JSON.stringify(t);
@@ -144,6 +175,15 @@ function tupleToRecord(t: unknown[]): StoredRecord {
   if (t[7] != null) r.height = t[7] as number;
   if (t[11] != null) r.etag = t[11] as string;
   if (t[12] != null) r.lastModified = t[12] as string;
+  if (t.length > LEGACY_COLUMN_COUNT) {
+    if (t[13] != null) r.lastUsedAt = t[13] as string;
+    if (t[14] === true) r.pinned = true;
+    if (t[15] != null) r.evictedAt = t[15] as string;
+    if (t[16] === true) r.evicting = true;
+    if (t[17] != null) r.restoredAt = t[17] as string;
+    if (t[18] != null) r.revalidatedAt = t[18] as string;
+    if (t[19] != null) r.upstreamChanges = t[19] as StoredRecord['upstreamChanges'];
+  }
   return r;
 }
 
@@ -154,6 +194,7 @@ export function fromRow(row: string): StoredRecord {
 
 const optDimOrNull = (v: unknown): boolean => v === null || (Number.isInteger(v) && (v as number) >= 0);
 const optStrOrNull = (v: unknown): boolean => v === undefined || v === null || typeof v === 'string';
+const optBoolOrNull = (v: unknown): boolean => v === undefined || v === null || typeof v === 'boolean';
 
 /** Decode and fully validate a row read from disk; undefined when it is damaged. */
 export function parseRow(row: string): StoredRecord | undefined {
@@ -179,7 +220,14 @@ export function parseRow(row: string): StoredRecord | undefined {
     typeof t[9] === 'string' &&
     typeof t[10] === 'string' &&
     optStrOrNull(t[11]) &&
-    optStrOrNull(t[12]);
+    optStrOrNull(t[12]) &&
+    optStrOrNull(t[13]) &&
+    optBoolOrNull(t[14]) &&
+    optStrOrNull(t[15]) &&
+    optBoolOrNull(t[16]) &&
+    optStrOrNull(t[17]) &&
+    optStrOrNull(t[18]) &&
+    (t[19] === undefined || t[19] === null || optChanges(t[19]));
   return ok ? tupleToRecord(t) : undefined;
 }
 
@@ -210,6 +258,8 @@ export interface ShardData {
 }
 
 const SHARD_HEADER = JSON.stringify({ v: SHARD_FORMAT_VERSION, columns: COLUMNS });
+/** The header of shards written before the quota columns existed: their rows are valid rows of today's format. */
+const LEGACY_SHARD_HEADER = JSON.stringify({ v: SHARD_FORMAT_VERSION, columns: COLUMNS.slice(0, LEGACY_COLUMN_COUNT) });
 
 /**
  * JSON lines: a header `{"v":1,"columns":[…]}` then one row per line. parse()
@@ -221,7 +271,7 @@ export const SHARD_FORMAT: DataFormat<ShardData> = {
   parse(text: string): ShardData {
     const nl = text.indexOf('\n');
     const header = nl < 0 ? text : text.slice(0, nl);
-    if (header !== SHARD_HEADER) {
+    if (header !== SHARD_HEADER && header !== LEGACY_SHARD_HEADER) {
       const h = JSON.parse(header) as { v?: unknown };
       throw new Error(`not an index shard of format ${SHARD_FORMAT_VERSION} (header v=${String(h?.v)})`);
     }
@@ -252,6 +302,8 @@ export const JOURNAL_FORMAT_VERSION = 1;
  * apart from damage inside a batch that was (see scanJournal).
  */
 export const JOURNAL_HEADER = JSON.stringify({ v: JOURNAL_FORMAT_VERSION, journal: true, columns: COLUMNS });
+/** A journal begun before the quota columns existed (appends go on in its format: rows are compatible). */
+export const LEGACY_JOURNAL_HEADER = JSON.stringify({ v: JOURNAL_FORMAT_VERSION, journal: true, columns: COLUMNS.slice(0, LEGACY_COLUMN_COUNT) });
 
 /** The journal line of a removal. */
 export function tombstoneLine(md5: string): string {
@@ -317,7 +369,7 @@ export async function scanJournal(buf: Buffer, apply: (e: JournalEntry) => void,
     if (nl < 0) break;
     const line = buf.toString('utf8', pos, nl);
     if (pos === 0) {
-      if (line !== JOURNAL_HEADER) {
+      if (line !== JOURNAL_HEADER && line !== LEGACY_JOURNAL_HEADER) {
         batchGarbage = true;
         damage('not a journal header', 0);
       }

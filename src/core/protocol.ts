@@ -7,7 +7,7 @@
  * MAX_FRAME_BYTES is answered with an error and the connection is closed.
  */
 import type { ErrorCode, ErrorInfo } from './errors.js';
-import type { CacheStats, MediaRecord } from './types.js';
+import type { CacheStats, MediaRecord, QuotaStatus, UpstreamChange } from './types.js';
 
 export const MAX_FRAME_BYTES = 1024 * 1024;
 
@@ -66,6 +66,8 @@ export interface AddParams {
   wait?: boolean;
   /** Download again even when the URL is cached. */
   force?: boolean;
+  /** Pin the content once cached (never evicted by the quota). */
+  pin?: boolean;
 }
 export interface AddItem {
   url: string;
@@ -123,7 +125,7 @@ export interface JobsResult {
 export interface SweepParams {
   wait?: boolean;
 }
-export type SweepStepName = 'missing' | 'rehash' | 'quarantine' | 'repair' | 'adopt' | 'clean-tmp';
+export type SweepStepName = 'missing' | 'rehash' | 'quarantine' | 'repair' | 'adopt' | 'clean-tmp' | 'revalidate';
 export interface SweepStep {
   name: SweepStepName;
   count: number;
@@ -147,6 +149,10 @@ export interface SweepReport {
   unrepaired: Array<{ md5: string; error: ErrorInfo }>;
   changedUpstream: Array<{ md5: string; url: string }>;
   adopted: string[];
+  /** With revalidation on (--revalidate-after): URLs asked, and how many answered 304 / same bytes / other content. */
+  revalidated?: { asked: number; notModified: number; unchanged: number; changed: number; failed: number };
+  /** URLs that moved to new content during this sweep's revalidation. */
+  movedUpstream?: UpstreamChange[];
   cleanedTmp: number;
   steps: SweepStep[];
 }
@@ -185,6 +191,37 @@ export interface StatusResult {
   sweepRunning: boolean;
   lastSweep?: SweepReport;
   nextSweepAt?: string;
+  /** Present when a quota (--max-size / --min-free) is set. */
+  quota?: QuotaStatus;
+  /** Pinned and evicted content (count, bytes). */
+  pinned?: { count: number; size: number };
+  evicted?: { count: number; size: number };
+}
+
+// ---- pin / unpin ----
+export interface PinParams {
+  /** md5, md5 prefix or URL. */
+  target: string;
+}
+export interface PinResult {
+  record: MediaRecord;
+}
+
+// ---- refresh ----
+export interface RefreshParams {
+  /** URL, or md5 / md5 prefix (every URL of the record). */
+  target: string;
+}
+export interface RefreshItem {
+  url: string;
+  /** not-modified: the origin answered 304; unchanged: same bytes; changed: the URL moved to new content. */
+  state: 'not-modified' | 'unchanged' | 'changed';
+  record: MediaRecord;
+  change?: UpstreamChange;
+  bytes: number;
+}
+export interface RefreshResult {
+  items: RefreshItem[];
 }
 
 // ---- remove ----
@@ -196,8 +233,8 @@ export interface RemoveResult {
 }
 
 // ---- subscribe ----
-export type EventName = 'job.queued' | 'job.progress' | 'job.done' | 'job.failed' | 'sweep.progress' | 'sweep.done';
-export const EVENT_NAMES: readonly EventName[] = ['job.queued', 'job.progress', 'job.done', 'job.failed', 'sweep.progress', 'sweep.done'];
+export type EventName = 'job.queued' | 'job.progress' | 'job.done' | 'job.failed' | 'sweep.progress' | 'sweep.done' | 'upstream.changed';
+export const EVENT_NAMES: readonly EventName[] = ['job.queued', 'job.progress', 'job.done', 'job.failed', 'sweep.progress', 'sweep.done', 'upstream.changed'];
 export interface SubscribeParams {
   events?: EventName[];
 }
@@ -212,7 +249,8 @@ export type RpcEvent =
   | { type: 'job.done'; job: JobInfo; record: MediaRecord }
   | { type: 'job.failed'; job: JobInfo; error: ErrorInfo }
   | { type: 'sweep.progress'; sweepId: string; step: SweepStepName; done: number; total?: number }
-  | { type: 'sweep.done'; report: SweepReport };
+  | { type: 'sweep.done'; report: SweepReport }
+  | { type: 'upstream.changed'; change: UpstreamChange };
 export const EVENT_METHOD = 'event';
 
 /** The typed method table: the daemon implements it, the client calls it. */
@@ -226,6 +264,9 @@ export interface RpcMethods {
   status: { params: Record<string, never>; result: StatusResult };
   remove: { params: RemoveParams; result: RemoveResult };
   subscribe: { params: SubscribeParams; result: SubscribeResult };
+  pin: { params: PinParams; result: PinResult };
+  unpin: { params: PinParams; result: PinResult };
+  refresh: { params: RefreshParams; result: RefreshResult };
 }
 export type RpcMethodName = keyof RpcMethods;
-export const RPC_METHOD_NAMES: readonly RpcMethodName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'subscribe'];
+export const RPC_METHOD_NAMES: readonly RpcMethodName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'subscribe', 'pin', 'unpin', 'refresh'];

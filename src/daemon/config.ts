@@ -31,6 +31,12 @@ export interface DaemonConfig {
   logFile?: string;
   /** How long SIGTERM waits for running downloads before re-queueing them. */
   graceMs: number;
+  /** Bytes the cached files may take; 0 = no limit. */
+  maxSize: number;
+  /** Bytes to keep free on the cache's filesystem; 0 = no limit. */
+  minFree: number;
+  /** Sweeps ask the origin about content not confirmed for this long, ms; 0 = never. */
+  revalidateAfter: number;
 }
 
 /** Keys SIGHUP applies to a running daemon; the rest need a restart. */
@@ -48,6 +54,9 @@ export const DEFAULTS = {
   sweepMaxDuration: 0,
   logLevel: 'info',
   graceMs: 10_000,
+  maxSize: 0,
+  minFree: 0,
+  revalidateAfter: 0,
 } as const;
 
 /** Thrown for any configuration the user must fix; main prints `message` and exits 2. */
@@ -103,6 +112,9 @@ const SETTINGS: readonly Setting[] = [
   { key: 'sweepMaxDuration', flag: 'sweep-max-duration', env: ['MEDIACACHE_SWEEP_MAX_DURATION'], fileKeys: ['sweepMaxDuration'], kind: 'duration', min: 0, describe: 'stop a sweep after this long, ms or 30m/2h, 0 = no limit' },
   { key: 'logLevel', flag: 'log-level', env: ['MEDIACACHE_LOG_LEVEL'], fileKeys: ['logLevel'], kind: 'level', describe: `${LOG_LEVELS.join('|')} (default ${DEFAULTS.logLevel})` },
   { key: 'logFile', flag: 'log-file', env: ['MEDIACACHE_LOG_FILE'], fileKeys: ['logFile'], kind: 'path', describe: 'also write JSON lines to this file (reopened on SIGHUP)' },
+  { key: 'maxSize', flag: 'max-size', env: ['MEDIACACHE_MAX_SIZE'], fileKeys: ['maxSize'], kind: 'bytes', min: 0, describe: 'cache size quota: evict least recently used unpinned files past it, down to 90% (e.g. 50G; 0 = none)' },
+  { key: 'minFree', flag: 'min-free', env: ['MEDIACACHE_MIN_FREE'], fileKeys: ['minFree'], kind: 'bytes', min: 0, describe: 'keep this much disk space free, evicting as for --max-size (e.g. 5G; 0 = none)' },
+  { key: 'revalidateAfter', flag: 'revalidate-after', env: ['MEDIACACHE_REVALIDATE_AFTER'], fileKeys: ['revalidateAfter'], kind: 'duration', min: 0, describe: 'sweeps ask origins (If-None-Match/If-Modified-Since) about content older than this, e.g. 7d (0 = never)' },
   { key: 'graceMs', flag: 'grace', env: ['MEDIACACHE_GRACE'], fileKeys: ['grace', 'graceMs'], kind: 'duration', min: 0, describe: `on SIGTERM, wait this long for running downloads, ms (default ${DEFAULTS.graceMs})` },
 ];
 
@@ -335,6 +347,9 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     sweepMaxDuration: (out.sweepMaxDuration as number | undefined) ?? DEFAULTS.sweepMaxDuration,
     logLevel: (out.logLevel as string | undefined) ?? DEFAULTS.logLevel,
     graceMs: (out.graceMs as number | undefined) ?? DEFAULTS.graceMs,
+    maxSize: (out.maxSize as number | undefined) ?? DEFAULTS.maxSize,
+    minFree: (out.minFree as number | undefined) ?? DEFAULTS.minFree,
+    revalidateAfter: (out.revalidateAfter as number | undefined) ?? DEFAULTS.revalidateAfter,
   };
   if (usedFile) config.configFile = usedFile;
   if (out.logFile) config.logFile = out.logFile as string;

@@ -164,13 +164,15 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       concurrency: Math.max(CACHE_NET_LIMIT, config.concurrency),
       timeoutMs: config.timeoutMs,
       maxFileSize: config.maxFileSize,
+      maxSize: config.maxSize,
+      minFree: config.minFree,
       logger,
       // main.ts took the cache lock (with our socket in it) before anything else.
       lock: false,
     });
     parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), { logger });
     parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, logger });
-    parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, logger });
+    parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, revalidateAfterMs: config.revalidateAfter, logger });
     parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: parts.sweeper, logger });
     const rpc = parts.rpc;
     parts.scheduler.on('event', (ev) => {
@@ -179,6 +181,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     });
     sweepRate.attach(parts.scheduler, parts.sweeper);
     parts.sweeper.on('event', (ev) => rpc.broadcast(ev));
+    parts.cache.events.on('event', (ev) => rpc.broadcast(ev));
     parts.scheduler.start();
     parts.timer.start();
     parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler, store: parts.store, logger });

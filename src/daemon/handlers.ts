@@ -19,8 +19,10 @@ import {
   type JobState,
   type JobsResult,
   type QueueCounts,
+  type RefreshItem,
   type RpcMethodName,
   type RpcMethods,
+  type StatusResult,
   type SweepReport,
   type VerifyFailure,
 } from '../core/protocol.js';
@@ -49,6 +51,10 @@ export interface DaemonContext {
     ): Promise<{ ok: boolean; record: MediaRecord; reason?: 'missing' | 'mismatch' }>;
     remove(md5OrPrefix: string): Promise<MediaRecord>;
     readonly index: { md5s(): IterableIterator<string> };
+    /** Quota additions (optional so older test doubles still fit). */
+    pin?(md5OrUrl: string, pinned?: boolean): Promise<MediaRecord>;
+    pinWhenCached?(url: string): void;
+    refresh?(urlOrMd5: string): Promise<RefreshItem[]>;
   };
   readonly scheduler: {
     enqueue(items: Array<{ url: string; source: string }>, o: { priority: number; force?: boolean }): Promise<JobInfo[]>;
@@ -106,13 +112,13 @@ function md5Param(method: string, p: Params, required: boolean): string | undefi
   return v.toLowerCase();
 }
 
-function addParams(p: unknown): { urls: string[]; wait: boolean; force: boolean } {
-  const o = obj('add', p, ['urls', 'wait', 'force']);
+function addParams(p: unknown): { urls: string[]; wait: boolean; force: boolean; pin: boolean } {
+  const o = obj('add', p, ['urls', 'wait', 'force', 'pin']);
   const urls = o.urls;
   if (!Array.isArray(urls) || urls.length === 0) throw new InvalidParamsError('add: "urls" must be a non-empty array of URL strings');
   if (urls.length > MAX_ADD_URLS) throw new InvalidParamsError(`add: at most ${MAX_ADD_URLS} URLs per call (got ${urls.length}); drop larger lists into an inbox folder as a .urls file`);
   if (!urls.every((u) => typeof u === 'string')) throw new InvalidParamsError('add: every entry of "urls" must be a string');
-  return { urls: urls as string[], wait: optBool('add', o, 'wait') ?? false, force: optBool('add', o, 'force') ?? false };
+  return { urls: urls as string[], wait: optBool('add', o, 'wait') ?? false, force: optBool('add', o, 'force') ?? false, pin: optBool('add', o, 'pin') ?? false };
 }
 
 // ---- helpers ----
@@ -146,14 +152,38 @@ function endedItem(ctx: DaemonContext, url: string, j: JobInfo): AddItem {
   return item;
 }
 
+function targetParam(method: string, v: string): string {
+  if (v.includes('://')) return parseMediaUrl(v).href;
+  if (!MD5ISH.test(v)) throw new InvalidParamsError(`${method}: "target" must be a URL or 1-32 hex digits of an md5, got "${v}"`);
+  return v.toLowerCase();
+}
+
+async function pinOrUnpin(ctx: DaemonContext, method: 'pin' | 'unpin', p: unknown, pinned: boolean): Promise<MediaRecord> {
+  const o = obj(method, p, ['target']);
+  const target = optString(method, o, 'target', 'a URL, an md5 or an md5 prefix');
+  if (target === undefined) throw new InvalidParamsError(`${method}: "target" (a URL, md5 or md5 prefix) is required`);
+  if (!ctx.cache.pin) throw new MediaCacheError('E_UNAVAILABLE', 'this daemon cannot pin');
+  return ctx.cache.pin(targetParam(method, target), pinned);
+}
+
+/** Quota, pinned and evicted figures for `status` (only what the cache reports). */
+function quotaFields(s: CacheStats): Partial<Pick<StatusResult, 'quota' | 'pinned' | 'evicted'>> {
+  const out: Partial<Pick<StatusResult, 'quota' | 'pinned' | 'evicted'>> = {};
+  if (s.quota) out.quota = s.quota;
+  if (s.pinned) out.pinned = s.pinned;
+  if (s.evicted) out.evicted = s.evicted;
+  return out;
+}
+
 // ---- the table ----
 
 export function createHandlers(ctx: DaemonContext): HandlerTable {
   return {
     async add(p) {
-      const { urls, wait, force } = addParams(p);
+      const { urls, wait, force, pin } = addParams(p);
       const items: AddItem[] = new Array(urls.length);
       const toQueue: Array<{ i: number; url: string }> = [];
+      const pinQueue: Array<{ i: number; url: string }> = [];
       urls.forEach((raw, i) => {
         let href: string;
         try {
@@ -163,14 +193,21 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
           return;
         }
         if (!force) {
+          // findByUrl counts as a use (the quota keeps recently used content); an evicted record downloads again.
           const rec = ctx.cache.findByUrl(href);
-          if (rec) {
+          if (rec && rec.evictedAt === undefined) {
             items[i] = { url: href, state: 'done', record: rec, cached: true };
+            if (pin) pinQueue.push({ i, url: href });
             return;
           }
         }
+        if (pin) ctx.cache.pinWhenCached?.(href);
         toQueue.push({ i, url: href });
       });
+      for (const q of pinQueue) {
+        const rec = await ctx.cache.pin?.(q.url, true);
+        if (rec) items[q.i] = { ...items[q.i]!, record: rec };
+      }
       if (toQueue.length) {
         const jobs = await ctx.scheduler.enqueue(
           toQueue.map((q) => ({ url: q.url, source: 'rpc' })),
@@ -288,7 +325,24 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
         sweepRunning: ctx.sweeper.running,
         ...(last ? { lastSweep: last } : {}),
         ...(next ? { nextSweepAt: next.toISOString() } : {}),
+        ...quotaFields(ctx.cache.stats()),
       };
+    },
+
+    async pin(p) {
+      return { record: await pinOrUnpin(ctx, 'pin', p, true) };
+    },
+
+    async unpin(p) {
+      return { record: await pinOrUnpin(ctx, 'unpin', p, false) };
+    },
+
+    async refresh(p) {
+      const o = obj('refresh', p, ['target']);
+      const target = optString('refresh', o, 'target', 'a URL, an md5 or an md5 prefix');
+      if (target === undefined) throw new InvalidParamsError('refresh: "target" (a URL, md5 or md5 prefix) is required');
+      if (!ctx.cache.refresh) throw new MediaCacheError('E_UNAVAILABLE', 'this daemon cannot revalidate');
+      return { items: await ctx.cache.refresh(targetParam('refresh', target)) };
     },
 
     async remove(p) {
