@@ -6,13 +6,13 @@
  *
  * Watermarks: past `maxSize` (high watermark) eviction frees space down to
  * LOW_WATER_RATIO x maxSize, so eviction runs in batches rather than once
- * per download; with `minFree`, down to minFree x FREE_TARGET_RATIO of free
- * disk space.
+ * per download; with `minFree`, until 110% of minFree is free.
  */
 import type { StoredRecord } from './types.js';
 
 export const LOW_WATER_RATIO = 0.9;
-export const FREE_TARGET_RATIO = 1.1;
+/** minFree past which eviction frees: minFree + minFree / FREE_TARGET_EXTRA (10% more). */
+export const FREE_TARGET_EXTRA = 10;
 /**
  * lastUsedAt is written to the index at most once per this long per record
  * (a hot file must not cost an index write per read); the in-memory order
@@ -55,7 +55,7 @@ export function bytesToFree(u: UsageNow, l: QuotaLimits): number {
   let need = 0;
   if (l.maxSize > 0 && u.used + u.incoming > l.maxSize) need = u.used + u.incoming - lowWater(l);
   if (l.minFree > 0 && u.free !== undefined && u.free - u.incoming < l.minFree) {
-    need = Math.max(need, Math.ceil(l.minFree * FREE_TARGET_RATIO) - (u.free - u.incoming));
+    need = Math.max(need, l.minFree + Math.ceil(l.minFree / FREE_TARGET_EXTRA) - (u.free - u.incoming));
   }
   return Math.max(0, need);
 }
