@@ -14,7 +14,7 @@
 import { JOB_STATES, type JobState } from '../core/protocol.js';
 
 export type Command =
-  | { name: 'add'; urls: string[]; file?: string; wait: boolean; force: boolean }
+  | { name: 'add'; urls: string[]; file?: string; wait: boolean; force: boolean; pin?: boolean }
   | { name: 'stats' }
   | { name: 'verify'; md5?: string; all: boolean }
   | { name: 'find'; query: string }
@@ -22,10 +22,13 @@ export type Command =
   | { name: 'sweep'; wait: boolean }
   | { name: 'status' }
   | { name: 'remove'; md5: string }
-  | { name: 'watch' };
+  | { name: 'watch' }
+  | { name: 'pin'; target: string }
+  | { name: 'unpin'; target: string }
+  | { name: 'refresh'; target: string };
 
 export type CommandName = Command['name'];
-export const COMMAND_NAMES: readonly CommandName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'watch'];
+export const COMMAND_NAMES: readonly CommandName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'watch', 'pin', 'unpin', 'refresh'];
 
 export interface GlobalOptions {
   /** As given by --socket; undefined means $MEDIACACHE_SOCKET or the platform default. */
@@ -63,7 +66,7 @@ export function expandUrlShorthand(argv: readonly string[]): string[] {
 
 /** Flags each command takes besides the globals; value says whether it takes an argument. */
 const COMMAND_FLAGS: Record<CommandName, Record<string, 'bool' | 'value'>> = {
-  add: { '--wait': 'bool', '--force': 'bool', '--file': 'value', '-f': 'value' },
+  add: { '--wait': 'bool', '--force': 'bool', '--pin': 'bool', '--file': 'value', '-f': 'value' },
   stats: {},
   verify: { '--all': 'bool' },
   find: {},
@@ -72,6 +75,9 @@ const COMMAND_FLAGS: Record<CommandName, Record<string, 'bool' | 'value'>> = {
   status: {},
   remove: {},
   watch: {},
+  pin: {},
+  unpin: {},
+  refresh: {},
 };
 const GLOBAL_FLAGS: Record<string, 'bool' | 'value'> = { '--json': 'bool', '--socket': 'value', '--timeout': 'value' };
 
@@ -144,6 +150,7 @@ export function fastParse(argv: readonly string[]): Invocation | undefined {
       if (positionals.length === 0 && file === undefined) return undefined;
       command = { name: 'add', urls: positionals, wait: bools.has('--wait'), force: bools.has('--force') };
       if (file !== undefined) command.file = file;
+      if (bools.has('--pin')) command.pin = true;
       break;
     }
     case 'verify': {
@@ -152,6 +159,12 @@ export function fastParse(argv: readonly string[]): Invocation | undefined {
       command = all ? { name: 'verify', all } : { name: 'verify', md5: positionals[0], all };
       break;
     }
+    case 'pin':
+    case 'unpin':
+    case 'refresh':
+      if (positionals.length !== 1) return undefined;
+      command = { name: cmd, target: positionals[0] };
+      break;
     case 'find':
     case 'remove':
       if (positionals.length !== 1) return undefined;

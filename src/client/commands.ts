@@ -23,6 +23,7 @@ import {
   renderVerify,
 } from './render.js';
 import type { RpcClient } from './rpc-client.js';
+import { pinCommand, refreshCommand } from './quota-commands.js';
 
 export interface CliIO {
   stdout: OutStream;
@@ -110,7 +111,9 @@ async function add(ctx: Ctx, cmd: Extract<Command, { name: 'add' }>): Promise<nu
       const batches: string[][] = [];
       for (let i = 0; i < urls.length; i += ADD_BATCH) batches.push(urls.slice(i, i + ADD_BATCH));
       const timeoutMs = ctx.timeout(cmd.wait ? NO_TIMEOUT : DEFAULT_TIMEOUT_MS);
-      const replies = await Promise.all(batches.map((b) => client.call('add', { urls: b, wait: cmd.wait, force: cmd.force }, { timeoutMs })));
+      const replies = await Promise.all(
+        batches.map((b) => client.call('add', { urls: b, wait: cmd.wait, force: cmd.force, ...(cmd.pin ? { pin: true } : {}) }, { timeoutMs })),
+      );
       items = replies.flatMap((r) => r.items);
       // Lines for what no event covered (cached URLs, bad file lines), once each.
       live?.finish([...invalid, ...items]);
@@ -135,6 +138,9 @@ type HandlerTable = { [N in Command['name']]: Handler<N> };
 
 export const HANDLERS: HandlerTable = {
   add,
+  pin: pinCommand,
+  unpin: pinCommand,
+  refresh: refreshCommand,
 
   async stats(ctx) {
     const client = await ctx.connect();
