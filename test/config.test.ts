@@ -94,6 +94,9 @@ t.test('every flag has an env twin', async (t) => {
       MEDIACACHE_LOG_LEVEL: 'warn',
       MEDIACACHE_LOG_FILE: 'd.log',
       MEDIACACHE_GRACE: '500',
+      MEDIACACHE_MAX_SIZE: '3G',
+      MEDIACACHE_MIN_FREE: '512M',
+      MEDIACACHE_REVALIDATE_AFTER: '7d',
     },
   });
   t.same(
@@ -113,6 +116,9 @@ t.test('every flag has an env twin', async (t) => {
       logLevel: 'warn',
       logFile: '/work/d.log',
       graceMs: 500,
+      maxSize: 3 * 1024 ** 3,
+      minFree: 512 * 1024 ** 2,
+      revalidateAfter: 7 * 86_400_000,
     },
   );
 });
