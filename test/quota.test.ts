@@ -228,3 +228,20 @@ t.test('kill -9 during eviction leaves the index and the disk in agreement', asy
     await cache.close();
   }
 });
+
+t.test('--min-free that cannot be met evicts everything evictable and says so', async (t) => {
+  const warnings: string[] = [];
+  const logger = { error: () => undefined, warn: (m: string) => void warnings.push(m), info: () => undefined, debug: () => undefined };
+  const st = await fs.promises.statfs(process.cwd()); // the test folder is below it: same filesystem
+  const impossible = st.bavail * st.bsize + 1024 ** 4; // a TiB more than the disk has free
+  const h = await setup(t, { minFree: impossible, logger }, 3, 100 * KiB);
+  for (let i = 0; i < 3; i++) await h.cache.download(h.url(i));
+  const s = h.cache.stats();
+  t.equal(s.totalFiles, 1, 'only the newest file is left');
+  t.equal(s.evicted?.count, 2);
+  t.ok(s.quota?.free !== undefined && s.quota.free > 0, `free space measured: ${s.quota?.free}`);
+  t.equal(s.quota?.unmet, true);
+  t.equal(s.quota?.blockedByPinned, false, 'nothing pinned is to blame');
+  t.ok(warnings.some((w) => /cannot be met/.test(w)));
+  t.same(agreement(h.cache.index, h.dir), []);
+});

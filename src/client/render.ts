@@ -88,6 +88,7 @@ export function quotaLines(s: Pick<StatsResult, 'quota' | 'pinned' | 'evicted'>)
       .join(', ');
     out.push(`quota: ${formatSize(q.used)} used, ${limits}${q.free !== undefined ? `, ${formatSize(q.free)} free on disk` : ''}`);
     if (q.blockedByPinned) out.push('quota: CANNOT BE MET: pinned content alone is over it (pinned content is never evicted; unpin some)');
+    else if (q.unmet) out.push('quota: CANNOT BE MET: nothing left to evict (files in use, or the disk is full of other things)');
   }
   if (s.pinned && s.pinned.count > 0) out.push(`pinned: ${s.pinned.count} files, ${formatSize(s.pinned.size)}`);
   if (s.evicted && s.evicted.count > 0) out.push(`evicted: ${s.evicted.count} records, ${formatSize(s.evicted.size)} (re-downloaded when added again)`);

@@ -49,6 +49,7 @@ export class QuotaManager {
   private running: Promise<number> | undefined;
   private free: { bytes: number; at: number } | undefined;
   private blocked = false;
+  private unmet = false;
   private readonly evictedSinceStart: TypeStats = { count: 0, size: 0 };
   private lastEvictionAt: string | undefined;
 
@@ -182,16 +183,19 @@ export class QuotaManager {
     return out.bytes;
   }
 
+  /** Whether the quota cannot be met (nothing evictable is left) and whether pinned content is why. */
   private setBlocked(blocked: boolean, pinnedBytes: number): void {
-    if (blocked && !this.blocked) {
-      this.d.logger.warn('quota cannot be met: pinned (or busy) content alone is over it; pinned content is never evicted', {
-        maxSize: this.limits.maxSize,
-        minFree: this.limits.minFree,
-        used: this.d.index.stats().totalSize,
-        pinnedBytes,
-      });
+    const byPinned = blocked && pinnedBytes > 0;
+    if (blocked && !this.unmet) {
+      this.d.logger.warn(
+        byPinned
+          ? 'quota cannot be met: pinned content alone is over it; pinned content is never evicted (unpin some, or raise the limit)'
+          : 'quota cannot be met: nothing is left to evict (the disk is fuller than --min-free allows, or the files in use are over the limit)',
+        { maxSize: this.limits.maxSize, minFree: this.limits.minFree, used: this.d.index.stats().totalSize, pinnedBytes },
+      );
     }
-    this.blocked = blocked;
+    this.unmet = blocked;
+    this.blocked = byPinned;
   }
 
   private async freeBytes(): Promise<number | undefined> {
@@ -219,6 +223,7 @@ export class QuotaManager {
       lowWater: lowWater(this.limits),
       used: s.totalSize,
       blockedByPinned: this.blocked,
+      unmet: this.unmet,
       evictedSinceStart: { ...this.evictedSinceStart },
     };
     if (this.free) out.free = this.free.bytes;

@@ -95,6 +95,8 @@ export interface QuotaStatus {
   free?: number;
   /** True when pinned content alone keeps the cache over a limit. */
   blockedByPinned: boolean;
+  /** True when the last eviction could not free enough (pinned, in use, or the disk is full of other things). */
+  unmet?: boolean;
   /** Evictions since the process started (count, bytes). */
   evictedSinceStart: TypeStats;
   lastEvictionAt?: string;
