@@ -575,6 +575,8 @@ async function main() {
         res.quotaBytes = quotaHalf;
         res.quotaEvicted = median(withQuota.map((k) => k.evicted));
         res.quotaRatio = +(res.quotaMs / median(oursPlain.map((k) => k.ms))).toFixed(2);
+        res.quotaCpuMs = Math.round(median(withQuota.map((k) => k.cpuMs)));
+        res.quotaCpuRatio = +(res.quotaCpuMs / median(oursPlain.map((k) => k.cpuMs))).toFixed(2);
       }
       results.push(res);
       console.log(
@@ -610,7 +612,8 @@ async function main() {
       if (res.quotaMs !== undefined) {
         console.log(
           `      with --max-size ${(quotaHalf / MiB).toFixed(1)} MiB (half the set): ${fmtMs(res.quotaMs)}, ${res.quotaEvicted} files evicted` +
-            ` | ${res.quotaRatio}x the run without a quota (target <= 1.2x) ${res.quotaRatio <= 1.2 ? 'OK' : 'OVER'}`,
+            ` | ${res.quotaRatio}x the run without a quota (target <= 1.2x) ${res.quotaRatio <= 1.2 ? 'OK' : 'OVER'}` +
+            `; CPU ${fmtMs(res.quotaCpuMs)} = ${res.quotaCpuRatio}x`,
         );
       }
       if (res.curlHashMs !== undefined) {

@@ -16,6 +16,7 @@ import { MediaCacheError } from './errors.js';
 import { evict, type EvictorDeps } from './evict.js';
 import {
   bytesToFree,
+  bytesToFreeSoon,
   exceedsQuota,
   lowWater,
   quotaEnabled,
@@ -134,28 +135,36 @@ export class QuotaManager {
     return release;
   }
 
-  /** Evict until the committed + reserved bytes fit, or nothing more can go. */
+  /**
+   * Evict until the committed + reserved bytes fit, or nothing more can go.
+   * Past the early watermark only, an eviction is started in the background
+   * and the caller goes on.
+   */
   async makeRoom(): Promise<void> {
     for (let round = 0; round < 8; round++) {
+      const usage = { used: this.d.index.stats().totalSize, incoming: this.reserved, free: await this.freeBytes() };
+      const need = bytesToFree(usage, this.limits);
+      if (need <= 0) {
+        if (!this.running) this.setBlocked(false, 0);
+        const soon = bytesToFreeSoon(usage, this.limits);
+        if (soon > 0 && !this.running) void this.start(soon).catch((e: unknown) => this.d.logger.warn('background eviction failed', { error: String(e) }));
+        return;
+      }
       if (this.running) {
         await this.running.catch(() => 0);
         continue;
       }
-      const need = bytesToFree({ used: this.d.index.stats().totalSize, incoming: this.reserved, free: await this.freeBytes() }, this.limits);
-      if (need <= 0) {
-        this.setBlocked(false, 0);
-        return;
-      }
-      const run = this.runEviction(need);
-      this.running = run;
-      let freed: number;
-      try {
-        freed = await run;
-      } finally {
-        if (this.running === run) this.running = undefined;
-      }
-      if (freed === 0) return; // nothing evictable: blocked (logged by runEviction)
+      if ((await this.start(need)) === 0) return; // nothing evictable: blocked (logged by runEviction)
     }
+  }
+
+  /** One eviction run at a time; resolves with the bytes it freed. */
+  private start(need: number): Promise<number> {
+    const run = this.runEviction(need).finally(() => {
+      if (this.running === run) this.running = undefined;
+    });
+    this.running = run;
+    return run;
   }
 
   private async runEviction(need: number): Promise<number> {

@@ -173,7 +173,10 @@ export class MediaCache {
       if (opts.pin) this.pinOnCommit.delete(parsed.href);
       throw e;
     });
-    if (opts.pin && !rec.pinned) return this.setPinned(rec.md5, true, parsed.href);
+    if (opts.pin) {
+      this.pinOnCommit.delete(parsed.href); // answered from the cache: no commit took it
+      if (!rec.pinned) return this.setPinned(rec.md5, true, parsed.href);
+    }
     return rec;
   }
 

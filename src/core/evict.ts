@@ -46,6 +46,23 @@ export interface EvictionOutcome {
 
 /** Yield to the event loop every this many ms while scanning a large index. */
 const SCAN_SLICE_MS = 10;
+const UNLINK_CONCURRENCY = 8;
+
+async function unlinkIfThere(p: string): Promise<void> {
+  try {
+    await fs.promises.unlink(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
+async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
 
 async function fileSize(p: string): Promise<number | undefined> {
   try {
@@ -91,7 +108,8 @@ export async function evict(d: EvictorDeps, need: number): Promise<EvictionOutco
   await d.index.flush();
   await d.afterMark?.(marked.map((m) => m.md5));
   const at = new Date(d.now()).toISOString();
-  for (const v of marked) {
+  // A few unlinks at once: one at a time, a large batch would hold up the commits waiting for room.
+  await forEachLimit(marked, UNLINK_CONCURRENCY, async (v) => {
     await d.lock.run(v.md5, async () => {
       const cur = d.index.get(v.md5);
       if (!cur || !cur.evicting) return; // a commit put the file back meanwhile
@@ -100,12 +118,12 @@ export async function evict(d: EvictorDeps, need: number): Promise<EvictionOutco
         d.index.put(present);
         return;
       }
-      await fs.promises.rm(storePath(d.cacheDir, cur), { force: true });
+      await unlinkIfThere(storePath(d.cacheDir, cur));
       d.index.put({ ...present, evictedAt: at });
       out.evicted.push({ md5: v.md5, size: cur.fileSize });
       out.bytes += cur.fileSize;
     });
-  }
+  });
   if (out.evicted.length) d.logger.info('evicted least recently used content', { files: out.evicted.length, bytes: out.bytes, need });
   return out;
 }

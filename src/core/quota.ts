@@ -4,13 +4,17 @@
  * never pinned or busy ones). No IO: evict.ts carries a plan out against a
  * storage backend, so another backend reuses these decisions as they are.
  *
- * Watermarks: past `maxSize` (high watermark) eviction frees space down to
- * LOW_WATER_RATIO x maxSize, so eviction runs in batches rather than once
- * per download; with `minFree`, until 110% of minFree is free.
+ * Watermarks: past EARLY_RATIO x maxSize an eviction starts in the
+ * background (downloads go on); past `maxSize` itself a download waits for
+ * it. Either frees space down to LOW_WATER_RATIO x maxSize, so eviction runs
+ * in batches rather than once per download. With `minFree`: the same with
+ * 105% / 100% of minFree free, freeing until 110% is.
  */
 import type { StoredRecord } from './types.js';
 
 export const LOW_WATER_RATIO = 0.9;
+/** Past this share of maxSize (or under 105% of minFree free) eviction starts without making downloads wait. */
+export const EARLY_RATIO = 0.95;
 /** minFree past which eviction frees: minFree + minFree / FREE_TARGET_EXTRA (10% more). */
 export const FREE_TARGET_EXTRA = 10;
 /**
@@ -55,6 +59,20 @@ export function bytesToFree(u: UsageNow, l: QuotaLimits): number {
   let need = 0;
   if (l.maxSize > 0 && u.used + u.incoming > l.maxSize) need = u.used + u.incoming - lowWater(l);
   if (l.minFree > 0 && u.free !== undefined && u.free - u.incoming < l.minFree) {
+    need = Math.max(need, l.minFree + Math.ceil(l.minFree / FREE_TARGET_EXTRA) - (u.free - u.incoming));
+  }
+  return Math.max(0, need);
+}
+
+/**
+ * Bytes to evict in the background now (past the early watermark, still
+ * within the limits): 0 when below it. Frees to the same targets as
+ * bytesToFree, so a download rarely finds the cache at its hard limit.
+ */
+export function bytesToFreeSoon(u: UsageNow, l: QuotaLimits): number {
+  let need = 0;
+  if (l.maxSize > 0 && u.used + u.incoming > Math.floor(l.maxSize * EARLY_RATIO)) need = u.used + u.incoming - lowWater(l);
+  if (l.minFree > 0 && u.free !== undefined && u.free - u.incoming < l.minFree + Math.ceil(l.minFree / (2 * FREE_TARGET_EXTRA))) {
     need = Math.max(need, l.minFree + Math.ceil(l.minFree / FREE_TARGET_EXTRA) - (u.free - u.incoming));
   }
   return Math.max(0, need);
