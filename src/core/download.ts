@@ -6,7 +6,9 @@
  *
  * Invariant: `fetchToTmp` either resolves with a complete tmp file whose
  * hashes, size and type are known, or rejects with a MediaCacheError having
- * removed its tmp file and consumed/destroyed the response body.
+ * removed its tmp file and consumed/destroyed the response body. The one
+ * exception: a resumable partial (download-resume.ts) interrupted by the
+ * network, a stall or an abort is kept, synced, for the next attempt.
  */
 import { close, fdatasync, ftruncate, open } from 'node:fs';
 import { promisify } from 'node:util';
