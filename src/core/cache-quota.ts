@@ -158,6 +158,11 @@ export class QuotaManager {
     }
   }
 
+  /** Resolves once no eviction is running (a background one included). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running.catch(() => 0);
+  }
+
   /** One eviction run at a time; resolves with the bytes it freed. */
   private start(need: number): Promise<number> {
     const run = this.runEviction(need).finally(() => {

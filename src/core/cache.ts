@@ -640,6 +640,7 @@ export class MediaCache {
     this.closing ??= (async () => {
       await this.flights.abortAll(new MediaCacheError('E_ABORTED', 'cache is closing'));
       try {
+        await this.quota.idle();
         this.quota.writeTouches();
         await this.index.close();
         if (this.ownsDispatcher) await this.dispatcher.close();
