@@ -4,6 +4,11 @@
 //   npm run bench -- [--small-count 2000] [--large-count 4] [--large-mib 256]
 //                    [--small-workers 16] [--large-workers 4] [--sets small,large] [--runs 3]
 //                    [--no-curl] [--no-curl-sync] [--no-curl-hash] [--no-bare-node] [--profile DIR] [--json]
+//                    [--quota-half]
+//
+// --quota-half: for the small set, also run ours with --max-size set to half
+// the set's bytes (eviction keeps up with the downloads) beside ours without
+// a quota, alternating; prints the time ratio (target <= 1.2x).
 //
 // Peers: curl -Z; curl then `sync -f` of its folder (--no-curl-sync to skip);
 // for the large set, curl then md5sum + openssl sha256 of each file
@@ -48,8 +53,10 @@ async function childMain() {
   // Wall and CPU both from here: node's own start-up and module loading are not counted.
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const cache = await MediaCache.open({ cacheDir: args['cache-dir'], concurrency: workers, timeoutMs: 120_000 });
+  const maxSize = args['max-size'] !== undefined ? Number(args['max-size']) : undefined;
+  const cache = await MediaCache.open({ cacheDir: args['cache-dir'], concurrency: workers, timeoutMs: 120_000, ...(maxSize ? { maxSize } : {}) });
   const recs = await cache.downloadMany(urls, { maxWorkers: workers });
+  const st = cache.stats();
   await cache.close();
   const ms = performance.now() - t0;
   clearInterval(timer);
@@ -64,7 +71,9 @@ async function childMain() {
   const bytes = recs.reduce((s, r) => s + r.fileSize, 0);
   const cpu = process.cpuUsage(cpu0);
   const cpuMs = (cpu.user + cpu.system) / 1000;
-  process.stdout.write(`${JSON.stringify({ ms, cpuMs, files: recs.length, bytes, peakRss: hwm ?? peak, sampledRss: peak })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ ms, cpuMs, files: recs.length, bytes, peakRss: hwm ?? peak, sampledRss: peak, used: st.totalSize, evicted: st.evicted?.count ?? 0 })}\n`,
+  );
 }
 
 /**
@@ -317,7 +326,7 @@ function nodeCommand(wrapVar, argv) {
   return wrap.length ? [wrap[0], [...wrap.slice(1), process.execPath, ...argv]] : [process.execPath, argv];
 }
 
-async function runOurs(tmp, set, urls, workers) {
+async function runOurs(tmp, set, urls, workers, extra = []) {
   const cacheDir = path.join(tmp, `ours-${set}`);
   const urlsFile = path.join(tmp, `${set}.urls`);
   fs.writeFileSync(urlsFile, urls.join('\n') + '\n');
@@ -326,7 +335,7 @@ async function runOurs(tmp, set, urls, workers) {
     const prof = args.profile ? ['--cpu-prof', '--cpu-prof-dir', String(args.profile)] : [];
     const { out } = await run(...nodeCommand('BENCH_WRAP', [
       ...prof,
-      fileURLToPath(import.meta.url), '--child', '--urls-file', urlsFile, '--cache-dir', cacheDir, '--workers', String(workers),
+      fileURLToPath(import.meta.url), '--child', '--urls-file', urlsFile, '--cache-dir', cacheDir, '--workers', String(workers), ...extra,
     ]));
     return JSON.parse(out.trim().split('\n').pop());
   } finally {
@@ -465,11 +474,25 @@ async function main() {
       // Each run starts on a quiet disk, and the order alternates (ours first
       // on even runs, curl first on odd ones), so neither side pays for the
       // other's writeback or deletes.
+      const quotaHalf = args['quota-half'] && set === 'small' ? Math.floor(d.bytes / 2) : 0;
+      const withQuota = [];
+      const oursPlain = [];
+      const runQuotaOnce = async () => {
+        await settleDisk();
+        const o = await runOurs(tmp, set, urls, c.workers, ['--max-size', String(quotaHalf)]);
+        if (o.files !== d.names.length) throw new Error(`ours with a quota cached ${o.files} of ${d.names.length} files`);
+        if (o.used > quotaHalf) throw new Error(`ours with a quota of ${quotaHalf} bytes ended holding ${o.used}`);
+        withQuota.push(o);
+      };
       const runOursOnce = async () => {
+        // With --quota-half the quota run sits beside each plain run, in alternating order.
+        if (quotaHalf && ours.length % 2 === 1) await runQuotaOnce();
         await settleDisk();
         const o = await runOurs(tmp, set, urls, c.workers);
         if (o.files !== d.names.length) throw new Error(`ours cached ${o.files} of ${d.names.length} files`);
         ours.push(o);
+        oursPlain.push(o);
+        if (quotaHalf && ours.length % 2 === 1) await runQuotaOnce();
       };
       const runCurlOnce = async () => {
         await settleDisk();
@@ -547,6 +570,14 @@ async function main() {
         res.curlHashCpuMs = peer.every((k) => k.cpuMs !== undefined) ? Math.round(median(peer.map((k) => k.cpuMs))) : undefined;
         res.curlHashRatio = +(oMs / median(peer.map((k) => k.ms))).toFixed(2);
       }
+      if (withQuota.length) {
+        res.quotaMs = Math.round(median(withQuota.map((k) => k.ms)));
+        res.quotaBytes = quotaHalf;
+        res.quotaEvicted = median(withQuota.map((k) => k.evicted));
+        res.quotaRatio = +(res.quotaMs / median(oursPlain.map((k) => k.ms))).toFixed(2);
+        res.quotaCpuMs = Math.round(median(withQuota.map((k) => k.cpuMs)));
+        res.quotaCpuRatio = +(res.quotaCpuMs / median(oursPlain.map((k) => k.cpuMs))).toFixed(2);
+      }
       results.push(res);
       console.log(
         `${set.padEnd(5)} ${d.names.length} files, ${(d.bytes / MiB).toFixed(1)} MiB, ${c.workers} workers:` +
@@ -576,6 +607,13 @@ async function main() {
         console.log(
           `      bare Node without hashing (the same, minus MD5 and SHA-256): ${fmtMs(res.bareNodeIoMs)}, CPU ${fmtMs(res.bareNodeIoCpuMs)}` +
             `${res.bareNodeIoVsCurl !== undefined ? ` = ${res.bareNodeIoVsCurl}x curl` : ''}`,
+        );
+      }
+      if (res.quotaMs !== undefined) {
+        console.log(
+          `      with --max-size ${(quotaHalf / MiB).toFixed(1)} MiB (half the set): ${fmtMs(res.quotaMs)}, ${res.quotaEvicted} files evicted` +
+            ` | ${res.quotaRatio}x the run without a quota (target <= 1.2x) ${res.quotaRatio <= 1.2 ? 'OK' : 'OVER'}` +
+            `; CPU ${fmtMs(res.quotaCpuMs)} = ${res.quotaCpuRatio}x`,
         );
       }
       if (res.curlHashMs !== undefined) {

@@ -14,7 +14,7 @@
 import { JOB_STATES, type JobState } from '../core/protocol/rpc.js';
 
 export type Command =
-  | { name: 'add'; urls: string[]; file?: string; wait: boolean; force: boolean; priority?: number }
+  | { name: 'add'; urls: string[]; file?: string; wait: boolean; force: boolean; priority?: number; pin?: boolean }
   | { name: 'stats' }
   | { name: 'verify'; md5?: string; all: boolean }
   | { name: 'find'; query: string }
@@ -26,10 +26,13 @@ export type Command =
   /** `target` is a job id, or a URL when it contains "://". */
   | { name: 'cancel'; target: string }
   | { name: 'retry'; id?: string; failed: boolean }
-  | { name: 'prune'; olderThanMs?: number; keep?: number };
+  | { name: 'prune'; olderThanMs?: number; keep?: number }
+  | { name: 'pin'; target: string }
+  | { name: 'unpin'; target: string }
+  | { name: 'refresh'; target: string };
 
 export type CommandName = Command['name'];
-export const COMMAND_NAMES: readonly CommandName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'watch', 'cancel', 'retry', 'prune'];
+export const COMMAND_NAMES: readonly CommandName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'watch', 'cancel', 'retry', 'prune', 'pin', 'unpin', 'refresh'];
 
 export interface GlobalOptions {
   /** As given by --socket; undefined means $MEDIACACHE_SOCKET or the platform default. */
@@ -67,7 +70,7 @@ export function expandUrlShorthand(argv: readonly string[]): string[] {
 
 /** Flags each command takes besides the globals; value says whether it takes an argument. */
 export const COMMAND_FLAGS: Record<CommandName, Record<string, 'bool' | 'value'>> = {
-  add: { '--wait': 'bool', '--force': 'bool', '--file': 'value', '-f': 'value', '--priority': 'value' },
+  add: { '--wait': 'bool', '--force': 'bool', '--pin': 'bool', '--file': 'value', '-f': 'value', '--priority': 'value' },
   stats: {},
   verify: { '--all': 'bool' },
   find: {},
@@ -79,6 +82,9 @@ export const COMMAND_FLAGS: Record<CommandName, Record<string, 'bool' | 'value'>
   cancel: {},
   retry: { '--failed': 'bool' },
   prune: { '--older-than': 'value', '--keep': 'value' },
+  pin: {},
+  unpin: {},
+  refresh: {},
 };
 export const GLOBAL_FLAGS: Record<string, 'bool' | 'value'> = { '--json': 'bool', '--socket': 'value', '--timeout': 'value' };
 
@@ -173,6 +179,7 @@ export function fastParse(argv: readonly string[]): Invocation | undefined {
         if (n === undefined) return undefined;
         command.priority = n;
       }
+      if (bools.has('--pin')) command.pin = true;
       break;
     }
     case 'verify': {
@@ -181,6 +188,12 @@ export function fastParse(argv: readonly string[]): Invocation | undefined {
       command = all ? { name: 'verify', all } : { name: 'verify', md5: positionals[0], all };
       break;
     }
+    case 'pin':
+    case 'unpin':
+    case 'refresh':
+      if (positionals.length !== 1) return undefined;
+      command = { name: cmd, target: positionals[0] };
+      break;
     case 'find':
     case 'remove':
     case 'cancel':

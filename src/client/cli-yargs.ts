@@ -120,7 +120,8 @@ export async function parseWithYargs(given: readonly string[], width = 80): Prom
           .option('file', { alias: 'f', type: 'string', requiresArg: true, describe: 'read URLs from a .urls file (one per line, # comments); - for stdin' })
           .option('wait', { type: 'boolean', describe: 'wait until every download has ended; progress bars on a terminal' })
           .option('force', { type: 'boolean', describe: 'download again even when the URL is cached' })
-          .option('priority', { type: 'number', requiresArg: true, describe: 'queue order, lower runs first (a whole number; default: ahead of inbox files)' })
+          .option('priority', { type: 'number', requiresArg: true, describe: 'queue order: higher runs sooner (-1000..1000, default 0; inbox files run at -10)' })
+          .option('pin', { type: 'boolean', describe: 'pin the content once cached (never evicted by --max-size / --min-free)' })
           .check((a) => {
             const urls = (a.urls as string[] | undefined) ?? [];
             if (urls.length === 0 && a.file === undefined) throw new Error('add needs at least one URL or -f FILE');
@@ -134,6 +135,7 @@ export async function parseWithYargs(given: readonly string[], width = 80): Prom
         const cmd: Command = { name: 'add', urls: ((a.urls as string[] | undefined) ?? []).map(String), wait: a.wait === true, force: a.force === true };
         if (a.file !== undefined) cmd.file = String(a.file);
         if (a.priority !== undefined) cmd.priority = a.priority as number;
+        if (a.pin === true) cmd.pin = true;
         run(a as Raw, cmd);
       },
     )
@@ -215,6 +217,27 @@ export async function parseWithYargs(given: readonly string[], width = 80): Prom
           .example('$0 remove 9e107d9d372bb6826bd81d3542a419d6', 'forget this file (asks y/N on a terminal)')
           .example('$0 remove 9e107d9d --yes', 'by a unique 8-digit prefix, without asking'),
       (a) => run(a as Raw, { name: 'remove', md5: String(a.md5), yes: a.yes === true }),
+    )
+    .command(
+      'pin <target>',
+      'keep cached content from ever being evicted by the quota',
+      (c) => c.positional('target', { type: 'string', describe: 'md5, unique md5 prefix, or URL' }).example('$0 pin https://example.com/a.jpg', 'never evict this'),
+      (a) => run(a as Raw, { name: 'pin', target: String(a.target) }),
+    )
+    .command(
+      'unpin <target>',
+      'let the quota evict this content again (least recently used first)',
+      (c) => c.positional('target', { type: 'string', describe: 'md5, unique md5 prefix, or URL' }).example('$0 unpin 9e107d9d', 'evictable again'),
+      (a) => run(a as Raw, { name: 'unpin', target: String(a.target) }),
+    )
+    .command(
+      'refresh <target>',
+      'ask the origin whether content changed (If-None-Match / If-Modified-Since)',
+      (c) =>
+        c
+          .positional('target', { type: 'string', describe: 'a URL, or an md5 / unique prefix (all its URLs)' })
+          .example('$0 refresh https://example.com/a.jpg', '304: nothing transferred; changed: stored as new content, the URL moves to it'),
+      (a) => run(a as Raw, { name: 'refresh', target: String(a.target) }),
     )
     .command(
       'watch',

@@ -28,6 +28,7 @@ import {
 } from './render.js';
 import type { RpcClient } from './rpc-client.js';
 import { formatSize } from '../core/util/format.js';
+import { pinCommand, refreshCommand } from './quota-commands.js';
 
 export interface CliIO {
   stdout: OutStream;
@@ -153,6 +154,7 @@ async function add(ctx: Ctx, cmd: Extract<Command, { name: 'add' }>): Promise<nu
       const params = (b: string[]): AddParams => {
         const p: AddParams = { urls: b, wait: cmd.wait, force: cmd.force };
         if (cmd.priority !== undefined) p.priority = cmd.priority;
+        if (cmd.pin) p.pin = true;
         return p;
       };
       const calls = Promise.all(batches.map((b) => client.call('add', params(b), { timeoutMs })));
@@ -199,6 +201,9 @@ type HandlerTable = { [N in Command['name']]: Handler<N> };
 
 export const HANDLERS: HandlerTable = {
   add,
+  pin: pinCommand,
+  unpin: pinCommand,
+  refresh: refreshCommand,
 
   async stats(ctx) {
     const client = await ctx.connect();

@@ -137,7 +137,8 @@ export function renderStats(s: StatsResult): string {
   const q = s.queue;
   return (
     table([{ header: 'TYPE' }, { header: 'FILES', align: 'right' }, { header: 'SIZE', align: 'right' }], rows) +
-    `\nqueue: ${q.queued} queued, ${q.running} running, ${q.done} done, ${q.failed} failed\n`
+    `\nqueue: ${q.queued} queued, ${q.running} running, ${q.done} done, ${q.failed} failed\n` +
+    quotaLines(s).map((l) => `${l}\n`).join('')
   );
 }
 
@@ -160,6 +161,23 @@ function mediaLines(r: MediaRecord): Array<readonly [string, string | undefined]
   ];
 }
 
+/** Quota, pinned and evicted lines for stats and status (none when the daemon reports none). */
+export function quotaLines(s: Pick<StatsResult, 'quota' | 'pinned' | 'evicted'>): string[] {
+  const out: string[] = [];
+  const q = s.quota;
+  if (q) {
+    const limits = [q.maxSize > 0 ? `max ${formatSize(q.maxSize)} (evicts down to ${formatSize(q.lowWater)})` : '', q.minFree > 0 ? `min free ${formatSize(q.minFree)}` : '']
+      .filter(Boolean)
+      .join(', ');
+    out.push(`quota: ${formatSize(q.used)} used, ${limits}${q.free !== undefined ? `, ${formatSize(q.free)} free on disk` : ''}`);
+    if (q.blockedByPinned) out.push('quota: CANNOT BE MET: pinned content alone is over it (pinned content is never evicted; unpin some)');
+    else if (q.unmet) out.push('quota: CANNOT BE MET: nothing left to evict (files in use, or the disk is full of other things)');
+  }
+  if (s.pinned && s.pinned.count > 0) out.push(`pinned: ${s.pinned.count} files, ${formatSize(s.pinned.size)}`);
+  if (s.evicted && s.evicted.count > 0) out.push(`evicted: ${s.evicted.count} records, ${formatSize(s.evicted.size)} (re-downloaded when added again)`);
+  return out;
+}
+
 export function renderRecord(r: MediaRecord, now = Date.now()): string {
   return keyValues([
     ['md5', r.md5],
@@ -172,6 +190,11 @@ export function renderRecord(r: MediaRecord, now = Date.now()): string {
     ['urls', r.urls.length ? r.urls.join('\n') : r.url],
     ['fetched', `${r.fetchedAt} (${formatRelative(r.fetchedAt, now)})`],
     ['verified', `${r.verifiedAt} (${formatRelative(r.verifiedAt, now)})`],
+    ['pinned', r.pinned ? 'yes (never evicted)' : undefined],
+    ['EVICTED', r.evictedAt ? `${r.evictedAt} (${formatRelative(r.evictedAt, now)}); the file is gone, add a URL to download it again` : undefined],
+    ['restored', r.restoredAt ? `${r.restoredAt} (downloaded again after an eviction)` : undefined],
+    ['revalidated', r.revalidatedAt ? `${r.revalidatedAt} (${formatRelative(r.revalidatedAt, now)})` : undefined],
+    ['changed', r.upstreamChanges?.length ? r.upstreamChanges.map((c) => `${c.at}  ${c.url}: ${c.from} -> ${c.to}`).join('\n') : undefined],
   ]);
 }
 
@@ -283,6 +306,11 @@ export function renderSweepReport(r: SweepReport, now = Date.now()): string {
     ['metadata', r.metadataFilled !== undefined ? `${r.metadataFilled} records filled` : undefined],
   ];
   if (r.changedUpstream.length) pairs.push(['changed', r.changedUpstream.map((c) => `${c.md5}  ${c.url}`).join('\n')]);
+  if (r.revalidated) {
+    const v = r.revalidated;
+    pairs.push(['revalidated', `${v.asked} asked: ${v.notModified} not modified, ${v.unchanged} unchanged, ${v.changed} changed, ${v.failed} failed`]);
+  }
+  if (r.movedUpstream?.length) pairs.push(['moved', r.movedUpstream.map((c) => `${c.url}: ${c.from} -> ${c.to}`).join('\n')]);
   return keyValues(pairs);
 }
 
@@ -312,6 +340,7 @@ export function renderStatus(s: StatusResult, now = Date.now()): string {
     ],
     ['sweeping', s.sweepRunning ? 'yes, now' : undefined],
     ['next sweep', `${s.nextSweepAt ? formatRelative(s.nextSweepAt, now) : 'not scheduled'} (${s.config.sweepSchedule})`],
+    ...quotaLines(s).map((l): readonly [string, string] => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 2)]),
   ]);
 }
 
@@ -332,6 +361,8 @@ export function renderEvent(e: RpcEvent, at: Date = new Date(), paint: Paint = N
       return `${ts} ${paint.fail('failed   ')} ${e.job.id}  ${errorText(e.error)}${e.job.attempts > 1 ? ` (after ${e.job.attempts} tries)` : ''}  ${printable(e.job.url)}`;
     case 'sweep.progress':
       return `${ts} sweep     ${e.sweepId}  ${e.step} ${e.done}${e.total !== undefined ? `/${e.total}` : ''}`;
+    case 'upstream.changed':
+      return `${ts} changed   ${e.change.url}  ${shortMd5(e.change.from)} -> ${shortMd5(e.change.to)}`;
     case 'sweep.done':
       return `${ts} swept     ${e.report.id}  ${e.report.checked} checked, ${e.report.corrupt.length} corrupt, ${e.report.missing.length} missing, ${e.report.repaired.length} repaired`;
     default:

@@ -24,6 +24,8 @@ export const ERROR_CODES = [
   'E_PROTOCOL',
   /** A fault inside mediacache itself (a bug: TypeError and the like). Never retried. */
   'E_INTERNAL',
+  /** The content is larger than the whole cache quota (--max-size): it could never be kept. */
+  'E_QUOTA',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -55,6 +55,32 @@ export interface StoredRecord {
   frameCount?: number;
   /** Version of the metadata reader that looked at this file; absent = not yet (a sweep reads it). */
   metadataVersion?: number;
+  /** Last time this content was added, found, verified or hit by an `add` (ISO; coalesced, see quota.ts). */
+  lastUsedAt?: string;
+  /** Never evicted by the quota. */
+  pinned?: boolean;
+  /** Set while the content is evicted: its file is gone, URLs and metadata stay; a later add downloads it again. */
+  evictedAt?: string;
+  /**
+   * The file's state is being changed (evicting, or restoring an evicted
+   * record): at open, the record becomes present when its file is there
+   * with its size, else evicted. Never set for long.
+   */
+  evicting?: boolean;
+  /** When evicted content was last downloaded again. */
+  restoredAt?: string;
+  /** Last time the origin confirmed the content (304, or 200 with the same bytes). */
+  revalidatedAt?: string;
+  /** URLs whose origin started serving other content (newest last, at most a few). */
+  upstreamChanges?: UpstreamChange[];
+}
+
+/** One "changed upstream" event: `url` served `from`, now serves `to`. */
+export interface UpstreamChange {
+  url: string;
+  from: string;
+  to: string;
+  at: string;
 }
 
 /** The record returned by the library, the RPC and `--json` (SPEC). */
@@ -70,9 +96,36 @@ export interface TypeStats {
 }
 
 export interface CacheStats {
+  /** Files on disk (evicted records not counted). */
   totalFiles: number;
   totalSize: number;
   byType: Record<MediaType, TypeStats>;
+  /** Pinned files (count, bytes), part of the totals. */
+  pinned?: TypeStats;
+  /** Evicted records: their files are gone, the records stay. */
+  evicted?: TypeStats;
+  /** The size quota, when one is set (see quota.ts). */
+  quota?: QuotaStatus;
+}
+
+/** What the quota is and whether it is met. */
+export interface QuotaStatus {
+  /** --max-size in bytes (0 = none). */
+  maxSize: number;
+  /** --min-free in bytes (0 = none). */
+  minFree: number;
+  /** Eviction stops once used is at or below this. */
+  lowWater: number;
+  used: number;
+  /** Free bytes on the cache's filesystem at the last check. */
+  free?: number;
+  /** True when pinned content alone keeps the cache over a limit. */
+  blockedByPinned: boolean;
+  /** True when the last eviction could not free enough (pinned, in use, or the disk is full of other things). */
+  unmet?: boolean;
+  /** Evictions since the process started (count, bytes). */
+  evictedSinceStart: TypeStats;
+  lastEvictionAt?: string;
 }
 
 export function emptyStats(): CacheStats {
@@ -85,5 +138,7 @@ export function emptyStats(): CacheStats {
       audio: { count: 0, size: 0 },
       document: { count: 0, size: 0 },
     },
+    pinned: { count: 0, size: 0 },
+    evicted: { count: 0, size: 0 },
   };
 }

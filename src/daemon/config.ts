@@ -53,6 +53,12 @@ export interface DaemonConfig {
   jobHistory: number;
   /** Ended jobs older than this are forgotten, ms. */
   jobHistoryAgeMs: number;
+  /** Bytes the cached files may take; 0 = no limit. */
+  maxSize: number;
+  /** Bytes to keep free on the cache's filesystem; 0 = no limit. */
+  minFree: number;
+  /** Sweeps ask the origin about content not confirmed for this long, ms; 0 = never. */
+  revalidateAfter: number;
 }
 
 /** Keys SIGHUP applies to a running daemon; the rest need a restart. */
@@ -77,6 +83,9 @@ export const DEFAULTS = {
   retryDelayMs: 5000,
   jobHistory: 10_000,
   jobHistoryAgeMs: 7 * 86_400_000,
+  maxSize: 0,
+  minFree: 0,
+  revalidateAfter: 0,
 } as const;
 
 /** Thrown for any configuration the user must fix; main prints `message` and exits 2. */
@@ -136,6 +145,9 @@ const SETTINGS: readonly Setting[] = [
   { key: 'retryDelayMs', flag: 'retry-delay', env: ['MEDIACACHE_RETRY_DELAY'], fileKeys: ['retryDelay', 'retryDelayMs'], kind: 'duration', min: 0, describe: 'first wait before a retry, ms or 10s; doubles per retry up to 5 min (default 5s)' },
   { key: 'jobHistory', flag: 'job-history', env: ['MEDIACACHE_JOB_HISTORY'], fileKeys: ['jobHistory'], kind: 'int', min: 0, describe: `ended jobs remembered for jobs/retry (default ${DEFAULTS.jobHistory})` },
   { key: 'jobHistoryAgeMs', flag: 'job-history-age', env: ['MEDIACACHE_JOB_HISTORY_AGE'], fileKeys: ['jobHistoryAge', 'jobHistoryAgeMs'], kind: 'duration', min: 0, describe: 'forget ended jobs older than this, ms or 12h/7d (default 7d)' },
+  { key: 'maxSize', flag: 'max-size', env: ['MEDIACACHE_MAX_SIZE'], fileKeys: ['maxSize'], kind: 'bytes', min: 0, describe: 'cache size quota: evict least recently used unpinned files past it, down to 90% (e.g. 50G; 0 = none)' },
+  { key: 'minFree', flag: 'min-free', env: ['MEDIACACHE_MIN_FREE'], fileKeys: ['minFree'], kind: 'bytes', min: 0, describe: 'keep this much disk space free, evicting as for --max-size (e.g. 5G; 0 = none)' },
+  { key: 'revalidateAfter', flag: 'revalidate-after', env: ['MEDIACACHE_REVALIDATE_AFTER'], fileKeys: ['revalidateAfter'], kind: 'duration', min: 0, describe: 'sweeps ask origins (If-None-Match/If-Modified-Since) about content older than this, e.g. 7d (0 = never)' },
   { key: 'graceMs', flag: 'grace', env: ['MEDIACACHE_GRACE'], fileKeys: ['grace', 'graceMs'], kind: 'duration', min: 0, describe: `on SIGTERM, wait this long for running downloads, ms (default ${DEFAULTS.graceMs})` },
   { key: 'onDone', flag: 'on-done', env: ['MEDIACACHE_ON_DONE'], fileKeys: ['onDone'], kind: 'argv', describe: 'run this program after each finished download, record as JSON on stdin (no shell: words split, or a JSON array; see docs/hooks.md)' },
   { key: 'onFailed', flag: 'on-failed', env: ['MEDIACACHE_ON_FAILED'], fileKeys: ['onFailed'], kind: 'argv', describe: 'run this program after each failed download, error as JSON on stdin' },
@@ -410,6 +422,9 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     retryDelayMs: (out.retryDelayMs as number | undefined) ?? DEFAULTS.retryDelayMs,
     jobHistory: (out.jobHistory as number | undefined) ?? DEFAULTS.jobHistory,
     jobHistoryAgeMs: (out.jobHistoryAgeMs as number | undefined) ?? DEFAULTS.jobHistoryAgeMs,
+    maxSize: (out.maxSize as number | undefined) ?? DEFAULTS.maxSize,
+    minFree: (out.minFree as number | undefined) ?? DEFAULTS.minFree,
+    revalidateAfter: (out.revalidateAfter as number | undefined) ?? DEFAULTS.revalidateAfter,
   };
   try {
     Object.assign(config, resolveHookSettings(out, input.readFile));

@@ -170,6 +170,8 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       concurrency: Math.max(CACHE_NET_LIMIT, config.concurrency),
       timeoutMs: config.timeoutMs,
       maxFileSize: config.maxFileSize,
+      maxSize: config.maxSize,
+      minFree: config.minFree,
       logger,
       // main.ts took the cache lock (with our socket in it) before anything else.
       lock: false,
@@ -182,7 +184,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       beforeWrite: () => parts.hooks?.whenDurable() ?? Promise.resolve(),
     });
     parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, retries: config.retries, retryBaseMs: config.retryDelayMs, logger });
-    parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, logger });
+    parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, revalidateAfterMs: config.revalidateAfter, logger });
     parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: parts.sweeper, logger });
     const rpc = parts.rpc;
     parts.scheduler.on('event', (ev) => {
@@ -194,6 +196,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     parts.hooks = await Hooks.open(config, { indexDir: config.indexDir, logger, version });
     parts.hooks?.attach(parts.scheduler);
     parts.hooks?.attach(parts.sweeper);
+    parts.cache.events.on('event', (ev) => rpc.broadcast(ev));
     parts.scheduler.start();
     parts.timer.start();
     parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler, store: parts.store, logger });

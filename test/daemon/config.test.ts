@@ -108,6 +108,9 @@ t.test('every flag has an env twin', async (t) => {
       MEDIACACHE_RETRY_DELAY: '2s',
       MEDIACACHE_JOB_HISTORY: '50',
       MEDIACACHE_JOB_HISTORY_AGE: '12h',
+      MEDIACACHE_MAX_SIZE: '3G',
+      MEDIACACHE_MIN_FREE: '512M',
+      MEDIACACHE_REVALIDATE_AFTER: '7d',
     },
   });
   t.same(
@@ -137,6 +140,9 @@ t.test('every flag has an env twin', async (t) => {
       retryDelayMs: 2000,
       jobHistory: 50,
       jobHistoryAgeMs: 12 * 3_600_000,
+      maxSize: 3 * 1024 ** 3,
+      minFree: 512 * 1024 ** 2,
+      revalidateAfter: 7 * 86_400_000,
     },
   );
 });

@@ -14,10 +14,11 @@
  * - A URL belongs to one record: IndexDb.put moves it off a record that
  *   listed it before (the origin now serves other content).
  */
+import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import type { Dispatcher } from 'undici';
 import { MediaCacheError, toMediaCacheError, type ErrorInfo } from '../errors.js';
-import type { CacheStats, MediaRecord, StoredRecord } from '../types.js';
+import type { CacheStats, MediaRecord, StoredRecord, UpstreamChange } from '../types.js';
 import type { Logger } from '../util/logger.js';
 import { parseMediaUrl } from '../fetch/url.js';
 import { createDispatcher, fetchToTmp, type Fetched } from '../fetch/download.js';
@@ -31,6 +32,11 @@ import { SingleFlight, type FlightContext } from './flight.js';
 import { checkInt, resolveCacheOptions, type MediaCacheOptions, type MediaCacheSettings } from './options.js';
 import { METADATA_FIELDS, METADATA_VERSION } from '../metadata/index.js';
 import { readRecordMetadata, withMetadata, type MetadataOutcome } from '../metadata/record.js';
+import { QuotaManager } from '../quota/manager.js';
+import { reconcileEvicting } from '../quota/evict.js';
+import { withUpstreamChange } from '../revalidate/plan.js';
+import { refreshUrl, type RefreshOutcome, type RefreshTarget } from '../revalidate/refresh.js';
+import type { RpcEvent } from '../protocol/rpc.js';
 
 export type { MediaCacheOptions, MediaCacheSettings } from './options.js';
 
@@ -46,6 +52,8 @@ export interface DownloadOptions {
    * retry layer, never one inside the other.
    */
   retries?: number;
+  /** Pin the content once cached (never evicted by the quota). */
+  pin?: boolean;
 }
 
 export interface DownloadManyOptions {
@@ -110,6 +118,12 @@ export class MediaCache {
   private readonly md5Lock = new KeyedMutex();
   private readonly flights: SingleFlight<MediaRecord>;
   private closing: Promise<void> | undefined;
+  /** Size quota, uses and eviction (a no-op when no limit is set). */
+  readonly quota: QuotaManager;
+  /** Emits 'event' with RpcEvents the engine itself raises (`upstream.changed`). */
+  readonly events = new EventEmitter();
+  /** URLs whose content is pinned as soon as it is cached (add --pin of a queued download). */
+  private readonly pinOnCommit = new Set<string>();
 
   private constructor(
     o: MediaCacheSettings,
@@ -117,6 +131,7 @@ export class MediaCache {
     dispatcher: Dispatcher,
     ownsDispatcher: boolean,
     private readonly lock: CacheLock | undefined,
+    evictionHook?: (md5s: string[]) => Promise<void> | void,
   ) {
     this.options = Object.freeze({ ...o });
     this.logger = o.logger;
@@ -128,6 +143,15 @@ export class MediaCache {
     this.tmpDir = tmpDirOf(o.cacheDir);
     this.net = new Semaphore(o.concurrency);
     this.flights = new SingleFlight((e) => this.logger.warn('progress callback threw', { error: String(e) }));
+    this.quota = new QuotaManager({
+      index,
+      cacheDir: o.cacheDir,
+      logger: o.logger,
+      now: o.now,
+      lock: this.md5Lock,
+      limits: { maxSize: o.maxSize, minFree: o.minFree },
+      afterMark: evictionHook,
+    });
   }
 
   static async open(opts: MediaCacheOptions): Promise<MediaCache> {
@@ -145,9 +169,14 @@ export class MediaCache {
         closeCompactBytes: CLOSE_COMPACT_BYTES,
         ...(opts.flushDelayMs !== undefined ? { flushDelayMs: opts.flushDelayMs } : {}),
       });
+      // An eviction or restore cut short by a crash: settle it before anything reads the index.
+      await reconcileEvicting(index, o.cacheDir, o.now, o.logger);
       const own = opts.dispatcher === undefined;
       const dispatcher = opts.dispatcher ?? createDispatcher({ timeoutMs: o.timeoutMs, maxRedirects: o.maxRedirects });
-      return new MediaCache(o, index, dispatcher, own, lock);
+      const cache = new MediaCache(o, index, dispatcher, own, lock, opts.onEvictionMarked);
+      // Limits may have shrunk since the last run.
+      if (cache.quota.enabled) await cache.quota.makeRoom();
+      return cache;
     } catch (e) {
       lock?.release();
       throw e;
@@ -163,7 +192,8 @@ export class MediaCache {
     this.assertOpen();
     const parsed = parseMediaUrl(url);
     const force = opts.force === true;
-    return this.flights.run(
+    if (opts.pin) this.pinOnCommit.add(parsed.href);
+    const rec = await this.flights.run(
       parsed.href,
       async (ctx) => {
         if (!force) {
@@ -173,7 +203,93 @@ export class MediaCache {
         return this.fetchAndCommit(parsed, ctx, opts.retries);
       },
       { fresh: force, signal: opts.signal, onProgress: opts.onProgress },
-    );
+    ).catch((e: unknown) => {
+      if (opts.pin) this.pinOnCommit.delete(parsed.href);
+      throw e;
+    });
+    if (opts.pin) {
+      this.pinOnCommit.delete(parsed.href); // answered from the cache: no commit took it
+      if (!rec.pinned) return this.setPinned(rec.md5, true, parsed.href);
+    }
+    return rec;
+  }
+
+  /** Pin a URL's content once a queued download of it has been cached (the daemon's add --pin). */
+  pinWhenCached(url: string): void {
+    this.pinOnCommit.add(parseMediaUrl(url).href);
+  }
+
+  /**
+   * Pin or unpin by md5 (or unique prefix) or URL; durable once resolved.
+   * Pinned content is never evicted; unpinning may let an over-quota cache
+   * evict at once.
+   */
+  async pin(md5OrUrl: string, pinned = true): Promise<MediaRecord> {
+    const stored = md5OrUrl.includes('://') ? this.storedByUrl(md5OrUrl) : this.findStored(md5OrUrl);
+    if (!stored) throw new MediaCacheError('E_NOT_FOUND', `nothing cached for ${md5OrUrl}`);
+    const rec = await this.setPinned(stored.md5, pinned, md5OrUrl.includes('://') ? parseMediaUrl(md5OrUrl).href : undefined);
+    if (!pinned && this.quota.enabled) await this.quota.makeRoom();
+    return rec;
+  }
+
+  private async setPinned(md5: string, pinned: boolean, url?: string): Promise<MediaRecord> {
+    const rec = await this.md5Lock.run(md5, async () => {
+      const cur = this.index.get(md5);
+      if (!cur) throw new MediaCacheError('E_NOT_FOUND', `no record with md5 ${md5}`);
+      const next: StoredRecord = { ...cur };
+      if (pinned) next.pinned = true;
+      else delete next.pinned;
+      this.index.put(next);
+      return next;
+    });
+    await this.index.flush();
+    this.logger.info(pinned ? 'pinned' : 'unpinned', { md5 });
+    return this.toRecord(rec, url);
+  }
+
+  private storedByUrl(url: string): StoredRecord | undefined {
+    const md5 = this.index.md5ForUrl(parseMediaUrl(url).href);
+    return md5 === undefined ? undefined : this.index.get(md5);
+  }
+
+  /**
+   * Ask the origin whether content changed (If-None-Match / If-Modified-Since):
+   * by URL, or by md5 (or prefix) for every URL of the record. See revalidate.ts.
+   */
+  async refresh(urlOrMd5: string, opts: { signal?: AbortSignal } = {}): Promise<RefreshOutcome[]> {
+    this.assertOpen();
+    let urls: string[];
+    if (urlOrMd5.includes('://')) urls = [parseMediaUrl(urlOrMd5).href];
+    else {
+      const stored = this.findStored(urlOrMd5);
+      if (!stored) throw new MediaCacheError('E_NOT_FOUND', `no cached file with md5 ${urlOrMd5}`);
+      if (stored.urls.length === 0) throw new MediaCacheError('E_NOT_FOUND', `no URL is known for ${stored.md5} (adopted file); nothing to ask`);
+      urls = [...stored.urls];
+    }
+    const out: RefreshOutcome[] = [];
+    for (const u of urls) out.push(await refreshUrl(this.refreshTarget, u, opts.signal));
+    await this.index.flush();
+    return out;
+  }
+
+  private get refreshTarget(): RefreshTarget {
+    return {
+      index: this.index,
+      fetchUrl: (url, o) => this.fetchUrl(url, o),
+      commitFetched: (f, href) => this.commitFetched(f, href),
+      toRecord: (st, u) => this.toRecord(st, u),
+      now: () => this.options.now(),
+    };
+  }
+
+
+  /** Tell listeners (the daemon's subscribers) about an engine event. */
+  emitEvent(ev: RpcEvent): void {
+    try {
+      this.events.emit('event', ev);
+    } catch (e) {
+      this.logger.warn('event listener threw', { error: String(e) });
+    }
   }
 
   /** The cached record for a URL when its file is present with the recorded size. */
@@ -181,10 +297,15 @@ export class MediaCache {
     const md5 = this.index.md5ForUrl(href);
     const stored = md5 === undefined ? undefined : this.index.get(md5);
     if (!stored) return undefined;
+    if (stored.evictedAt !== undefined || stored.evicting) {
+      this.logger.info('cached content was evicted; downloading it again', { url: href, md5: stored.md5, evictedAt: stored.evictedAt });
+      return undefined;
+    }
     const p = storePath(this.cacheDir, stored);
     if ((await fileSize(p)) === stored.fileSize) {
       this.logger.debug('cache hit', { url: href, md5: stored.md5 });
-      return this.toRecord(stored, href);
+      this.quota.touch(stored.md5);
+      return this.toRecord(this.index.get(stored.md5) ?? stored, href);
     }
     this.logger.warn('cached file missing or wrong size; fetching again', { url: href, md5: stored.md5, path: p });
     return undefined;
@@ -192,24 +313,39 @@ export class MediaCache {
 
   private async fetchAndCommit(parsed: URL, ctx: FlightContext, retries: number | undefined): Promise<MediaRecord> {
     const href = parsed.href;
-    const { signal } = ctx;
+    const fetched = await this.fetchUrl(parsed, { signal: ctx.signal, onProgress: ctx.progress, retries });
+    return this.commitNew(fetched, href, ctx.fresh, ctx.signal);
+  }
+
+  /**
+   * One fetch into `.tmp/` through the network limit, with retries (and
+   * resume of large partial downloads, see download-resume.ts). The caller
+   * commits or drops the file.
+   */
+  async fetchUrl(
+    parsed: URL,
+    opts: { signal?: AbortSignal; onProgress?: (bytes: number, total?: number) => void; retries?: number; headers?: Record<string, string> } = {},
+  ): Promise<Fetched> {
+    const href = parsed.href;
+    const { signal } = opts;
     const o = this.options;
     const release = await this.net.acquire(signal);
-    let fetched: Fetched;
     try {
       this.assertOpen();
-      fetched = await withRetries(
+      return await withRetries(
         () =>
           fetchToTmp(parsed, {
             tmpDir: this.tmpDir,
             dispatcher: this.dispatcher,
             timeoutMs: o.timeoutMs,
             maxFileSize: o.maxFileSize,
+            ...(o.maxSize > 0 ? { quotaBytes: o.maxSize } : {}),
+            ...(opts.headers ? { headers: opts.headers } : { resumable: true }),
             signal,
-            onProgress: ctx.progress,
+            onProgress: opts.onProgress,
           }),
         {
-          retries: retries ?? o.retries,
+          retries: opts.retries ?? o.retries,
           baseDelayMs: o.retryBaseDelayMs,
           maxDelayMs: o.retryMaxDelayMs,
           maxRetryAfterMs: o.maxRetryAfterMs,
@@ -221,13 +357,21 @@ export class MediaCache {
     } finally {
       release();
     }
+  }
+
+  private async commitNew(fetched: Fetched, href: string, forced: boolean, signal?: AbortSignal): Promise<MediaRecord> {
+    let unreserve: (() => void) | undefined;
     try {
       const meta = await this.metadataFor(fetched, href, signal);
-      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, ctx.fresh, meta));
+      // Room for the new bytes first (evicting least recently used content), so the cache never holds more than its quota.
+      unreserve = await this.quota.reserve(fetched.size, href);
+      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, forced, meta));
     } catch (e) {
       // commit() renames or drops the tmp file when it succeeds; on failure it may be left.
       await dropFile(fetched.tmpPath);
       throw e;
+    } finally {
+      unreserve?.();
     }
   }
 
@@ -236,21 +380,60 @@ export class MediaCache {
    * holds it), unless the content is already indexed with it. Never fails the
    * download: a damaged container is stored without metadata.
    */
-  private async metadataFor(f: Fetched, href: string, signal: AbortSignal): Promise<MetadataOutcome | undefined> {
+  private async metadataFor(f: Fetched, href: string, signal: AbortSignal | undefined): Promise<MetadataOutcome | undefined> {
     const known = this.index.get(f.md5)?.metadataVersion;
     if (known !== undefined && known >= METADATA_VERSION) return undefined;
     return readRecordMetadata(f.tmpPath, { md5: f.md5, ...f.sniffed }, this.logger, {
       timeoutMs: this.options.timeoutMs,
-      signal,
+      ...(signal ? { signal } : {}),
       url: href,
       ...(f.head ? { head: { bytes: f.head, size: f.size } } : {}),
     });
+  }
+
+  /**
+   * Commit fetched bytes for `href` (revalidation's 200 path): as a download
+   * does, including the quota. Returns the record and, when the URL now
+   * serves other content, the change.
+   */
+  async commitFetched(f: Fetched, href: string): Promise<{ record: MediaRecord; change?: UpstreamChange }> {
+    const before = this.index.md5ForUrl(href);
+    let unreserve: (() => void) | undefined;
+    try {
+      const meta = await this.metadataFor(f, href, undefined);
+      unreserve = await this.quota.reserve(f.size, href);
+      const record = await this.md5Lock.run(f.md5, () => this.commit(f, href, false, meta));
+      const change = before !== undefined && before !== f.md5 ? record.upstreamChanges?.findLast((c) => c.url === href && c.from === before) : undefined;
+      return change ? { record, change } : { record };
+    } catch (e) {
+      await dropFile(f.tmpPath);
+      throw e;
+    } finally {
+      unreserve?.();
+    }
+  }
+
+  /**
+   * The URL moved to `md5` from another record: note the change on both
+   * (find shows it) and tell listeners. Runs after the new record's put.
+   */
+  private noteUpstreamChange(change: UpstreamChange): void {
+    const old = this.index.get(change.from);
+    if (old) this.index.put(withUpstreamChange(old, change));
+    this.logger.warn('content changed upstream: the URL now serves other content', { ...change });
+    this.emitEvent({ type: 'upstream.changed', change });
   }
 
   /** Inside the md5's critical section: dedup, collision check, or new entry. */
   private async commit(f: Fetched, href: string, forced: boolean, meta: MetadataOutcome | undefined): Promise<MediaRecord> {
     const existing = this.index.get(f.md5);
     const nowIso = new Date(this.options.now()).toISOString();
+    const prevMd5 = this.index.md5ForUrl(href);
+    const change: UpstreamChange | undefined = prevMd5 !== undefined && prevMd5 !== f.md5 ? { url: href, from: prevMd5, to: f.md5, at: nowIso } : undefined;
+    const pin = this.pinOnCommit.delete(href);
+    if (existing && (existing.evictedAt !== undefined || existing.evicting) && existing.sha256 === f.sha256) {
+      return this.restore(existing, f, href, nowIso, change, pin);
+    }
     if (existing) {
       if (existing.sha256 !== f.sha256) {
         await dropFile(f.tmpPath);
@@ -271,15 +454,19 @@ export class MediaCache {
       } else {
         await dropFile(f.tmpPath);
       }
-      const updated: StoredRecord = {
+      let updated: StoredRecord = {
         ...withMetadata(existing, meta),
         urls: existing.urls.includes(href) ? existing.urls : [...existing.urls, href],
         fetchedAt: nowIso,
         verifiedAt: nowIso,
+        lastUsedAt: nowIso,
       };
       if (f.etag !== undefined) updated.etag = f.etag;
       if (f.lastModified !== undefined) updated.lastModified = f.lastModified;
+      if (pin) updated.pinned = true;
+      if (change) updated = withUpstreamChange(updated, change);
       this.index.put(updated);
+      if (change) this.noteUpstreamChange(change);
       this.logger.debug('deduplicated', { url: href, md5: f.md5 });
       return this.toRecord(updated, href);
     }
@@ -298,12 +485,44 @@ export class MediaCache {
     if (f.height !== undefined) rec.height = f.height;
     if (f.etag !== undefined) rec.etag = f.etag;
     if (f.lastModified !== undefined) rec.lastModified = f.lastModified;
-    const stored = withMetadata(rec, meta);
-    const finalPath = storePath(this.cacheDir, stored);
+    rec.lastUsedAt = nowIso;
+    if (pin) rec.pinned = true;
+    const withMeta = withMetadata(rec, meta);
+    const finalPath = storePath(this.cacheDir, withMeta);
     await commitTmp(f.tmpPath, finalPath);
+    const stored = change ? withUpstreamChange(withMeta, change) : withMeta;
     this.index.put(stored);
+    if (change) this.noteUpstreamChange(change);
     this.logger.info('cached', { url: href, md5: rec.md5, path: finalPath, size: rec.fileSize });
     return this.toRecord(stored, href);
+  }
+
+  /**
+   * Evicted content downloaded again: flagged `evicting` (durably) around
+   * the file's return, so a crash in between is settled at open by what is
+   * on disk (see evict.ts).
+   */
+  private async restore(existing: StoredRecord, f: Fetched, href: string, nowIso: string, change: UpstreamChange | undefined, pin: boolean): Promise<MediaRecord> {
+    this.index.put({ ...existing, evicting: true });
+    await this.index.flush();
+    await commitTmp(f.tmpPath, storePath(this.cacheDir, existing));
+    const { evicting: _e, evictedAt: _ev, ...rest } = existing;
+    let rec: StoredRecord = {
+      ...rest,
+      urls: existing.urls.includes(href) ? existing.urls : [...existing.urls, href],
+      fetchedAt: nowIso,
+      verifiedAt: nowIso,
+      lastUsedAt: nowIso,
+      restoredAt: nowIso,
+    };
+    if (f.etag !== undefined) rec.etag = f.etag;
+    if (f.lastModified !== undefined) rec.lastModified = f.lastModified;
+    if (pin) rec.pinned = true;
+    if (change) rec = withUpstreamChange(rec, change);
+    this.index.put(rec);
+    if (change) this.noteUpstreamChange(change);
+    this.logger.info('evicted content downloaded again', { url: href, md5: rec.md5, evictedAt: existing.evictedAt, size: rec.fileSize });
+    return this.toRecord(rec, href);
   }
 
   /**
@@ -362,12 +581,15 @@ export class MediaCache {
   }
 
   stats(): CacheStats {
-    return this.index.stats();
+    const s = this.index.stats();
+    if (this.quota.enabled) s.quota = this.quota.status();
+    return s;
   }
 
-  /** Full md5 or a unique prefix; undefined when none matches. */
+  /** Full md5 or a unique prefix; undefined when none matches. Evicted records are found too (`evictedAt` says so). */
   find(md5OrPrefix: string): MediaRecord | undefined {
     const stored = this.findStored(md5OrPrefix);
+    if (stored && stored.evictedAt === undefined) this.quota.touch(stored.md5);
     return stored && this.toRecord(stored);
   }
 
@@ -388,6 +610,7 @@ export class MediaCache {
     const href = parseMediaUrl(url).href;
     const md5 = this.index.md5ForUrl(href);
     const stored = md5 === undefined ? undefined : this.index.get(md5);
+    if (stored && stored.evictedAt === undefined) this.quota.touch(stored.md5);
     return stored && this.toRecord(stored, href);
   }
 
@@ -413,8 +636,16 @@ export class MediaCache {
   async verify(md5OrPrefix: string, opts: { hasher?: (path: string) => Promise<FileHashes | undefined> } = {}): Promise<VerifyOutcome> {
     const stored = this.findStored(md5OrPrefix);
     if (!stored) throw new MediaCacheError('E_NOT_FOUND', `no cached file with md5 ${md5OrPrefix}`);
+    if (stored.evictedAt !== undefined) throw new MediaCacheError('E_NOT_FOUND', `${stored.md5} was evicted (${stored.evictedAt}); add one of its URLs to download it again`);
     const p = storePath(this.cacheDir, stored);
-    const h = await (opts.hasher ?? hashFile)(p);
+    // Held: eviction skips a file being read.
+    const unhold = this.quota.hold(stored.md5);
+    let h;
+    try {
+      h = await (opts.hasher ?? hashFile)(p);
+    } finally {
+      unhold();
+    }
     if (!h) return { ok: false, record: this.toRecord(stored), reason: 'missing' };
     if (h.md5 !== stored.md5 || h.sha256 !== stored.sha256 || h.size !== stored.fileSize) {
       this.logger.warn('verify mismatch', { md5: stored.md5, path: p, actualMd5: h.md5, size: h.size });
@@ -425,6 +656,7 @@ export class MediaCache {
       const cur = this.index.get(stored.md5) ?? stored;
       const updated = { ...cur, verifiedAt: new Date(this.options.now()).toISOString() };
       if (this.index.get(stored.md5)) this.index.put(updated);
+      this.quota.touch(stored.md5);
       return { ok: true, record: this.toRecord(updated) };
     });
   }
@@ -469,6 +701,12 @@ export class MediaCache {
       const v = stored[k];
       if (v !== undefined) (rec as unknown as Record<string, unknown>)[k] = v;
     }
+    if (stored.lastUsedAt !== undefined) rec.lastUsedAt = stored.lastUsedAt;
+    if (stored.pinned) rec.pinned = true;
+    if (stored.evictedAt !== undefined) rec.evictedAt = stored.evictedAt;
+    if (stored.restoredAt !== undefined) rec.restoredAt = stored.restoredAt;
+    if (stored.revalidatedAt !== undefined) rec.revalidatedAt = stored.revalidatedAt;
+    if (stored.upstreamChanges?.length) rec.upstreamChanges = stored.upstreamChanges.map((c) => ({ ...c }));
     return rec;
   }
 
@@ -485,6 +723,8 @@ export class MediaCache {
     this.closing ??= (async () => {
       await this.flights.abortAll(new MediaCacheError('E_ABORTED', 'cache is closing'));
       try {
+        await this.quota.idle();
+        this.quota.writeTouches();
         await this.index.close();
         if (this.ownsDispatcher) await this.dispatcher.close();
       } finally {

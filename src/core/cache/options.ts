@@ -37,10 +37,19 @@ export interface MediaCacheOptions {
    * passes false.
    */
   lock?: boolean;
+  /** Bytes the cached files may take (0 = no limit, the default); see quota.ts for the watermarks. */
+  maxSize?: number;
+  /** Bytes to keep free on the cache's filesystem (0 = no limit, the default). */
+  minFree?: number;
+  /**
+   * Test hook (fault injection): called during an eviction once the
+   * victims' `evicting` marks are durable, before their files are unlinked.
+   */
+  onEvictionMarked?: (md5s: string[]) => Promise<void> | void;
 }
 
 /** The options after defaults, as the instance uses them (`cache.options`). */
-export type MediaCacheSettings = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir' | 'lock'>> & { indexDir: string };
+export type MediaCacheSettings = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir' | 'lock' | 'onEvictionMarked'>> & { indexDir: string };
 
 export const CACHE_DEFAULTS = Object.freeze({
   concurrency: 5,
@@ -51,6 +60,8 @@ export const CACHE_DEFAULTS = Object.freeze({
   retryBaseDelayMs: RETRY_DEFAULTS.baseDelayMs,
   retryMaxDelayMs: RETRY_DEFAULTS.maxDelayMs,
   maxRetryAfterMs: RETRY_DEFAULTS.maxRetryAfterMs,
+  maxSize: 0,
+  minFree: 0,
 });
 
 export function checkInt(name: string, v: number | undefined, min: number): void {
@@ -73,6 +84,8 @@ export function resolveCacheOptions(opts: MediaCacheOptions): MediaCacheSettings
   checkInt('retryBaseDelayMs', opts.retryBaseDelayMs, 0);
   checkInt('retryMaxDelayMs', opts.retryMaxDelayMs, 0);
   checkInt('maxRetryAfterMs', opts.maxRetryAfterMs, 0);
+  checkInt('maxSize', opts.maxSize, 0);
+  checkInt('minFree', opts.minFree, 0);
   const cacheDir = path.resolve(opts.cacheDir);
   const pick = <K extends keyof typeof CACHE_DEFAULTS>(k: K): number => opts[k] ?? CACHE_DEFAULTS[k];
   return {
@@ -86,6 +99,8 @@ export function resolveCacheOptions(opts: MediaCacheOptions): MediaCacheSettings
     retryBaseDelayMs: pick('retryBaseDelayMs'),
     retryMaxDelayMs: pick('retryMaxDelayMs'),
     maxRetryAfterMs: pick('maxRetryAfterMs'),
+    maxSize: pick('maxSize'),
+    minFree: pick('minFree'),
     logger: opts.logger ?? silentLogger,
     now: opts.now ?? Date.now,
   };

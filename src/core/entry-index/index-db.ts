@@ -351,6 +351,11 @@ export class IndexDb {
     return this.state.md5s();
   }
 
+  /** Md5s of records flagged `evicting` (few: only changes a crash interrupted, or ones in progress). */
+  evictingMd5s(): string[] {
+    return this.state.evictingMd5s();
+  }
+
   /** O(1): maintained incrementally. */
   stats(): CacheStats {
     return this.state.stats();

@@ -48,6 +48,14 @@ export function isHex(s: unknown, len: number): s is string {
 
 const MEDIA_TYPE_SET: ReadonlySet<unknown> = new Set(MEDIA_TYPES);
 const optStr = (v: unknown): boolean => v === undefined || typeof v === 'string';
+const optBool = (v: unknown): boolean => v === undefined || typeof v === 'boolean';
+const optChanges = (v: unknown): boolean =>
+  v === undefined ||
+  (Array.isArray(v) &&
+    v.every((c) => {
+      const o = c as Record<string, unknown> | null;
+      return typeof o === 'object' && o !== null && typeof o.url === 'string' && isHex(o.from, 32) && isHex(o.to, 32) && typeof o.at === 'string';
+    }));
 const optDim = (v: unknown): boolean => v === undefined || (Number.isInteger(v) && (v as number) >= 0);
 
 /** Record fields kept in a row's `meta` column (width/height have columns of their own). */
@@ -96,7 +104,16 @@ export function recordProblem(x: unknown): string | undefined {
   if (typeof r.fetchedAt !== 'string' || typeof r.verifiedAt !== 'string') return 'fetchedAt/verifiedAt must be strings';
   if (!optStr(r.etag) || !optStr(r.lastModified)) return 'etag/lastModified must be strings';
   const meta = metaOf(r as unknown as StoredRecord);
-  return meta ? metaProblem(meta) : undefined;
+  if (meta) {
+    const problem = metaProblem(meta);
+    if (problem) return problem;
+  }
+  if (!optStr(r.lastUsedAt) || !optStr(r.evictedAt) || !optStr(r.restoredAt) || !optStr(r.revalidatedAt)) {
+    return 'lastUsedAt/evictedAt/restoredAt/revalidatedAt must be strings';
+  }
+  if (!optBool(r.pinned) || !optBool(r.evicting)) return 'pinned/evicting must be booleans';
+  if (!optChanges(r.upstreamChanges)) return 'upstreamChanges must be a list of {url, from, to, at}';
+  return undefined;
 }
 
 export function assertRecord(x: unknown): asserts x is StoredRecord {
@@ -125,11 +142,21 @@ export const COLUMNS = [
   'verifiedAt',
   'etag',
   'lastModified',
+  // Media metadata (durations, codecs, pages, …) as one object column.
   'meta',
+  // Quota, pinning and revalidation.
+  'lastUsedAt',
+  'pinned',
+  'evictedAt',
+  'evicting',
+  'restoredAt',
+  'revalidatedAt',
+  'upstreamChanges',
 ] as const;
-/** The columns before `meta` was added: shards and journals written then are still read (their rows lack it). */
-const LEGACY_COLUMNS = COLUMNS.slice(0, -1);
-/** Rows may omit trailing optional columns (etag, lastModified, meta). */
+/** The columns of indexes written before metadata and quota: their shards and journals are read as they are. */
+const LEGACY_COLUMN_COUNT = 13;
+const LEGACY_COLUMNS = COLUMNS.slice(0, LEGACY_COLUMN_COUNT);
+/** Rows may omit trailing optional columns (etag, lastModified, and everything after). */
 const MIN_ROW_LENGTH = 11;
 
 /**
@@ -152,6 +179,13 @@ export function toRow(r: StoredRecord): string {
     r.etag ?? null,
     r.lastModified ?? null,
     metaOf(r),
+    r.lastUsedAt ?? null,
+    r.pinned === true ? true : null,
+    r.evictedAt ?? null,
+    r.evicting === true ? true : null,
+    r.restoredAt ?? null,
+    r.revalidatedAt ?? null,
+    r.upstreamChanges && r.upstreamChanges.length ? r.upstreamChanges : null,
   ];
   while (t.length > MIN_ROW_LENGTH && t[t.length - 1] === null) t.pop();
   return JSON.stringify(t);
@@ -174,6 +208,13 @@ function tupleToRecord(t: unknown[]): StoredRecord {
   if (t[11] != null) r.etag = t[11] as string;
   if (t[12] != null) r.lastModified = t[12] as string;
   if (t[13] != null) Object.assign(r, t[13]);
+  if (t[14] != null) r.lastUsedAt = t[14] as string;
+  if (t[15] === true) r.pinned = true;
+  if (t[16] != null) r.evictedAt = t[16] as string;
+  if (t[17] === true) r.evicting = true;
+  if (t[18] != null) r.restoredAt = t[18] as string;
+  if (t[19] != null) r.revalidatedAt = t[19] as string;
+  if (t[20] != null) r.upstreamChanges = t[20] as StoredRecord['upstreamChanges'];
   return r;
 }
 
@@ -184,6 +225,7 @@ export function fromRow(row: string): StoredRecord {
 
 const optDimOrNull = (v: unknown): boolean => v === null || (Number.isInteger(v) && (v as number) >= 0);
 const optStrOrNull = (v: unknown): boolean => v === undefined || v === null || typeof v === 'string';
+const optBoolOrNull = (v: unknown): boolean => v === undefined || v === null || typeof v === 'boolean';
 
 /** Decode and fully validate a row read from disk; undefined when it is damaged. */
 export function parseRow(row: string): StoredRecord | undefined {
@@ -210,7 +252,14 @@ export function parseRow(row: string): StoredRecord | undefined {
     typeof t[10] === 'string' &&
     optStrOrNull(t[11]) &&
     optStrOrNull(t[12]) &&
-    (t[13] === undefined || t[13] === null || (typeof t[13] === 'object' && !Array.isArray(t[13]) && metaProblem(t[13] as Record<string, unknown>) === undefined));
+    (t[13] === undefined || t[13] === null || (typeof t[13] === 'object' && !Array.isArray(t[13]) && metaProblem(t[13] as Record<string, unknown>) === undefined)) &&
+    optStrOrNull(t[14]) &&
+    optBoolOrNull(t[15]) &&
+    optStrOrNull(t[16]) &&
+    optBoolOrNull(t[17]) &&
+    optStrOrNull(t[18]) &&
+    optStrOrNull(t[19]) &&
+    (t[20] === undefined || t[20] === null || optChanges(t[20]));
   return ok ? tupleToRecord(t) : undefined;
 }
 
@@ -241,6 +290,7 @@ export interface ShardData {
 }
 
 const SHARD_HEADER = JSON.stringify({ v: SHARD_FORMAT_VERSION, columns: COLUMNS });
+/** The header of shards written before the metadata and quota columns: their rows are valid rows of today's format. */
 const LEGACY_SHARD_HEADER = JSON.stringify({ v: SHARD_FORMAT_VERSION, columns: LEGACY_COLUMNS });
 
 /**
@@ -284,8 +334,8 @@ export const JOURNAL_FORMAT_VERSION = 1;
  * apart from damage inside a batch that was (see scanJournal).
  */
 export const JOURNAL_HEADER = JSON.stringify({ v: JOURNAL_FORMAT_VERSION, journal: true, columns: COLUMNS });
-/** A journal begun before the `meta` column (appends to it write full rows; both kinds parse). */
-const LEGACY_JOURNAL_HEADER = JSON.stringify({ v: JOURNAL_FORMAT_VERSION, journal: true, columns: LEGACY_COLUMNS });
+/** A journal begun before the metadata and quota columns (appends go on in its format: rows are compatible). */
+export const LEGACY_JOURNAL_HEADER = JSON.stringify({ v: JOURNAL_FORMAT_VERSION, journal: true, columns: LEGACY_COLUMNS });
 
 /** The journal line of a removal. */
 export function tombstoneLine(md5: string): string {

@@ -35,14 +35,22 @@ export class IndexState {
   private readonly urlMap = new Map<string, string>();
   private readonly totals: CacheStats = emptyStats();
   private chars = 0;
+  /** Records flagged `evicting` (their file's state is being changed; see StoredRecord.evicting). */
+  private readonly inFlux = new Set<string>();
 
   constructor(
     private readonly onDirty: (shard: number, md5: string) => void,
     private readonly logger: Logger,
   ) {}
 
+  /** Records, evicted ones included. */
   get size(): number {
-    return this.totals.totalFiles;
+    return this.totals.totalFiles + this.totals.evicted!.count;
+  }
+
+  /** Md5s of records flagged `evicting` (a crash interrupted a change of their file). */
+  evictingMd5s(): string[] {
+    return [...this.inFlux];
   }
 
   /** Total length of all rows: about the bytes the shards take on disk. */
@@ -229,7 +237,24 @@ export class IndexState {
     this.chars += row.length;
   }
 
+  /**
+   * Evicted records count apart from the totals (their files are gone);
+   * pinned ones also in `pinned`.
+   */
   private account(r: StoredRecord, sign: 1 | -1): void {
+    if (r.evicting) {
+      if (sign > 0) this.inFlux.add(r.md5);
+      else this.inFlux.delete(r.md5);
+    }
+    if (r.evictedAt !== undefined) {
+      this.totals.evicted!.count += sign;
+      this.totals.evicted!.size += sign * r.fileSize;
+      return;
+    }
+    if (r.pinned) {
+      this.totals.pinned!.count += sign;
+      this.totals.pinned!.size += sign * r.fileSize;
+    }
     this.totals.totalFiles += sign;
     this.totals.totalSize += sign * r.fileSize;
     const t = this.totals.byType[r.mediaType];

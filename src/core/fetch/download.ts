@@ -6,9 +6,12 @@
  *
  * Invariant: `fetchToTmp` either resolves with a complete tmp file whose
  * hashes, size and type are known, or rejects with a MediaCacheError having
- * removed its tmp file and consumed/destroyed the response body.
+ * removed its tmp file and consumed/destroyed the response body. The one
+ * exception: a resumable partial (download-resume.ts) interrupted by the
+ * network, a stall or an abort is kept, synced, for the next attempt.
  */
-import { close, fdatasync, open } from 'node:fs';
+import { close, fdatasync, ftruncate, open } from 'node:fs';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { Agent, EnvHttpProxyAgent, interceptors, type Dispatcher } from 'undici';
 import { MediaCacheError } from '../errors.js';
@@ -16,6 +19,28 @@ import type { Sniffed } from '../content/sniff.js';
 import { markSynced, removeQuietly, tmpFileName } from '../content/store.js';
 import { HashSink } from './sink.js';
 import { classify, contentLength, finalUrlOf, header, httpError, type ResponseHeaders } from './classify-error.js';
+import {
+  CHECKPOINT_BYTES,
+  claimPartial,
+  dropPartial,
+  findPrior,
+  parseContentRange,
+  partialPaths,
+  releasePartial,
+  replayPrefix,
+  sidecarFor,
+  worthResuming,
+  writeSidecar,
+  type PartialPaths,
+  type Prior,
+} from './resume.js';
+
+const openAsync = promisify(open);
+const ftruncateAsync = promisify(ftruncate);
+const fdatasyncAsync = promisify(fdatasync);
+const closeAsync = promisify(close);
+/** Failures after which a resumable partial is kept for the next attempt (the rest start over). */
+const KEEP_PARTIAL_ON = new Set(['E_NETWORK', 'E_TIMEOUT', 'E_ABORTED']);
 
 export interface FetchOptions {
   tmpDir: string;
@@ -26,6 +51,10 @@ export interface FetchOptions {
   signal?: AbortSignal;
   onProgress?: (bytes: number, total?: number) => void;
   headers?: Record<string, string>;
+  /** The cache quota: content larger than this is refused with E_QUOTA. */
+  quotaBytes?: number;
+  /** Write large bodies resumably and continue an earlier partial (see download-resume.ts). */
+  resumable?: boolean;
 }
 
 export interface Fetched {
@@ -42,6 +71,8 @@ export interface Fetched {
   contentType?: string;
   /** The body's leading bytes (up to 64 KiB, as collected for sniffing and image dimensions). */
   head?: Buffer;
+  /** Bytes reused from an earlier partial (not fetched again), when the download was resumed. */
+  resumedFrom?: number;
 }
 
 /**
@@ -80,12 +111,18 @@ export async function fetchToTmp(url: URL, opts: FetchOptions): Promise<Fetched>
   const { signal } = opts;
   const href = url.href;
   if (signal?.aborted) throw new MediaCacheError('E_ABORTED', 'download aborted', { url: href });
-  const dl = new TmpDownload(url, opts);
-  signal?.addEventListener('abort', dl.onUserAbort, { once: true });
+  const claimed = opts.resumable === true && claimPartial(href);
   try {
-    return await dl.run();
+    const prior = claimed ? await findPrior(opts.tmpDir, href) : undefined;
+    const dl = new TmpDownload(url, opts, claimed, prior);
+    signal?.addEventListener('abort', dl.onUserAbort, { once: true });
+    try {
+      return await dl.run();
+    } finally {
+      signal?.removeEventListener('abort', dl.onUserAbort);
+    }
   } finally {
-    signal?.removeEventListener('abort', dl.onUserAbort);
+    if (claimed) releasePartial(href);
   }
 }
 
@@ -126,10 +163,23 @@ class TmpDownload implements Dispatcher.DispatchHandler {
   /** Non-2xx: the error already reported; the body is being drained (up to ERROR_BODY_DRAIN). */
   private httpErr: MediaCacheError | undefined;
   private drained = 0;
+  /** Set when the body is written resumably (its partial and sidecar). */
+  private partial: PartialPaths | undefined;
+  /** Leading bytes reused from the partial (0 for a fresh download). */
+  private resumedFrom = 0;
+  /** Bytes of the partial before this attempt's first write (its kept prefix). */
+  private base = 0;
+  private validators: { etag?: string; lastModified?: string } = {};
+  private nextCheckpoint = Infinity;
+  private checkpointing: Promise<void> | undefined;
 
   constructor(
     private readonly url: URL,
     private readonly o: FetchOptions,
+    /** This fetch holds the URL's resumable slot. */
+    private readonly claimed = false,
+    /** A partial an earlier attempt left, to continue with Range + If-Range. */
+    private readonly prior?: Prior,
   ) {}
 
   readonly onUserAbort = (): void => this.fail(new MediaCacheError('E_ABORTED', 'download aborted', { url: this.url.href }));
@@ -148,7 +198,12 @@ class TmpDownload implements Dispatcher.DispatchHandler {
           origin: this.url.origin,
           path: this.url.pathname + this.url.search,
           method: 'GET',
-          headers: { 'accept-encoding': 'identity', 'user-agent': 'mediacache', ...(this.o.headers ?? {}) },
+          headers: {
+            'accept-encoding': 'identity',
+            'user-agent': 'mediacache',
+            ...(this.prior ? { range: `bytes=${this.prior.offset}-`, 'if-range': this.prior.ifRange } : {}),
+            ...(this.o.headers ?? {}),
+          },
           headersTimeout: timeoutMs,
           bodyTimeout: timeoutMs,
           // Per request: the option on redirect({...}) is ignored (DEPS §5).
@@ -192,6 +247,12 @@ class TmpDownload implements Dispatcher.DispatchHandler {
     if (statusCode < 200 || this.settled) return; // 1xx informational: the real answer follows
     this.headers = headers;
     const href = this.url.href;
+    if (statusCode === 416 && this.prior) {
+      // The kept offset is past what the origin has now: start over.
+      void dropPartial(this.prior);
+      this.fail(new MediaCacheError('E_HTTP', 'HTTP 416 to a resumed download; starting over', { status: 416, url: href, retryable: true }));
+      return;
+    }
     if (statusCode > 299) {
       // Answer now; keep reading a small error body (onResponseData) so the
       // connection can be reused, and drop the connection for a big one.
@@ -199,36 +260,107 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       this.fail(this.httpErr, false);
       return;
     }
-    this.total = contentLength(headers);
+    let offset = 0;
+    if (statusCode === 206) {
+      const cr = parseContentRange(header(headers, 'content-range'));
+      const prior = this.prior;
+      if (!prior || !cr || cr.start !== prior.offset || cr.total !== prior.total) {
+        // Not the range asked for: start over on the next attempt.
+        if (prior) void dropPartial(prior);
+        this.fail(new MediaCacheError('E_NETWORK', `unexpected partial content (${header(headers, 'content-range') ?? 'no Content-Range'}); starting over`, { url: href, retryable: true }));
+        return;
+      }
+      offset = cr.start;
+      this.total = cr.total;
+    } else {
+      this.total = contentLength(headers);
+    }
     if (this.total !== undefined && this.total > this.o.maxFileSize) {
       this.fail(new MediaCacheError('E_TOO_LARGE', `content-length ${this.total} exceeds the limit of ${this.o.maxFileSize} bytes`, { url: href }));
       return;
     }
+    if (this.total !== undefined && this.o.quotaBytes !== undefined && this.total > this.o.quotaBytes) {
+      this.fail(new MediaCacheError('E_QUOTA', `content-length ${this.total} is more than the whole cache quota of ${this.o.quotaBytes} bytes`, { url: href }));
+      return;
+    }
+    const etag = header(headers, 'etag') ?? (offset > 0 ? this.prior?.sidecarData.etag : undefined);
+    const lastModified = header(headers, 'last-modified') ?? (offset > 0 ? this.prior?.sidecarData.lastModified : undefined);
+    this.validators = { ...(etag ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
+    const resumable = offset > 0 || (this.claimed && worthResuming(this.total, this.validators));
     // Hold the body until the tmp file is open; nothing is created for error responses.
     controller.pause();
     this.early = [];
-    const tmpPath = path.join(this.o.tmpDir, tmpFileName());
+    this.opening = this.openTmp(offset, resumable).catch((e: unknown) => this.fail(classify(e, href, this.o.timeoutMs)));
+  }
+
+  /**
+   * Open the tmp file: a fresh `<pid>-<uuid>.part`, or the URL's resumable
+   * partial (truncated to the kept offset, whose bytes are then re-hashed
+   * from disk); then feed the chunks that came meanwhile.
+   */
+  private async openTmp(offset: number, resumable: boolean): Promise<void> {
+    const href = this.url.href;
+    let tmpPath: string;
+    let flags: string;
+    if (resumable) {
+      this.partial = this.prior ?? partialPaths(this.o.tmpDir, href);
+      tmpPath = this.partial.part;
+      // Append mode after the cut: writes continue at the end of the kept prefix.
+      flags = offset > 0 ? 'a' : 'w';
+    } else {
+      // The origin no longer allows a resume (200 instead of 206, validator gone): start clean.
+      if (this.prior) await dropPartial(this.prior);
+      tmpPath = path.join(this.o.tmpDir, tmpFileName());
+      flags = 'wx';
+    }
     this.tmpPath = tmpPath;
-    this.opening = new Promise((opened) => open(tmpPath, 'wx', (err, fd) => {
-      if (err) {
-        this.tmpPath = undefined; // not ours: never remove a file we did not create
-        opened();
-        return this.fail(classify(err, href, this.o.timeoutMs));
-      }
-      this.fd = fd;
-      opened();
-      if (this.settled) return; // fail() is waiting on `opening` to close and remove it
-      const sink = new HashSink(fd, { maxFileSize: this.o.maxFileSize, url: href, total: this.total, onProgress: this.o.onProgress });
-      this.sink = sink;
-      sink.on('error', (e: Error) => this.fail(classify(e, href, this.o.timeoutMs)));
-      sink.on('drain', () => this.controller?.resume());
-      const early = this.early ?? [];
-      this.early = undefined;
-      let full = false;
-      for (const c of early) full = !sink.write(c) || full;
-      if (this.ended) sink.end(this.onSinkFinished);
-      else if (!full) this.controller?.resume();
-    }));
+    let fd: number;
+    try {
+      fd = await openAsync(tmpPath, flags);
+    } catch (err) {
+      this.tmpPath = undefined; // not ours: never remove a file we did not create
+      this.partial = undefined;
+      return this.fail(classify(err, href, this.o.timeoutMs));
+    }
+    this.fd = fd;
+    if (this.settled) return; // fail() is waiting on `opening` to close and remove it
+    if (this.partial) {
+      if (offset > 0) await ftruncateAsync(fd, offset);
+      this.base = offset;
+      await writeSidecar(this.partial, sidecarFor(href, this.validators, this.total!, offset));
+      this.nextCheckpoint = offset + CHECKPOINT_BYTES;
+    }
+    const sink = new HashSink(fd, { maxFileSize: this.o.maxFileSize, url: href, total: this.total, onProgress: this.o.onProgress, quotaBytes: this.o.quotaBytes });
+    this.sink = sink;
+    sink.on('error', (e: Error) => this.fail(classify(e, href, this.o.timeoutMs)));
+    sink.on('drain', () => this.controller?.resume());
+    if (offset > 0) {
+      await replayPrefix(tmpPath, offset, (chunk, cb) => (this.settled ? cb(new Error('stopped')) : sink.prime(chunk, cb)));
+      this.resumedFrom = offset;
+    }
+    if (this.settled) return;
+    const early = this.early ?? [];
+    this.early = undefined;
+    let full = false;
+    for (const c of early) full = !sink.write(c) || full;
+    if (this.ended) sink.end(this.onSinkFinished);
+    else if (!full) this.controller?.resume();
+  }
+
+  /** fdatasync what has landed and record it in the sidecar: a crash costs at most CHECKPOINT_BYTES again. */
+  private checkpoint(): void {
+    const sink = this.sink;
+    const fd = this.fd;
+    const partial = this.partial;
+    if (this.checkpointing || !sink || fd === undefined || !partial) return;
+    const durable = this.base + sink.written;
+    this.nextCheckpoint = sink.bytes + CHECKPOINT_BYTES;
+    this.checkpointing = (async () => {
+      await fdatasyncAsync(fd);
+      await writeSidecar(partial, sidecarFor(this.url.href, this.validators, this.total!, durable));
+    })()
+      .catch(() => undefined) // a missed checkpoint only means more to fetch again after a crash
+      .finally(() => (this.checkpointing = undefined));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -244,6 +376,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.sink && !this.sink.write(chunk)) controller.pause();
+    if (this.partial && this.sink && this.sink.bytes >= this.nextCheckpoint) this.checkpoint();
   }
 
   onResponseEnd(): void {
@@ -271,16 +404,21 @@ class TmpDownload implements Dispatcher.DispatchHandler {
     }
     // Durable before anyone can rename it into place; done here on the open
     // fd so commitTmp does not have to reopen the file (see store.markSynced).
-    fdatasync(fd, (err) => {
-      if (err) return this.fail(classify(err, href, this.o.timeoutMs));
-      if (this.settled) return;
-      this.fd = undefined;
-      close(fd, (cerr) => {
-        if (cerr) return this.fail(classify(cerr, href, this.o.timeoutMs));
+    const syncAndClose = (): void =>
+      fdatasync(fd, (err) => {
+        if (err) return this.fail(classify(err, href, this.o.timeoutMs));
         if (this.settled) return;
-        this.finish(sink);
+        this.fd = undefined;
+        close(fd, (cerr) => {
+          if (cerr) return this.fail(classify(cerr, href, this.o.timeoutMs));
+          if (this.settled) return;
+          if (!this.partial) return this.finish(sink);
+          // Complete: the sidecar goes (the part file is renamed into place by the commit).
+          removeQuietly(this.partial.sidecar).then(() => !this.settled && this.finish(sink), () => !this.settled && this.finish(sink));
+        });
       });
-    });
+    if (this.checkpointing) void this.checkpointing.then(syncAndClose);
+    else syncAndClose();
   };
 
   private finish(sink: HashSink): void {
@@ -302,6 +440,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       if (etag !== undefined) out.etag = etag;
       if (lastModified !== undefined) out.lastModified = lastModified;
       if (contentType !== undefined) out.contentType = contentType;
+      if (this.resumedFrom > 0) out.resumedFrom = this.resumedFrom;
     } catch (e) {
       return this.fail(classify(e, this.url.href, this.o.timeoutMs));
     }
@@ -327,19 +466,36 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       }
     }
     this.sink?.destroy();
-    this.cleanup().then(
+    this.cleanup(err).then(
       () => this.reject(err),
       () => this.reject(err),
     );
   }
 
-  /** Close and remove the tmp file, if any, once its open and any write in flight have completed. */
-  private async cleanup(): Promise<void> {
+  /**
+   * Close and remove the tmp file, if any, once its open and any write in
+   * flight have completed. A resumable partial interrupted by the network, a
+   * stall or an abort is kept instead (synced, its sidecar saying how much).
+   */
+  private async cleanup(err: MediaCacheError): Promise<void> {
     await this.opening;
     await this.sink?.whenIdle();
+    await this.checkpointing;
     const fd = this.fd;
     this.fd = undefined;
+    const partial = this.partial;
+    if (partial && fd !== undefined && this.sink && KEEP_PARTIAL_ON.has(err.code)) {
+      try {
+        await fdatasyncAsync(fd);
+        await writeSidecar(partial, sidecarFor(this.url.href, this.validators, this.total!, this.base + this.sink.written));
+        await closeAsync(fd);
+        return;
+      } catch {
+        // Cannot keep it reliably: start over next time.
+      }
+    }
     if (fd !== undefined) await new Promise<void>((r) => close(fd, () => r()));
-    if (this.tmpPath) await removeQuietly(this.tmpPath);
+    if (partial) await dropPartial(partial);
+    else if (this.tmpPath) await removeQuietly(this.tmpPath);
   }
 }

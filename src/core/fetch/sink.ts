@@ -28,6 +28,8 @@ export interface SinkOptions {
   url: string;
   total: number | undefined;
   onProgress: ((bytes: number, total?: number) => void) | undefined;
+  /** The cache quota (--max-size): a larger body is refused with E_QUOTA. */
+  quotaBytes?: number;
 }
 
 /**
@@ -39,6 +41,8 @@ export interface SinkOptions {
  */
 export class HashSink extends Writable {
   bytes = 0;
+  /** Bytes this sink has written to the fd (completed writes; a resumed download's kept prefix not included). */
+  written = 0;
   /** Chunks hashed but not yet written (see queueWrite). */
   private pending: Buffer[] = [];
   /** The writev in flight, if any (one at a time: Writable serializes _write). */
@@ -99,11 +103,13 @@ export class HashSink extends Writable {
   private flushWrites(cb: (err?: Error | null) => void): void {
     if (this.pending.length === 0) return cb();
     const bufs = this.pending;
+    const n = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
     let done!: () => void;
     this.writing = new Promise((r) => (done = r));
     writeAll(this.fd, bufs, (e) => {
+      if (!e) this.written += n;
       this.writing = undefined;
       done();
       cb(e);
@@ -156,11 +162,24 @@ export class HashSink extends Writable {
     this.head = Buffer.alloc(0);
   }
 
+  /**
+   * Account for bytes already in the file (a resumed download's kept
+   * prefix): hashed, sniffed and counted like received bytes, not written.
+   */
+  prime(chunk: Buffer, cb: (err?: Error | null) => void): void {
+    const err = this.take(chunk);
+    if (err) return cb(err);
+    this.hasher.drained(cb);
+  }
+
   /** Account for one chunk; returns an error to stop the transfer. */
   private take(chunk: Buffer): MediaCacheError | undefined {
     this.bytes += chunk.length;
     if (this.bytes > this.o.maxFileSize) {
       return new MediaCacheError('E_TOO_LARGE', `body exceeds the limit of ${this.o.maxFileSize} bytes`, { url: this.o.url });
+    }
+    if (this.o.quotaBytes !== undefined && this.bytes > this.o.quotaBytes) {
+      return new MediaCacheError('E_QUOTA', `body exceeds the whole cache quota of ${this.o.quotaBytes} bytes`, { url: this.o.url });
     }
     this.hasher.update(chunk);
     if (!this.sniffed || this.wantDims) {

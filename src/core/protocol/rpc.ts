@@ -7,7 +7,7 @@
  * MAX_FRAME_BYTES is answered with an error and the connection is closed.
  */
 import type { ErrorCode, ErrorInfo } from '../errors.js';
-import type { CacheStats, MediaRecord } from '../types.js';
+import type { CacheStats, MediaRecord, QuotaStatus, UpstreamChange } from '../types.js';
 
 export const MAX_FRAME_BYTES = 1024 * 1024;
 
@@ -81,6 +81,8 @@ export interface AddParams {
   priority?: number;
   /** Retries of these jobs after a retryable failure (default: the daemon's --retries). */
   retries?: number;
+  /** Pin the content once cached (never evicted by the quota). */
+  pin?: boolean;
 }
 export interface AddItem {
   url: string;
@@ -138,7 +140,7 @@ export interface JobsResult {
 export interface SweepParams {
   wait?: boolean;
 }
-export type SweepStepName = 'missing' | 'rehash' | 'quarantine' | 'repair' | 'adopt' | 'clean-tmp' | 'metadata';
+export type SweepStepName = 'missing' | 'rehash' | 'quarantine' | 'repair' | 'adopt' | 'clean-tmp' | 'revalidate' | 'metadata';
 export interface SweepStep {
   name: SweepStepName;
   count: number;
@@ -162,6 +164,10 @@ export interface SweepReport {
   unrepaired: Array<{ md5: string; error: ErrorInfo }>;
   changedUpstream: Array<{ md5: string; url: string }>;
   adopted: string[];
+  /** With revalidation on (--revalidate-after): URLs asked, and how many answered 304 / same bytes / other content. */
+  revalidated?: { asked: number; notModified: number; unchanged: number; changed: number; failed: number };
+  /** URLs that moved to new content during this sweep's revalidation. */
+  movedUpstream?: UpstreamChange[];
   cleanedTmp: number;
   steps: SweepStep[];
   /** Records whose media metadata this sweep read (absent from daemons without the `metadata` step). */
@@ -204,6 +210,37 @@ export interface StatusResult {
   sweepRunning: boolean;
   lastSweep?: SweepReport;
   nextSweepAt?: string;
+  /** Present when a quota (--max-size / --min-free) is set. */
+  quota?: QuotaStatus;
+  /** Pinned and evicted content (count, bytes). */
+  pinned?: { count: number; size: number };
+  evicted?: { count: number; size: number };
+}
+
+// ---- pin / unpin ----
+export interface PinParams {
+  /** md5, md5 prefix or URL. */
+  target: string;
+}
+export interface PinResult {
+  record: MediaRecord;
+}
+
+// ---- refresh ----
+export interface RefreshParams {
+  /** URL, or md5 / md5 prefix (every URL of the record). */
+  target: string;
+}
+export interface RefreshItem {
+  url: string;
+  /** not-modified: the origin answered 304; unchanged: same bytes; changed: the URL moved to new content. */
+  state: 'not-modified' | 'unchanged' | 'changed';
+  record: MediaRecord;
+  change?: UpstreamChange;
+  bytes: number;
+}
+export interface RefreshResult {
+  items: RefreshItem[];
 }
 
 // ---- remove ----
@@ -251,8 +288,8 @@ export interface PruneResult {
 }
 
 // ---- subscribe ----
-export type EventName = 'job.queued' | 'job.progress' | 'job.done' | 'job.failed' | 'sweep.progress' | 'sweep.done' | 'job.retrying';
-export const EVENT_NAMES: readonly EventName[] = ['job.queued', 'job.progress', 'job.done', 'job.failed', 'sweep.progress', 'sweep.done', 'job.retrying'];
+export type EventName = 'job.queued' | 'job.progress' | 'job.done' | 'job.failed' | 'sweep.progress' | 'sweep.done' | 'job.retrying' | 'upstream.changed';
+export const EVENT_NAMES: readonly EventName[] = ['job.queued', 'job.progress', 'job.done', 'job.failed', 'sweep.progress', 'sweep.done', 'job.retrying', 'upstream.changed'];
 export interface SubscribeParams {
   events?: EventName[];
 }
@@ -269,7 +306,8 @@ export type RpcEvent =
   | { type: 'sweep.progress'; sweepId: string; step: SweepStepName; done: number; total?: number }
   | { type: 'sweep.done'; report: SweepReport }
   /** A try failed and the job waits for another (job.nextRetryAt, job.attempts, job.lastError). */
-  | { type: 'job.retrying'; job: JobInfo; error: ErrorInfo; delayMs: number };
+  | { type: 'job.retrying'; job: JobInfo; error: ErrorInfo; delayMs: number }
+  | { type: 'upstream.changed'; change: UpstreamChange };
 export const EVENT_METHOD = 'event';
 
 /** The typed method table: the daemon implements it, the client calls it. */
@@ -286,9 +324,12 @@ export interface RpcMethods {
   cancel: { params: CancelParams; result: CancelResult };
   retry: { params: RetryParams; result: RetryResult };
   prune: { params: PruneParams; result: PruneResult };
+  pin: { params: PinParams; result: PinResult };
+  unpin: { params: PinParams; result: PinResult };
+  refresh: { params: RefreshParams; result: RefreshResult };
 }
 export type RpcMethodName = keyof RpcMethods;
 /** mcctl calls through these names (the same table: every method the daemon has). */
 export type ClientMethods = RpcMethods;
 export type ClientMethodName = RpcMethodName;
-export const RPC_METHOD_NAMES: readonly RpcMethodName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'subscribe', 'cancel', 'retry', 'prune'];
+export const RPC_METHOD_NAMES: readonly RpcMethodName[] = ['add', 'stats', 'verify', 'find', 'jobs', 'sweep', 'status', 'remove', 'subscribe', 'cancel', 'retry', 'prune', 'pin', 'unpin', 'refresh'];

@@ -29,6 +29,8 @@ import { isStaleTmp, pastDeadline, quarantineTarget, orderForRehash } from './pl
 import { repairRecord } from './repair.js';
 import { storePath, tmpDirOf } from '../content/store.js';
 import type { StoredRecord } from '../types.js';
+import type { RefreshOutcome } from '../revalidate/refresh.js';
+import { dueForRevalidation } from '../revalidate/plan.js';
 
 /** What a sweep needs of a MediaCache (MediaCache satisfies it). */
 export interface SweepTarget {
@@ -37,6 +39,8 @@ export interface SweepTarget {
   readonly dispatcher: Dispatcher;
   readonly options: { readonly timeoutMs: number; readonly maxFileSize: number };
   readonly logger: Logger;
+  /** Revalidation (MediaCache has it); the revalidate step is skipped without it. */
+  refresh?(urlOrMd5: string, opts?: { signal?: AbortSignal }): Promise<RefreshOutcome[]>;
 }
 
 export interface StepTally {
@@ -102,8 +106,14 @@ async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T,
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
+/** Evicted (or being evicted) on purpose: its file's absence is not damage. */
+function evictedNow(ctx: SweepContext, md5: string): boolean {
+  const cur = ctx.cache.index.get(md5);
+  return cur !== undefined && (cur.evictedAt !== undefined || cur.evicting === true);
+}
+
 function markMissing(ctx: SweepContext, rec: StoredRecord): void {
-  if (ctx.needRepair.has(rec.md5)) return;
+  if (ctx.needRepair.has(rec.md5) || evictedNow(ctx, rec.md5)) return;
   ctx.report.missing.push(rec.md5);
   ctx.needRepair.add(rec.md5);
   ctx.tally.missing.count++;
@@ -121,7 +131,7 @@ export async function stepMissing(ctx: SweepContext): Promise<void> {
   const index = ctx.cache.index;
   const order = orderForRehash(
     (function* light() {
-      for (const r of index.records()) yield { md5: r.md5, verifiedAt: r.verifiedAt };
+      for (const r of index.records()) if (r.evictedAt === undefined && !r.evicting) yield { md5: r.md5, verifiedAt: r.verifiedAt };
     })(),
   );
   let done = 0;
@@ -129,7 +139,7 @@ export async function stepMissing(ctx: SweepContext): Promise<void> {
   await forEachLimit(order, 16, async ({ md5 }, i) => {
     ctx.signal.throwIfAborted();
     const rec = index.get(md5);
-    if (!rec) return; // removed meanwhile
+    if (!rec || rec.evictedAt !== undefined || rec.evicting) return; // removed or evicted meanwhile
     const p = storePath(ctx.cache.cacheDir, rec);
     const st = await lstatOrUndefined(p);
     if (!st) markMissing(ctx, rec);
@@ -215,7 +225,7 @@ export async function stepRehash(ctx: SweepContext): Promise<boolean> {
     items,
     (md5) => {
       const rec = ctx.cache.index.get(md5);
-      return rec && { rec, path: storePath(ctx.cache.cacheDir, rec) };
+      return rec && rec.evictedAt === undefined && !rec.evicting ? { rec, path: storePath(ctx.cache.cacheDir, rec) } : undefined;
     },
     ({ rec, path: p }): Promise<AnyHashOutcome | undefined> =>
       rec.sha256 ? ctx.pool.hashSha256(p) : ctx.pool.hash(p),
@@ -287,8 +297,8 @@ export async function stepRepair(ctx: SweepContext): Promise<void> {
     ctx.signal.throwIfAborted();
     const rec = cache.index.get(md5);
     const p = rec && storePath(cache.cacheDir, rec);
-    // Removed meanwhile, or a download already put the bytes back.
-    if (!rec || !p || (await lstatOrUndefined(p))?.size === rec.fileSize) {
+    // Removed or evicted meanwhile, or a download already put the bytes back.
+    if (!rec || !p || rec.evictedAt !== undefined || rec.evicting || (await lstatOrUndefined(p))?.size === rec.fileSize) {
       ctx.progress('repair', ++done, md5s.length);
       continue;
     }
@@ -300,7 +310,10 @@ export async function stepRepair(ctx: SweepContext): Promise<void> {
       maxFileSize: cache.options.maxFileSize,
       logger: ctx.logger,
       signal: ctx.signal,
-      stillWanted: () => cache.index.get(md5)?.sha256 === rec.sha256,
+      stillWanted: () => {
+        const cur = cache.index.get(md5);
+        return cur?.sha256 === rec.sha256 && cur.evictedAt === undefined && !cur.evicting;
+      },
     });
     for (const url of out.changed) ctx.report.changedUpstream.push({ md5, url });
     if (out.repairedFrom) {
@@ -345,4 +358,49 @@ export async function stepCleanTmp(ctx: SweepContext): Promise<void> {
     }
     ctx.progress('clean-tmp', ++done, names.length);
   }
+}
+
+/**
+ * Step 7 (only with revalidateAfterMs): ask the origins about content not
+ * confirmed for that long, stalest first, until the deadline. A 304 costs
+ * no body; changed content becomes its own record (see revalidate.ts).
+ */
+export async function stepRevalidate(ctx: SweepContext, revalidateAfterMs: number): Promise<boolean> {
+  const refresh = ctx.cache.refresh?.bind(ctx.cache);
+  const report = ctx.report;
+  const stats = (report.revalidated ??= { asked: 0, notModified: 0, unchanged: 0, changed: 0, failed: 0 });
+  report.movedUpstream ??= [];
+  if (!refresh || !(revalidateAfterMs > 0)) return true;
+  const nowMs = ctx.now().getTime();
+  const due: Array<{ url: string; t: number }> = [];
+  for (const r of ctx.cache.index.records()) {
+    if (!dueForRevalidation(r, nowMs, revalidateAfterMs)) continue;
+    const t = Date.parse(r.revalidatedAt ?? r.fetchedAt);
+    for (const url of r.urls) due.push({ url, t: Number.isNaN(t) ? -Infinity : t });
+  }
+  due.sort((a, b) => a.t - b.t);
+  let done = 0;
+  for (const { url } of due) {
+    ctx.signal.throwIfAborted();
+    if (pastDeadline(ctx.startMs, ctx.maxDurationMs, Date.now())) return false;
+    stats.asked++;
+    try {
+      const [o] = await refresh(url, { signal: ctx.signal });
+      if (o?.state === 'not-modified') stats.notModified++;
+      else if (o?.state === 'unchanged') stats.unchanged++;
+      else if (o?.state === 'changed') {
+        stats.changed++;
+        if (o.change) report.movedUpstream.push(o.change);
+      }
+      ctx.tally.revalidate.count++;
+      ctx.tally.revalidate.bytes += o?.bytes ?? 0;
+    } catch (e) {
+      const err = toMediaCacheError(e, url);
+      if (err.code === 'E_ABORTED') throw err;
+      stats.failed++;
+      ctx.logger.warn('sweep: revalidation failed', { url, code: err.code, error: err.message });
+    }
+    ctx.progress('revalidate', ++done, due.length);
+  }
+  return true;
 }

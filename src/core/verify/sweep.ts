@@ -27,6 +27,7 @@ import {
   stepQuarantine,
   stepRehash,
   stepRepair,
+  stepRevalidate,
   type StepTally,
   type SweepContext,
   type SweepTarget,
@@ -48,6 +49,8 @@ export interface SweeperOptions {
   now?: () => Date;
   /** Minimum gap between two progress events of one step (default 250 ms). */
   progressIntervalMs?: number;
+  /** Ask origins about content not confirmed for this long, ms (a `revalidate` step); 0 = never (default). */
+  revalidateAfterMs?: number;
 }
 
 export interface SweepRunOptions {
@@ -80,6 +83,7 @@ function checkOptions(o: SweeperOptions): void {
   num('threads', o.threads, 1, true);
   num('niceness', o.niceness, 0, true);
   num('progressIntervalMs', o.progressIntervalMs, 0);
+  num('revalidateAfterMs', o.revalidateAfterMs, 0);
 }
 
 export class Sweeper extends EventEmitter {
@@ -101,6 +105,7 @@ export class Sweeper extends EventEmitter {
       logger: opts.logger ?? cache.logger,
       now: opts.now ?? (() => new Date()),
       progressIntervalMs: opts.progressIntervalMs ?? 250,
+      revalidateAfterMs: opts.revalidateAfterMs ?? 0,
     };
   }
 
@@ -190,7 +195,9 @@ export class Sweeper extends EventEmitter {
       steps: [],
       metadataFilled: 0,
     };
-    const tally = Object.fromEntries(STEP_ORDER.map((s) => [s, { count: 0, bytes: 0 }])) as Record<SweepStepName, StepTally>;
+    // The revalidate step runs (and is reported) only when revalidation is on.
+    const order: SweepStepName[] = o.revalidateAfterMs > 0 ? [...STEP_ORDER, 'revalidate'] : [...STEP_ORDER];
+    const tally = Object.fromEntries(order.map((s) => [s, { count: 0, bytes: 0 }])) as Record<SweepStepName, StepTally>;
     const throttle = new ProgressThrottle(o.progressIntervalMs, () => performance.now());
     const ctx: SweepContext = {
       id: cur.id,
@@ -227,10 +234,13 @@ export class Sweeper extends EventEmitter {
       metadata: async () => {
         if (!(await stepMetadata(ctx))) report.complete = false;
       },
+      revalidate: async () => {
+        if (!(await stepRevalidate(ctx, o.revalidateAfterMs))) report.complete = false;
+      },
     };
     const durations: Partial<Record<SweepStepName, number>> = {};
     try {
-      for (const name of STEP_ORDER) {
+      for (const name of order) {
         throttle.reset();
         const s0 = performance.now();
         this.emitEvent({ type: 'sweep.progress', sweepId: cur.id, step: name, done: 0 });
@@ -238,7 +248,7 @@ export class Sweeper extends EventEmitter {
         durations[name] = Math.round(performance.now() - s0);
       }
       // Counts are read at the end: adoption also quarantines (junk in the type folders).
-      for (const name of STEP_ORDER) report.steps.push({ name, ...tally[name], durationMs: durations[name] ?? 0 });
+      for (const name of order) report.steps.push({ name, ...tally[name], durationMs: durations[name] ?? 0 });
       // verifiedAt and adoptions are durable before the report says so.
       await this.cache.index.flush();
     } catch (e) {

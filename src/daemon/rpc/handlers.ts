@@ -20,8 +20,10 @@ import {
   type JobState,
   type JobsResult,
   type QueueCounts,
+  type RefreshItem,
   type RpcMethodName,
   type RpcMethods,
+  type StatusResult,
   type SweepReport,
   type VerifyFailure,
 } from '../../core/protocol/rpc.js';
@@ -50,6 +52,10 @@ export interface DaemonContext {
     ): Promise<{ ok: boolean; record: MediaRecord; reason?: 'missing' | 'mismatch' }>;
     remove(md5OrPrefix: string): Promise<MediaRecord>;
     readonly index: { md5s(): IterableIterator<string> };
+    /** Quota additions (optional so older test doubles still fit). */
+    pin?(md5OrUrl: string, pinned?: boolean): Promise<MediaRecord>;
+    pinWhenCached?(url: string): void;
+    refresh?(urlOrMd5: string): Promise<RefreshItem[]>;
   };
   readonly scheduler: {
     enqueue(items: Array<{ url: string; source: string }>, o: { priority: number; force?: boolean; retries?: number }): Promise<JobInfo[]>;
@@ -122,8 +128,8 @@ function optInt(method: string, p: Params, k: string, min: number, max: number):
 export const MAX_ADD_PRIORITY = 1000;
 const MAX_RETRIES_PARAM = 100;
 
-function addParams(p: unknown): { urls: string[]; wait: boolean; force: boolean; priority: number; retries?: number } {
-  const o = obj('add', p, ['urls', 'wait', 'force', 'priority', 'retries']);
+function addParams(p: unknown): { urls: string[]; wait: boolean; force: boolean; pin: boolean; priority: number; retries?: number } {
+  const o = obj('add', p, ['urls', 'wait', 'force', 'pin', 'priority', 'retries']);
   const urls = o.urls;
   if (!Array.isArray(urls) || urls.length === 0) throw new InvalidParamsError('add: "urls" must be a non-empty array of URL strings');
   if (urls.length > MAX_ADD_URLS) throw new InvalidParamsError(`add: at most ${MAX_ADD_URLS} URLs per call (got ${urls.length}); drop larger lists into an inbox folder as a .urls file`);
@@ -134,6 +140,7 @@ function addParams(p: unknown): { urls: string[]; wait: boolean; force: boolean;
     urls: urls as string[],
     wait: optBool('add', o, 'wait') ?? false,
     force: optBool('add', o, 'force') ?? false,
+    pin: optBool('add', o, 'pin') ?? false,
     // 0 - priority, not -priority: no -0 in the job table.
     priority: 0 - priority,
     ...(retries !== undefined ? { retries } : {}),
@@ -179,14 +186,38 @@ function endedItem(ctx: DaemonContext, url: string, j: JobInfo): AddItem {
   return item;
 }
 
+function targetParam(method: string, v: string): string {
+  if (v.includes('://')) return parseMediaUrl(v).href;
+  if (!MD5ISH.test(v)) throw new InvalidParamsError(`${method}: "target" must be a URL or 1-32 hex digits of an md5, got "${v}"`);
+  return v.toLowerCase();
+}
+
+async function pinOrUnpin(ctx: DaemonContext, method: 'pin' | 'unpin', p: unknown, pinned: boolean): Promise<MediaRecord> {
+  const o = obj(method, p, ['target']);
+  const target = optString(method, o, 'target', 'a URL, an md5 or an md5 prefix');
+  if (target === undefined) throw new InvalidParamsError(`${method}: "target" (a URL, md5 or md5 prefix) is required`);
+  if (!ctx.cache.pin) throw new MediaCacheError('E_UNAVAILABLE', 'this daemon cannot pin');
+  return ctx.cache.pin(targetParam(method, target), pinned);
+}
+
+/** Quota, pinned and evicted figures for `status` (only what the cache reports). */
+function quotaFields(s: CacheStats): Partial<Pick<StatusResult, 'quota' | 'pinned' | 'evicted'>> {
+  const out: Partial<Pick<StatusResult, 'quota' | 'pinned' | 'evicted'>> = {};
+  if (s.quota) out.quota = s.quota;
+  if (s.pinned) out.pinned = s.pinned;
+  if (s.evicted) out.evicted = s.evicted;
+  return out;
+}
+
 // ---- the table ----
 
 export function createHandlers(ctx: DaemonContext): HandlerTable {
   return {
     async add(p) {
-      const { urls, wait, force, priority, retries } = addParams(p);
+      const { urls, wait, force, pin, priority, retries } = addParams(p);
       const items: AddItem[] = new Array(urls.length);
       const toQueue: Array<{ i: number; url: string }> = [];
+      const pinQueue: Array<{ i: number; url: string }> = [];
       urls.forEach((raw, i) => {
         let href: string;
         try {
@@ -196,14 +227,21 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
           return;
         }
         if (!force) {
+          // findByUrl counts as a use (the quota keeps recently used content); an evicted record downloads again.
           const rec = ctx.cache.findByUrl(href);
-          if (rec) {
+          if (rec && rec.evictedAt === undefined) {
             items[i] = { url: href, state: 'done', record: rec, cached: true };
+            if (pin) pinQueue.push({ i, url: href });
             return;
           }
         }
+        if (pin) ctx.cache.pinWhenCached?.(href);
         toQueue.push({ i, url: href });
       });
+      for (const q of pinQueue) {
+        const rec = await ctx.cache.pin?.(q.url, true);
+        if (rec) items[q.i] = { ...items[q.i]!, record: rec };
+      }
       if (toQueue.length) {
         const jobs = await ctx.scheduler.enqueue(
           toQueue.map((q) => ({ url: q.url, source: 'rpc' })),
@@ -321,7 +359,24 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
         sweepRunning: ctx.sweeper.running,
         ...(last ? { lastSweep: last } : {}),
         ...(next ? { nextSweepAt: next.toISOString() } : {}),
+        ...quotaFields(ctx.cache.stats()),
       };
+    },
+
+    async pin(p) {
+      return { record: await pinOrUnpin(ctx, 'pin', p, true) };
+    },
+
+    async unpin(p) {
+      return { record: await pinOrUnpin(ctx, 'unpin', p, false) };
+    },
+
+    async refresh(p) {
+      const o = obj('refresh', p, ['target']);
+      const target = optString('refresh', o, 'target', 'a URL, an md5 or an md5 prefix');
+      if (target === undefined) throw new InvalidParamsError('refresh: "target" (a URL, md5 or md5 prefix) is required');
+      if (!ctx.cache.refresh) throw new MediaCacheError('E_UNAVAILABLE', 'this daemon cannot revalidate');
+      return { items: await ctx.cache.refresh(targetParam('refresh', target)) };
     },
 
     async remove(p) {
