@@ -83,6 +83,28 @@ const CANDIDATES = `
    ORDER BY j.priority, j.id LIMIT $1
    FOR UPDATE OF j SKIP LOCKED`;
 
+/**
+ * Insert the URLs not already active. Ids follow the input order (FIFO within
+ * a priority), but rows are inserted in url_key order: two daemons queueing
+ * overlapping lists then meet on the unique index in the same order and one
+ * waits for the other instead of both deadlocking.
+ */
+const ENQUEUE = `
+  WITH input AS (
+    SELECT u, h, s, nextval(pg_get_serial_sequence('mediacache.jobs', 'id')) AS id
+      FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(u, h, s, i) ORDER BY i
+  )
+  INSERT INTO mediacache.jobs (id, url, host, priority, source, batch_id, force)
+    SELECT id, u, h, $4, s, $5, $6 FROM input ORDER BY mediacache.url_key(u)
+  ON CONFLICT (url_key) WHERE ${ACTIVE} DO NOTHING
+  RETURNING *`;
+
+/** The active jobs of URLs already queued, moved up to `priority` when it is better. */
+const RAISE_PRIORITY = `
+  UPDATE mediacache.jobs SET priority = least(priority, $2)
+   WHERE url_key = ANY(SELECT mediacache.url_key(u) FROM unnest($1::text[]) u) AND ${ACTIVE}
+   RETURNING *`;
+
 /** Running jobs whose lease ran out go back to the queue (or fail after maxAttempts). */
 const RECLAIM = `
   WITH expired AS (
@@ -116,24 +138,15 @@ export class PgQueue {
     for (const i of items) if (!sourceOf.has(i.url)) sourceOf.set(i.url, i.source ?? 'rpc');
     // A URL whose active job ends between our INSERT (conflict) and SELECT (gone) is tried again.
     for (let round = 0; pending.length > 0 && round < 5; round++) {
-      const inserted = await this.db.query<JobRow>(
-        `INSERT INTO mediacache.jobs (url, host, priority, source, batch_id, force)
-           SELECT u, h, $4, s, $5, $6 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(u, h, s, i) ORDER BY i
-         ON CONFLICT (url_key) WHERE ${ACTIVE} DO NOTHING
-         RETURNING *`,
-        [pending, pending.map(hostOf), pending.map((u) => sourceOf.get(u)), priority, opts.batchId ?? null, opts.force ?? false],
-      );
+      const args = [pending, pending.map(hostOf), pending.map((u) => sourceOf.get(u)), priority, opts.batchId ?? null, opts.force ?? false];
+      const inserted = await this.db.tx(async (c) => (await c.query<JobRow>(ENQUEUE, args)).rows);
       for (const r of inserted) found.set(r.url, { job: fromJobRow(r), created: true });
-      const rest = pending.filter((u) => !found.has(u));
-      if (rest.length === 0) break;
-      const existing = await this.db.query<JobRow>(
-        `UPDATE mediacache.jobs SET priority = least(priority, $2)
-          WHERE url_key = ANY(SELECT mediacache.url_key(u) FROM unnest($1::text[]) u) AND ${ACTIVE}
-          RETURNING *`,
-        [rest, priority],
-      );
+      pending = pending.filter((u) => !found.has(u));
+      if (pending.length === 0) break;
+      const known = [pending, priority];
+      const existing = await this.db.tx(async (c) => (await c.query<JobRow>(RAISE_PRIORITY, known)).rows);
       for (const r of existing) found.set(r.url, { job: fromJobRow(r), created: false });
-      pending = rest.filter((u) => !found.has(u));
+      pending = pending.filter((u) => !found.has(u));
     }
     if (pending.length > 0) {
       throw new MediaCacheError('E_UNAVAILABLE', `could not queue ${pending.length} URL(s): their jobs kept changing state; try again`, {
