@@ -119,6 +119,12 @@ export class PgDatabase {
         throw pgError(e, this.target);
       }
       let broken: unknown;
+      // The server can end a checked-out connection between two statements (a
+      // restart); node-postgres then emits 'error' on it, which must not go unhandled.
+      const onError = (e: Error): void => {
+        broken = e;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const out = await fn(client);
@@ -133,6 +139,7 @@ export class PgDatabase {
         if (isTransient(e) && attempt < 5) continue;
         throw pgError(e, this.target);
       } finally {
+        client.off('error', onError);
         client.release(broken instanceof Error ? broken : undefined);
       }
     }
