@@ -20,4 +20,4 @@ export interface PgCluster {
   close(): Promise<void>;
 }
 export function findPgBinDir(): string | undefined;
-export function startCluster(opts?: { durable?: boolean }): Promise<PgCluster>;
+export function startCluster(opts?: { durable?: boolean; settings?: string[] }): Promise<PgCluster>;

@@ -73,9 +73,10 @@ function run(bin, args, user, { timeoutMs = 120_000 } = {}) {
 /**
  * Start a private server. Options: `durable` (default false: fsync and
  * full_page_writes off, which is safe against a server crash, only not
- * against the machine losing power).
+ * against the machine losing power); `settings`: more `name=value` server
+ * settings (later ones win).
  */
-export async function startCluster({ durable = false } = {}) {
+export async function startCluster({ durable = false, settings: extra = [] } = {}) {
   const binDir = findPgBinDir();
   if (!binDir) throw new Error('PostgreSQL server programs (initdb, pg_ctl) not found: install the postgresql package or set PG_BINDIR');
   const user = serverUser();
@@ -96,6 +97,7 @@ export async function startCluster({ durable = false } = {}) {
     // fsync off only: a commit still writes its WAL to the kernel before returning
     // (synchronous_commit stays on), so a server crash (stop -m immediate) loses nothing.
     ...(durable ? [] : ['-c fsync=off', '-c full_page_writes=off']),
+    ...extra.map((kv) => `-c ${kv}`),
   ].join(' ');
   let running = false;
   const onExit = () => {

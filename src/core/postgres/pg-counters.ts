@@ -23,6 +23,7 @@ export async function readCounter(db: PgDatabase, name: CounterName): Promise<Ma
     `SELECT key, sum(n)::int8 AS n, sum(bytes)::int8 AS bytes, count(*)::int8 AS rows
        FROM mediacache.counters WHERE name = $1 GROUP BY key`,
     [name],
+    'mc_read_counter',
   );
   const out = new Map<string, CounterValue>();
   let seen = 0;

@@ -97,9 +97,14 @@ export class PgDatabase {
     return db;
   }
 
-  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<R[]> {
+  /**
+   * One statement on any pooled connection. `name` makes it a prepared
+   * statement (parsed and planned once per connection): for the hot lookups.
+   */
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[], name?: string): Promise<R[]> {
     try {
-      return (await this.pool.query<R>(text, values)).rows;
+      const q: pg.QueryConfig = name === undefined ? { text, values } : { name, text, values };
+      return (await this.pool.query<R>(q)).rows;
     } catch (e) {
       throw pgError(e, this.target);
     }

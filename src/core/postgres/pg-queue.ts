@@ -19,6 +19,7 @@
  * - Every time is the database's clock (now()), never a daemon's: machines of
  *   a cluster may disagree about the time.
  */
+import { performance } from 'node:perf_hooks';
 import { MediaCacheError, type ErrorInfo } from '../errors.js';
 import type { JobState, QueueCounts } from '../protocol.js';
 import { readCounter } from './pg-counters.js';
@@ -123,7 +124,12 @@ const RECLAIM = `
 /** Rows a daemon may end: its own running job, or one put back in the queue and not claimed again. */
 const MINE = "((state = 'running' AND lease_owner = $2) OR state = 'queued')";
 
+/** A claim looks for expired leases at most this often (per PgQueue); leases are seconds long. */
+const RECLAIM_EVERY_MS = 1000;
+
 export class PgQueue {
+  private lastReclaim = 0;
+
   constructor(private readonly db: PgDatabase) {}
 
   /**
@@ -159,11 +165,15 @@ export class PgQueue {
   /**
    * Take up to `n` jobs for `nodeId`: best priority first, only those due, at
    * most `perHostLimit` running per host across the cluster, none for a host
-   * in a Retry-After pause. Expired leases are taken back first.
+   * in a Retry-After pause. Expired leases are taken back first (looked for
+   * at most once a second per PgQueue; reclaimExpired() does it now).
    */
   async claim(nodeId: string, n: number, opts: ClaimOptions): Promise<PgJob[]> {
     if (n <= 0) return [];
-    await this.reclaimExpired(opts.maxAttempts ?? 5);
+    if (performance.now() - this.lastReclaim >= RECLAIM_EVERY_MS) {
+      await this.reclaimExpired(opts.maxAttempts ?? 5);
+      this.lastReclaim = performance.now();
+    }
     const limit = opts.perHostLimit > 0 ? opts.perHostLimit : NO_LIMIT;
     const out: PgJob[] = [];
     // A round can come back short (a host filled up under us); a few more fill the rest.

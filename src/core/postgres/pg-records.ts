@@ -116,7 +116,7 @@ export class PgRecords {
 
   async get(md5: string): Promise<StoredRecord | undefined> {
     assertMd5(md5);
-    const rows = await this.db.query<MediaRow>(`${SELECT_RECORD} WHERE m.md5 = $1`, [md5]);
+    const rows = await this.db.query<MediaRow>(`${SELECT_RECORD} WHERE m.md5 = $1`, [md5], 'mc_get');
     return rows.length ? fromRow(rows[0]) : undefined;
   }
 
@@ -125,6 +125,7 @@ export class PgRecords {
     const rows = await this.db.query<{ md5: string }>(
       'SELECT md5 FROM mediacache.media_url WHERE url_key = mediacache.url_key($1)',
       [url],
+      'mc_md5_for_url',
     );
     return rows[0]?.md5;
   }
@@ -135,6 +136,7 @@ export class PgRecords {
     const rows = await this.db.query<MediaRow>(
       `${SELECT_RECORD} JOIN mediacache.media_url x ON x.md5 = m.md5 WHERE x.url_key = mediacache.url_key($1)`,
       [url],
+      'mc_get_by_url',
     );
     return rows.length ? fromRow(rows[0]) : undefined;
   }
