@@ -21,7 +21,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['test/**/*.ts', 'test/**/*.mjs', 'bench/**/*.js', 'bin/**/*.js', 'examples/**/*.mjs', '*.js'],
+    files: ['test/**/*.ts', 'test/**/*.mjs', 'test/**/*.js', 'bench/**/*.js', 'bin/**/*.js', 'examples/**/*.mjs', '*.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', Buffer: 'readonly', URL: 'readonly', AbortController: 'readonly', AbortSignal: 'readonly', performance: 'readonly', TextDecoder: 'readonly', TextEncoder: 'readonly', queueMicrotask: 'readonly', structuredClone: 'readonly', fetch: 'readonly' } },
     rules: {
       '@typescript-eslint/no-explicit-any': 'off',
