@@ -94,6 +94,8 @@ t.test('every flag has an env twin', async (t) => {
       MEDIACACHE_LOG_LEVEL: 'warn',
       MEDIACACHE_LOG_FILE: 'd.log',
       MEDIACACHE_GRACE: '500',
+      MEDIACACHE_INBOX_MAX_LINES: '5000',
+      MEDIACACHE_INBOX_MAX_BYTES: '2M',
     },
   });
   t.same(
@@ -113,6 +115,8 @@ t.test('every flag has an env twin', async (t) => {
       logLevel: 'warn',
       logFile: '/work/d.log',
       graceMs: 500,
+      inboxMaxLines: 5000,
+      inboxMaxBytes: 2 * 1024 * 1024,
     },
   );
 });

@@ -31,6 +31,10 @@ export interface DaemonConfig {
   logFile?: string;
   /** How long SIGTERM waits for running downloads before re-queueing them. */
   graceMs: number;
+  /** URL lines one inbox file may hold; a longer file is refused whole. */
+  inboxMaxLines: number;
+  /** Bytes one inbox file may hold; a larger file is refused whole. */
+  inboxMaxBytes: number;
 }
 
 /** Keys SIGHUP applies to a running daemon; the rest need a restart. */
@@ -48,6 +52,8 @@ export const DEFAULTS = {
   sweepMaxDuration: 0,
   logLevel: 'info',
   graceMs: 10_000,
+  inboxMaxLines: 250_000,
+  inboxMaxBytes: 64 * 1024 ** 2,
 } as const;
 
 /** Thrown for any configuration the user must fix; main prints `message` and exits 2. */
@@ -104,6 +110,8 @@ const SETTINGS: readonly Setting[] = [
   { key: 'logLevel', flag: 'log-level', env: ['MEDIACACHE_LOG_LEVEL'], fileKeys: ['logLevel'], kind: 'level', describe: `${LOG_LEVELS.join('|')} (default ${DEFAULTS.logLevel})` },
   { key: 'logFile', flag: 'log-file', env: ['MEDIACACHE_LOG_FILE'], fileKeys: ['logFile'], kind: 'path', describe: 'also write JSON lines to this file (reopened on SIGHUP)' },
   { key: 'graceMs', flag: 'grace', env: ['MEDIACACHE_GRACE'], fileKeys: ['grace', 'graceMs'], kind: 'duration', min: 0, describe: `on SIGTERM, wait this long for running downloads, ms (default ${DEFAULTS.graceMs})` },
+  { key: 'inboxMaxLines', flag: 'inbox-max-lines', env: ['MEDIACACHE_INBOX_MAX_LINES'], fileKeys: ['inboxMaxLines'], kind: 'int', min: 1, describe: `refuse an inbox file with more URL lines (default ${DEFAULTS.inboxMaxLines})` },
+  { key: 'inboxMaxBytes', flag: 'inbox-max-bytes', env: ['MEDIACACHE_INBOX_MAX_BYTES'], fileKeys: ['inboxMaxBytes'], kind: 'bytes', min: 1, describe: 'refuse a larger inbox file, bytes (suffixes K, M, G allowed; default 64M)' },
 ];
 
 const FILE_KEYS = new Map<string, Setting>(SETTINGS.flatMap((s) => s.fileKeys.map((k) => [k, s] as const)));
@@ -335,6 +343,8 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     sweepMaxDuration: (out.sweepMaxDuration as number | undefined) ?? DEFAULTS.sweepMaxDuration,
     logLevel: (out.logLevel as string | undefined) ?? DEFAULTS.logLevel,
     graceMs: (out.graceMs as number | undefined) ?? DEFAULTS.graceMs,
+    inboxMaxLines: (out.inboxMaxLines as number | undefined) ?? DEFAULTS.inboxMaxLines,
+    inboxMaxBytes: (out.inboxMaxBytes as number | undefined) ?? DEFAULTS.inboxMaxBytes,
   };
   if (usedFile) config.configFile = usedFile;
   if (out.logFile) config.logFile = out.logFile as string;
