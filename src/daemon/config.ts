@@ -52,8 +52,8 @@ export const DEFAULTS = {
   sweepMaxDuration: 0,
   logLevel: 'info',
   graceMs: 10_000,
-  inboxMaxLines: 250_000,
-  inboxMaxBytes: 64 * 1024 ** 2,
+  inboxMaxLines: 100_000,
+  inboxMaxBytes: 32 * 1024 ** 2,
 } as const;
 
 /** Thrown for any configuration the user must fix; main prints `message` and exits 2. */
@@ -111,7 +111,7 @@ const SETTINGS: readonly Setting[] = [
   { key: 'logFile', flag: 'log-file', env: ['MEDIACACHE_LOG_FILE'], fileKeys: ['logFile'], kind: 'path', describe: 'also write JSON lines to this file (reopened on SIGHUP)' },
   { key: 'graceMs', flag: 'grace', env: ['MEDIACACHE_GRACE'], fileKeys: ['grace', 'graceMs'], kind: 'duration', min: 0, describe: `on SIGTERM, wait this long for running downloads, ms (default ${DEFAULTS.graceMs})` },
   { key: 'inboxMaxLines', flag: 'inbox-max-lines', env: ['MEDIACACHE_INBOX_MAX_LINES'], fileKeys: ['inboxMaxLines'], kind: 'int', min: 1, describe: `refuse an inbox file with more URL lines (default ${DEFAULTS.inboxMaxLines})` },
-  { key: 'inboxMaxBytes', flag: 'inbox-max-bytes', env: ['MEDIACACHE_INBOX_MAX_BYTES'], fileKeys: ['inboxMaxBytes'], kind: 'bytes', min: 1, describe: 'refuse a larger inbox file, bytes (suffixes K, M, G allowed; default 64M)' },
+  { key: 'inboxMaxBytes', flag: 'inbox-max-bytes', env: ['MEDIACACHE_INBOX_MAX_BYTES'], fileKeys: ['inboxMaxBytes'], kind: 'bytes', min: 1, describe: 'refuse a larger inbox file, bytes (suffixes K, M, G allowed; default 32M)' },
 ];
 
 const FILE_KEYS = new Map<string, Setting>(SETTINGS.flatMap((s) => s.fileKeys.map((k) => [k, s] as const)));

@@ -56,7 +56,7 @@ export interface InboxOptions {
   logger: Logger;
   /** Quiet time a file written in place needs before it is read (default 1000 ms). */
   stabilityMs?: number;
-  /** URLs per enqueue call (default 1000). */
+  /** URLs per enqueue call (default 250: one durable write per call, and a short slice of the event loop). */
   chunkSize?: number;
   /** First delay before retrying a file whose intake failed, e.g. disk full; doubles up to 16x (default 5000 ms). */
   retryMs?: number;
@@ -70,6 +70,9 @@ export interface InboxOptions {
   closeWaitMs?: number;
   now?: () => number;
 }
+
+/** Lines registered per event-loop turn when a batch's jobs are tracked. */
+const TRACK_SLICE = 5000;
 
 /** Names the inbox looks at: `*.urls`, no dotfiles. */
 export function isInboxCandidate(name: string): boolean {
@@ -126,7 +129,10 @@ export class Inbox {
   private chain: Promise<void> = Promise.resolve();
   /** Unfinished jobs per batch, and the batches each job belongs to. */
   private readonly batchLeft = new Map<string, Set<string>>();
-  private readonly jobBatches = new Map<string, Set<string>>();
+  /** Job → its batch (an array in the rare case of several): one entry per job, no Set per job. */
+  private readonly jobBatches = new Map<string, string | string[]>();
+  /** Batches whose jobs are still being registered: no report before that is done. */
+  private readonly tracking = new Set<string>();
   private reportChain: Promise<void> = Promise.resolve();
   private closed = false;
   private readonly onEvent = (ev: RpcEvent): void => {
@@ -139,7 +145,7 @@ export class Inbox {
     this.store = o.store;
     this.log = o.logger;
     this.stabilityMs = o.stabilityMs ?? 1000;
-    this.chunkSize = Math.max(1, o.chunkSize ?? 1000);
+    this.chunkSize = Math.max(1, o.chunkSize ?? 250);
     this.retryMs = o.retryMs ?? 5000;
     this.rescanMs = Math.max(50, o.rescanMs ?? 2000);
     this.maxLines = Math.max(1, o.maxLines ?? INBOX_MAX_LINES);
@@ -156,7 +162,7 @@ export class Inbox {
     }
     // Batches a failure left between "recorded" and "moved", then reports still owed.
     for (const b of this.store.batches()) if (b.state === 'enqueued') await this.resume(b).catch((e: unknown) => this.log.error('inbox batch not resumed; will retry at the next look', { batch: b.id, error: String(e) }));
-    for (const b of this.store.batches()) this.track(b);
+    for (const b of this.store.batches()) await this.track(b);
     for (const dir of this.dirs) {
       const w = watch(dir, {
         depth: 0,
@@ -423,7 +429,7 @@ export class Inbox {
     b.state = 'moved';
     await this.store.saveBatch(b);
     this.log.info('inbox file processed', { file: b.sourcePath, to: b.processedPath });
-    this.track(b);
+    await this.track(b);
   }
 
   /** At start: a batch recorded but maybe not moved. The same file still in place → move it. */
@@ -441,34 +447,45 @@ export class Inbox {
     await this.store.saveBatch(b);
   }
 
-  /** Register a moved batch's unfinished jobs; report at once when none is left. */
-  private track(b: BatchRecord): void {
+  /**
+   * Register a moved batch's unfinished jobs; report at once when none is
+   * left. Yields every TRACK_SLICE lines, so a large batch does not hold the
+   * event loop; a job that ends meanwhile is either not registered (already
+   * ended when looked at) or registered and then removed by jobEnded.
+   */
+  private async track(b: BatchRecord): Promise<void> {
     if (b.state !== 'moved' || this.batchLeft.has(b.id)) return;
     const left = new Set<string>();
-    for (const l of b.lines) {
-      const id = l[2];
-      if (!id) continue;
-      const j = this.store.get(id);
-      if (j && (j.state === 'queued' || j.state === 'running')) left.add(id);
-    }
     this.batchLeft.set(b.id, left);
-    for (const id of left) {
-      let s = this.jobBatches.get(id);
-      if (!s) this.jobBatches.set(id, (s = new Set()));
-      s.add(b.id);
+    this.tracking.add(b.id);
+    try {
+      for (let i = 0; i < b.lines.length; i++) {
+        if (i > 0 && i % TRACK_SLICE === 0) await new Promise((r) => setImmediate(r));
+        const id = b.lines[i][2];
+        if (!id || left.has(id)) continue;
+        const j = this.store.get(id);
+        if (!j || (j.state !== 'queued' && j.state !== 'running')) continue;
+        left.add(id);
+        const had = this.jobBatches.get(id);
+        if (had === undefined) this.jobBatches.set(id, b.id);
+        else if (typeof had === 'string') this.jobBatches.set(id, [had, b.id]);
+        else had.push(b.id);
+      }
+    } finally {
+      this.tracking.delete(b.id);
     }
     if (left.size === 0) this.report(b.id);
   }
 
   private jobEnded(jobId: string): void {
-    const bs = this.jobBatches.get(jobId);
-    if (!bs) return;
+    const had = this.jobBatches.get(jobId);
+    if (had === undefined) return;
     this.jobBatches.delete(jobId);
-    for (const id of bs) {
+    for (const id of typeof had === 'string' ? [had] : had) {
       const left = this.batchLeft.get(id);
       if (!left) continue;
       left.delete(jobId);
-      if (left.size === 0) this.report(id);
+      if (left.size === 0 && !this.tracking.has(id)) this.report(id);
     }
   }
 
