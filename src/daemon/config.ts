@@ -59,6 +59,10 @@ export interface DaemonConfig {
   minFree: number;
   /** Sweeps ask the origin about content not confirmed for this long, ms; 0 = never. */
   revalidateAfter: number;
+  /** URL lines one inbox file may hold; a longer file is refused whole. */
+  inboxMaxLines: number;
+  /** Bytes one inbox file may hold; a larger file is refused whole. */
+  inboxMaxBytes: number;
 }
 
 /** Keys SIGHUP applies to a running daemon; the rest need a restart. */
@@ -86,6 +90,8 @@ export const DEFAULTS = {
   maxSize: 0,
   minFree: 0,
   revalidateAfter: 0,
+  inboxMaxLines: 100_000,
+  inboxMaxBytes: 32 * 1024 ** 2,
 } as const;
 
 /** Thrown for any configuration the user must fix; main prints `message` and exits 2. */
@@ -156,6 +162,8 @@ const SETTINGS: readonly Setting[] = [
   { key: 'webhooks', flag: 'webhook', env: ['MEDIACACHE_WEBHOOK'], fileKeys: ['webhook', 'webhooks'], kind: 'urls', describe: 'POST every event to this http(s) URL, signed, at least once (repeatable; env is a space-separated list)' },
   { key: 'webhookSecret', flag: 'webhook-secret', env: ['MEDIACACHE_WEBHOOK_SECRET'], fileKeys: ['webhookSecret'], kind: 'secret', describe: 'HMAC-SHA256 key for webhook signatures (visible in ps: prefer --webhook-secret-file)' },
   { key: 'webhookSecretFile', flag: 'webhook-secret-file', env: ['MEDIACACHE_WEBHOOK_SECRET_FILE'], fileKeys: ['webhookSecretFile'], kind: 'path', describe: 'read the webhook secret from this file (trailing newline ignored)' },
+  { key: 'inboxMaxLines', flag: 'inbox-max-lines', env: ['MEDIACACHE_INBOX_MAX_LINES'], fileKeys: ['inboxMaxLines'], kind: 'int', min: 1, describe: `refuse an inbox file with more URL lines (default ${DEFAULTS.inboxMaxLines})` },
+  { key: 'inboxMaxBytes', flag: 'inbox-max-bytes', env: ['MEDIACACHE_INBOX_MAX_BYTES'], fileKeys: ['inboxMaxBytes'], kind: 'bytes', min: 1, describe: 'refuse a larger inbox file, bytes (suffixes K, M, G allowed; default 32M)' },
 ];
 
 const FILE_KEYS = new Map<string, Setting>(SETTINGS.flatMap((s) => s.fileKeys.map((k) => [k, s] as const)));
@@ -425,6 +433,8 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     maxSize: (out.maxSize as number | undefined) ?? DEFAULTS.maxSize,
     minFree: (out.minFree as number | undefined) ?? DEFAULTS.minFree,
     revalidateAfter: (out.revalidateAfter as number | undefined) ?? DEFAULTS.revalidateAfter,
+    inboxMaxLines: (out.inboxMaxLines as number | undefined) ?? DEFAULTS.inboxMaxLines,
+    inboxMaxBytes: (out.inboxMaxBytes as number | undefined) ?? DEFAULTS.inboxMaxBytes,
   };
   try {
     Object.assign(config, resolveHookSettings(out, input.readFile));

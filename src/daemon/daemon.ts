@@ -19,7 +19,7 @@ import { createHandlers, type HandlerTable } from './rpc/handlers.js';
 import { Inbox } from './inbox/inbox.js';
 import { JobStore } from './jobs/job-store.js';
 import { Hooks } from './hooks/index.js';
-import { installSignalHandlers, type CacheLock } from './lifecycle.js';
+import { installSignalHandlers, type CacheLock, armShutdownDeadline, hardExit } from './lifecycle.js';
 import { createDaemonLogger, type DaemonLogger } from './log.js';
 import { applyReload } from './reload.js';
 import { RpcServer, type RpcHandler } from './rpc/server.js';
@@ -50,6 +50,7 @@ interface Parts {
 async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger, signal: string): Promise<number> {
   const t0 = Date.now();
   let code = 0;
+  let inboxStuck = false;
   const step = async (what: string, fn: () => Promise<unknown> | unknown): Promise<void> => {
     try {
       await fn();
@@ -60,7 +61,9 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
   };
   // Stop intake first: no new connections, no new inbox files, no new sweeps.
   await step('stop accepting connections', () => parts.rpc?.stopAccepting());
-  await step('close inbox', () => parts.inbox?.close());
+  await step('close inbox', async () => {
+    if (parts.inbox && !(await parts.inbox.close())) inboxStuck = true;
+  });
   parts.timer?.stop();
   // The sweep first: it stops at the next file, and a closed sweeper refuses new ones.
   await step('stop sweep', () => parts.sweeper?.close());
@@ -73,6 +76,8 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
   parts.lock?.release();
   logger.info('stopped', { signal, tookMs: Date.now() - t0 });
   await logger.end();
+  // process.exit() would wait for the stuck worker thread forever.
+  if (inboxStuck) hardExit('an inbox read was still stuck at exit; ending with SIGKILL (everything else was closed cleanly)');
   return code;
 }
 
@@ -105,11 +110,12 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       parts.lock?.release();
     },
     shutdown: (sig) => {
-      // Whatever hangs (a wedged disk, a stuck close), systemd's stop timeout must not be our exit path.
-      setTimeout(() => {
-        logger.error(`shutdown still not finished ${config.graceMs + SHUTDOWN_SLACK_MS} ms after ${sig}; exiting anyway`);
-        process.exit(1);
-      }, config.graceMs + SHUTDOWN_SLACK_MS).unref();
+      // Whatever hangs (a wedged disk, a stuck close, a worker parked in a
+      // system call), systemd's stop timeout must not be our exit path.
+      armShutdownDeadline(config.graceMs + SHUTDOWN_SLACK_MS, sig, logger, () => {
+        parts.rpc?.unlinkNow();
+        parts.lock?.release();
+      });
       return shutdown(parts, config, logger, sig);
     },
     reload: async () => {
@@ -199,7 +205,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     parts.cache.events.on('event', (ev) => rpc.broadcast(ev));
     parts.scheduler.start();
     parts.timer.start();
-    parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler, store: parts.store, logger });
+    parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler, store: parts.store, logger, maxLines: config.inboxMaxLines, maxBytes: config.inboxMaxBytes });
     await parts.inbox.start();
 
     const { cache, scheduler, sweeper, timer } = parts;

@@ -41,6 +41,17 @@ function configInput(): ResolveInput {
   return { argv: process.argv.slice(2), env: process.env, platformEnv: currentPlatformEnv(), readFile: readFileIfExists, validateCron: cronError };
 }
 
+/**
+ * State the daemon creates (cache, index, logs) is private unless a service
+ * manager chose otherwise: systemd passes its `UMask=` (and sets
+ * INVOCATION_ID), so only outside it is the umask tightened to at least 0077.
+ * Inbox reports and processed/ get explicit modes (inbox-report.ts, inbox-dir.ts).
+ */
+function privateUmask(env: NodeJS.ProcessEnv): void {
+  if (process.platform === 'win32' || env.INVOCATION_ID) return;
+  process.umask(process.umask() | 0o077);
+}
+
 async function main(): Promise<number> {
   let resolved;
   try {
@@ -60,6 +71,7 @@ async function main(): Promise<number> {
     process.stdout.write(readVersion() + '\n');
     return 0;
   }
+  privateUmask(process.env);
   // Single instance, checked before the engine is even loaded, so a second
   // daemon is turned away within a second: a live socket, then the cache lock.
   const config = resolved.config;

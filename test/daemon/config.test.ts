@@ -111,6 +111,8 @@ t.test('every flag has an env twin', async (t) => {
       MEDIACACHE_MAX_SIZE: '3G',
       MEDIACACHE_MIN_FREE: '512M',
       MEDIACACHE_REVALIDATE_AFTER: '7d',
+      MEDIACACHE_INBOX_MAX_LINES: '5000',
+      MEDIACACHE_INBOX_MAX_BYTES: '2M',
     },
   });
   t.same(
@@ -143,6 +145,8 @@ t.test('every flag has an env twin', async (t) => {
       maxSize: 3 * 1024 ** 3,
       minFree: 512 * 1024 ** 2,
       revalidateAfter: 7 * 86_400_000,
+      inboxMaxLines: 5000,
+      inboxMaxBytes: 2 * 1024 * 1024,
     },
   );
 });

@@ -25,6 +25,7 @@ import { DurableJSONFile, TEMP_PREFIX, fsyncDir, isDurableFileParseError } from 
 import type { ErrorCode } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/util/logger.js';
 import type { JobInfo, JobState, QueueCounts } from '../../core/protocol/rpc.js';
+import { writeChunksDurable } from '../../core/util/durable-chunks.js';
 
 export const SHARD_SIZE = 250;
 
@@ -39,10 +40,21 @@ export interface JobRecord extends JobInfo {
 /** One reported line of an inbox file: [line, raw text, jobId or null, error code or null]. */
 export type BatchLine = [line: number, raw: string, jobId: string | null, error: ErrorCode | null];
 
+/** The file a batch was taken from, as fstat saw it when it was opened. */
+export interface BatchIdent {
+  size: number;
+  mtimeMs: number;
+  dev: number;
+  ino: number;
+}
+
 export interface BatchRecord {
+  /** Derived from (inbox, name, size, mtime, inode): a retried or resumed intake finds its own batch. */
   id: string;
-  /** sha256 of the file name and content: the same file seen again after a crash is the same batch. */
-  key: string;
+  /** Older records: sha256 of the file name and content (still honoured when resuming). */
+  key?: string;
+  /** The file taken (absent on older records). */
+  ident?: BatchIdent;
   inbox: string;
   /** Where the file was found. */
   sourcePath: string;
@@ -51,7 +63,10 @@ export interface BatchRecord {
   /** enqueued: jobs durable, file maybe not moved yet; moved: file is in processed/. */
   state: 'enqueued' | 'moved';
   createdAt: string;
+  /** Per kept line; an invalid line's text is an escaped prefix (urls-file.ts echoPrefix), never the whole line. */
   lines: BatchLine[];
+  /** The file was not read (not a regular file, over a cap): reported as one `refused` row. */
+  refused?: { code: ErrorCode; reason: string };
 }
 
 export interface JobStoreOptions {
@@ -440,10 +455,20 @@ export class JobStore {
     return undefined;
   }
 
-  /** Durable once resolved. */
+  /** The next sequence number, without taking it (jobs created from now on have seq >= this). */
+  peekSeq(): number {
+    return this.seq;
+  }
+
+  /**
+   * Durable once resolved. Mode 0600 whatever the umask (it holds what
+   * inbox writers dropped). Streamed, a group of lines per write, so a
+   * batch of a million lines neither blocks the event loop nor exists as
+   * one string.
+   */
   async saveBatch(b: BatchRecord): Promise<void> {
     this.batchMap.set(b.id, b);
-    await new Low<BatchRecord>(new DurableJSONFile<BatchRecord>(this.batchFile(b.id)), b).write();
+    await writeChunksDurable(this.batchFile(b.id), batchJsonPieces(b), 0o600);
   }
 
   /** Once its report is written, a batch is forgotten (durably). */
@@ -474,6 +499,21 @@ export class JobStore {
 
 export function jobIdOf(seq: number): string {
   return `j${seq}`;
+}
+
+const LINES_PER_PIECE = 2000;
+
+/** JSON.stringify(b), in pieces; head fields are serialized first, so the record is that instant's state. */
+function* batchJsonPieces(b: BatchRecord): Generator<string> {
+  const { lines, ...head } = b;
+  const headText = JSON.stringify(head);
+  const lineArr = lines;
+  yield `${headText.slice(0, -1)}${headText.length > 2 ? ',' : ''}"lines":[`;
+  for (let i = 0; i < lineArr.length; i += LINES_PER_PIECE) {
+    const part = JSON.stringify(lineArr.slice(i, i + LINES_PER_PIECE));
+    yield (i > 0 ? ',' : '') + part.slice(1, -1);
+  }
+  yield ']}';
 }
 
 function seqOfId(id: string): number {
