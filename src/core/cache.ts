@@ -133,7 +133,7 @@ export class MediaCache {
       parsed.href,
       async (ctx) => {
         if (!force) {
-          const hit = await this.cachedFor(parsed.href);
+          const hit = await this.lookupFresh(parsed.href);
           if (hit) return hit;
         }
         return this.fetchAndCommit(parsed, ctx, opts.retries);
@@ -142,8 +142,15 @@ export class MediaCache {
     );
   }
 
-  /** The cached record for a URL when its file is present with the recorded size. */
-  private async cachedFor(href: string): Promise<MediaRecord | undefined> {
+  /**
+   * The cache-hit decision, the one place it is made (download(), the
+   * daemon's `add`): the record for a URL, only when its file is present
+   * with the recorded size. A record whose file was deleted or replaced is
+   * not a hit: the caller fetches again (and the fresh copy repairs it).
+   * Invalid URLs throw E_INVALID_URL / E_UNSUPPORTED_SCHEME.
+   */
+  async lookupFresh(url: string): Promise<MediaRecord | undefined> {
+    const href = parseMediaUrl(url).href;
     const md5 = this.index.md5ForUrl(href);
     const stored = md5 === undefined ? undefined : this.index.get(md5);
     if (!stored) return undefined;

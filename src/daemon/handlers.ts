@@ -14,6 +14,7 @@ import {
   JOB_STATES,
   type ActiveDownload,
   type AddItem,
+  type DamageReport,
   type EventName,
   type JobInfo,
   type JobState,
@@ -32,6 +33,8 @@ export const MAX_ADD_URLS = 10_000;
 /** Files `verify {all}` re-hashes at once, and the threads hashing them. */
 const VERIFY_ALL_CONCURRENCY = 4;
 const VERIFY_ALL_THREADS = 2;
+/** Cache-hit checks (a stat each) `add` runs at once. */
+const LOOKUP_CONCURRENCY = 16;
 
 /** The parts of the daemon the handlers use (MediaCache, Scheduler, Sweeper, SweepTimer). */
 export interface DaemonContext {
@@ -43,6 +46,8 @@ export interface DaemonContext {
     stats(): CacheStats;
     find(md5OrPrefix: string): MediaRecord | undefined;
     findByUrl(url: string): MediaRecord | undefined;
+    /** A cached record whose file is present (the cache-hit decision). */
+    lookupFresh(url: string): Promise<MediaRecord | undefined>;
     verify(
       md5OrPrefix: string,
       opts?: { hasher?: (path: string) => Promise<FileHashes | undefined> },
@@ -63,6 +68,8 @@ export interface DaemonContext {
     start(): { id: string; joined: boolean; done: Promise<SweepReport> };
   };
   readonly sweepTimer?: { nextRunAt(): Date | undefined };
+  /** What start-up found damaged (index, job store), when anything was. */
+  damage?(): DamageReport | undefined;
 }
 
 export type HandlerTable = { [M in RpcMethodName]: (params: unknown, conn: RpcConnection) => Promise<RpcMethods[M]['result']> };
@@ -154,22 +161,20 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       const { urls, wait, force } = addParams(p);
       const items: AddItem[] = new Array(urls.length);
       const toQueue: Array<{ i: number; url: string }> = [];
+      const parsed: Array<{ i: number; url: string }> = [];
       urls.forEach((raw, i) => {
-        let href: string;
         try {
-          href = parseMediaUrl(raw).href;
+          parsed.push({ i, url: parseMediaUrl(raw).href });
         } catch (e) {
           items[i] = { url: raw, state: 'failed', error: errorInfo(e, raw) };
-          return;
         }
-        if (!force) {
-          const rec = ctx.cache.findByUrl(href);
-          if (rec) {
-            items[i] = { url: href, state: 'done', record: rec, cached: true };
-            return;
-          }
-        }
-        toQueue.push({ i, url: href });
+      });
+      // A hit only when the file is there (one stat each): a deleted file is fetched again.
+      const hits = force ? [] : await mapLimit(parsed, LOOKUP_CONCURRENCY, (p) => ctx.cache.lookupFresh(p.url));
+      parsed.forEach((p, k) => {
+        const rec = hits[k];
+        if (rec) items[p.i] = { url: p.url, state: 'done', record: rec, cached: true };
+        else toQueue.push(p);
       });
       if (toQueue.length) {
         const jobs = await ctx.scheduler.enqueue(
@@ -276,6 +281,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       if (c.logFile) paths.logFile = c.logFile;
       const next = ctx.sweepTimer?.nextRunAt();
       const last = ctx.sweeper.lastReport;
+      const damage = ctx.damage?.();
       return {
         version: ctx.version,
         pid: process.pid,
@@ -288,6 +294,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
         sweepRunning: ctx.sweeper.running,
         ...(last ? { lastSweep: last } : {}),
         ...(next ? { nextSweepAt: next.toISOString() } : {}),
+        ...(damage ? { damage } : {}),
       };
     },
 
