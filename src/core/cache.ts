@@ -24,7 +24,7 @@ import { createDispatcher, fetchToTmp, type Fetched } from './download.js';
 import { withRetries } from './retry.js';
 import { commitTmp, ensureCacheLayout, removeDeadTmp, storePath, tmpDirOf } from './store.js';
 import { CLOSE_COMPACT_BYTES, IndexDb } from './index-db.js';
-import { hashFile, type FileHashes } from './hash-file.js';
+import { hashFile, isNotRegularFile, type FileHashes } from './hash-file.js';
 import { acquireCacheLock, type CacheLock } from './cache-lock.js';
 import { KeyedMutex, Semaphore } from './cache-locks.js';
 import { SingleFlight, type FlightContext } from './cache-flight.js';
@@ -328,7 +328,7 @@ export class MediaCache {
       h = await hashFile(filePath);
     } catch (e) {
       // A folder is not the file asked about; unreadable files (EACCES, EIO) stay errors.
-      if ((e as NodeJS.ErrnoException).code === 'EISDIR') return false;
+      if ((e as NodeJS.ErrnoException).code === 'EISDIR' || isNotRegularFile(e)) return false;
       throw toMediaCacheError(e);
     }
     return h !== undefined && h.md5 === md5.trim().toLowerCase();
@@ -343,7 +343,15 @@ export class MediaCache {
     const stored = this.findStored(md5OrPrefix);
     if (!stored) throw new MediaCacheError('E_NOT_FOUND', `no cached file with md5 ${md5OrPrefix}`);
     const p = storePath(this.cacheDir, stored);
-    const h = await (opts.hasher ?? hashFile)(p);
+    let h: FileHashes | undefined;
+    try {
+      h = await (opts.hasher ?? hashFile)(p);
+    } catch (e) {
+      if (!isNotRegularFile(e)) throw e;
+      // A FIFO, device or folder in the file's place: not its content (the sweep quarantines it).
+      this.logger.warn('verify: not a regular file', { md5: stored.md5, path: p });
+      return { ok: false, record: this.toRecord(stored), reason: 'mismatch' };
+    }
     if (!h) return { ok: false, record: this.toRecord(stored), reason: 'missing' };
     if (h.md5 !== stored.md5 || h.sha256 !== stored.sha256 || h.size !== stored.fileSize) {
       this.logger.warn('verify mismatch', { md5: stored.md5, path: p, actualMd5: h.md5, size: h.size });

@@ -13,6 +13,7 @@ import { Writable } from 'node:stream';
 import { MediaCacheError } from './errors.js';
 import { sniff, imageDimensions, jpegHeadNeeded, SNIFF_BYTES, IMAGE_HEAD_CAP, type Sniffed } from './sniff.js';
 import { StreamHasher, type StreamDigests } from './download-hash.js';
+import { ImageStructureCheck } from './image-structure.js';
 
 const PROGRESS_MIN_MS = 100;
 const PROGRESS_MIN_BYTES = 1024 * 1024;
@@ -53,6 +54,8 @@ export class HashSink extends Writable {
   private dims: { width: number; height: number } | undefined;
   private lastProgressAt = 0;
   private lastProgressBytes = 0;
+  /** PNG, GIF, JPEG, WebP: the declared structure must fit the body (image-structure.ts). */
+  private readonly structure = new ImageStructureCheck();
 
   constructor(
     private readonly fd: number,
@@ -120,6 +123,8 @@ export class HashSink extends Writable {
       const err = this.decideType(this.head.subarray(0, this.headLen));
       if (err) return cb(err);
     }
+    const problem = this.structure.finish();
+    if (problem) return cb(this.malformed(problem));
     if (this.wantDims) this.dims = imageDimensions(this.head.subarray(0, this.headLen));
     this.wantDims = false;
     this.o.onProgress?.(this.bytes, this.o.total);
@@ -152,6 +157,8 @@ export class HashSink extends Writable {
       return new MediaCacheError('E_TOO_LARGE', `body exceeds the limit of ${this.o.maxFileSize} bytes`, { url: this.o.url });
     }
     this.hasher.update(chunk);
+    const problem = this.structure.update(chunk);
+    if (problem) return this.malformed(problem);
     if (!this.sniffed || this.wantDims) {
       const err = this.collectHead(chunk);
       if (err) return err;
@@ -202,6 +209,11 @@ export class HashSink extends Writable {
     }
     if (!this.wantDims) this.head = Buffer.alloc(0);
     return undefined;
+  }
+
+  /** An image whose body does not fit its header is not that image: refused like any unsupported content. */
+  private malformed(problem: string): MediaCacheError {
+    return new MediaCacheError('E_UNSUPPORTED_TYPE', `content is not a complete image: ${problem}`, { url: this.o.url });
   }
 
   private decideType(head: Buffer): MediaCacheError | undefined {
