@@ -483,30 +483,31 @@ export class IndexDb {
     const t0 = performance.now();
     let wrote = false;
     let error: unknown;
-    try {
-      if (this.lostOnDisk) throw Object.assign(new Error('index files missing'), { code: 'ENOENT' });
-      if (this.metaDirty) {
-        this.metaDirty = false;
-        try {
-          await this.meta.write();
-          wrote = true;
-        } catch (e) {
-          this.metaDirty = true;
-          error = e;
+    if (!this.lostOnDisk) {
+      try {
+        if (this.metaDirty) {
+          this.metaDirty = false;
+          try {
+            await this.meta.write();
+            wrote = true;
+          } catch (e) {
+            this.metaDirty = true;
+            error = e;
+          }
         }
+        if (this.pending.size > 0) {
+          await this.appendPending();
+          wrote = true;
+        }
+      } catch (e) {
+        error ??= e;
       }
-      if (this.pending.size > 0) {
-        await this.appendPending();
-        wrote = true;
-      }
-    } catch (e) {
-      error ??= e;
+      // The index directory (or the journal) vanished under a running process (deleted by hand).
+      if ((error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') this.lostOnDisk = true;
     }
-    if (error !== undefined && (error as NodeJS.ErrnoException)?.code === 'ENOENT') {
-      // The index directory (or the journal) vanished under a running process
-      // (deleted by hand): recreate it and write everything held in memory,
-      // so the disk matches memory again instead of failing forever.
-      this.lostOnDisk = true;
+    if (this.lostOnDisk) {
+      // Recreate it and write everything held in memory, so the disk matches
+      // memory again instead of failing forever (retried until it works).
       try {
         await this.recreateFromMemory();
         this.lostOnDisk = false;
@@ -901,7 +902,7 @@ export class IndexDb {
    * rewritten from memory before open resolves, and the loss is reported.
    */
   private async loadShard(i: number, buf: Buffer): Promise<void> {
-    const read = decodeShard(buf.toString('utf8'));
+    const read = decodeShard(buf);
     const invalid = this.state.loadShard(i, read.rows);
     if (!read.damaged && invalid === 0) return;
     const lost = read.badLines + read.missingRows + invalid;

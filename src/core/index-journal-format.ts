@@ -19,7 +19,7 @@
  * checksums: there a batch that fails its check is skipped whole.
  */
 import { crc32 } from 'node:zlib';
-import { checkedLine, checkedPayload, COLUMNS, isHex, md5Hint, parseRow } from './index-record.js';
+import { checkedLine, checkedLineEnd, COLUMNS, isHex, md5Hint, parseRow } from './index-record.js';
 import type { StoredRecord } from './types.js';
 
 export const JOURNAL_FORMAT_VERSION = 2;
@@ -127,7 +127,10 @@ export async function scanJournal(buf: Buffer, apply: (e: JournalEntry) => void,
   for (;;) {
     const nl = buf.indexOf(LF, pos);
     if (nl < 0) break;
-    const line = buf.toString('utf8', pos, nl);
+    // Checked on the bytes first: an intact entry line is decoded once, without its checksum.
+    const tab = pos === 0 || version === 1 ? -1 : checkedLineEnd(buf, pos, nl);
+    const payload = tab >= 0 ? buf.toString('utf8', pos, tab) : undefined;
+    const line = payload === undefined ? buf.toString('utf8', pos, nl) : '';
     if (pos === 0) {
       version = line === JOURNAL_HEADER ? 2 : line === V1_HEADER ? 1 : undefined;
       if (version === undefined) {
@@ -135,14 +138,13 @@ export async function scanJournal(buf: Buffer, apply: (e: JournalEntry) => void,
         damage('not a journal header', 0);
       }
     } else {
-      const payload = version === 1 ? undefined : checkedPayload(line);
       const commit = payload === undefined ? commitOf(line) : undefined;
       if (payload !== undefined) {
         const e = entryOf(payload);
         if (e) batch.push({ e, checked: true });
         else {
           // Checksum right but not an entry: written by something else.
-          batch.push({ bad: line });
+          batch.push({ bad: payload });
           batchBad = true;
           damage('invalid entry', pos);
         }

@@ -17,7 +17,7 @@
  * of a truncated file, and rows the header counts that are not there at all
  * (a file cut exactly at a line end).
  */
-import { checkedLine, checkedPayload, COLUMNS } from './index-record.js';
+import { checkedLine, checkedLineEnd, COLUMNS } from './index-record.js';
 import type { DataFormat } from './durable-file.js';
 
 export const SHARD_FORMAT_VERSION = 2;
@@ -68,49 +68,57 @@ function readHeader(line: string): { version: 1 | 2 | undefined; expected?: numb
   return { version: undefined };
 }
 
-/** Decode a shard file; never throws (damage is described in the result). */
-export function decodeShard(text: string): ShardRead {
+const LF = 10;
+
+function hasTab(buf: Buffer, start: number, end: number): boolean {
+  const t = buf.indexOf(9, start);
+  return t >= 0 && t < end;
+}
+
+/** Decode a shard file's bytes; never throws (damage is described in the result). */
+export function decodeShard(buf: Buffer): ShardRead {
   const out: ShardRead = { rows: [], version: undefined, badLines: 0, missingRows: 0 };
   const damage = (why: string): void => {
     out.damaged ??= why;
   };
-  const nl = text.indexOf('\n');
-  const h = readHeader(nl < 0 ? text : text.slice(0, nl));
+  const nl = buf.indexOf(LF);
+  const h = readHeader(buf.toString('utf8', 0, nl < 0 ? buf.length : nl));
   out.version = h.version;
   if (h.version === undefined) damage('unreadable header');
   if (nl < 0) {
-    if (text.length > 0) damage('truncated shard (no complete line)');
+    if (buf.length > 0) damage('truncated shard (no complete line)');
     out.missingRows = h.expected ?? 0;
     return out;
   }
-  let body = text.slice(nl + 1);
+  let lines = 0;
+  let pos = nl + 1;
+  for (;;) {
+    const end = buf.indexOf(LF, pos);
+    if (end < 0) break;
+    lines++;
+    if (h.version === 1) out.rows.push(buf.toString('utf8', pos, end));
+    else {
+      const tab = checkedLineEnd(buf, pos, end);
+      if (tab >= 0) out.rows.push(buf.toString('utf8', pos, tab));
+      else if (h.version === undefined && buf[pos] === 91 /* [ */ && !hasTab(buf, pos, end)) {
+        out.rows.push(buf.toString('utf8', pos, end)); // a format-1 row under a damaged header: validation decides
+      } else {
+        out.badLines++;
+        damage('row checksum mismatch');
+      }
+    }
+    pos = end + 1;
+  }
   let partial = 0;
-  if (!body.endsWith('\n') && body.length > 0) {
+  if (pos < buf.length) {
     // A file cut short: its last line is incomplete (and not to be trusted
     // even when it happens to parse).
-    const last = body.lastIndexOf('\n');
-    body = last < 0 ? '' : body.slice(0, last + 1);
     partial = 1;
     out.badLines++;
     damage('truncated shard (no final newline)');
   }
-  const lines = body === '' ? [] : body.slice(0, -1).split('\n');
-  for (const line of lines) {
-    if (h.version === 1) {
-      out.rows.push(line);
-      continue;
-    }
-    const payload = checkedPayload(line);
-    if (payload !== undefined) out.rows.push(payload);
-    else if (h.version === undefined && line.charCodeAt(0) === 91 /* [ */ && !line.includes('\t')) {
-      out.rows.push(line); // a format-1 row under a damaged header: validation decides
-    } else {
-      out.badLines++;
-      damage('row checksum mismatch');
-    }
-  }
   if (h.expected !== undefined) {
-    const seen = lines.length + partial;
+    const seen = lines + partial;
     if (seen < h.expected) {
       out.missingRows = h.expected - seen;
       damage(`${out.missingRows} row(s) missing (file cut short)`);
@@ -127,7 +135,7 @@ export function decodeShard(text: string): ShardRead {
  */
 export const SHARD_FORMAT: DataFormat<ShardData> = {
   parse(text: string): ShardData {
-    const r = decodeShard(text);
+    const r = decodeShard(Buffer.from(text, 'utf8'));
     if (r.damaged) throw new Error(r.damaged);
     return { rows: r.rows };
   },
