@@ -12,7 +12,7 @@
 import path from 'node:path';
 import { MediaCache } from '../core/cache/media-cache.js';
 import { MediaCacheError } from '../core/errors.js';
-import { RPC_METHOD_NAMES, type RpcMethodName } from '../core/protocol/rpc.js';
+import { RPC_METHOD_NAMES, type DamageReport, type RpcMethodName } from '../core/protocol/rpc.js';
 import { Sweeper } from '../core/verify/sweep.js';
 import { resolveConfig, type DaemonConfig, type ResolveInput } from './config.js';
 import { createHandlers, type HandlerTable } from './rpc/handlers.js';
@@ -79,6 +79,14 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
   // process.exit() would wait for the stuck worker thread forever.
   if (inboxStuck) hardExit('an inbox read was still stuck at exit; ending with SIGKILL (everything else was closed cleanly)');
   return code;
+}
+
+/** What the index and the job store found damaged at open, or undefined when nothing. */
+function damageReport(cache: MediaCache, store: JobStore): DamageReport | undefined {
+  const index = cache.index.damage;
+  const jobs = store.damage;
+  const any = index.files.length + index.missingShards.length + index.lostRows + jobs.files.length + jobs.lostJobs + jobs.restoredJobs > 0;
+  return any ? { index: { ...index, files: [...index.files], missingShards: [...index.missingShards] }, jobs: { ...jobs, files: [...jobs.files] } } : undefined;
 }
 
 /**
@@ -208,8 +216,10 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler, store: parts.store, logger, maxLines: config.inboxMaxLines, maxBytes: config.inboxMaxBytes });
     await parts.inbox.start();
 
-    const { cache, scheduler, sweeper, timer } = parts;
-    ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer });
+    const { cache, scheduler, sweeper, timer, store } = parts;
+    const damage = damageReport(cache, store);
+    if (damage) logger.error('start-up found damaged index or job-store files; what could not be read back is listed in `mcctl status`', { ...damage });
+    ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer, damage: () => damage });
     if (cache.index.needsRebuild) {
       logger.warn('no usable index (new cache, or index missing/damaged): running an adopting sweep to build it from the files on disk');
       sweeper.start({ adopt: true }).done.catch((e: unknown) => logger.error('index rebuild sweep failed', { error: e instanceof Error ? e : String(e) }));

@@ -25,7 +25,7 @@ import { createDispatcher, fetchToTmp, type Fetched } from '../fetch/download.js
 import { withRetries } from '../fetch/retry.js';
 import { commitTmp, ensureCacheLayout, removeDeadTmp, storePath, tmpDirOf } from '../content/store.js';
 import { CLOSE_COMPACT_BYTES, IndexDb } from '../entry-index/index-db.js';
-import { hashFile, type FileHashes } from '../hash/file-hash.js';
+import { hashFile, isNotRegularFile, type FileHashes } from '../hash/file-hash.js';
 import { acquireCacheLock, type CacheLock } from './writer-lock.js';
 import { KeyedMutex, Semaphore } from '../util/async-locks.js';
 import { SingleFlight, type FlightContext } from './flight.js';
@@ -197,7 +197,7 @@ export class MediaCache {
       parsed.href,
       async (ctx) => {
         if (!force) {
-          const hit = await this.cachedFor(parsed.href);
+          const hit = await this.lookupFresh(parsed.href);
           if (hit) return hit;
         }
         return this.fetchAndCommit(parsed, ctx, opts.retries);
@@ -292,8 +292,16 @@ export class MediaCache {
     }
   }
 
-  /** The cached record for a URL when its file is present with the recorded size. */
-  private async cachedFor(href: string): Promise<MediaRecord | undefined> {
+  /**
+   * The cache-hit decision, the one place it is made (download(), the
+   * daemon's `add`): the record for a URL, only when its file is present
+   * with the recorded size. A record whose file was deleted or replaced is
+   * not a hit: the caller fetches again (and the fresh copy repairs it).
+   * Evicted content is not a hit either. Invalid URLs throw E_INVALID_URL /
+   * E_UNSUPPORTED_SCHEME.
+   */
+  async lookupFresh(url: string): Promise<MediaRecord | undefined> {
+    const href = parseMediaUrl(url).href;
     const md5 = this.index.md5ForUrl(href);
     const stored = md5 === undefined ? undefined : this.index.get(md5);
     if (!stored) return undefined;
@@ -622,7 +630,7 @@ export class MediaCache {
       h = await hashFile(filePath);
     } catch (e) {
       // A folder is not the file asked about; unreadable files (EACCES, EIO) stay errors.
-      if ((e as NodeJS.ErrnoException).code === 'EISDIR') return false;
+      if ((e as NodeJS.ErrnoException).code === 'EISDIR' || isNotRegularFile(e)) return false;
       throw toMediaCacheError(e);
     }
     return h !== undefined && h.md5 === md5.trim().toLowerCase();
@@ -640,9 +648,14 @@ export class MediaCache {
     const p = storePath(this.cacheDir, stored);
     // Held: eviction skips a file being read.
     const unhold = this.quota.hold(stored.md5);
-    let h;
+    let h: FileHashes | undefined;
     try {
       h = await (opts.hasher ?? hashFile)(p);
+    } catch (e) {
+      if (!isNotRegularFile(e)) throw e;
+      // A FIFO, device or folder in the file's place: not its content (the sweep quarantines it).
+      this.logger.warn('verify: not a regular file', { md5: stored.md5, path: p });
+      return { ok: false, record: this.toRecord(stored), reason: 'mismatch' };
     } finally {
       unhold();
     }

@@ -15,6 +15,7 @@ import {
   MIN_REMOVE_PREFIX,
   type ActiveDownload,
   type AddItem,
+  type DamageReport,
   type EventName,
   type JobInfo,
   type JobState,
@@ -35,6 +36,8 @@ export const MAX_ADD_URLS = 10_000;
 /** Files `verify {all}` re-hashes at once, and the threads hashing them. */
 const VERIFY_ALL_CONCURRENCY = 4;
 const VERIFY_ALL_THREADS = 2;
+/** Cache-hit checks (a stat each) `add` runs at once. */
+const LOOKUP_CONCURRENCY = 16;
 
 /** The parts of the daemon the handlers use (MediaCache, Scheduler, Sweeper, SweepTimer). */
 export interface DaemonContext {
@@ -46,6 +49,8 @@ export interface DaemonContext {
     stats(): CacheStats;
     find(md5OrPrefix: string): MediaRecord | undefined;
     findByUrl(url: string): MediaRecord | undefined;
+    /** A cached record whose file is present (the cache-hit decision). */
+    lookupFresh(url: string): Promise<MediaRecord | undefined>;
     verify(
       md5OrPrefix: string,
       opts?: { hasher?: (path: string) => Promise<FileHashes | undefined> },
@@ -73,6 +78,8 @@ export interface DaemonContext {
     start(): { id: string; joined: boolean; done: Promise<SweepReport> };
   };
   readonly sweepTimer?: { nextRunAt(): Date | undefined };
+  /** What start-up found damaged (index, job store), when anything was. */
+  damage?(): DamageReport | undefined;
 }
 
 export type HandlerTable = { [M in RpcMethodName]: (params: unknown, conn: RpcConnection) => Promise<RpcMethods[M]['result']> };
@@ -218,25 +225,26 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       const items: AddItem[] = new Array(urls.length);
       const toQueue: Array<{ i: number; url: string }> = [];
       const pinQueue: Array<{ i: number; url: string }> = [];
+      const parsed: Array<{ i: number; url: string }> = [];
       urls.forEach((raw, i) => {
-        let href: string;
         try {
-          href = parseMediaUrl(raw).href;
+          parsed.push({ i, url: parseMediaUrl(raw).href });
         } catch (e) {
           items[i] = { url: raw, state: 'failed', error: errorInfo(e, raw) };
+        }
+      });
+      // A hit only when the file is there (one stat each): a deleted file is fetched again;
+      // lookupFresh counts as a use (the quota keeps recently used content), evicted content downloads again.
+      const hits = force ? [] : await mapLimit(parsed, LOOKUP_CONCURRENCY, (p) => ctx.cache.lookupFresh(p.url));
+      parsed.forEach((p, k) => {
+        const rec = hits[k];
+        if (rec) {
+          items[p.i] = { url: p.url, state: 'done', record: rec, cached: true };
+          if (pin) pinQueue.push(p);
           return;
         }
-        if (!force) {
-          // findByUrl counts as a use (the quota keeps recently used content); an evicted record downloads again.
-          const rec = ctx.cache.findByUrl(href);
-          if (rec && rec.evictedAt === undefined) {
-            items[i] = { url: href, state: 'done', record: rec, cached: true };
-            if (pin) pinQueue.push({ i, url: href });
-            return;
-          }
-        }
-        if (pin) ctx.cache.pinWhenCached?.(href);
-        toQueue.push({ i, url: href });
+        if (pin) ctx.cache.pinWhenCached?.(p.url);
+        toQueue.push(p);
       });
       for (const q of pinQueue) {
         const rec = await ctx.cache.pin?.(q.url, true);
@@ -347,6 +355,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       if (c.logFile) paths.logFile = c.logFile;
       const next = ctx.sweepTimer?.nextRunAt();
       const last = ctx.sweeper.lastReport;
+      const damage = ctx.damage?.();
       return {
         version: ctx.version,
         pid: process.pid,
@@ -360,6 +369,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
         ...(last ? { lastSweep: last } : {}),
         ...(next ? { nextSweepAt: next.toISOString() } : {}),
         ...quotaFields(ctx.cache.stats()),
+        ...(damage ? { damage } : {}),
       };
     },
 

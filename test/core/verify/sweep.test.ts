@@ -96,7 +96,7 @@ t.test('hash pool: md5+sha256 in threads, head, missing, throttle, cancel', asyn
   t.equal(h?.size, data.length);
   t.same(Buffer.from(h!.head!), data.subarray(0, 10));
   t.equal(await pool.hash(path.join(dir, 'nope')), undefined, 'missing file resolves undefined');
-  await t.rejects(pool.hash(dir), { code: 'E_UNAVAILABLE' }, 'a directory is an error, not "missing"');
+  await t.rejects(pool.hash(dir), { code: 'ENOTREG', name: 'NotRegularFileError' }, 'a directory is an error (not a regular file), not "missing"');
 
   // 2 x 3 MB shared at 10 MB/s across both threads: at least ~0.5 s (token bucket is pool-wide).
   pool.setRate(10);
