@@ -1,5 +1,5 @@
 /**
- * mcctl's exit codes (SPEC, Client) and the one function that maps any
+ * mcctl's exit codes and the one function that maps any
  * error to one, so every command agrees:
  *
  *   0  success

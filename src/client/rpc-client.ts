@@ -1,6 +1,6 @@
 /**
- * The client end of the daemon's JSON-RPC 2.0 socket (SPEC, Socket and
- * protocol): one connection, newline-delimited JSON framed on Buffers, many
+ * The client end of the daemon's JSON-RPC 2.0 socket: one
+ * connection, newline-delimited JSON framed on Buffers, many
  * requests in flight, `event` notifications kept apart from replies.
  *
  * Invariants:
@@ -74,7 +74,7 @@ export class ProtocolError extends MediaCacheError {
   }
 }
 
-/** An error reply. `code` is the SPEC code from `error.data.code` (or derived from the JSON-RPC code). */
+/** An error reply. `code` is the stable error code from `error.data.code` (or derived from the JSON-RPC code). */
 export class RpcReplyError extends MediaCacheError {
   /** The JSON-RPC error code (-32602, -32000, …). */
   readonly rpcCode: number;

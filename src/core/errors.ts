@@ -1,7 +1,7 @@
 /**
  * One error class for the whole project. Callers branch on `code`, never on
  * the message; the same codes travel in JSON-RPC `error.data.code` and in
- * inbox reports (SPEC, Errors).
+ * inbox reports.
  */
 export const ERROR_CODES = [
   'E_INVALID_URL',

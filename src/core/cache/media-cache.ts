@@ -87,7 +87,7 @@ export interface VerifyOutcome {
 }
 
 const MD5_PREFIX = /^[0-9a-f]{1,32}$/;
-/** Metadata fields copied into public records (width/height are placed with the SPEC fields). */
+/** Metadata fields copied into public records (width/height are placed with the record's base fields). */
 const RECORD_METADATA_KEYS = [...METADATA_FIELDS.filter((k) => k !== 'width' && k !== 'height'), 'metadataVersion'] as const;
 
 async function fileSize(p: string): Promise<number | undefined> {
@@ -691,7 +691,7 @@ export class MediaCache {
     });
   }
 
-  /** The public record shape (SPEC field order) for a stored record. */
+  /** The public record shape (documented field order) for a stored record. */
   toRecord(stored: StoredRecord, url?: string): MediaRecord {
     const rec: MediaRecord = {
       md5: stored.md5,

@@ -14,7 +14,7 @@
  *                      the previous journal while a compaction writes its
  *                      changes into the shards (only during a compaction, or
  *                      after a crash in one)
- * One lowdb file cannot hold a large cache (DEPS §7: a 1M-record write blocks
+ * One lowdb file cannot hold a large cache (a 1M-record write blocks
  * ~9 s), hence shards: at 1M records a shard is ~4k records, ~1 MB, and
  * writing it is a join of its rows. Each shard is a lowdb `Low` over a
  * DurableDataFile (index-record.ts has the formats; durable-file.ts the
@@ -165,8 +165,7 @@ export interface IndexDbOptions {
    * instead of compacting it (default 0: close always compacts). Replaying
    * a few MiB costs the next open tens of ms; compacting at close rewrites
    * every shard the journal touched (all 256 after a few thousand
-   * downloads: 0.3-0.6 s measured here), which a short script pays at
-   * every exit. MediaCache uses CLOSE_COMPACT_BYTES.
+   * downloads), which a short script would pay at every exit. MediaCache uses CLOSE_COMPACT_BYTES.
    */
   closeCompactBytes?: number;
   /** Clock for meta.json and moved-aside names (tests). */
@@ -200,11 +199,10 @@ export interface IndexDiagnostics {
 
 const EMPTY_SHARD: ShardData = { rows: [] };
 /**
- * A flush is one append + fdatasync (~0.6 ms CPU, ~1 ms wall on the dev
- * machine, whatever the index size), not a rewrite of every dirty shard
- * (~4 ms per flush of a few records at 500 records, much more at 1M), so it
- * can run 4x as often as the old 200 ms: a download is durable in the index
- * ~50 ms after it lands, for ~1% of a core during a download burst.
+ * A flush is one append + fdatasync whatever the index size, not a
+ * rewrite of every dirty shard (a cost that grows with the index), so it
+ * can run often: a download is durable in the index within a flush delay
+ * of landing, for a small share of a core during a download burst.
  */
 const DEFAULT_FLUSH_DELAY_MS = 50;
 /** Upper bound of the adaptive flush delay (see markDirty). */
@@ -577,18 +575,15 @@ export class IndexDb {
 
   /**
    * Journal size that starts a compaction. The two costs it trades: replaying
-   * the journal at open (~30 ms per MiB at 100k records, ~55 ms per MiB at 1M
-   * on the 2-CPU dev machine, ~5-15 µs per entry) and compacting,
+   * the journal at open (a cost per journaled entry) and compacting,
    * which rewrites every shard the journal touched — past a few thousand
    * entries spread over the md5 space, all of them, i.e. the whole index.
    * An eighth of the shards' size bounds compaction writes to ~8x the
    * journaled bytes; the 8 MiB floor (~25k records) means a small index
    * (2,000 records are 0.6 MiB of shards) only compacts at close (and not
    * even then while its journal is under closeCompactBytes); the 32 MiB
-   * cap (reached at ~1M records) keeps the worst-case replay at open under
-   * ~2 s on top of the ~5 s the shards take (bench/index-scale.js measures
-   * both). A sweep refreshing verifiedAt on all of 1M records journals
-   * ~330 MB: ~10 compactions of ~1.2 s each over a sweep of hours.
+   * cap (reached at ~1M records) bounds the replay at open to a fraction of
+   * the time the shards themselves take (bench/index-scale.js measures both).
    */
   private compactThreshold(): number {
     return this.compactBytes ?? Math.min(MAX_COMPACT_BYTES, Math.max(MIN_COMPACT_BYTES, this.state.rowChars / 8));

@@ -206,7 +206,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
           },
           headersTimeout: timeoutMs,
           bodyTimeout: timeoutMs,
-          // Per request: the option on redirect({...}) is ignored (DEPS §5).
+          // Per request: the option on redirect({...}) is ignored (undici's redirect interceptor).
           throwOnMaxRedirect: true,
         } as Dispatcher.DispatchOptions,
         this,

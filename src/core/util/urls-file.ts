@@ -1,5 +1,5 @@
 /**
- * Parsing a `.urls` inbox file (SPEC, Inbox folders).
+ * Parsing a `.urls` inbox file.
  *
  * - A UTF-8 BOM at the start is dropped; LF, CRLF and lone CR all end a line.
  * - Each line is trimmed; blank lines and lines starting with `#` are skipped

@@ -1,5 +1,5 @@
 /**
- * Integrity sweeps (SPEC, Integrity sweeps; modelled on cacache's verify()):
+ * Integrity sweeps (modelled on cacache's verify()):
  * named steps run in order, each timed and counted in the report. See
  * sweep-steps.ts for the steps and sweep-plan.ts for the pure decisions.
  *

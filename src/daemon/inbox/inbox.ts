@@ -1,5 +1,5 @@
 /**
- * Inbox folders (SPEC, Inbox folders): `*.urls` files dropped into watched
+ * Inbox folders: `*.urls` files dropped into watched
  * folders become jobs, then move to `<inbox>/processed/`, and a report is
  * written beside them once every job has ended.
  *
