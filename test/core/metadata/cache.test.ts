@@ -41,7 +41,8 @@ async function setup(t: Test, dir: string, logger: Logger): Promise<{ origin: Or
   return {
     origin,
     open: async () => {
-      const c = await MediaCache.open({ cacheDir: dir, retries: 0, timeoutMs: 5000, logger });
+      // A generous limit: metadata reads share it, and a loaded machine must not turn a parse into a time-out.
+      const c = await MediaCache.open({ cacheDir: dir, retries: 0, timeoutMs: 60_000, logger });
       opened.push(c);
       return c;
     },
