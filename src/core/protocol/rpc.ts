@@ -269,6 +269,15 @@ export type RpcEvent =
   /** A try failed and the job waits for another (job.nextRetryAt, job.attempts, job.lastError). */
   | { type: 'job.retrying'; job: JobInfo; error: ErrorInfo; delayMs: number };
 export const EVENT_METHOD = 'event';
+/**
+ * Notification sent to a subscriber that fell behind, once it has caught up:
+ * `params: { dropped: N }` events were not delivered to it (the daemon drops
+ * events rather than buffer them without bound).
+ */
+export const EVENTS_DROPPED_METHOD = 'events.dropped';
+export interface EventsDroppedParams {
+  dropped: number;
+}
 
 /** The typed method table: the daemon implements it, the client calls it. */
 export interface RpcMethods {
