@@ -108,6 +108,15 @@ t.test('every flag has an env twin', async (t) => {
       MEDIACACHE_RETRY_DELAY: '2s',
       MEDIACACHE_JOB_HISTORY: '50',
       MEDIACACHE_JOB_HISTORY_AGE: '12h',
+      MEDIACACHE_URL_POLICY: 'public',
+      MEDIACACHE_ALLOW_HOST: 'intranet.example, *.cdn.example',
+      MEDIACACHE_DENY_HOST: 'bad.example',
+      MEDIACACHE_ALLOW_CIDR: '10.20.0.0/16',
+      MEDIACACHE_DENY_CIDR: '203.0.113.0/24 2001:db8::/32',
+      MEDIACACHE_ALLOW_PORT: '443,8000-8099',
+      MEDIACACHE_UMASK: '0027',
+      MEDIACACHE_MAX_CONNECTIONS: '64',
+      MEDIACACHE_IDLE_TIMEOUT: '1m',
     },
   });
   t.same(
@@ -137,6 +146,17 @@ t.test('every flag has an env twin', async (t) => {
       retryDelayMs: 2000,
       jobHistory: 50,
       jobHistoryAgeMs: 12 * 3_600_000,
+      urlPolicy: {
+        preset: 'public',
+        allowHosts: ['intranet.example', '*.cdn.example'],
+        denyHosts: ['bad.example'],
+        allowCidrs: ['10.20.0.0/16'],
+        denyCidrs: ['203.0.113.0/24', '2001:db8::/32'],
+        allowPorts: ['443', '8000-8099'],
+      },
+      umask: 0o027,
+      maxConnections: 64,
+      idleTimeoutMs: 60_000,
     },
   );
 });

@@ -122,7 +122,7 @@ export class MediaCache {
         ...(opts.flushDelayMs !== undefined ? { flushDelayMs: opts.flushDelayMs } : {}),
       });
       const own = opts.dispatcher === undefined;
-      const dispatcher = opts.dispatcher ?? createDispatcher({ timeoutMs: o.timeoutMs, maxRedirects: o.maxRedirects });
+      const dispatcher = opts.dispatcher ?? createDispatcher({ timeoutMs: o.timeoutMs, maxRedirects: o.maxRedirects, policy: o.urlPolicy, lookup: opts.lookup });
       return new MediaCache(o, index, dispatcher, own, lock);
     } catch (e) {
       lock?.release();

@@ -8,6 +8,7 @@
  */
 import type { ErrorCode } from '../../core/errors.js';
 import { writeFileDurable } from '../../core/util/durable-file.js';
+import { redactUrl } from '../../core/util/redact.js';
 import type { JobInfo } from '../../core/protocol/rpc.js';
 import type { BatchLine } from '../jobs/job-store.js';
 
@@ -41,7 +42,7 @@ export function reportRows(lines: readonly BatchLine[], jobOf: (id: string) => J
 
 export function formatReport(rows: readonly ReportRow[]): string {
   const out = [REPORT_HEADER];
-  for (const r of rows) out.push(`${r.line}\t${cell(r.url)}\t${r.outcome}\t${cell(r.result)}`);
+  for (const r of rows) out.push(`${r.line}\t${cell(redactUrl(r.url))}\t${r.outcome}\t${cell(r.result)}`);
   return `${out.join('\n')}\n`;
 }
 
