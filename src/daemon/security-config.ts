@@ -54,7 +54,7 @@ export function resolveSecuritySettings(out: Resolved): Pick<DaemonConfig, 'urlP
     new UrlPolicy(urlPolicy); // validate every entry now, at start, with the flag named below
   } catch (e) {
     const msg = isMediaCacheError(e) ? e.message.replace(/^urlPolicy: /, '') : String(e);
-    throw new Error(`URL policy (--url-policy, --allow-host, --deny-host, --allow-cidr, --deny-cidr, --allow-port): ${msg}.`);
+    throw new Error(`URL policy (--url-policy, --allow-host, --deny-host, --allow-cidr, --deny-cidr, --allow-port): ${msg}.`, { cause: e });
   }
   return { urlPolicy: Object.freeze(urlPolicy), umask: (out.umask as number | undefined) ?? DEFAULT_UMASK };
 }

@@ -33,7 +33,9 @@ function redactParams(part: string): string {
 export function redactUrl(url: string): string {
   const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)(.*)$/is.exec(url);
   if (!m) return url;
-  let [, scheme, authority, rest] = m as unknown as [string, string, string, string];
+  const scheme = m[1]!;
+  let authority = m[2]!;
+  const rest = m[3]!;
   const at = authority.lastIndexOf('@');
   if (at >= 0) authority = `${REDACTED}@${authority.slice(at + 1)}`;
   const hash = rest.indexOf('#');
@@ -42,8 +44,7 @@ export function redactUrl(url: string): string {
   const q = pathQuery.indexOf('?');
   if (q >= 0) pathQuery = pathQuery.slice(0, q + 1) + redactParams(pathQuery.slice(q + 1));
   if (fragment.includes('=')) fragment = '#' + redactParams(fragment.slice(1));
-  rest = pathQuery + fragment;
-  return scheme + authority + rest;
+  return scheme + authority + pathQuery + fragment;
 }
 
 /** Every URL inside free text (a log message, an error) redacted. */
