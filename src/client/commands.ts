@@ -229,6 +229,10 @@ export const HANDLERS: HandlerTable = {
       }
       out.write(renderEvent(e, new Date(now())) + '\n');
     });
+    client.onDropped((n) => {
+      if (ctx.globals.json) out.write(JSON.stringify({ type: 'events.dropped', dropped: n }) + '\n');
+      else ctx.io.stderr.write(`mcctl: ${n} event(s) were not delivered: this watch fell behind the daemon\n`);
+    });
     const closed = new Promise<Error | undefined>((resolve) => client.onClose(resolve));
     await client.call('subscribe', {}, { timeoutMs: ctx.timeout(DEFAULT_TIMEOUT_MS) });
     if (!ctx.globals.json) ctx.io.stderr.write(`watching ${ctx.socketPath} (Ctrl-C to stop)\n`);
