@@ -26,20 +26,17 @@ function open(path: string): Promise<Raw> {
 }
 
 t.test('connection limit and idle timeout', async (t) => {
-  const d = await startDaemon(t, { args: ['--max-connections', '4', '--idle-timeout', '1500ms'] });
+  const d = await startDaemon(t, { args: ['--max-connections', '4', '--idle-timeout', '3s'] });
   const conns: Raw[] = [];
   t.teardown(() => conns.forEach((c) => c.sock.destroy()));
-  // Open until one is refused (the helper's own client may hold a slot).
-  let refused: Raw | undefined;
-  for (let i = 0; i < 6 && !refused; i++) {
-    const c = await open(d.socket);
-    conns.push(c);
-    // A served connection stays silent; a refused one gets its error line and is closed at once.
-    if (await waitFor(() => c.closed && c.text, { timeoutMs: 500 }).catch(() => undefined)) refused = c;
-  }
+  // Six at once (the helper's own client may hold a slot): the ones past the limit get an
+  // error line and are closed; the served ones stay silent.
+  for (let i = 0; i < 6; i++) conns.push(await open(d.socket));
+  const refused = await waitFor(() => conns.find((c) => c.text), { what: 'a refusal' });
   t.ok(refused, 'a connection past the limit was refused');
   t.match(refused!.text, /too many connections \(limit 4\)/);
   t.match(refused!.text, /E_UNAVAILABLE/);
+  await waitFor(() => refused!.closed, { what: 'the refused connection closed' });
   // The idle ones are closed after the timeout; then a new client is served.
   await waitFor(() => conns.every((c) => c.closed), { timeoutMs: 15_000, what: 'idle connections closed' });
   const c = await d.connect();
