@@ -27,6 +27,7 @@ import { Scheduler } from './jobs/scheduler.js';
 import { StartupError } from './rpc/socket-bind.js';
 import { SweepTimer } from './sweeps/timer.js';
 import { IdleAwareSweepRate } from './sweeps/rate.js';
+import { effectiveMaxConnections, openFileLimit } from './rpc/limits.js';
 
 /** The cache's own network limit; the Scheduler is the real (reloadable) limiter. */
 const CACHE_NET_LIMIT = 256;
@@ -34,6 +35,15 @@ const CACHE_NET_LIMIT = 256;
 const SHUTDOWN_SLACK_MS = 15_000;
 /** At shutdown, running exec hooks get at most this long (within the slack above). */
 const HOOKS_GRACE_MS = 5_000;
+
+/** One line for the start-up log: the preset and whatever lists are set. */
+function describePolicy(config: DaemonConfig): string {
+  const p = config.urlPolicy;
+  const lists = (['allowHosts', 'denyHosts', 'allowCidrs', 'denyCidrs', 'allowPorts'] as const)
+    .filter((k) => (p[k]?.length ?? 0) > 0)
+    .map((k) => `${k}=${p[k]!.join(',')}`);
+  return [p.preset ?? 'open', ...lists].join(' ');
+}
 
 interface Parts {
   cache?: MediaCache;
@@ -174,7 +184,11 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
         },
       ]),
     );
-    parts.rpc = new RpcServer({ socketPath: config.socket, handlers: lazy, logger });
+    const fdLimit = openFileLimit();
+    const conns = effectiveMaxConnections(config.maxConnections, fdLimit);
+    if (conns.capped) logger.warn(`max-connections ${config.maxConnections} lowered to ${conns.limit}: a quarter of the open-file limit (${fdLimit}), so descriptors remain for downloads and the inbox watcher`);
+    logger.info(`url policy:  ${describePolicy(config)}`);
+    parts.rpc = new RpcServer({ socketPath: config.socket, handlers: lazy, logger, maxConnections: conns.limit, idleTimeoutMs: config.idleTimeoutMs });
     const bound = await parts.rpc.listen();
     if (bound.activated) logger.info('using the socket passed by systemd (socket activation)');
 
@@ -186,6 +200,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       maxFileSize: config.maxFileSize,
       maxSize: config.maxSize,
       minFree: config.minFree,
+      urlPolicy: config.urlPolicy,
       logger,
       // main.ts took the cache lock (with our socket in it) before anything else.
       lock: false,

@@ -9,6 +9,7 @@ import { currentPlatformEnv } from '../core/util/paths.js';
 import { ConfigError, resolveConfig, type ResolveInput } from './config.js';
 import { acquireCacheLock } from './lifecycle.js';
 import { refuseIfSocketLive, StartupError } from './rpc/socket-bind.js';
+import { applyUmask } from './security-config.js';
 
 function readVersion(): string {
   try {
@@ -41,17 +42,6 @@ function configInput(): ResolveInput {
   return { argv: process.argv.slice(2), env: process.env, platformEnv: currentPlatformEnv(), readFile: readFileIfExists, validateCron: cronError };
 }
 
-/**
- * State the daemon creates (cache, index, logs) is private unless a service
- * manager chose otherwise: systemd passes its `UMask=` (and sets
- * INVOCATION_ID), so only outside it is the umask tightened to at least 0077.
- * Inbox reports and processed/ get explicit modes (inbox-report.ts, inbox-dir.ts).
- */
-function privateUmask(env: NodeJS.ProcessEnv): void {
-  if (process.platform === 'win32' || env.INVOCATION_ID) return;
-  process.umask(process.umask() | 0o077);
-}
-
 async function main(): Promise<number> {
   let resolved;
   try {
@@ -71,10 +61,12 @@ async function main(): Promise<number> {
     process.stdout.write(readVersion() + '\n');
     return 0;
   }
-  privateUmask(process.env);
   // Single instance, checked before the engine is even loaded, so a second
   // daemon is turned away within a second: a live socket, then the cache lock.
   const config = resolved.config;
+  // Before anything is created (socket folder, lock, cache, index, reports, log file):
+  // state is private unless --umask says otherwise. The one place the umask is set.
+  applyUmask(config.umask);
   let lock;
   try {
     await refuseIfSocketLive(config.socket);

@@ -113,6 +113,15 @@ t.test('every flag has an env twin', async (t) => {
       MEDIACACHE_REVALIDATE_AFTER: '7d',
       MEDIACACHE_INBOX_MAX_LINES: '5000',
       MEDIACACHE_INBOX_MAX_BYTES: '2M',
+      MEDIACACHE_URL_POLICY: 'public',
+      MEDIACACHE_ALLOW_HOST: 'intranet.example, *.cdn.example',
+      MEDIACACHE_DENY_HOST: 'bad.example',
+      MEDIACACHE_ALLOW_CIDR: '10.20.0.0/16',
+      MEDIACACHE_DENY_CIDR: '203.0.113.0/24 2001:db8::/32',
+      MEDIACACHE_ALLOW_PORT: '443,8000-8099',
+      MEDIACACHE_UMASK: '0027',
+      MEDIACACHE_MAX_CONNECTIONS: '64',
+      MEDIACACHE_IDLE_TIMEOUT: '1m',
     },
   });
   t.same(
@@ -147,6 +156,17 @@ t.test('every flag has an env twin', async (t) => {
       revalidateAfter: 7 * 86_400_000,
       inboxMaxLines: 5000,
       inboxMaxBytes: 2 * 1024 * 1024,
+      urlPolicy: {
+        preset: 'public',
+        allowHosts: ['intranet.example', '*.cdn.example'],
+        denyHosts: ['bad.example'],
+        allowCidrs: ['10.20.0.0/16'],
+        denyCidrs: ['203.0.113.0/24', '2001:db8::/32'],
+        allowPorts: ['443', '8000-8099'],
+      },
+      umask: 0o027,
+      maxConnections: 64,
+      idleTimeoutMs: 60_000,
     },
   );
 });

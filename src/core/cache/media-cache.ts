@@ -172,7 +172,7 @@ export class MediaCache {
       // An eviction or restore cut short by a crash: settle it before anything reads the index.
       await reconcileEvicting(index, o.cacheDir, o.now, o.logger);
       const own = opts.dispatcher === undefined;
-      const dispatcher = opts.dispatcher ?? createDispatcher({ timeoutMs: o.timeoutMs, maxRedirects: o.maxRedirects });
+      const dispatcher = opts.dispatcher ?? createDispatcher({ timeoutMs: o.timeoutMs, maxRedirects: o.maxRedirects, policy: o.urlPolicy, lookup: opts.lookup });
       const cache = new MediaCache(o, index, dispatcher, own, lock, opts.onEvictionMarked);
       // Limits may have shrunk since the last run.
       if (cache.quota.enabled) await cache.quota.makeRoom();

@@ -334,6 +334,15 @@ export type RpcEvent =
   | { type: 'job.retrying'; job: JobInfo; error: ErrorInfo; delayMs: number }
   | { type: 'upstream.changed'; change: UpstreamChange };
 export const EVENT_METHOD = 'event';
+/**
+ * Notification sent to a subscriber that fell behind, once it has caught up:
+ * `params: { dropped: N }` events were not delivered to it (the daemon drops
+ * events rather than buffer them without bound).
+ */
+export const EVENTS_DROPPED_METHOD = 'events.dropped';
+export interface EventsDroppedParams {
+  dropped: number;
+}
 
 /** The typed method table: the daemon implements it, the client calls it. */
 export interface RpcMethods {

@@ -15,6 +15,7 @@
  */
 import path from 'node:path';
 import type { ErrorCode } from '../../core/errors.js';
+import { redactUrl } from '../../core/util/redact.js';
 import type { JobInfo } from '../../core/protocol/rpc.js';
 import { writeChunksDurable } from '../../core/util/durable-chunks.js';
 import type { BatchRecord } from '../jobs/job-store.js';
@@ -59,7 +60,7 @@ export function* reportRows(b: Pick<BatchRecord, 'lines' | 'refused'>, jobOf: (i
 }
 
 function formatRow(r: ReportRow): string {
-  return `${r.line}\t${cell(r.url)}\t${r.outcome}\t${cell(r.result)}\n`;
+  return `${r.line}\t${cell(redactUrl(r.url))}\t${r.outcome}\t${cell(r.result)}\n`;
 }
 
 export function formatReport(rows: Iterable<ReportRow>): string {
