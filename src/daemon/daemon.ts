@@ -27,6 +27,7 @@ import { Scheduler } from './jobs/scheduler.js';
 import { StartupError } from './rpc/socket-bind.js';
 import { SweepTimer } from './sweeps/timer.js';
 import { IdleAwareSweepRate } from './sweeps/rate.js';
+import { readLastReport, writeLastReport } from './sweeps/last-report.js';
 import { effectiveMaxConnections, openFileLimit } from './rpc/limits.js';
 
 /** The cache's own network limit; the Scheduler is the real (reloadable) limiter. */
@@ -222,6 +223,12 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     });
     sweepRate.attach(parts.scheduler, parts.sweeper);
     parts.sweeper.on('event', (ev) => rpc.broadcast(ev));
+    // status shows the last sweep across restarts.
+    const kept = await readLastReport(config.indexDir, logger);
+    if (kept) parts.sweeper.restoreLastReport(kept);
+    parts.sweeper.on('event', (ev) => {
+      if (ev.type === 'sweep.done') void writeLastReport(config.indexDir, ev.report, logger);
+    });
     parts.hooks = await Hooks.open(config, { indexDir: config.indexDir, logger, version });
     parts.hooks?.attach(parts.scheduler);
     parts.hooks?.attach(parts.sweeper);

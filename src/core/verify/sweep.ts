@@ -121,6 +121,11 @@ export class Sweeper extends EventEmitter {
     return this.last;
   }
 
+  /** A report kept from an earlier run (the daemon's last-sweep file); a sweep run since wins. */
+  restoreLastReport(report: SweepReport): void {
+    this.last ??= report;
+  }
+
   /** Takes effect for the next sweep; the rate also for the running one. */
   setOptions(p: Partial<SweeperOptions>): void {
     checkOptions(p);
