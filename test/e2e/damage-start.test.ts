@@ -57,7 +57,15 @@ t.test('a deleted index shard is noticed at start: reported in status, re-adopte
   const d2 = await startDaemon(t, { root: d.root });
   const st = await d2.rpc('status', {});
   t.same(st.damage?.index.missingShards, [shard.slice(0, 2)], 'status names the missing shard');
-  await waitFor(async () => (await d2.rpc('status', {})).lastSweep, { what: 'the adopting sweep at start-up', timeoutMs: 60_000 });
+  // The first daemon's own start-up sweep is kept in last-sweep.json: wait for one started by this daemon.
+  const since = Date.parse(st.startedAt);
+  await waitFor(
+    async () => {
+      const last = (await d2.rpc('status', {})).lastSweep;
+      return last !== undefined && Date.parse(last.startedAt) >= since;
+    },
+    { what: 'the adopting sweep at start-up', timeoutMs: 60_000 },
+  );
   const stats = await d2.rpc('stats', {});
   t.equal(stats.totalFiles, 40, 'every file is indexed again');
   t.match(d2.stderr(), /a shard file is missing/);
