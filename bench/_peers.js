@@ -210,7 +210,7 @@ export async function runDaemon(root, urlsFile, workers, { profileDir } = {}) {
     } catch {
       /* none */
     }
-    throw new Error(`${e.message}${tail ? `\n  daemon log: ${tail}` : ''}`);
+    throw new Error(`${e.message}${tail ? `\n  daemon log: ${tail}` : ''}`, { cause: e });
   } finally {
     child.kill('SIGTERM');
     const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
