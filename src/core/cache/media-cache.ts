@@ -5,7 +5,13 @@
  * Invariants:
  * - The file is renamed into place before its record is written, so a record
  *   never points at a partial file (a crash in between leaves an orphan file
- *   that a sweep adopts).
+ *   that a sweep adopts). Files are synced and renamed in batches by the
+ *   GroupCommitter (content/group-commit.ts), always fdatasync before rename;
+ *   download() resolves only after the index journal commit that follows
+ *   (IndexDb.flush coalesces concurrent callers into one append + fdatasync).
+ * - Bodies announced at most SMALL_BODY_MAX bytes are held in memory while
+ *   streaming and written by the committer in one go (no tmp file, no
+ *   threadpool round trip per system call on the main thread).
  * - Identity is md5 AND sha256: an md5 match with another sha256 is refused
  *   (E_INTEGRITY) and never replaces the cached file.
  * - Index lookups and commits for one md5 happen inside a per-md5 critical
@@ -22,7 +28,8 @@ import type { Logger } from '../util/logger.js';
 import { parseMediaUrl } from '../fetch/url.js';
 import { createDispatcher, fetchToTmp, type Fetched } from '../fetch/download.js';
 import { withRetries } from '../fetch/retry.js';
-import { commitTmp, ensureCacheLayout, removeDeadTmp, storePath, tmpDirOf } from '../content/store.js';
+import { ensureCacheLayout, removeDeadTmp, storePath, tmpDirOf } from '../content/store.js';
+import { GroupCommitter } from '../content/group-commit.js';
 import { CLOSE_COMPACT_BYTES, IndexDb } from '../entry-index/index-db.js';
 import { hashFile, type FileHashes } from '../hash/file-hash.js';
 import { acquireCacheLock, type CacheLock } from './writer-lock.js';
@@ -55,6 +62,11 @@ export interface VerifyOutcome {
 }
 
 const MD5_PREFIX = /^[0-9a-f]{1,32}$/;
+/**
+ * Bodies whose content-length is at most this are kept in memory until the
+ * committer writes them (bounded: one per network slot, see fetchAndCommit).
+ */
+export const SMALL_BODY_MAX = 256 * 1024;
 /** Metadata fields copied into public records (width/height are placed with the SPEC fields). */
 const RECORD_METADATA_KEYS = [...METADATA_FIELDS.filter((k) => k !== 'width' && k !== 'height'), 'metadataVersion'] as const;
 
@@ -85,6 +97,8 @@ export class MediaCache {
   private readonly net: Semaphore;
   private readonly md5Lock = new KeyedMutex();
   private readonly flights: SingleFlight<MediaRecord>;
+  /** Syncs and renames content files in batches (one worker thread, started on first use). */
+  readonly committer = new GroupCommitter();
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -170,11 +184,14 @@ export class MediaCache {
     const href = parsed.href;
     const { signal } = ctx;
     const o = this.options;
+    // The network slot is held until the file is published (written and
+    // synced), as it was when each download synced its own file: the slots
+    // bound how many bodies wait in memory or unsynced in .tmp/.
     const release = await this.net.acquire(signal);
-    let fetched: Fetched;
+    let rec: MediaRecord;
     try {
       this.assertOpen();
-      fetched = await withRetries(
+      const fetched: Fetched = await withRetries(
         () =>
           fetchToTmp(parsed, {
             tmpDir: this.tmpDir,
@@ -183,6 +200,8 @@ export class MediaCache {
             maxFileSize: o.maxFileSize,
             signal,
             onProgress: ctx.progress,
+            memoryMax: SMALL_BODY_MAX,
+            sync: false,
           }),
         {
           retries: retries ?? o.retries,
@@ -194,17 +213,21 @@ export class MediaCache {
             this.logger.info('retrying download', { url: href, attempt, delayMs, code: err.code, error: err.message }),
         },
       );
+      try {
+        const meta = await this.metadataFor(fetched, href, signal);
+        rec = await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, ctx.fresh, meta));
+      } catch (e) {
+        // commit() renames or drops the tmp file when it succeeds; on failure it may be left.
+        if (!fetched.body) await dropFile(fetched.tmpPath);
+        throw e;
+      }
     } finally {
       release();
     }
-    try {
-      const meta = await this.metadataFor(fetched, href, signal);
-      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, ctx.fresh, meta));
-    } catch (e) {
-      // commit() renames or drops the tmp file when it succeeds; on failure it may be left.
-      await dropFile(fetched.tmpPath);
-      throw e;
-    }
+    // Visible to other processes (and durable) with the journal commit that
+    // follows its file's sync; concurrent downloads share one.
+    await this.index.flush();
+    return rec;
   }
 
   /**
@@ -229,7 +252,7 @@ export class MediaCache {
     const nowIso = new Date(this.options.now()).toISOString();
     if (existing) {
       if (existing.sha256 !== f.sha256) {
-        await dropFile(f.tmpPath);
+        if (!f.body) await dropFile(f.tmpPath);
         this.logger.error('md5 collision refused', { url: href, md5: f.md5, cachedSha256: existing.sha256, sha256: f.sha256 });
         throw new MediaCacheError(
           'E_INTEGRITY',
@@ -242,9 +265,9 @@ export class MediaCache {
         // The cached copy may be gone or damaged (a same-size corruption is
         // only visible to a re-hash): the fresh bytes, whose md5 and sha256
         // match the record, replace it. Forced downloads always do.
-        await commitTmp(f.tmpPath, finalPath);
+        await this.publish(f, finalPath);
         this.logger.debug('cached file replaced by a verified fresh copy', { url: href, md5: f.md5, path: finalPath });
-      } else {
+      } else if (!f.body) {
         await dropFile(f.tmpPath);
       }
       const updated: StoredRecord = {
@@ -276,10 +299,16 @@ export class MediaCache {
     if (f.lastModified !== undefined) rec.lastModified = f.lastModified;
     const stored = withMetadata(rec, meta);
     const finalPath = storePath(this.cacheDir, stored);
-    await commitTmp(f.tmpPath, finalPath);
+    await this.publish(f, finalPath);
     this.index.put(stored);
     this.logger.info('cached', { url: href, md5: rec.md5, path: finalPath, size: rec.fileSize });
     return this.toRecord(stored, href);
+  }
+
+  /** Make a fetched body durable under `finalPath` (group commit). */
+  private async publish(f: Fetched, finalPath: string): Promise<void> {
+    await this.committer.publish({ tmpPath: f.tmpPath, finalPath, ...(f.body ? { data: f.body } : {}) });
+    f.body = undefined;
   }
 
   /**
@@ -435,6 +464,7 @@ export class MediaCache {
     this.closing ??= (async () => {
       await this.flights.abortAll(new MediaCacheError('E_ABORTED', 'cache is closing'));
       try {
+        await this.committer.close();
         await this.index.close();
         if (this.ownsDispatcher) await this.dispatcher.close();
       } finally {

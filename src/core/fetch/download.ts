@@ -1,12 +1,15 @@
 /**
  * One HTTP download into `.tmp/`: stream the body to a fresh file while
  * hashing (MD5 + SHA-256), sniffing the type from the first bytes and
- * reading image dimensions from a bounded head buffer. Never holds the whole
- * body in memory, never reads the file back.
+ * reading image dimensions from a bounded head buffer. Never reads the file
+ * back, and holds a whole body in memory only when asked to (`memoryMax`)
+ * and its announced length is within that bound: such a body never touches
+ * the disk here (the caller writes it in one go, see group-commit.ts).
  *
- * Invariant: `fetchToTmp` either resolves with a complete tmp file whose
- * hashes, size and type are known, or rejects with a MediaCacheError having
- * removed its tmp file and consumed/destroyed the response body.
+ * Invariant: `fetchToTmp` either resolves with a complete tmp file (or an
+ * in-memory body) whose hashes, size and type are known, or rejects with a
+ * MediaCacheError having removed its tmp file and consumed/destroyed the
+ * response body.
  */
 import { close, fdatasync, open } from 'node:fs';
 import path from 'node:path';
@@ -26,10 +29,23 @@ export interface FetchOptions {
   signal?: AbortSignal;
   onProgress?: (bytes: number, total?: number) => void;
   headers?: Record<string, string>;
+  /**
+   * Keep a body whose content-length is at most this many bytes in memory
+   * (Fetched.body) instead of writing it to `.tmp/` (default 0: never).
+   */
+  memoryMax?: number;
+  /**
+   * fdatasync the tmp file before resolving (default true). false: the
+   * caller syncs it before publishing it (a group commit).
+   */
+  sync?: boolean;
 }
 
 export interface Fetched {
+  /** The tmp file; with `body`, only the name reserved for it (nothing was created). */
   tmpPath: string;
+  /** The whole body, when it was kept in memory (see FetchOptions.memoryMax); owns its ArrayBuffer. */
+  body?: Buffer;
   md5: string;
   sha256: string;
   size: number;
@@ -121,6 +137,10 @@ class TmpDownload implements Dispatcher.DispatchHandler {
   /** Chunks that arrived while the tmp file was still opening (at most what one socket read delivered). */
   private early: Buffer[] | undefined;
   private ended = false;
+  /** The body is kept in memory (no tmp file): see FetchOptions.memoryMax. */
+  private memory = false;
+  /** The tmp file was fdatasynced here. */
+  private synced = false;
   private headers: ResponseHeaders = {};
   private total: number | undefined;
   /** Non-2xx: the error already reported; the body is being drained (up to ERROR_BODY_DRAIN). */
@@ -204,6 +224,12 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       this.fail(new MediaCacheError('E_TOO_LARGE', `content-length ${this.total} exceeds the limit of ${this.o.maxFileSize} bytes`, { url: href }));
       return;
     }
+    if (this.total !== undefined && this.total <= (this.o.memoryMax ?? 0)) {
+      // Small and announced: kept in memory, no file yet (and nothing to open first).
+      this.memory = true;
+      this.sink = this.newSink(undefined);
+      return;
+    }
     // Hold the body until the tmp file is open; nothing is created for error responses.
     controller.pause();
     this.early = [];
@@ -218,10 +244,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       this.fd = fd;
       opened();
       if (this.settled) return; // fail() is waiting on `opening` to close and remove it
-      const sink = new HashSink(fd, { maxFileSize: this.o.maxFileSize, url: href, total: this.total, onProgress: this.o.onProgress });
-      this.sink = sink;
-      sink.on('error', (e: Error) => this.fail(classify(e, href, this.o.timeoutMs)));
-      sink.on('drain', () => this.controller?.resume());
+      const sink = this.newSink(fd);
       const early = this.early ?? [];
       this.early = undefined;
       let full = false;
@@ -229,6 +252,15 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       if (this.ended) sink.end(this.onSinkFinished);
       else if (!full) this.controller?.resume();
     }));
+  }
+
+  private newSink(fd: number | undefined): HashSink {
+    const href = this.url.href;
+    const sink = new HashSink(fd, { maxFileSize: this.o.maxFileSize, url: href, total: this.total, onProgress: this.o.onProgress });
+    this.sink = sink;
+    sink.on('error', (e: Error) => this.fail(classify(e, href, this.o.timeoutMs)));
+    sink.on('drain', () => this.controller?.resume());
+    return sink;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -262,40 +294,49 @@ class TmpDownload implements Dispatcher.DispatchHandler {
   private readonly onSinkFinished = (): void => {
     const sink = this.sink;
     const fd = this.fd;
-    if (this.settled || !sink || fd === undefined) return;
+    if (this.settled || !sink || (fd === undefined && !this.memory)) return;
     // sink 'error' settles through fail(); 'finish' only after every write landed
     if (sink.errored) return;
     const href = this.url.href;
     if (this.total !== undefined && sink.bytes !== this.total) {
       return this.fail(new MediaCacheError('E_NETWORK', `body ended after ${sink.bytes} of ${this.total} bytes`, { url: href, retryable: true }));
     }
-    // Durable before anyone can rename it into place; done here on the open
-    // fd so commitTmp does not have to reopen the file (see store.markSynced).
-    fdatasync(fd, (err) => {
-      if (err) return this.fail(classify(err, href, this.o.timeoutMs));
-      if (this.settled) return;
+    if (fd === undefined) return this.finish(sink);
+    const closeAndFinish = (): void => {
       this.fd = undefined;
       close(fd, (cerr) => {
         if (cerr) return this.fail(classify(cerr, href, this.o.timeoutMs));
         if (this.settled) return;
         this.finish(sink);
       });
+    };
+    if (this.o.sync === false) return closeAndFinish();
+    // Durable before anyone can rename it into place; done here on the open
+    // fd so commitTmp does not have to reopen the file (see store.markSynced).
+    fdatasync(fd, (err) => {
+      if (err) return this.fail(classify(err, href, this.o.timeoutMs));
+      if (this.settled) return;
+      this.synced = true;
+      closeAndFinish();
     });
   };
 
   private finish(sink: HashSink): void {
-    const tmpPath = this.tmpPath!;
     let out: Fetched;
     try {
-      markSynced(tmpPath);
+      const tmpPath = this.tmpPath ?? path.join(this.o.tmpDir, tmpFileName());
+      if (this.synced) markSynced(tmpPath);
       const r = sink.result();
       const h = this.headers;
       out = { tmpPath, md5: r.md5, sha256: r.sha256, size: sink.bytes, sniffed: r.sniffed, finalUrl: finalUrlOf({ context: this.context }, this.url.href) };
+      if (this.memory) out.body = sink.body();
       if (r.dims) {
         out.width = r.dims.width;
         out.height = r.dims.height;
       }
-      if (r.head) out.head = r.head;
+      // The whole body serves the metadata reader from memory.
+      if (out.body) out.head = out.body;
+      else if (r.head) out.head = r.head;
       const etag = header(h, 'etag');
       const lastModified = header(h, 'last-modified');
       const contentType = header(h, 'content-type');

@@ -32,7 +32,8 @@ export interface SinkOptions {
 
 /**
  * Writes chunks to an open fd (batched with writev), hashes them, and keeps
- * a copy of only the leading bytes: SNIFF_BYTES for the type, up to
+ * a copy of only the leading bytes (without an fd, "memory mode", it keeps
+ * the whole body instead, for `body()`: the owner bounds its size first): SNIFF_BYTES for the type, up to
  * IMAGE_HEAD_CAP for images whose dimensions are not in the first bytes.
  * Refuses an unsupported type as soon as the head is complete, before more
  * of the body is written.
@@ -59,7 +60,7 @@ export class HashSink extends Writable {
   private lastProgressBytes = 0;
 
   constructor(
-    private readonly fd: number,
+    private readonly fd: number | undefined,
     private readonly o: SinkOptions,
   ) {
     super({ highWaterMark: SINK_HIGH_WATER });
@@ -92,18 +93,20 @@ export class HashSink extends Writable {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
     }
+    if (this.fd === undefined) return this.hasher.drained(cb);
     if (this.pendingBytes < WRITE_BATCH && this.pending.length < WRITE_BATCH_CHUNKS) return this.hasher.drained(cb);
     this.flushWrites((e) => (e ? cb(e) : this.hasher.drained(cb)));
   }
 
   private flushWrites(cb: (err?: Error | null) => void): void {
-    if (this.pending.length === 0) return cb();
+    if (this.pending.length === 0 || this.fd === undefined) return cb();
+    const fd = this.fd;
     const bufs = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
     let done!: () => void;
     this.writing = new Promise((r) => (done = r));
-    writeAll(this.fd, bufs, (e) => {
+    writeAll(fd, bufs, (e) => {
       this.writing = undefined;
       done();
       cb(e);
@@ -148,6 +151,19 @@ export class HashSink extends Writable {
     if (!this.sniffed || !this.digests) throw new Error('HashSink.result() before the body ended');
     const head = this.kept ?? (this.headLen > 0 ? Buffer.from(this.head.subarray(0, Math.min(this.headLen, KEEP_HEAD))) : undefined);
     return { md5: this.digests.md5, sha256: this.digests.sha256, sniffed: this.sniffed, dims: this.dims, head };
+  }
+
+  /**
+   * Memory mode, after 'finish': the whole body in one buffer that owns its
+   * ArrayBuffer (so it can be transferred to a worker). Takes it: a second call returns an empty buffer.
+   */
+  body(): Buffer {
+    const out = Buffer.allocUnsafeSlow(this.pendingBytes);
+    let at = 0;
+    for (const c of this.pending) at += c.copy(out, at);
+    this.pending = [];
+    this.pendingBytes = 0;
+    return out;
   }
 
   /** Drop the head buffer, keeping a copy of its first KEEP_HEAD bytes. */
