@@ -57,17 +57,19 @@ async function childMain() {
   const { MediaCache } = await import('../dist/core/index.js');
   const urls = fs.readFileSync(args['urls-file'], 'utf8').split('\n').filter(Boolean);
   const workers = Number(args.workers);
+  // Peak RSS from VmHWM; sampled (cheaply) only where /proc is missing.
   let peak = 0;
-  const sample = () => (peak = Math.max(peak, process.memoryUsage().rss));
-  const timer = setInterval(sample, 50);
+  const sample = () => (peak = Math.max(peak, process.memoryUsage.rss()));
+  const timer = fs.existsSync('/proc/self/status') ? undefined : setInterval(sample, 50);
   // Wall and CPU both from here: node's own start-up and module loading are not counted.
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const cache = await MediaCache.open({ cacheDir: args['cache-dir'], concurrency: workers, timeoutMs: 120_000 });
   const recs = await cache.downloadMany(urls, { maxWorkers: workers });
+  const commits = { ...cache.committer.stats, journalAppends: cache.index.diagnostics.journalAppends };
   await cache.close();
   const ms = performance.now() - t0;
-  clearInterval(timer);
+  if (timer) clearInterval(timer);
   sample();
   let hwm;
   try {
@@ -79,7 +81,7 @@ async function childMain() {
   const bytes = recs.reduce((s, r) => s + r.fileSize, 0);
   const cpu = process.cpuUsage(cpu0);
   const cpuMs = (cpu.user + cpu.system) / 1000;
-  process.stdout.write(`${JSON.stringify({ ms, cpuMs, files: recs.length, bytes, peakRss: hwm ?? peak, sampledRss: peak })}\n`);
+  process.stdout.write(`${JSON.stringify({ ms, cpuMs, files: recs.length, bytes, peakRss: hwm ?? peak, commits })}\n`);
 }
 
 /**
@@ -556,6 +558,8 @@ async function main() {
             ` ${(x.cpuMs === undefined ? '-' : fmtMs(x.cpuMs)).padStart(8)} ${fmtMiB(x.peakRss).padStart(9)}`,
         );
       }
+      const lib = got.library?.at(-1)?.commits;
+      if (lib) console.log(`  library: ${lib.files} files committed in ${lib.batches} batches (largest ${lib.largestBatch}), ${lib.journalAppends} journal appends`);
       const dm = row('daemon');
       if (dm) {
         const verdict = (ok) => (ok ? 'met' : 'NOT met');

@@ -53,6 +53,14 @@ export interface DownloadOptions {
    * retry layer, never one inside the other.
    */
   retries?: number;
+  /**
+   * false: resolve once the file is durable under its final name and the
+   * record is in the in-memory index, without waiting for the index journal
+   * commit; the caller commits (index.flush()) before it reports the
+   * download durable (the daemon's scheduler batches that itself). Default
+   * true: download() resolves after the journal commit.
+   */
+  durable?: boolean;
 }
 
 export interface VerifyOutcome {
@@ -153,7 +161,7 @@ export class MediaCache {
     this.assertOpen();
     const parsed = parseMediaUrl(url);
     const force = opts.force === true;
-    return this.flights.run(
+    const rec = await this.flights.run(
       parsed.href,
       async (ctx) => {
         if (!force) {
@@ -164,6 +172,11 @@ export class MediaCache {
       },
       { fresh: force, signal: opts.signal, onProgress: opts.onProgress },
     );
+    // Visible to other processes (and durable) with the journal commit that
+    // follows its file's sync; concurrent downloads share one. (A cache hit
+    // may be a record another caller just put: it waits for that commit too.)
+    if (opts.durable !== false) await this.index.flush();
+    return rec;
   }
 
   /** The cached record for a URL when its file is present with the recorded size. */
@@ -201,6 +214,7 @@ export class MediaCache {
             signal,
             onProgress: ctx.progress,
             memoryMax: SMALL_BODY_MAX,
+            bodyBuffer: this.bodyBuffer,
             sync: false,
           }),
         {
@@ -224,9 +238,6 @@ export class MediaCache {
     } finally {
       release();
     }
-    // Visible to other processes (and durable) with the journal commit that
-    // follows its file's sync; concurrent downloads share one.
-    await this.index.flush();
     return rec;
   }
 
@@ -305,6 +316,8 @@ export class MediaCache {
     return this.toRecord(stored, href);
   }
 
+  private readonly bodyBuffer = (size: number): Buffer => this.committer.buffer(size);
+
   /** Make a fetched body durable under `finalPath` (group commit). */
   private async publish(f: Fetched, finalPath: string): Promise<void> {
     await this.committer.publish({ tmpPath: f.tmpPath, finalPath, ...(f.body ? { data: f.body } : {}) });
@@ -329,7 +342,9 @@ export class MediaCache {
         if (i >= urls.length) return;
         const url = urls[i];
         try {
-          results[i] = await this.download(String(url), { force: opts.force, signal: opts.signal });
+          // The index commit is awaited once at the end: a worker goes on to
+          // its next URL as soon as this one's file is durable.
+          results[i] = await this.download(String(url), { force: opts.force, signal: opts.signal, durable: false });
         } catch (e) {
           const err = toMediaCacheError(e, String(url));
           this.logger.error('download failed', { url: String(url), code: err.code, status: err.status, error: err.message });
@@ -337,6 +352,12 @@ export class MediaCache {
       }
     };
     await Promise.all(Array.from({ length: Math.min(workers, urls.length) }, work));
+    try {
+      await this.index.flush();
+    } catch (e) {
+      // The records stay in memory and the index retries the commit on its own.
+      this.logger.error('index commit after downloadMany failed; will retry', { error: (e as Error)?.message ?? String(e) });
+    }
     return results.filter((r): r is MediaRecord => r !== undefined);
   }
 

@@ -10,8 +10,9 @@
  * large download streamed to disk; then it fdatasyncs every file of the
  * batch at once (in parallel on libuv's pool, so they share the
  * filesystem's journal commits), closes them, and only then renames each
- * synced file to its final name. One reply settles the whole batch. While
- * a batch is in the worker the next one gathers; at most one is in flight.
+ * synced file to its final name. One reply settles the whole batch. At most
+ * MAX_BATCHES_IN_FLIGHT batches are in the worker (their syncs overlap);
+ * files arriving meanwhile gather into the next batch.
  *
  * Invariant (the store's, unchanged): a file appears under its final name
  * only after its data was fdatasynced, so neither a crash (kill -9) nor a
@@ -37,15 +38,36 @@ export interface PublishItem {
 
 /** Most files per batch (bounds one message and the fds the worker holds open at once). */
 export const MAX_BATCH = 256;
+/**
+ * Batches in the worker at once. With one, a file arriving while a batch
+ * syncs waits for that sync and then its own; with two, its sync starts at
+ * once unless two are already running.
+ */
+export const MAX_BATCHES_IN_FLIGHT = 2;
+/**
+ * Bodies up to this size are copied into reusable slabs of this size, which
+ * the worker hands back after writing: no buffer is allocated (and left for
+ * the worker's garbage collector) per file.
+ */
+export const SLAB = 256 * 1024;
+/** Free slabs kept for reuse. */
+const FREE_SLABS_MAX = 32;
 
 interface Job {
   id: number;
   tmp: string;
   final: string;
   data?: Uint8Array;
+  /** SLAB when `data` lives in a pooled slab (handed back in the reply). */
+  slab?: number;
 }
 
 type Reply = { id: number; ok: true } | { id: number; ok: false; stage: 'write' | 'sync' | 'rename'; code?: string; message: string };
+/** The worker's answer to a batch: one reply per job, and the slabs it is done with. */
+interface BatchReply {
+  replies: Reply[];
+  slabs: ArrayBuffer[];
+}
 
 interface Entry {
   item: PublishItem;
@@ -105,7 +127,9 @@ function workerMain(): void {
           fail(i, 'rename', e); // synced: the caller retries the rename its careful way
         }
       }
-      port.postMessage(replies);
+      const slabs: ArrayBuffer[] = [];
+      for (const j of jobs) if (j.data && j.data.buffer.byteLength === j.slab) slabs.push(j.data.buffer as ArrayBuffer);
+      port.postMessage({ replies, slabs }, slabs);
     };
     for (let i = 0; i < jobs.length; i++) {
       const fd = fds[i];
@@ -131,7 +155,9 @@ export class GroupCommitter {
   readonly stats = { batches: 0, files: 0, largestBatch: 0 };
   private worker: Worker | undefined;
   private queue: Entry[] = [];
-  private inFlight: Map<number, Entry> | undefined;
+  private readonly inFlight = new Map<number, Entry>();
+  private readonly free: ArrayBuffer[] = [];
+  private batchesInFlight = 0;
   private nextId = 1;
   private closed = false;
 
@@ -148,9 +174,18 @@ export class GroupCommitter {
     });
   }
 
+  /**
+   * A buffer of `size` bytes for a body to publish: a view of a reusable
+   * slab when it fits (the worker returns slabs after writing them).
+   */
+  buffer(size: number): Buffer {
+    if (size > SLAB) return Buffer.allocUnsafeSlow(size);
+    return Buffer.from(this.free.pop() ?? new ArrayBuffer(SLAB), 0, size);
+  }
+
   /** Files queued or in the worker. */
   get pending(): number {
-    return this.queue.length + (this.inFlight?.size ?? 0);
+    return this.queue.length + this.inFlight.size;
   }
 
   /** Stop the worker; whatever is still pending fails. Idempotent. */
@@ -163,32 +198,40 @@ export class GroupCommitter {
   }
 
   private send(): void {
-    if (this.inFlight || this.queue.length === 0) return;
-    const batch = this.queue.splice(0, MAX_BATCH);
-    const jobs: Job[] = [];
-    const transfer: ArrayBuffer[] = [];
-    this.inFlight = new Map();
-    for (const e of batch) {
-      const id = this.nextId++;
-      this.inFlight.set(id, e);
-      let data = e.item.data;
-      if (data) {
-        // Transfer only a buffer the body owns whole (a slice of a shared pool would be detached for everyone).
-        if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength || !(data.buffer instanceof ArrayBuffer)) data = new Uint8Array(data);
-        transfer.push(data.buffer as ArrayBuffer);
+    while (this.batchesInFlight < MAX_BATCHES_IN_FLIGHT && this.queue.length > 0) {
+      const batch = this.queue.splice(0, MAX_BATCH);
+      const jobs: Job[] = [];
+      const transfer: ArrayBuffer[] = [];
+      for (const e of batch) {
+        const id = this.nextId++;
+        this.inFlight.set(id, e);
+        let data = e.item.data;
+        const job: Job = { id, tmp: e.item.tmpPath, final: e.item.finalPath };
+        if (data) {
+          // Transfer only a buffer the body owns whole, or one of our slabs
+          // (a slice of a shared pool would be detached for everyone).
+          const slab = data.byteOffset === 0 && data.buffer.byteLength === SLAB;
+          if (!slab && (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength || !(data.buffer instanceof ArrayBuffer))) data = new Uint8Array(data);
+          transfer.push(data.buffer as ArrayBuffer);
+          job.data = data;
+          if (slab) job.slab = SLAB;
+        }
+        jobs.push(job);
       }
-      jobs.push({ id, tmp: e.item.tmpPath, final: e.item.finalPath, ...(data ? { data } : {}) });
+      const w = this.ensureWorker();
+      if (this.batchesInFlight++ === 0) w.ref();
+      w.postMessage(jobs, transfer);
     }
-    const w = this.ensureWorker();
-    w.ref();
-    w.postMessage(jobs, transfer);
   }
 
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
     // No loaders or flags of the parent (test runners): the body is plain JS.
     const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], name: 'mediacache-commit' });
-    w.on('message', (replies: Reply[]) => this.settle(replies));
+    w.on('message', (m: BatchReply) => {
+      for (const b of m.slabs) if (this.free.length < FREE_SLABS_MAX) this.free.push(b);
+      this.settle(m.replies);
+    });
     w.on('error', (e) => this.lost(w, e));
     w.on('exit', (code) => this.lost(w, new Error(`commit worker exited with code ${code}`)));
     this.worker = w;
@@ -196,15 +239,14 @@ export class GroupCommitter {
   }
 
   private settle(replies: Reply[]): void {
-    const batch = this.inFlight;
-    this.inFlight = undefined;
-    if (!batch) return;
+    this.batchesInFlight--;
     this.stats.batches++;
     this.stats.files += replies.length;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, replies.length);
     for (const r of replies) {
-      const e = batch.get(r.id);
+      const e = this.inFlight.get(r.id);
       if (!e) continue;
+      this.inFlight.delete(r.id);
       if (r.ok) {
         e.resolve();
       } else if (r.stage === 'rename') {
@@ -217,24 +259,27 @@ export class GroupCommitter {
         e.reject(toMediaCacheError(err));
       }
     }
-    if (this.queue.length > 0) this.send();
-    else this.worker?.unref();
+    this.send();
+    if (this.batchesInFlight === 0) this.worker?.unref();
   }
 
-  /** The worker died: fail its batch (the files' state is unknown), start a new one for what is queued. */
+  /** The worker died: fail what it held (the files' state is unknown), start a new one for what is queued. */
   private lost(w: Worker, e: unknown): void {
     if (this.worker !== w) return;
     this.worker = undefined;
-    const batch = this.inFlight;
-    this.inFlight = undefined;
-    const err = new MediaCacheError('E_INTERNAL', `commit worker failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
-    for (const entry of batch?.values() ?? []) entry.reject(err);
+    this.failInFlight(new MediaCacheError('E_INTERNAL', `commit worker failed: ${(e as Error)?.message ?? String(e)}`, { cause: e }));
     if (!this.closed) this.send();
   }
 
+  private failInFlight(err: MediaCacheError): void {
+    const held = [...this.inFlight.values()];
+    this.inFlight.clear();
+    this.batchesInFlight = 0;
+    for (const e of held) e.reject(err);
+  }
+
   private failAll(err: MediaCacheError): void {
-    const batch = this.inFlight;
-    this.inFlight = undefined;
-    for (const e of [...(batch?.values() ?? []), ...this.queue.splice(0)]) e.reject(err);
+    this.failInFlight(err);
+    for (const e of this.queue.splice(0)) e.reject(err);
   }
 }

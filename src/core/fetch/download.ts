@@ -34,6 +34,8 @@ export interface FetchOptions {
    * (Fetched.body) instead of writing it to `.tmp/` (default 0: never).
    */
   memoryMax?: number;
+  /** Where an in-memory body is assembled (default: a buffer of its own). */
+  bodyBuffer?: (size: number) => Buffer;
   /**
    * fdatasync the tmp file before resolving (default true). false: the
    * caller syncs it before publishing it (a group commit).
@@ -329,7 +331,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       const r = sink.result();
       const h = this.headers;
       out = { tmpPath, md5: r.md5, sha256: r.sha256, size: sink.bytes, sniffed: r.sniffed, finalUrl: finalUrlOf({ context: this.context }, this.url.href) };
-      if (this.memory) out.body = sink.body();
+      if (this.memory) out.body = sink.body(this.o.bodyBuffer);
       if (r.dims) {
         out.width = r.dims.width;
         out.height = r.dims.height;

@@ -154,11 +154,12 @@ export class HashSink extends Writable {
   }
 
   /**
-   * Memory mode, after 'finish': the whole body in one buffer that owns its
-   * ArrayBuffer (so it can be transferred to a worker). Takes it: a second call returns an empty buffer.
+   * Memory mode, after 'finish': the whole body in one buffer from `alloc`
+   * (default: one that owns its ArrayBuffer, so it can be transferred to a
+   * worker). Takes it: a second call returns an empty buffer.
    */
-  body(): Buffer {
-    const out = Buffer.allocUnsafeSlow(this.pendingBytes);
+  body(alloc: (size: number) => Buffer = Buffer.allocUnsafeSlow): Buffer {
+    const out = alloc(this.pendingBytes);
     let at = 0;
     for (const c of this.pending) at += c.copy(out, at);
     this.pending = [];

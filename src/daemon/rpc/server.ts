@@ -98,12 +98,27 @@ class Connection implements RpcConnection {
     else this.closeFns.push(fn);
   }
 
-  /** Write one message; silently dropped once the peer is gone. */
+  /**
+   * Write one message; silently dropped once the peer is gone. Messages of
+   * one event-loop turn (a batch of job events) leave in one system call:
+   * the socket is corked until the next tick.
+   */
   write(msg: unknown): void {
     if (this.closed || this.sock.destroyed || !this.sock.writable) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.sock.cork();
+      process.nextTick(this.uncork);
+    }
     this.sock.write(JSON.stringify(msg) + '\n');
     if (this.congested()) this.sock.pause();
   }
+
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.sock.uncork();
+  };
 
   /**
    * Too many requests in flight, or too many reply bytes the client has not
