@@ -4,10 +4,9 @@
  * each download paying its own fdatasync and a threadpool round trip per
  * system call on the main thread.
  *
- * A batch is one message to the worker. For each file it either creates the
- * tmp file from a body held in memory (small downloads: open, write — the
- * "one hop" from socket to final name) or opens the complete tmp file a
- * large download streamed to disk; then it fdatasyncs every file of the
+ * A batch is one message to the worker. For each file it creates the tmp
+ * file from a body held in memory (small downloads: open, write — the "one
+ * hop" from socket to final name); then it fdatasyncs every file of the
  * batch at once (in parallel on libuv's pool, so they share the
  * filesystem's journal commits), closes them, and only then renames each
  * synced file to its final name. One reply settles the whole batch. At most
@@ -29,7 +28,10 @@ import { MediaCacheError, toMediaCacheError } from '../errors.js';
 import { commitTmp, markSynced } from './store.js';
 
 export interface PublishItem {
-  /** The file in `.tmp/`: created here from `data`, else already complete on disk (not yet synced). */
+  /**
+   * The file in `.tmp/`: created from `data`, else already complete on disk
+   * (not yet synced; then synced and renamed by the store, not the worker).
+   */
   tmpPath: string;
   finalPath: string;
   /** A small body held in memory. Its ArrayBuffer is transferred to the worker: do not use `data` afterwards. */
@@ -168,6 +170,10 @@ export class GroupCommitter {
    */
   publish(item: PublishItem): Promise<void> {
     if (this.closed) return Promise.reject(new MediaCacheError('E_UNAVAILABLE', 'the media cache is closed'));
+    // A body already on disk is a large one (few, each costing far more than
+    // its round trips): synced and renamed by the store on libuv's pool, so
+    // a run of large downloads never starts the worker (an isolate costs ~9 MiB).
+    if (!item.data) return commitTmp(item.tmpPath, item.finalPath);
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
       this.send();
