@@ -18,6 +18,7 @@ import { MediaCacheError } from '../errors.js';
 import type { Sniffed } from '../content/sniff.js';
 import { markSynced, removeQuietly, tmpFileName } from '../content/store.js';
 import { HashSink } from './sink.js';
+import { noteReceived } from '../util/young-gc.js';
 import { classify, contentLength, finalUrlOf, header, httpError, type ResponseHeaders } from './classify-error.js';
 
 export interface FetchOptions {
@@ -272,6 +273,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.settled) return;
+    noteReceived(chunk.length);
     if (this.early) {
       this.early.push(chunk);
       controller.pause();
