@@ -13,13 +13,18 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.join(HERE, '..');
-const GNU_TIME = ['/usr/bin/time', '/bin/time'].find((p) => {
-  try {
-    return spawnSync(p, ['-f', '%M', 'true'], { stdio: 'ignore' }).status === 0;
-  } catch {
-    return false;
-  }
-});
+/** GNU time's path, looked up on first use (bench children import this module too). */
+let gnuTime;
+function gnuTimePath() {
+  gnuTime ??= ['/usr/bin/time', '/bin/time'].find((p) => {
+    try {
+      return spawnSync(p, ['-f', '%M', 'true'], { stdio: 'ignore' }).status === 0;
+    } catch {
+      return false;
+    }
+  }) ?? '';
+  return gnuTime || undefined;
+}
 let seq = 0;
 
 /** Path of `name` on PATH, or undefined. */
@@ -35,6 +40,7 @@ export function which(name) {
  */
 export function measured(cmd, argv, { capture = false, env, cwd, okCodes = [0] } = {}) {
   const stats = path.join(os.tmpdir(), `mcb-time-${process.pid}-${++seq}`);
+  const GNU_TIME = gnuTimePath();
   let c;
   let a;
   if (GNU_TIME) {
