@@ -1,28 +1,42 @@
-// Download benchmark: MediaCache.downloadMany against curl -Z over the same
-// loopback URLs, for many small images and a few large videos.
+// Download benchmark: mediacache (the library's downloadMany, and the daemon
+// fed by `mcctl add -f URLS --wait`) beside the tools a user would pick
+// instead, over the same loopback URLs, for many small images and a few
+// large videos.
 //
 //   npm run bench -- [--small-count 2000] [--large-count 4] [--large-mib 256]
 //                    [--small-workers 16] [--large-workers 4] [--sets small,large] [--runs 3]
-//                    [--no-curl] [--no-curl-sync] [--no-curl-hash] [--no-bare-node] [--profile DIR] [--json]
+//                    [--no-daemon] [--no-curl] [--no-curl-sync] [--no-curl-hash] [--no-wget]
+//                    [--no-aria2] [--no-seed] [--no-bare-node] [--profile DIR] [--json]
 //                    [--quota-half]
 //
-// --quota-half: for the small set, also run ours with --max-size set to half
-// the set's bytes (eviction keeps up with the downloads) beside ours without
-// a quota, alternating; prints the time ratio (target <= 1.2x).
+// --quota-half: for the small set, also run the library with --max-size set
+// to half the set's bytes (eviction keeps up with the downloads) as one more
+// side; prints its time ratio to the library without a quota (target <= 1.2x).
 //
-// Peers: curl -Z; curl then `sync -f` of its folder (--no-curl-sync to skip);
-// for the large set, curl then md5sum + openssl sha256 of each file
-// (--no-curl-hash); "bare Node": the least a durable Node downloader must do
-// per file (undici request, MD5 + SHA-256, write, fdatasync, rename; no
-// index, no sniffing, no limits) with the same parallelism (--no-bare-node),
-// and for the large set the same without hashing (Node's own I/O cost).
-// Each timed run starts on a settled disk; the order of ours and the peers
-// alternates between runs; medians are printed.
-// BENCH_WRAP="strace -f -c -o FILE" (or "perf record -g -o FILE") runs our
-// side under that command; BENCH_WRAP_BARE the bare Node peer.
+// Sides (each in its own process; CPU seconds and peak RSS of each):
+// - library: MediaCache.downloadMany in a child process (open → downloads → close);
+// - daemon (--no-daemon): mediacached started untimed on a fresh cache with
+//   --concurrency/--per-host = the set's workers, then `mcctl add -f URLS
+//   --wait` timed from mcctl's start to its exit (its start-up included); CPU
+//   is the daemon's over that window plus mcctl's; RSS the daemon's VmHWM;
+// - curl -Z; curl then `sync -f` of its folder (--no-curl-sync); for the large
+//   set, curl then md5sum + openssl sha256 of each file (--no-curl-hash);
+// - wget -i, one URL at a time (--no-wget); aria2c -i -j WORKERS (--no-aria2);
+// - the seed's approach, bench/seed_approach.py (--no-seed): Python requests,
+//   8 KB chunks into MD5 and a temp file, Pillow, a thread pool; run with
+//   $BENCH_PYTHON, else /usr/bin/python3;
+// - "bare Node" (--no-bare-node): the least a durable Node downloader must do
+//   per file (undici request, MD5 + SHA-256, write, fdatasync, rename; no
+//   index, no sniffing, no limits) with the same parallelism, and for the
+//   large set the same without hashing (Node's own I/O cost).
+// A peer whose binary (or Python module) is missing is skipped with a note.
+// Rounds run the sides in rotating order, each on a settled disk; medians
+// are printed, with ratios to curl -Z and the issue's targets for the daemon.
+// --profile DIR: V8 CPU profiles of the library child and the daemon.
+// BENCH_WRAP="strace -f -c -o FILE" (or "perf record -g -o FILE") runs the
+// library side under that command; BENCH_WRAP_BARE the bare Node peer.
 //
-// The origin runs in its own process (bench/origin.js); our side runs in a
-// child process too, so its peak RSS (VmHWM) is measured alone. Test data is
+// The origin runs in its own process (bench/origin.js). Test data is
 // generated into a temp dir (streamed, never held in memory) and removed at the end.
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -33,6 +47,7 @@ import readline from 'node:readline';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, numberArg, settleDisk } from './_args.js';
+import { measured, runAria2, runDaemon, runSeed, runWget, seedUnavailable, which } from './_peers.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURES = path.join(HERE, '..', 'test', 'fixtures');
@@ -47,19 +62,21 @@ async function childMain() {
   const { MediaCache } = await import('../dist/core/index.js');
   const urls = fs.readFileSync(args['urls-file'], 'utf8').split('\n').filter(Boolean);
   const workers = Number(args.workers);
+  // Peak RSS from VmHWM; sampled (cheaply) only where /proc is missing.
   let peak = 0;
-  const sample = () => (peak = Math.max(peak, process.memoryUsage().rss));
-  const timer = setInterval(sample, 50);
+  const sample = () => (peak = Math.max(peak, process.memoryUsage.rss()));
+  const timer = fs.existsSync('/proc/self/status') ? undefined : setInterval(sample, 50);
   // Wall and CPU both from here: node's own start-up and module loading are not counted.
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const maxSize = args['max-size'] !== undefined ? Number(args['max-size']) : undefined;
   const cache = await MediaCache.open({ cacheDir: args['cache-dir'], concurrency: workers, timeoutMs: 120_000, ...(maxSize ? { maxSize } : {}) });
   const recs = await cache.downloadMany(urls, { maxWorkers: workers });
+  const commits = { ...cache.committer.stats, journalAppends: cache.index.diagnostics.journalAppends };
   const st = cache.stats();
   await cache.close();
   const ms = performance.now() - t0;
-  clearInterval(timer);
+  if (timer) clearInterval(timer);
   sample();
   let hwm;
   try {
@@ -71,9 +88,7 @@ async function childMain() {
   const bytes = recs.reduce((s, r) => s + r.fileSize, 0);
   const cpu = process.cpuUsage(cpu0);
   const cpuMs = (cpu.user + cpu.system) / 1000;
-  process.stdout.write(
-    `${JSON.stringify({ ms, cpuMs, files: recs.length, bytes, peakRss: hwm ?? peak, sampledRss: peak, used: st.totalSize, evicted: st.evicted?.count ?? 0 })}\n`,
-  );
+  process.stdout.write(`${JSON.stringify({ ms, cpuMs, files: recs.length, bytes, peakRss: hwm ?? peak, commits, used: st.totalSize, evicted: st.evicted?.count ?? 0 })}\n`);
 }
 
 /**
@@ -266,33 +281,6 @@ function run(cmd, argv, opts = {}) {
   });
 }
 
-/** Run `sh -c script sh ...args`; the script writes its /proc stat to fd 3 after its child exits. */
-function runWithChildCpu(script, argv) {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn('sh', ['-c', script, 'sh', ...argv], { stdio: ['ignore', 'inherit', 'inherit', 'pipe'] });
-    let stat = '';
-    child.stdio[3].on('data', (d) => (stat += d));
-    child.once('error', reject);
-    child.once('close', (code) => {
-      const ms = performance.now() - t0;
-      if (code !== 0) return reject(new Error(`curl exited with ${code}`));
-      // Fields after the ")" of comm: index 13/14 are cutime/cstime in clock ticks (USER_HZ = 100 on Linux).
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const ticks = Number(rest[13]) + Number(rest[14]);
-      resolve({ ms, cpuMs: Number.isFinite(ticks) ? ticks * 10 : undefined });
-    });
-  });
-}
-
-function hasCurl() {
-  return new Promise((resolve) => {
-    const c = spawn('curl', ['--version'], { stdio: 'ignore' });
-    c.once('error', () => resolve(false));
-    c.once('exit', (code) => resolve(code === 0));
-  });
-}
-
 function dirBytes(dir) {
   let n = 0;
   let files = 0;
@@ -371,11 +359,9 @@ async function runCurl(tmp, set, urls, names, workers, { durable = false } = {})
   fs.writeFileSync(cfg, urls.map((u, i) => `url = "${u}"\noutput = "${path.join(outDir, names[i])}"\n`).join(''));
   try {
     const curlArgs = ['-Z', '--parallel-max', String(workers), '--parallel-immediate', '-s', '-S', '--no-progress-meter', '--fail', '-K', cfg];
-    // Through sh so that, on Linux, the shell's /proc stat gives curl's CPU time (cutime + cstime).
     const sync = durable ? ` && sync -f '${outDir.replace(/'/g, `'\\''`)}'` : '';
-    const script = `curl "$@"${sync}; s=$?; [ -r /proc/$$/stat ] && cat /proc/$$/stat >&3; exit $s`;
-    const { ms, cpuMs } = await runWithChildCpu(script, curlArgs);
-    return { ms, cpuMs, ...dirBytes(outDir) };
+    const { ms, cpuMs, peakRss } = await measured('sh', ['-c', `curl "$@"${sync}`, 'sh', ...curlArgs]);
+    return { ms, cpuMs, peakRss, ...dirBytes(outDir) };
   } finally {
     discardOutput(outDir, set);
   }
@@ -390,8 +376,7 @@ async function runCurl(tmp, set, urls, names, workers, { durable = false } = {})
  * and `md5sum < FIFO`: 4.0-9.1 s and 7-8.7 s CPU against 3.0-4.6 s and
  * 4.6-4.9 s CPU for this (tee and openssl move the bytes in 8 KiB pipe
  * reads and writes). Digests are checked against the generated data. CPU
- * time: the shell's cutime + cstime, every process being a waited
- * descendant.
+ * time: every process is a waited descendant of the shell (_peers.js measured).
  */
 async function runCurlHash(tmp, set, urls, names, expected) {
   const outDir = path.join(tmp, `curlhash-${set}`);
@@ -407,10 +392,10 @@ async function runCurlHash(tmp, set, urls, names, expected) {
     '  pids="$pids $!"',
     'done',
     's=0; for p in $pids; do wait $p || s=1; done',
-    '[ -r /proc/$$/stat ] && cat /proc/$$/stat >&3; exit $s',
+    'exit $s',
   ].join('\n');
   try {
-    const { ms, cpuMs } = await runWithChildCpu(script, [outDir, ...urls]);
+    const { ms, cpuMs, peakRss } = await measured('sh', ['-c', script, 'sh', outDir, ...urls]);
     for (let i = 0; i < urls.length; i++) {
       const md5 = fs.readFileSync(path.join(outDir, `${i + 1}.md5`), 'utf8').split(' ')[0];
       const sha256 = fs.readFileSync(path.join(outDir, `${i + 1}.sha256`), 'utf8').split(' ')[0];
@@ -418,25 +403,111 @@ async function runCurlHash(tmp, set, urls, names, expected) {
     }
     const files = fs.readdirSync(outDir).filter((n) => /^f\d+$/.test(n));
     const bytes = files.reduce((n, f) => n + fs.statSync(path.join(outDir, f)).size, 0);
-    return { ms, cpuMs, files: files.length, bytes };
+    return { ms, cpuMs, peakRss, files: files.length, bytes };
   } finally {
     discardOutput(outDir, set);
   }
 }
 
+/** Cached content files (`<md5>.<ext>` under the type folders) of a cache dir. */
+function cachedFiles(cacheDir) {
+  let bytes = 0;
+  let files = 0;
+  for (const e of fs.readdirSync(cacheDir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile() && /^[0-9a-f]{32}\.[a-z0-9]+$/.test(e.name)) {
+      bytes += fs.statSync(path.join(e.parentPath ?? e.path, e.name)).size;
+      files++;
+    }
+  }
+  return { bytes, files };
+}
+
+/** Run one external peer into `outDir`, count what it wrote, discard it. */
+async function peerRun(outDir, set, fn) {
+  try {
+    const r = await fn(outDir);
+    return { ...r, ...dirBytes(outDir) };
+  } finally {
+    if (fs.existsSync(outDir)) discardOutput(outDir, set);
+  }
+}
+
+/**
+ * Every side of one set, in run order: { key, label, run() → {ms, cpuMs,
+ * peakRss, files, bytes} }. `checkBytes`: the side writes exactly the
+ * origin's bytes (ours dedup nothing here, but count only content files).
+ */
+function sidesFor(tmp, set, d, c, avail) {
+  const urls = d.urls;
+  const urlsFile = path.join(tmp, `${set}.urls`);
+  fs.writeFileSync(urlsFile, urls.join('\n') + '\n');
+  const sides = [];
+  const add = (key, label, run, checkBytes = true) => sides.push({ key, label, run, checkBytes });
+  add('library', 'mediacache library (downloadMany)', () => runOurs(tmp, set, urls, c.workers));
+  if (args['quota-half'] && set === 'small') {
+    const quota = Math.floor(d.bytes / 2);
+    add('quota', `mediacache library, --max-size ${(quota / MiB).toFixed(1)} MiB (half the set)`, async () => {
+      const o = await runOurs(tmp, set, urls, c.workers, ['--max-size', String(quota)]);
+      if (o.used > quota) throw new Error(`library with a quota of ${quota} bytes ended holding ${o.used}`);
+      return o;
+    });
+  }
+  if (!args['no-daemon']) {
+    add('daemon', 'mediacache daemon (mcctl add -f --wait)', async () => {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mcb-'));
+      try {
+        const r = await runDaemon(root, urlsFile, c.workers, { profileDir: args.profile ? String(args.profile) : undefined });
+        return { ...r, ...cachedFiles(r.cacheDir) };
+      } finally {
+        if (set === 'large') fs.rmSync(root, { recursive: true, force: true });
+        else fs.renameSync(root, path.join(tmp, `daemon-${set}.done-${process.hrtime.bigint()}`));
+      }
+    });
+  }
+  if (avail.curl) add('curl', `curl -Z --parallel-max ${c.workers}`, () => runCurl(tmp, set, urls, d.names, c.workers));
+  if (avail.curl && !args['no-curl-sync']) add('curlSync', 'curl -Z, then sync -f (on disk when the clock stops)', () => runCurl(tmp, set, urls, d.names, c.workers, { durable: true }));
+  if (avail.wget) add('wget', 'wget -i (one at a time)', () => peerRun(path.join(tmp, `wget-${set}`), set, (o) => runWget(urlsFile, o)));
+  if (avail.aria2) add('aria2', `aria2c -i -j ${c.workers}`, () => peerRun(path.join(tmp, `aria2-${set}`), set, (o) => runAria2(urlsFile, o, c.workers)));
+  if (avail.seed) add('seed', `seed's approach (Python requests, 8 KB, MD5, Pillow, ${c.workers} threads)`, () => peerRun(path.join(tmp, `seed-${set}`), set, (o) => runSeed(urlsFile, o, c.workers)));
+  if (!args['no-bare-node']) {
+    add('bare', 'bare Node (undici, MD5+SHA-256, writev, fdatasync, rename)', () => runBareNode(tmp, set, urls, c.workers));
+    if (set === 'large') add('bareIo', 'bare Node without hashing', () => runBareNode(tmp, set, urls, c.workers, { hash: false }));
+  }
+  if (avail.curl && set === 'large' && !args['no-curl-hash']) {
+    add('curlHash', 'curl, then md5sum + openssl sha256 per file', () => runCurlHash(tmp, set, urls, d.names, d.digests));
+  }
+  return sides;
+}
+
 const fmtMs = (ms) => `${(ms / 1000).toFixed(2)} s`;
-const mbps = (bytes, ms) => (bytes / MiB / (ms / 1000)).toFixed(1);
+const fmtMiB = (b) => (b === undefined ? '-' : `${(b / MiB).toFixed(0)} MiB`);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const medianOf = (xs) => (xs.length && xs.every((x) => x !== undefined) ? median(xs) : undefined);
 
 async function main() {
   const sets = String(args.sets ?? 'small,large').split(',');
   const runs = Math.max(1, num('runs', 3));
   const cfg = {
-    small: { count: num('small-count', 2000), workers: num('small-workers', 16), target: 1.5 },
-    large: { count: num('large-count', 4), workers: num('large-workers', 4), target: 1.2, mib: num('large-mib', 256) },
+    small: { count: num('small-count', 2000), workers: num('small-workers', 16), target: 2.0 },
+    large: { count: num('large-count', 4), workers: num('large-workers', 4), target: 1.6, mib: num('large-mib', 256) },
   };
+  const RSS_TARGET = 120 * MiB;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-bench-'));
-  const curl = !args['no-curl'] && (await hasCurl());
+  const notes = [];
+  const avail = { curl: false, wget: false, aria2: false, seed: false };
+  const want = (flag, bin, key, install) => {
+    if (args[flag]) return;
+    if (which(bin)) avail[key] = true;
+    else notes.push(`${bin} not found: skipped (${install})`);
+  };
+  want('no-curl', 'curl', 'curl', 'apt-get install curl');
+  want('no-wget', 'wget', 'wget', 'apt-get install wget');
+  want('no-aria2', 'aria2c', 'aria2', 'apt-get install aria2');
+  if (!args['no-seed']) {
+    const why = seedUnavailable();
+    if (why) notes.push(`seed's approach skipped: ${why}`);
+    else avail.seed = true;
+  }
   let origin;
   const cleanup = () => {
     origin?.child.kill('SIGTERM');
@@ -453,176 +524,82 @@ async function main() {
     const tg = performance.now();
     if (sets.includes('small')) data.small = generateSmall(src, cfg.small.count);
     if (sets.includes('large')) data.large = await generateLarge(src, cfg.large.count, cfg.large.mib);
-    console.log(`# download bench: data generated in ${fmtMs(performance.now() - tg)} under ${tmp}; curl: ${curl ? 'yes' : 'not found'}`);
+    console.log(`# download bench: data generated in ${fmtMs(performance.now() - tg)} under ${tmp}`);
+    for (const n of notes) console.log(`# ${n}`);
     origin = await startOrigin(src);
     const base = `http://127.0.0.1:${origin.port}`;
     for (const set of sets) {
       const d = data[set];
       if (!d) continue;
       const c = cfg[set];
-      const urls = d.names.map((n) => `${base}/${n}`);
-      const ours = [];
-      const theirs = [];
-      const peer = [];
-      const withPeer = curl && set === 'large' && !args['no-curl-hash'];
-      const withSync = curl && !args['no-curl-sync'];
-      const withBare = !args['no-bare-node'];
-      const withBareIo = withBare && set === 'large';
-      const durable = [];
-      const bare = [];
-      const bareIo = [];
-      // Each run starts on a quiet disk, and the order alternates (ours first
-      // on even runs, curl first on odd ones), so neither side pays for the
-      // other's writeback or deletes.
-      const quotaHalf = args['quota-half'] && set === 'small' ? Math.floor(d.bytes / 2) : 0;
-      const withQuota = [];
-      const oursPlain = [];
-      const runQuotaOnce = async () => {
-        await settleDisk();
-        const o = await runOurs(tmp, set, urls, c.workers, ['--max-size', String(quotaHalf)]);
-        if (o.files !== d.names.length) throw new Error(`ours with a quota cached ${o.files} of ${d.names.length} files`);
-        if (o.used > quotaHalf) throw new Error(`ours with a quota of ${quotaHalf} bytes ended holding ${o.used}`);
-        withQuota.push(o);
-      };
-      const runOursOnce = async () => {
-        // With --quota-half the quota run sits beside each plain run, in alternating order.
-        if (quotaHalf && ours.length % 2 === 1) await runQuotaOnce();
-        await settleDisk();
-        const o = await runOurs(tmp, set, urls, c.workers);
-        if (o.files !== d.names.length) throw new Error(`ours cached ${o.files} of ${d.names.length} files`);
-        ours.push(o);
-        oursPlain.push(o);
-        if (quotaHalf && ours.length % 2 === 1) await runQuotaOnce();
-      };
-      const runCurlOnce = async () => {
-        await settleDisk();
-        const k = await runCurl(tmp, set, urls, d.names, c.workers);
-        if (k.files !== d.names.length || k.bytes !== d.bytes) throw new Error(`curl wrote ${k.files} files, ${k.bytes} bytes`);
-        theirs.push(k);
-      };
-      const runPeerOnce = async () => {
-        if (withSync) {
-          await settleDisk();
-          const k = await runCurl(tmp, set, urls, d.names, c.workers, { durable: true });
-          if (k.files !== d.names.length || k.bytes !== d.bytes) throw new Error(`curl+sync wrote ${k.files} files, ${k.bytes} bytes`);
-          durable.push(k);
-        }
-        if (withBare) {
-          await settleDisk();
-          const k = await runBareNode(tmp, set, urls, c.workers);
-          if (k.files !== d.names.length || k.bytes !== d.bytes) throw new Error(`bare Node wrote ${k.files} files, ${k.bytes} bytes`);
-          bare.push(k);
-        }
-        if (withBareIo) {
-          await settleDisk();
-          const k = await runBareNode(tmp, set, urls, c.workers, { hash: false });
-          if (k.files !== d.names.length || k.bytes !== d.bytes) throw new Error(`bare Node (no hash) wrote ${k.files} files, ${k.bytes} bytes`);
-          bareIo.push(k);
-        }
-        if (!withPeer) return;
-        await settleDisk();
-        const k = await runCurlHash(tmp, set, urls, d.names, d.digests);
-        if (k.files !== d.names.length || k.bytes !== d.bytes) throw new Error(`curl+hash wrote ${k.files} files, ${k.bytes} bytes`);
-        peer.push(k);
-      };
+      d.urls = d.names.map((n) => `${base}/${n}`);
+      const sides = sidesFor(tmp, set, d, c, avail);
+      const got = Object.fromEntries(sides.map((s) => [s.key, []]));
+      const loads = [];
+      // Rounds in rotating order, each side on a settled disk, so no side
+      // always pays for the one before it (writeback, deletes, cache state).
       for (let r = 0; r < runs; r++) {
-        if (!curl) {
-          await runOursOnce();
-          await runPeerOnce();
-        } else if (r % 2 === 0) {
-          await runOursOnce();
-          await runCurlOnce();
-          await runPeerOnce();
-        } else {
-          await runPeerOnce();
-          await runCurlOnce();
-          await runOursOnce();
+        for (let k = 0; k < sides.length; k++) {
+          const side = sides[(k + r) % sides.length];
+          await settleDisk();
+          loads.push(os.loadavg()[0]);
+          const o = await side.run();
+          if (o.files !== d.names.length || (side.checkBytes && o.bytes !== d.bytes)) {
+            throw new Error(`${side.label}: wrote ${o.files} files, ${o.bytes} bytes; expected ${d.names.length}, ${d.bytes}`);
+          }
+          got[side.key].push(o);
         }
       }
-      const oMs = median(ours.map((o) => o.ms));
-      const kMs = curl ? median(theirs.map((k) => k.ms)) : undefined;
-      const peak = Math.max(...ours.map((o) => o.peakRss));
-      const oCpu = median(ours.map((o) => o.cpuMs));
-      const kCpu = curl && theirs.every((k) => k.cpuMs !== undefined) ? median(theirs.map((k) => k.cpuMs)) : undefined;
-      const res = {
-        set, files: d.names.length, bytes: d.bytes, workers: c.workers, runs,
-        oursMs: Math.round(oMs), curlMs: kMs && Math.round(kMs), ratio: kMs ? +(oMs / kMs).toFixed(2) : undefined,
-        peakRssMiB: +(peak / MiB).toFixed(1), target: c.target,
-        oursCpuMs: Math.round(oCpu), curlCpuMs: kCpu && Math.round(kCpu), loadavg: os.loadavg()[0],
+      const row = (key) => {
+        const xs = got[key];
+        if (!xs?.length) return undefined;
+        return {
+          ms: median(xs.map((x) => x.ms)),
+          cpuMs: medianOf(xs.map((x) => x.cpuMs)),
+          peakRss: xs.every((x) => x.peakRss !== undefined) ? Math.max(...xs.map((x) => x.peakRss)) : undefined,
+        };
       };
-      if (durable.length) {
-        res.curlSyncMs = Math.round(median(durable.map((k) => k.ms)));
-        res.curlSyncRatio = +(oMs / median(durable.map((k) => k.ms))).toFixed(2);
+      const curl = row('curl');
+      const res = { set, files: d.names.length, bytes: d.bytes, workers: c.workers, runs, loadavg: { min: Math.min(...loads), max: Math.max(...loads) }, sides: {} };
+      console.log(`\n${set}: ${d.names.length} files, ${(d.bytes / MiB).toFixed(1)} MiB, ${c.workers} at a time; medians of ${runs}; load average ${res.loadavg.min.toFixed(1)}-${res.loadavg.max.toFixed(1)} on ${os.cpus().length} CPUs`);
+      console.log(`  ${'side'.padEnd(64)} ${'time'.padStart(8)} ${'x curl'.padStart(7)} ${'files/s'.padStart(8)} ${'MiB/s'.padStart(7)} ${'CPU'.padStart(8)} ${'peak RSS'.padStart(9)}`);
+      for (const side of sides) {
+        const x = row(side.key);
+        const ratio = curl ? x.ms / curl.ms : undefined;
+        res.sides[side.key] = { label: side.label, ms: Math.round(x.ms), cpuMs: x.cpuMs && Math.round(x.cpuMs), peakRssMiB: x.peakRss && +(x.peakRss / MiB).toFixed(1), xCurl: ratio && +ratio.toFixed(2) };
+        console.log(
+          `  ${side.label.padEnd(64)} ${fmtMs(x.ms).padStart(8)} ${(ratio ? ratio.toFixed(2) : '-').padStart(7)}` +
+            ` ${(d.names.length / (x.ms / 1000)).toFixed(0).padStart(8)} ${(d.bytes / MiB / (x.ms / 1000)).toFixed(1).padStart(7)}` +
+            ` ${(x.cpuMs === undefined ? '-' : fmtMs(x.cpuMs)).padStart(8)} ${fmtMiB(x.peakRss).padStart(9)}`,
+        );
       }
-      if (bare.length) {
-        res.bareNodeMs = Math.round(median(bare.map((k) => k.ms)));
-        res.bareNodeCpuMs = Math.round(median(bare.map((k) => k.cpuMs)));
-        res.bareNodeRatio = +(oMs / res.bareNodeMs).toFixed(2);
-        if (kMs) res.bareNodeVsCurl = +(res.bareNodeMs / kMs).toFixed(2);
+      const q = row('quota');
+      const plain = row('library');
+      if (q && plain) {
+        const ratio = q.ms / plain.ms;
+        res.quotaRatio = +ratio.toFixed(2);
+        res.quotaEvicted = median(got.quota.map((x) => x.evicted));
+        console.log(`  quota: ${res.quotaEvicted} files evicted; ${ratio.toFixed(2)}x the library without a quota (target <= 1.2x): ${ratio <= 1.2 ? 'met' : 'NOT met'}`);
       }
-      if (bareIo.length) {
-        res.bareNodeIoMs = Math.round(median(bareIo.map((k) => k.ms)));
-        res.bareNodeIoCpuMs = Math.round(median(bareIo.map((k) => k.cpuMs)));
-        if (kMs) res.bareNodeIoVsCurl = +(res.bareNodeIoMs / kMs).toFixed(2);
-      }
-      if (peer.length) {
-        res.curlHashMs = Math.round(median(peer.map((k) => k.ms)));
-        res.curlHashCpuMs = peer.every((k) => k.cpuMs !== undefined) ? Math.round(median(peer.map((k) => k.cpuMs))) : undefined;
-        res.curlHashRatio = +(oMs / median(peer.map((k) => k.ms))).toFixed(2);
-      }
-      if (withQuota.length) {
-        res.quotaMs = Math.round(median(withQuota.map((k) => k.ms)));
-        res.quotaBytes = quotaHalf;
-        res.quotaEvicted = median(withQuota.map((k) => k.evicted));
-        res.quotaRatio = +(res.quotaMs / median(oursPlain.map((k) => k.ms))).toFixed(2);
-        res.quotaCpuMs = Math.round(median(withQuota.map((k) => k.cpuMs)));
-        res.quotaCpuRatio = +(res.quotaCpuMs / median(oursPlain.map((k) => k.cpuMs))).toFixed(2);
+      const lib = got.library?.at(-1)?.commits;
+      if (lib) console.log(`  library: ${lib.files} files committed in ${lib.batches} batches (largest ${lib.largestBatch}), ${lib.journalAppends} journal appends`);
+      const dm = row('daemon');
+      if (dm) {
+        const verdict = (ok) => (ok ? 'met' : 'NOT met');
+        const checks = [];
+        if (curl) checks.push(`daemon ${(dm.ms / curl.ms).toFixed(2)}x curl (target <= ${c.target}x): ${verdict(dm.ms <= c.target * curl.ms)}`);
+        const faster = set === 'small' ? ['wget'] : ['aria2', 'wget'];
+        for (const k of faster) {
+          const p = row(k);
+          if (p) checks.push(`daemon ${(dm.ms / p.ms).toFixed(2)}x ${k === 'aria2' ? 'aria2c' : 'wget -i'} (target < 1): ${verdict(dm.ms < p.ms)}`);
+        }
+        if (set === 'large' && dm.peakRss !== undefined) checks.push(`daemon peak RSS ${fmtMiB(dm.peakRss)} (target <= 120 MiB): ${verdict(dm.peakRss <= RSS_TARGET)}`);
+        const bare = row('bare');
+        if (bare && curl) checks.push(`floor: bare Node ${(bare.ms / curl.ms).toFixed(2)}x curl, daemon ${(dm.ms / bare.ms).toFixed(2)}x bare Node`);
+        for (const line of checks) console.log(`  ${line}`);
+        res.targets = checks;
       }
       results.push(res);
-      console.log(
-        `${set.padEnd(5)} ${d.names.length} files, ${(d.bytes / MiB).toFixed(1)} MiB, ${c.workers} workers:` +
-          ` ours ${fmtMs(oMs)} (${(d.names.length / (oMs / 1000)).toFixed(0)} files/s, ${mbps(d.bytes, oMs)} MiB/s)` +
-          (kMs ? ` | curl ${fmtMs(kMs)} (${(d.names.length / (kMs / 1000)).toFixed(0)} files/s, ${mbps(d.bytes, kMs)} MiB/s)` +
-            ` | ratio ${res.ratio}x (target <= ${c.target}x) ${res.ratio <= c.target ? 'OK' : 'OVER'}` : '') +
-          ` | peak RSS ${res.peakRssMiB} MiB (target < 150) ${peak < 150 * MiB ? 'OK' : 'OVER'}`,
-      );
-      console.log(
-        `      CPU time: ours ${fmtMs(oCpu)}${kCpu !== undefined ? `, curl ${fmtMs(kCpu)} (${(oCpu / kCpu).toFixed(2)}x)` : ''};` +
-          ` load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} CPUs (wall ratios are only meaningful on an idle machine)`,
-      );
-      if (res.curlSyncMs !== undefined) {
-        console.log(
-          `      durable peer (curl, then sync -f of its folder: on disk when the clock stops, as ours): ${fmtMs(res.curlSyncMs)}` +
-            ` (${(d.names.length / (res.curlSyncMs / 1000)).toFixed(0)} files/s) | ratio ${res.curlSyncRatio}x`,
-        );
-      }
-      if (res.bareNodeMs !== undefined) {
-        console.log(
-          `      bare Node (undici request, MD5 + SHA-256, writev, fdatasync, rename; nothing else): ${fmtMs(res.bareNodeMs)}` +
-            ` (${(d.names.length / (res.bareNodeMs / 1000)).toFixed(0)} files/s), CPU ${fmtMs(res.bareNodeCpuMs)}` +
-            `${res.bareNodeVsCurl !== undefined ? ` = ${res.bareNodeVsCurl}x curl` : ''} | ours ${res.bareNodeRatio}x bare Node`,
-        );
-      }
-      if (res.bareNodeIoMs !== undefined) {
-        console.log(
-          `      bare Node without hashing (the same, minus MD5 and SHA-256): ${fmtMs(res.bareNodeIoMs)}, CPU ${fmtMs(res.bareNodeIoCpuMs)}` +
-            `${res.bareNodeIoVsCurl !== undefined ? ` = ${res.bareNodeIoVsCurl}x curl` : ''}`,
-        );
-      }
-      if (res.quotaMs !== undefined) {
-        console.log(
-          `      with --max-size ${(quotaHalf / MiB).toFixed(1)} MiB (half the set): ${fmtMs(res.quotaMs)}, ${res.quotaEvicted} files evicted` +
-            ` | ${res.quotaRatio}x the run without a quota (target <= 1.2x) ${res.quotaRatio <= 1.2 ? 'OK' : 'OVER'}` +
-            `; CPU ${fmtMs(res.quotaCpuMs)} = ${res.quotaCpuRatio}x`,
-        );
-      }
-      if (res.curlHashMs !== undefined) {
-        console.log(
-          `      same work (curl, then md5sum + openssl sha256 of each file): ${fmtMs(res.curlHashMs)} (${mbps(d.bytes, res.curlHashMs)} MiB/s)` +
-            `${res.curlHashCpuMs !== undefined ? `, CPU ${fmtMs(res.curlHashCpuMs)} (ours ${(oCpu / res.curlHashCpuMs).toFixed(2)}x)` : ''}` +
-            ` | ratio ${res.curlHashRatio}x`,
-        );
-      }
     }
     if (args.json) console.log(JSON.stringify(results));
   } finally {

@@ -4,6 +4,7 @@
  * the daemon (daemon.ts).
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import { parseCron } from '../core/util/cron.js';
 import { currentPlatformEnv } from '../core/util/paths.js';
 import { ConfigError, resolveConfig, type ResolveInput } from './config.js';
@@ -78,6 +79,11 @@ async function main(): Promise<number> {
     }
     throw e;
   }
+  // Memory: bound the dead socket buffers of large downloads (young-gc.ts);
+  // on 2 cores or fewer, no hash worker isolate (stream-hasher.ts).
+  const { enableYoungGc } = await import('../core/util/young-gc.js');
+  enableYoungGc();
+  if (os.availableParallelism() <= 2) (await import('../core/hash/stream-hasher.js')).setInlineHashing(true);
   const { runDaemon } = await import('./daemon.js');
   return runDaemon(config, configInput, readVersion(), lock);
 }

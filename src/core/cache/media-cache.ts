@@ -5,7 +5,13 @@
  * Invariants:
  * - The file is renamed into place before its record is written, so a record
  *   never points at a partial file (a crash in between leaves an orphan file
- *   that a sweep adopts).
+ *   that a sweep adopts). Files are synced and renamed in batches by the
+ *   GroupCommitter (content/group-commit.ts), always fdatasync before rename;
+ *   download() resolves only after the index journal commit that follows
+ *   (IndexDb.flush coalesces concurrent callers into one append + fdatasync).
+ * - Bodies announced at most SMALL_BODY_MAX bytes are held in memory while
+ *   streaming and written by the committer in one go (no tmp file, no
+ *   threadpool round trip per system call on the main thread).
  * - Identity is md5 AND sha256: an md5 match with another sha256 is refused
  *   (E_INTEGRITY) and never replaces the cached file.
  * - Index lookups and commits for one md5 happen inside a per-md5 critical
@@ -23,7 +29,8 @@ import type { Logger } from '../util/logger.js';
 import { parseMediaUrl } from '../fetch/url.js';
 import { createDispatcher, fetchToTmp, type Fetched } from '../fetch/download.js';
 import { withRetries } from '../fetch/retry.js';
-import { commitTmp, ensureCacheLayout, removeDeadTmp, storePath, tmpDirOf } from '../content/store.js';
+import { ensureCacheLayout, removeDeadTmp, storePath, tmpDirOf } from '../content/store.js';
+import { GroupCommitter } from '../content/group-commit.js';
 import { CLOSE_COMPACT_BYTES, IndexDb } from '../entry-index/index-db.js';
 import { hashFile, isNotRegularFile, type FileHashes } from '../hash/file-hash.js';
 import { acquireCacheLock, type CacheLock } from './writer-lock.js';
@@ -54,6 +61,22 @@ export interface DownloadOptions {
   retries?: number;
   /** Pin the content once cached (never evicted by the quota). */
   pin?: boolean;
+  /**
+   * false: resolve once the file is durable under its final name and the
+   * record is in the in-memory index, without waiting for the index journal
+   * commit; the caller commits (index.flush()) before it reports the
+   * download durable (the daemon's scheduler batches that itself). Default
+   * true: download() resolves after the journal commit.
+   */
+  durable?: boolean;
+}
+
+/** What fetchUrl() takes: `headers` makes a conditional request (no resume). */
+export interface FetchUrlOptions {
+  signal?: AbortSignal;
+  onProgress?: (bytes: number, total?: number) => void;
+  retries?: number;
+  headers?: Record<string, string>;
 }
 
 export interface DownloadManyOptions {
@@ -87,7 +110,12 @@ export interface VerifyOutcome {
 }
 
 const MD5_PREFIX = /^[0-9a-f]{1,32}$/;
-/** Metadata fields copied into public records (width/height are placed with the record's base fields). */
+/**
+ * Bodies whose content-length is at most this are kept in memory until the
+ * committer writes them (bounded: one per network slot, see fetchAndCommit).
+ */
+export const SMALL_BODY_MAX = 256 * 1024;
+/** Metadata fields copied into public records (width/height are placed with the SPEC fields). */
 const RECORD_METADATA_KEYS = [...METADATA_FIELDS.filter((k) => k !== 'width' && k !== 'height'), 'metadataVersion'] as const;
 
 async function fileSize(p: string): Promise<number | undefined> {
@@ -117,6 +145,8 @@ export class MediaCache {
   private readonly net: Semaphore;
   private readonly md5Lock = new KeyedMutex();
   private readonly flights: SingleFlight<MediaRecord>;
+  /** Syncs and renames content files in batches (one worker thread, started on first use). */
+  readonly committer = new GroupCommitter();
   private closing: Promise<void> | undefined;
   /** Size quota, uses and eviction (a no-op when no limit is set). */
   readonly quota: QuotaManager;
@@ -211,6 +241,10 @@ export class MediaCache {
       this.pinOnCommit.delete(parsed.href); // answered from the cache: no commit took it
       if (!rec.pinned) return this.setPinned(rec.md5, true, parsed.href);
     }
+    // Visible to other processes (and durable) with the journal commit that
+    // follows its file's sync; concurrent downloads share one. (A cache hit
+    // may be a record another caller just put: it waits for that commit too.)
+    if (opts.durable !== false) await this.index.flush();
     return rec;
   }
 
@@ -320,51 +354,67 @@ export class MediaCache {
   }
 
   private async fetchAndCommit(parsed: URL, ctx: FlightContext, retries: number | undefined): Promise<MediaRecord> {
-    const href = parsed.href;
-    const fetched = await this.fetchUrl(parsed, { signal: ctx.signal, onProgress: ctx.progress, retries });
-    return this.commitNew(fetched, href, ctx.fresh, ctx.signal);
+    // The network slot is held until the file is published (written and
+    // synced), as it was when each download synced its own file: the slots
+    // bound how many bodies wait in memory or unsynced in .tmp/.
+    const release = await this.net.acquire(ctx.signal);
+    try {
+      const fetched = await this.fetchHeld(parsed, {
+        signal: ctx.signal,
+        onProgress: ctx.progress,
+        retries,
+        memoryMax: SMALL_BODY_MAX,
+        sync: false, // the group commit syncs it before the rename
+      });
+      return await this.commitNew(fetched, parsed.href, ctx.fresh, ctx.signal);
+    } finally {
+      release();
+    }
   }
 
   /**
    * One fetch into `.tmp/` through the network limit, with retries (and
-   * resume of large partial downloads, see download-resume.ts). The caller
-   * commits or drops the file.
+   * resume of large partial downloads, see resume.ts). The file is synced;
+   * the caller commits or drops it.
    */
-  async fetchUrl(
-    parsed: URL,
-    opts: { signal?: AbortSignal; onProgress?: (bytes: number, total?: number) => void; retries?: number; headers?: Record<string, string> } = {},
-  ): Promise<Fetched> {
-    const href = parsed.href;
-    const { signal } = opts;
-    const o = this.options;
-    const release = await this.net.acquire(signal);
+  async fetchUrl(parsed: URL, opts: FetchUrlOptions = {}): Promise<Fetched> {
+    const release = await this.net.acquire(opts.signal);
     try {
-      this.assertOpen();
-      return await withRetries(
-        () =>
-          fetchToTmp(parsed, {
-            tmpDir: this.tmpDir,
-            dispatcher: this.dispatcher,
-            timeoutMs: o.timeoutMs,
-            maxFileSize: o.maxFileSize,
-            ...(o.maxSize > 0 ? { quotaBytes: o.maxSize } : {}),
-            ...(opts.headers ? { headers: opts.headers } : { resumable: true }),
-            signal,
-            onProgress: opts.onProgress,
-          }),
-        {
-          retries: opts.retries ?? o.retries,
-          baseDelayMs: o.retryBaseDelayMs,
-          maxDelayMs: o.retryMaxDelayMs,
-          maxRetryAfterMs: o.maxRetryAfterMs,
-          signal,
-          onRetry: (err, attempt, delayMs) =>
-            this.logger.info('retrying download', { url: href, attempt, delayMs, code: err.code, error: err.message }),
-        },
-      );
+      return await this.fetchHeld(parsed, opts);
     } finally {
       release();
     }
+  }
+
+  /** fetchUrl() with the network slot already held. */
+  private fetchHeld(parsed: URL, opts: FetchUrlOptions & { memoryMax?: number; sync?: boolean }): Promise<Fetched> {
+    this.assertOpen();
+    const href = parsed.href;
+    const { signal } = opts;
+    const o = this.options;
+    return withRetries(
+      () =>
+        fetchToTmp(parsed, {
+          tmpDir: this.tmpDir,
+          dispatcher: this.dispatcher,
+          timeoutMs: o.timeoutMs,
+          maxFileSize: o.maxFileSize,
+          ...(o.maxSize > 0 ? { quotaBytes: o.maxSize } : {}),
+          ...(opts.headers ? { headers: opts.headers } : { resumable: true }),
+          signal,
+          onProgress: opts.onProgress,
+          ...(opts.memoryMax !== undefined ? { memoryMax: opts.memoryMax, bodyBuffer: this.bodyBuffer } : {}),
+          ...(opts.sync !== undefined ? { sync: opts.sync } : {}),
+        }),
+      {
+        retries: opts.retries ?? o.retries,
+        baseDelayMs: o.retryBaseDelayMs,
+        maxDelayMs: o.retryMaxDelayMs,
+        maxRetryAfterMs: o.maxRetryAfterMs,
+        signal,
+        onRetry: (err, attempt, delayMs) => this.logger.info('retrying download', { url: href, attempt, delayMs, code: err.code, error: err.message }),
+      },
+    );
   }
 
   private async commitNew(fetched: Fetched, href: string, forced: boolean, signal?: AbortSignal): Promise<MediaRecord> {
@@ -376,7 +426,7 @@ export class MediaCache {
       return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, forced, meta));
     } catch (e) {
       // commit() renames or drops the tmp file when it succeeds; on failure it may be left.
-      await dropFile(fetched.tmpPath);
+      if (!fetched.body) await dropFile(fetched.tmpPath);
       throw e;
     } finally {
       unreserve?.();
@@ -444,7 +494,7 @@ export class MediaCache {
     }
     if (existing) {
       if (existing.sha256 !== f.sha256) {
-        await dropFile(f.tmpPath);
+        if (!f.body) await dropFile(f.tmpPath);
         this.logger.error('md5 collision refused', { url: href, md5: f.md5, cachedSha256: existing.sha256, sha256: f.sha256 });
         throw new MediaCacheError(
           'E_INTEGRITY',
@@ -457,9 +507,9 @@ export class MediaCache {
         // The cached copy may be gone or damaged (a same-size corruption is
         // only visible to a re-hash): the fresh bytes, whose md5 and sha256
         // match the record, replace it. Forced downloads always do.
-        await commitTmp(f.tmpPath, finalPath);
+        await this.publish(f, finalPath);
         this.logger.debug('cached file replaced by a verified fresh copy', { url: href, md5: f.md5, path: finalPath });
-      } else {
+      } else if (!f.body) {
         await dropFile(f.tmpPath);
       }
       let updated: StoredRecord = {
@@ -497,12 +547,20 @@ export class MediaCache {
     if (pin) rec.pinned = true;
     const withMeta = withMetadata(rec, meta);
     const finalPath = storePath(this.cacheDir, withMeta);
-    await commitTmp(f.tmpPath, finalPath);
+    await this.publish(f, finalPath);
     const stored = change ? withUpstreamChange(withMeta, change) : withMeta;
     this.index.put(stored);
     if (change) this.noteUpstreamChange(change);
     this.logger.info('cached', { url: href, md5: rec.md5, path: finalPath, size: rec.fileSize });
     return this.toRecord(stored, href);
+  }
+
+  private readonly bodyBuffer = (size: number): Buffer => this.committer.buffer(size);
+
+  /** Make a fetched body durable under `finalPath` (group commit). */
+  private async publish(f: Fetched, finalPath: string): Promise<void> {
+    await this.committer.publish({ tmpPath: f.tmpPath, finalPath, ...(f.body ? { data: f.body } : {}) });
+    f.body = undefined;
   }
 
   /**
@@ -513,7 +571,7 @@ export class MediaCache {
   private async restore(existing: StoredRecord, f: Fetched, href: string, nowIso: string, change: UpstreamChange | undefined, pin: boolean): Promise<MediaRecord> {
     this.index.put({ ...existing, evicting: true });
     await this.index.flush();
-    await commitTmp(f.tmpPath, storePath(this.cacheDir, existing));
+    await this.publish(f, storePath(this.cacheDir, existing));
     const { evicting: _e, evictedAt: _ev, ...rest } = existing;
     let rec: StoredRecord = {
       ...rest,
@@ -563,7 +621,9 @@ export class MediaCache {
         if (i >= urls.length) return;
         const url = String(urls[i]);
         try {
-          results[i] = await this.download(url, { force: opts.force, signal: opts.signal });
+          // The index commit is awaited once at the end: a worker goes on to
+          // its next URL as soon as this one's file is durable.
+          results[i] = await this.download(url, { force: opts.force, signal: opts.signal, durable: false });
         } catch (e) {
           const err = toMediaCacheError(e, url);
           results[i] = { url, index: i, error: err.toJSON() };
@@ -578,6 +638,12 @@ export class MediaCache {
       }
     };
     await Promise.all(Array.from({ length: Math.min(workers, urls.length) }, work));
+    try {
+      await this.index.flush();
+    } catch (e) {
+      // The records stay in memory and the index retries the commit on its own.
+      this.logger.error('index commit after downloadMany failed; will retry', { error: (e as Error)?.message ?? String(e) });
+    }
     const records: MediaRecord[] = [];
     const failures: DownloadFailure[] = [];
     for (const r of results) {
@@ -738,6 +804,7 @@ export class MediaCache {
       try {
         await this.quota.idle();
         this.quota.writeTouches();
+        await this.committer.close();
         await this.index.close();
         if (this.ownsDispatcher) await this.dispatcher.close();
       } finally {

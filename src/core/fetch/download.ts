@@ -1,14 +1,17 @@
 /**
  * One HTTP download into `.tmp/`: stream the body to a fresh file while
  * hashing (MD5 + SHA-256), sniffing the type from the first bytes and
- * reading image dimensions from a bounded head buffer. Never holds the whole
- * body in memory, never reads the file back.
+ * reading image dimensions from a bounded head buffer. Never reads the file
+ * back, and holds a whole body in memory only when asked to (`memoryMax`)
+ * and its announced length is within that bound: such a body never touches
+ * the disk here (the caller writes it in one go, see group-commit.ts).
  *
- * Invariant: `fetchToTmp` either resolves with a complete tmp file whose
- * hashes, size and type are known, or rejects with a MediaCacheError having
- * removed its tmp file and consumed/destroyed the response body. The one
- * exception: a resumable partial (download-resume.ts) interrupted by the
- * network, a stall or an abort is kept, synced, for the next attempt.
+ * Invariant: `fetchToTmp` either resolves with a complete tmp file (or an
+ * in-memory body) whose hashes, size and type are known, or rejects with a
+ * MediaCacheError having removed its tmp file and consumed/destroyed the
+ * response body. The one exception: a resumable partial (resume.ts)
+ * interrupted by the network, a stall or an abort is kept, synced, for the
+ * next attempt.
  */
 import { close, fdatasync, ftruncate, open } from 'node:fs';
 import { promisify } from 'node:util';
@@ -18,6 +21,7 @@ import { MediaCacheError } from '../errors.js';
 import type { Sniffed } from '../content/sniff.js';
 import { markSynced, removeQuietly, tmpFileName } from '../content/store.js';
 import { HashSink } from './sink.js';
+import { noteReceived } from '../util/young-gc.js';
 import { classify, contentLength, finalUrlOf, header, httpError, type ResponseHeaders } from './classify-error.js';
 import {
   CHECKPOINT_BYTES,
@@ -55,12 +59,28 @@ export interface FetchOptions {
   headers?: Record<string, string>;
   /** The cache quota: content larger than this is refused with E_QUOTA. */
   quotaBytes?: number;
-  /** Write large bodies resumably and continue an earlier partial (see download-resume.ts). */
+  /** Write large bodies resumably and continue an earlier partial (see resume.ts). */
   resumable?: boolean;
+  /**
+   * Keep a body whose content-length is at most this many bytes in memory
+   * (Fetched.body) instead of writing it to `.tmp/` (default 0: never).
+   */
+  memoryMax?: number;
+  /** Where an in-memory body is assembled (default: a buffer of its own). */
+  bodyBuffer?: (size: number) => Buffer;
+  /**
+   * fdatasync the tmp file before resolving (default true). false: the
+   * caller syncs it before publishing it (a group commit). A resumable
+   * partial is always synced here (its sidecar promises the bytes).
+   */
+  sync?: boolean;
 }
 
 export interface Fetched {
+  /** The tmp file; with `body`, only the name reserved for it (nothing was created). */
   tmpPath: string;
+  /** The whole body, when it was kept in memory (see FetchOptions.memoryMax); owns its ArrayBuffer. */
+  body?: Buffer;
   md5: string;
   sha256: string;
   size: number;
@@ -175,6 +195,10 @@ class TmpDownload implements Dispatcher.DispatchHandler {
   /** Chunks that arrived while the tmp file was still opening (at most what one socket read delivered). */
   private early: Buffer[] | undefined;
   private ended = false;
+  /** The body is kept in memory (no tmp file): see FetchOptions.memoryMax. */
+  private memory = false;
+  /** The tmp file was fdatasynced here. */
+  private synced = false;
   private headers: ResponseHeaders = {};
   private total: number | undefined;
   /** Non-2xx: the error already reported; the body is being drained (up to ERROR_BODY_DRAIN). */
@@ -304,6 +328,13 @@ class TmpDownload implements Dispatcher.DispatchHandler {
     const lastModified = header(headers, 'last-modified') ?? (offset > 0 ? this.prior?.sidecarData.lastModified : undefined);
     this.validators = { ...(etag ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
     const resumable = offset > 0 || (this.claimed && worthResuming(this.total, this.validators));
+    if (offset === 0 && this.total !== undefined && this.total <= (this.o.memoryMax ?? 0)) {
+      // Small and announced: kept in memory, no file yet (and nothing to open first).
+      if (this.prior) void dropPartial(this.prior).catch(() => undefined);
+      this.memory = true;
+      this.sink = this.newSink(undefined);
+      return;
+    }
     // Hold the body until the tmp file is open; nothing is created for error responses.
     controller.pause();
     this.early = [];
@@ -347,10 +378,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       await writeSidecar(this.partial, sidecarFor(href, this.validators, this.total!, offset));
       this.nextCheckpoint = offset + CHECKPOINT_BYTES;
     }
-    const sink = new HashSink(fd, { maxFileSize: this.o.maxFileSize, url: href, total: this.total, onProgress: this.o.onProgress, quotaBytes: this.o.quotaBytes });
-    this.sink = sink;
-    sink.on('error', (e: Error) => this.fail(classify(e, href, this.o.timeoutMs)));
-    sink.on('drain', () => this.controller?.resume());
+    const sink = this.newSink(fd);
     if (offset > 0) {
       await replayPrefix(tmpPath, offset, (chunk, cb) => (this.settled ? cb(new Error('stopped')) : sink.prime(chunk, cb)));
       this.resumedFrom = offset;
@@ -380,6 +408,15 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       .finally(() => (this.checkpointing = undefined));
   }
 
+  private newSink(fd: number | undefined): HashSink {
+    const href = this.url.href;
+    const sink = new HashSink(fd, { maxFileSize: this.o.maxFileSize, url: href, total: this.total, onProgress: this.o.onProgress, quotaBytes: this.o.quotaBytes });
+    this.sink = sink;
+    sink.on('error', (e: Error) => this.fail(classify(e, href, this.o.timeoutMs)));
+    sink.on('drain', () => this.controller?.resume());
+    return sink;
+  }
+
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.httpErr) {
       this.drained += chunk.length;
@@ -387,6 +424,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.settled) return;
+    noteReceived(chunk.length);
     if (this.early) {
       this.early.push(chunk);
       controller.pause();
@@ -412,45 +450,56 @@ class TmpDownload implements Dispatcher.DispatchHandler {
   private readonly onSinkFinished = (): void => {
     const sink = this.sink;
     const fd = this.fd;
-    if (this.settled || !sink || fd === undefined) return;
+    if (this.settled || !sink || (fd === undefined && !this.memory)) return;
     // sink 'error' settles through fail(); 'finish' only after every write landed
     if (sink.errored) return;
     const href = this.url.href;
     if (this.total !== undefined && sink.bytes !== this.total) {
       return this.fail(new MediaCacheError('E_NETWORK', `body ended after ${sink.bytes} of ${this.total} bytes`, { url: href, retryable: true }));
     }
+    if (fd === undefined) return this.finish(sink);
+    const closeAndFinish = (): void => {
+      this.fd = undefined;
+      close(fd, (cerr) => {
+        if (cerr) return this.fail(classify(cerr, href, this.o.timeoutMs));
+        if (this.settled) return;
+        if (!this.partial) return this.finish(sink);
+        // Complete: the sidecar goes (the part file is renamed into place by the commit).
+        removeQuietly(this.partial.sidecar).then(() => !this.settled && this.finish(sink), () => !this.settled && this.finish(sink));
+      });
+    };
     // Durable before anyone can rename it into place; done here on the open
     // fd so commitTmp does not have to reopen the file (see store.markSynced).
-    const syncAndClose = (): void =>
+    // With sync: false the group commit syncs it before the rename instead.
+    const syncAndClose = (): void => {
+      if (this.o.sync === false) return closeAndFinish();
       fdatasync(fd, (err) => {
         if (err) return this.fail(classify(err, href, this.o.timeoutMs));
         if (this.settled) return;
-        this.fd = undefined;
-        close(fd, (cerr) => {
-          if (cerr) return this.fail(classify(cerr, href, this.o.timeoutMs));
-          if (this.settled) return;
-          if (!this.partial) return this.finish(sink);
-          // Complete: the sidecar goes (the part file is renamed into place by the commit).
-          removeQuietly(this.partial.sidecar).then(() => !this.settled && this.finish(sink), () => !this.settled && this.finish(sink));
-        });
+        this.synced = true;
+        closeAndFinish();
       });
+    };
     if (this.checkpointing) void this.checkpointing.then(syncAndClose);
     else syncAndClose();
   };
 
   private finish(sink: HashSink): void {
-    const tmpPath = this.tmpPath!;
     let out: Fetched;
     try {
-      markSynced(tmpPath);
+      const tmpPath = this.tmpPath ?? path.join(this.o.tmpDir, tmpFileName());
+      if (this.synced) markSynced(tmpPath);
       const r = sink.result();
       const h = this.headers;
       out = { tmpPath, md5: r.md5, sha256: r.sha256, size: sink.bytes, sniffed: r.sniffed, finalUrl: finalUrlOf({ context: this.context }, this.url.href) };
+      if (this.memory) out.body = sink.body(this.o.bodyBuffer);
       if (r.dims) {
         out.width = r.dims.width;
         out.height = r.dims.height;
       }
-      if (r.head) out.head = r.head;
+      // The whole body serves the metadata reader from memory.
+      if (out.body) out.head = out.body;
+      else if (r.head) out.head = r.head;
       const etag = header(h, 'etag');
       const lastModified = header(h, 'last-modified');
       const contentType = header(h, 'content-type');

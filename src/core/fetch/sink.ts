@@ -17,10 +17,9 @@ import { ImageStructureCheck } from '../content/image-structure.js';
 
 const PROGRESS_MIN_MS = 100;
 const PROGRESS_MIN_BYTES = 1024 * 1024;
-const SINK_HIGH_WATER = 1024 * 1024;
+/** Chunks the Writable buffers (by reference) while a full buffer waits for the write in flight; then the transfer pauses. */
+const SINK_HIGH_WATER = 256 * 1024;
 const WRITE_BATCH = 512 * 1024;
-/** Also write once this many chunks are held (a trickling origin's tiny reads would cost more in Buffer objects than in bytes). */
-const WRITE_BATCH_CHUNKS = 1024;
 /** Leading bytes kept for the metadata reader (it reads them from memory, not the file): most image headers fit. */
 const KEEP_HEAD = 64 * 1024;
 
@@ -35,7 +34,8 @@ export interface SinkOptions {
 
 /**
  * Writes chunks to an open fd (batched with writev), hashes them, and keeps
- * a copy of only the leading bytes: SNIFF_BYTES for the type, up to
+ * a copy of only the leading bytes (without an fd, "memory mode", it keeps
+ * the whole body instead, for `body()`: the owner bounds its size first): SNIFF_BYTES for the type, up to
  * IMAGE_HEAD_CAP for images whose dimensions are not in the first bytes.
  * Refuses an unsupported type as soon as the head is complete, before more
  * of the body is written.
@@ -44,8 +44,13 @@ export class HashSink extends Writable {
   bytes = 0;
   /** Bytes this sink has written to the fd (completed writes; a resumed download's kept prefix not included). */
   written = 0;
-  /** Chunks hashed but not yet written (see queueWrite). */
+  /** Memory mode: the body's chunks. File mode: full buffers not yet written (see hold). */
   private pending: Buffer[] = [];
+  /** File mode: the buffer being filled, its fill level, free buffers to reuse, a write's failure. */
+  private filling: Buffer | undefined;
+  private fillLen = 0;
+  private readonly spare: Buffer[] = [];
+  private failed: Error | undefined;
   /** The writev in flight, if any (one at a time: Writable serializes _write). */
   private writing: Promise<void> | undefined;
   private pendingBytes = 0;
@@ -66,7 +71,7 @@ export class HashSink extends Writable {
   private readonly structure = new ImageStructureCheck();
 
   constructor(
-    private readonly fd: number,
+    private readonly fd: number | undefined,
     private readonly o: SinkOptions,
   ) {
     super({ highWaterMark: SINK_HIGH_WATER });
@@ -75,7 +80,8 @@ export class HashSink extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     const err = this.take(chunk);
     if (err) return cb(err);
-    this.queueWrite(chunk, cb);
+    this.hold(chunk);
+    this.queueWrite(cb);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
@@ -83,40 +89,89 @@ export class HashSink extends Writable {
       const c = chunks[i].chunk;
       const err = this.take(c);
       if (err) return cb(err);
-      this.pending.push(c);
-      this.pendingBytes += c.length;
+      this.hold(c);
     }
-    this.queueWrite(undefined, cb);
+    this.queueWrite(cb);
   }
 
   /**
-   * Socket reads arrive in 16-64 KiB chunks; writing each one costs a
-   * threadpool round trip. Chunks are held (by reference, at most
-   * WRITE_BATCH bytes) and written together with one writev.
+   * Memory mode: keep the chunk (by reference). File mode: copy it into the
+   * WRITE_BATCH buffer being filled (two buffers per stream, reused), so the
+   * socket's read buffers die young: held by reference until their write
+   * completed, they outlived scavenges and piled up as old-generation
+   * garbage (tens of MiB of ArrayBuffers on 4 parallel large downloads)
+   * until a full collection.
    */
-  private queueWrite(chunk: Buffer | undefined, cb: (err?: Error | null) => void): void {
-    if (chunk) {
-      this.pending.push(chunk);
-      this.pendingBytes += chunk.length;
+  private hold(c: Buffer): void {
+    if (this.fd === undefined) {
+      this.pending.push(c);
+      this.pendingBytes += c.length;
+      return;
     }
-    if (this.pendingBytes < WRITE_BATCH && this.pending.length < WRITE_BATCH_CHUNKS) return this.hasher.drained(cb);
-    this.flushWrites((e) => (e ? cb(e) : this.hasher.drained(cb)));
+    for (let off = 0; off < c.length; ) {
+      this.filling ??= this.spare.pop() ?? Buffer.allocUnsafeSlow(WRITE_BATCH);
+      const n = c.copy(this.filling, this.fillLen, off);
+      this.fillLen += n;
+      off += n;
+      if (this.fillLen === WRITE_BATCH) {
+        this.pending.push(this.filling);
+        this.pendingBytes += WRITE_BATCH;
+        this.filling = undefined;
+        this.fillLen = 0;
+      }
+    }
+  }
+
+  /**
+   * Full buffers are written one writev at a time while the next one fills
+   * (each write costs a threadpool round trip). The writer is let go on at
+   * once unless a full buffer waits behind the write in flight.
+   */
+  private queueWrite(cb: (err?: Error | null) => void): void {
+    if (this.failed) return cb(this.failed);
+    if (this.fd === undefined || this.pending.length === 0) return this.hasher.drained(cb);
+    if (this.writing) {
+      void this.writing.then(() => this.queueWrite(cb));
+      return;
+    }
+    this.flushWrites(() => undefined);
+    this.hasher.drained(cb);
   }
 
   private flushWrites(cb: (err?: Error | null) => void): void {
-    if (this.pending.length === 0) return cb();
+    if (this.pending.length === 0 || this.fd === undefined) return cb();
+    const fd = this.fd;
     const bufs = this.pending;
     const n = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
     let done!: () => void;
     this.writing = new Promise((r) => (done = r));
-    writeAll(this.fd, bufs, (e) => {
+    writeAll(fd, [...bufs], (e) => {
       if (!e) this.written += n;
       this.writing = undefined;
+      if (e) this.failed = e;
+      for (const b of bufs) if (b.length === WRITE_BATCH && this.spare.length < 2) this.spare.push(b);
       done();
       cb(e);
     });
+  }
+
+  /** In file mode, after the last chunk: write what is held (waiting for the write in flight first). */
+  private flushAll(cb: (err?: Error | null) => void): void {
+    if (this.failed) return cb(this.failed);
+    if (this.fd === undefined) return cb();
+    if (this.writing) {
+      void this.writing.then(() => this.flushAll(cb));
+      return;
+    }
+    if (this.filling && this.fillLen > 0) {
+      this.pending.push(this.filling.subarray(0, this.fillLen));
+      this.pendingBytes += this.fillLen;
+    }
+    this.filling = undefined;
+    this.fillLen = 0;
+    this.flushWrites(cb);
   }
 
   /**
@@ -138,7 +193,7 @@ export class HashSink extends Writable {
     if (this.wantDims) this.dims = imageDimensions(this.head.subarray(0, this.headLen));
     this.wantDims = false;
     this.o.onProgress?.(this.bytes, this.o.total);
-    this.flushWrites((e) => {
+    this.flushAll((e) => {
       if (e) return cb(e);
       this.hasher.digest().then(
         (d) => {
@@ -159,6 +214,20 @@ export class HashSink extends Writable {
     if (!this.sniffed || !this.digests) throw new Error('HashSink.result() before the body ended');
     const head = this.kept ?? (this.headLen > 0 ? Buffer.from(this.head.subarray(0, Math.min(this.headLen, KEEP_HEAD))) : undefined);
     return { md5: this.digests.md5, sha256: this.digests.sha256, sniffed: this.sniffed, dims: this.dims, head };
+  }
+
+  /**
+   * Memory mode, after 'finish': the whole body in one buffer from `alloc`
+   * (default: one that owns its ArrayBuffer, so it can be transferred to a
+   * worker). Takes it: a second call returns an empty buffer.
+   */
+  body(alloc: (size: number) => Buffer = Buffer.allocUnsafeSlow): Buffer {
+    const out = alloc(this.pendingBytes);
+    let at = 0;
+    for (const c of this.pending) at += c.copy(out, at);
+    this.pending = [];
+    this.pendingBytes = 0;
+    return out;
   }
 
   /** Drop the head buffer, keeping a copy of its first KEEP_HEAD bytes. */

@@ -225,6 +225,20 @@ export class StreamHashPool {
 
 let shared: StreamHashPool | undefined;
 
+let inlineOnly = false;
+
+/**
+ * Hash large bodies on the calling thread too (default off). The daemon
+ * turns it on where it has at most 2 cores: there a hash worker's isolate
+ * (~11 MiB) was most of its peak RSS above 120 MiB on 4 parallel large
+ * downloads, and on the 2-CPU bench machine the worker bought no speed
+ * (the second core is busy with the origin, the commit path and the
+ * kernel), CPU time was lower without it.
+ */
+export function setInlineHashing(on: boolean): void {
+  inlineOnly = on;
+}
+
 /** The process-wide pool used by downloads (created on first large body). */
 export function sharedHashPool(): StreamHashPool {
   return (shared ??= new StreamHashPool());
@@ -234,6 +248,8 @@ export function sharedHashPool(): StreamHashPool {
 export class StreamHasher {
   /** Chunks seen while the body is still under INLINE_MAX (referenced, not copied). */
   private pending: Uint8Array[] | undefined = [];
+  /** Large body hashed on this thread (setInlineHashing). */
+  private inline: { md5: import('node:crypto').Hash; sha: import('node:crypto').Hash } | undefined;
   private pendingLen = 0;
   private batch: Uint8Array | undefined;
   private batchLen = 0;
@@ -257,6 +273,16 @@ export class StreamHasher {
 
   update(chunk: Uint8Array): void {
     if (this.done) throw new Error('StreamHasher used after digest/dispose');
+    if (inlineOnly && !this.poolArg && this.pending) {
+      // Hashed here as it streams (see setInlineHashing): nothing is held.
+      this.pending = undefined;
+      this.inline = { md5: createHash('md5'), sha: createHash('sha256') };
+    }
+    if (this.inline) {
+      this.inline.md5.update(chunk);
+      this.inline.sha.update(chunk);
+      return;
+    }
     if (this.pending) {
       this.pending.push(chunk);
       this.pendingLen += chunk.length;
@@ -285,6 +311,11 @@ export class StreamHasher {
     if (this.failure) throw this.failure;
     if (this.done) throw new Error('StreamHasher used after digest/dispose');
     this.done = true;
+    if (this.inline) {
+      const { md5, sha } = this.inline;
+      this.inline = undefined;
+      return { md5: md5.digest('hex'), sha256: sha.digest('hex') };
+    }
     if (this.pending) {
       // Under INLINE_MAX: hash inline, no thread round trip.
       const md5 = createHash('md5');
@@ -311,6 +342,7 @@ export class StreamHasher {
 
   /** Abandon the stream (error paths): the worker forgets it and is released. */
   dispose(): void {
+    this.inline = undefined;
     if (this.slot) this.pool!.close(this.slot, this.id, true);
     this.slot = undefined;
     this.release();

@@ -334,7 +334,8 @@ export class Scheduler extends EventEmitter {
     this.armLagTimer();
     const onProgress = (bytes: number, total?: number): void => this.progress(r, bytes, total);
     // One fetch per try: retries are ours (scheduler-retry.ts), not the cache's.
-    const opts: DownloadOptions = { signal: r.ctrl.signal, onProgress, retries: 0 };
+    // durable: false: the commit loop below makes the record durable (batched) before `done`.
+    const opts: DownloadOptions = { signal: r.ctrl.signal, onProgress, retries: 0, durable: false };
     if (j.force) opts.force = true;
     let p: Promise<MediaRecord>;
     try {

@@ -468,6 +468,62 @@ t.test('createDispatcher refuses bad options', async (t) => {
   t.throws(() => createDispatcher({ timeoutMs: 1000, maxRedirects: -1 }), { code: 'E_BAD_REQUEST' });
 });
 
+t.test('memoryMax: an announced small body stays in memory, nothing is written to .tmp/', async (t) => {
+  const files = fs.readdirSync(FIXTURE_DIR).filter((f) => f.startsWith('sample.'));
+  for (const f of files) {
+    const body = fixture(f);
+    origin.route(`/mem/${f}`, { body });
+    let allocated = 0;
+    const r = await fetchToTmp(new URL(origin.url(`/mem/${f}`)), base({
+      memoryMax: 256 * 1024,
+      sync: false,
+      bodyBuffer: (n) => {
+        allocated = n;
+        return Buffer.alloc(n);
+      },
+    }));
+    t.ok(r.body?.equals(body), `${f}: the body is held`);
+    t.equal(allocated, body.length, `${f}: assembled in the caller's buffer`);
+    t.equal(r.md5, md5(body), `${f} md5`);
+    t.equal(r.sha256, sha256(body), `${f} sha256`);
+    t.equal(r.size, body.length);
+    t.equal(r.head, r.body, `${f}: the metadata reader gets the whole body`);
+    t.notOk(fs.existsSync(r.tmpPath), `${f}: no tmp file created`);
+    const ext = f.slice('sample.'.length);
+    if (DIMS[ext]) t.same([r.width, r.height], DIMS[ext], `${f} dims`);
+  }
+  t.same(fs.readdirSync(tmpDir), []);
+});
+
+t.test('memoryMax: bigger or unannounced bodies are streamed to a tmp file (not synced when sync is false)', async (t) => {
+  const png = fixture('sample.png');
+  const big = Buffer.concat([png, Buffer.alloc(300 * 1024, 1)]);
+  origin.route('/mem-big', { body: big });
+  const r1 = await fetchToTmp(new URL(origin.url('/mem-big')), base({ memoryMax: 256 * 1024, sync: false }));
+  t.equal(r1.body, undefined);
+  t.ok(fs.readFileSync(r1.tmpPath).equals(big));
+  fs.unlinkSync(r1.tmpPath);
+  origin.route('/mem-chunked', (_req, res) => {
+    res.writeHead(200, { 'transfer-encoding': 'chunked' });
+    res.end(png);
+  });
+  const r2 = await fetchToTmp(new URL(origin.url('/mem-chunked')), base({ memoryMax: 256 * 1024 }));
+  t.equal(r2.body, undefined, 'no content-length: streamed');
+  t.ok(fs.readFileSync(r2.tmpPath).equals(png));
+  fs.unlinkSync(r2.tmpPath);
+});
+
+t.test('memoryMax: a truncated small body fails and leaves nothing', async (t) => {
+  const png = fixture('sample.png');
+  origin.route('/mem-truncated', (req, res) => {
+    res.writeHead(200, { 'content-length': png.length + 100 });
+    res.write(png, () => setImmediate(() => req.socket.destroy()));
+  });
+  const e = await failure(fetchToTmp(new URL(origin.url('/mem-truncated')), base({ memoryMax: 256 * 1024 })));
+  t.equal(e.code, 'E_NETWORK');
+  t.same(fs.readdirSync(tmpDir), []);
+});
+
 t.test('after every failure above, .tmp/ is empty', async (t) => {
   t.same(fs.readdirSync(tmpDir), []);
 });

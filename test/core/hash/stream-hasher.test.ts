@@ -8,6 +8,7 @@ import {
   StreamHasher,
   StreamHashPool,
   defaultHashThreads,
+  setInlineHashing,
   type StreamDigests,
 } from '../../../src/core/hash/stream-hasher.js';
 
@@ -270,3 +271,17 @@ t.test('an idle pool drops its spare batch buffers; a busy one reuses them', asy
   t.ok(pool.allocated - before <= MAX_IN_FLIGHT + 1, `recycled while busy: ${pool.allocated - before} new buffers for 3 x ${d.length / BATCH} batches`);
   hold.dispose();
 });
+
+t.test('setInlineHashing: a large body is hashed as it streams, on this thread, holding nothing', async (t) => {
+  setInlineHashing(true);
+  t.teardown(() => setInlineHashing(false));
+  const data = randomBytes(3 * INLINE_MAX + 12345);
+  const h = new StreamHasher();
+  for (let off = 0; off < data.length; off += 65536) {
+    h.update(data.subarray(off, off + 65536));
+    t.equal(h.threadId, undefined);
+  }
+  t.same(await h.digest(), digests(data));
+  t.equal((h as unknown as { pending?: unknown[] }).pending, undefined, 'no chunk kept');
+});
+
