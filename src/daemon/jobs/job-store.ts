@@ -30,10 +30,12 @@ import { jobsMissingFromBatches, readJobShard } from './salvage.js';
 
 export const SHARD_SIZE = 250;
 
-/** What is persisted per job: the public JobInfo plus ordering, the force flag and disk-full pauses. */
+/** What is persisted per job: the public JobInfo plus ordering, the force and pin flags and disk-full pauses. */
 export interface JobRecord extends JobInfo {
   seq: number;
   force?: boolean;
+  /** Pin the content once cached (`add --pin` of a URL not cached yet): kept across restarts with the job. */
+  pin?: boolean;
   /** Tries that ended in a disk-full pause: they do not use up the retry budget. */
   pauses?: number;
 }

@@ -1,6 +1,6 @@
 /**
  * Read-only views of the job table for `jobs` / `mcctl jobs`. Pure: jobs in,
- * public JobInfo out (internal fields `seq`, `force` and `pauses` stripped).
+ * public JobInfo out (internal fields `seq`, `force`, `pin` and `pauses` stripped).
  */
 import type { JobInfo, JobState, JobsResult } from '../../core/protocol/rpc.js';
 import type { JobRecord } from './job-store.js';
@@ -9,7 +9,7 @@ const ENDED: ReadonlySet<JobState> = new Set(['done', 'failed']);
 
 export function toJobInfo(j: JobRecord): JobInfo {
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  const { seq, force, pauses, ...info } = j;
+  const { seq, force, pin, pauses, ...info } = j;
   return {
     ...info,
     ...(info.error ? { error: { ...info.error } } : {}),

@@ -63,6 +63,8 @@ export interface EnqueueOptions {
   /** Lower runs first. */
   priority: number;
   force?: boolean;
+  /** Pin each URL's content once it is cached (durable with the job). */
+  pin?: boolean;
   /** Retries for these jobs (default: the scheduler's `retries`). */
   retries?: number;
 }
@@ -235,11 +237,12 @@ export class Scheduler extends EventEmitter {
       }
       const existing = this.byUrl.get(href);
       if (existing && !(force && !existing.force && existing.state === 'running')) {
-        this.mergeInto(existing, o.priority, force, nowIso);
+        this.mergeInto(existing, o.priority, force, nowIso, o.pin === true);
         out.push(existing);
         continue;
       }
       const j = this.newJob(href, item.source, o.priority, nowIso, force, maxAttempts);
+      if (o.pin) j.pin = true;
       this.store.put(j);
       this.byUrl.set(href, j);
       this.push(j);
@@ -267,9 +270,20 @@ export class Scheduler extends EventEmitter {
   }
 
   /** A second request for a queued/running URL: it may raise the priority or ask for force. */
-  private mergeInto(j: JobRecord, priority: number, force: boolean, nowIso: string): void {
-    if (j.state !== 'queued') return;
+  private mergeInto(j: JobRecord, priority: number, force: boolean, nowIso: string, pin: boolean): void {
     let changed = false;
+    // A pin asked while the download runs still applies: the flag is read when it ends.
+    if (pin && !j.pin && (j.state === 'queued' || j.state === 'running')) {
+      j.pin = true;
+      changed = true;
+    }
+    if (j.state !== 'queued') {
+      if (changed) {
+        j.updatedAt = nowIso;
+        this.store.put(j);
+      }
+      return;
+    }
     if (force && !j.force) {
       j.force = true;
       changed = true;
@@ -337,6 +351,7 @@ export class Scheduler extends EventEmitter {
     // durable: false: the commit loop below makes the record durable (batched) before `done`.
     const opts: DownloadOptions = { signal: r.ctrl.signal, onProgress, retries: 0, durable: false };
     if (j.force) opts.force = true;
+    if (j.pin) opts.pin = true;
     let p: Promise<MediaRecord>;
     try {
       p = this.cache.download(j.url, opts);

@@ -243,6 +243,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
           if (pin) pinQueue.push(p);
           return;
         }
+        // The job keeps the pin durably; this covers a download of it already running.
         if (pin) ctx.cache.pinWhenCached?.(p.url);
         toQueue.push(p);
       });
@@ -253,7 +254,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       if (toQueue.length) {
         const jobs = await ctx.scheduler.enqueue(
           toQueue.map((q) => ({ url: q.url, source: 'rpc' })),
-          { priority, force, ...(retries !== undefined ? { retries } : {}) },
+          { priority, force, ...(pin ? { pin } : {}), ...(retries !== undefined ? { retries } : {}) },
         );
         const ended = wait ? await ctx.scheduler.wait(jobs.map((j) => j.id)) : jobs;
         toQueue.forEach((q, k) => {

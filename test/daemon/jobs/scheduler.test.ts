@@ -461,3 +461,39 @@ t.test('after a crash, a done job whose record is missing runs again; after a cl
   await sched2.drain(0);
   await store2.close();
 });
+
+t.test('add --pin of a queued URL is kept with the job: after a restart the content is still pinned once cached', async (t) => {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  origin.route('/p.png', { body: png(71) });
+  origin.route('/q.png', { body: png(72) });
+  origin.route('/r.png', { body: png(73) });
+  const { sched, store, root, cache } = await setup(t);
+  // Not started: the jobs stay queued, as when the daemon stops before running them.
+  const [p] = await sched.enqueue([{ url: origin.url('/p.png'), source: 'rpc' }], { priority: 0, pin: true });
+  const [q] = await sched.enqueue([{ url: origin.url('/q.png'), source: 'rpc' }], { priority: 0 });
+  const [r] = await sched.enqueue([{ url: origin.url('/r.png'), source: 'rpc' }], { priority: 0 });
+  const [q2] = await sched.enqueue([{ url: origin.url('/q.png'), source: 'rpc' }], { priority: 0, pin: true });
+  t.equal(q2.id, q.id, 'a second add of a queued URL joins its job');
+  t.notOk('pin' in p, 'the flag is internal: not in the public job');
+  await sched.drain(0);
+  await store.close();
+  await cache.close();
+  // "Restart": a new cache (nothing of the first one's memory) and the same job folder.
+  const cache2 = await MediaCache.open({ cacheDir: path.join(root, 'cache'), retries: 0, timeoutMs: 10_000 });
+  const store2 = await JobStore.open(store.dir);
+  t.equal(store2.get(p.id)?.pin, true, 'pin stored with the job');
+  t.equal(store2.get(q.id)?.pin, true, 'pin of a later add stored with the queued job');
+  t.notOk(store2.get(r.id)?.pin);
+  const sched2 = new Scheduler({ cache: cache2, store: store2, concurrency: 2, logger: silentLogger });
+  sched2.start();
+  const done = await sched2.wait([p.id, q.id, r.id]);
+  t.same(done.map((j) => j.state), ['done', 'done', 'done']);
+  t.equal(cache2.findByUrl(origin.url('/p.png'))?.pinned, true, 'pinned after the restart');
+  t.equal(cache2.findByUrl(origin.url('/q.png'))?.pinned, true);
+  t.notOk(cache2.findByUrl(origin.url('/r.png'))?.pinned, 'a job without --pin leaves its content unpinned');
+  t.same(cache2.stats().pinned?.count, 2);
+  await sched2.drain(0);
+  await store2.close();
+  await cache2.close();
+});
