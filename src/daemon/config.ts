@@ -9,7 +9,7 @@
  */
 import path from 'node:path';
 import yargs from 'yargs';
-import { checkSocketPath, defaultCacheDir, defaultConfigFile, defaultSocketPath, defaultStateDir, type PlatformEnv } from '../core/util/paths.js';
+import { checkSocketPath, defaultCacheDir, defaultConfigFile, defaultSocketPath, defaultStateDir, currentPlatformEnv, type PlatformEnv } from '../core/util/paths.js';
 import { CACHE_DEFAULTS } from '../core/cache/options.js';
 import { convertHookSetting, resolveHookSettings } from './hooks/config.js';
 import { convertSecuritySetting, resolveSecuritySettings } from './security-config.js';
@@ -198,7 +198,21 @@ const FILE_KEYS = new Map<string, Setting>(SETTINGS.flatMap((s) => s.fileKeys.ma
 
 type Source = { from: string; raw: unknown; baseDir: string };
 
-function buildParser(argv: readonly string[]) {
+/** Where this platform's defaults land, for --help (the paths a bare `mediacached` uses). */
+function defaultPathsText(pe: PlatformEnv): string {
+  const P = pe.platform === 'win32' ? path.win32 : path.posix;
+  const cacheDir = defaultCacheDir(pe);
+  return [
+    'Defaults here:',
+    `  cache-dir  ${cacheDir}`,
+    `  index      ${P.join(cacheDir, 'index')}`,
+    `  inbox      ${P.join(defaultStateDir(pe), 'inbox')}`,
+    `  socket     ${defaultSocketPath(pe)}`,
+    `  config     ${defaultConfigFile(pe)} (read when it exists)`,
+  ].join('\n');
+}
+
+function buildParser(argv: readonly string[], pe?: PlatformEnv) {
   let y = yargs([...argv])
     .scriptName('mediacached')
     .usage('$0 [options]\n\nThe mediacache daemon: downloads media from URLs given over its socket or dropped into inbox folders, stores each content once, and re-verifies the cache on a schedule.\nEvery option is also an environment variable MEDIACACHE_<OPTION> and a camelCase key of the JSON config file; flag > env > file > default.')
@@ -214,8 +228,10 @@ function buildParser(argv: readonly string[]) {
       throw new ConfigError(`${msg ?? err?.message ?? 'bad arguments'}. Run mediacached --help for the options.`);
     });
   for (const s of SETTINGS) {
-    y = y.option(s.flag, { type: 'string', array: LIST_KINDS.has(s.kind) ? true : undefined, describe: s.describe, requiresArg: true });
+    const describe = `${s.describe} [env ${s.env.join(', ')}]`;
+    y = y.option(s.flag, { type: 'string', array: LIST_KINDS.has(s.kind) ? true : undefined, describe, requiresArg: true });
   }
+  if (pe) y = y.epilogue(defaultPathsText(pe));
   return y;
 }
 
@@ -359,8 +375,8 @@ function convert(s: Setting, src: Source, P: path.PlatformPath, home: string): u
 }
 
 /** Help text (yargs-generated), for --help. */
-export async function helpText(): Promise<string> {
-  return buildParser([]).getHelp();
+export async function helpText(pe: PlatformEnv = currentPlatformEnv()): Promise<string> {
+  return buildParser([], pe).getHelp();
 }
 
 /**
@@ -375,7 +391,7 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
   const env = input.env;
 
   const args = buildParser(input.argv).parseSync() as Record<string, unknown>;
-  if (args.help) return { kind: 'help', text: await helpText() };
+  if (args.help) return { kind: 'help', text: await helpText(pe) };
   if (args.version) return { kind: 'version' };
 
   // A misspelt variable would silently be ignored; like an unknown config key it stops the start.

@@ -43,6 +43,25 @@ function configInput(): ResolveInput {
   return { argv: process.argv.slice(2), env: process.env, platformEnv: currentPlatformEnv(), readFile: readFileIfExists, validateCron: cronError };
 }
 
+/** Filesystem errors that mean "this folder cannot be the cache" (not a passing failure), in words. */
+const UNUSABLE_DIR: Readonly<Record<string, string>> = {
+  ENOTDIR: 'a part of the path is a file, not a folder',
+  EEXIST: 'a file of that name is in the way',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'the file system is read-only',
+  ELOOP: 'too many symbolic links',
+  ENAMETOOLONG: 'the path is too long',
+  ENOENT: 'a part of the path does not exist',
+};
+
+function unusableDirReason(e: unknown): string | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code !== 'string' || !(code in UNUSABLE_DIR)) return undefined;
+  const p = (e as NodeJS.ErrnoException).path;
+  return `${UNUSABLE_DIR[code]}${p ? ` (${p})` : ''} [${code}]`;
+}
+
 async function main(): Promise<number> {
   let resolved;
   try {
@@ -76,6 +95,12 @@ async function main(): Promise<number> {
     if (e instanceof StartupError) {
       process.stderr.write(`mediacached: ${e.message}\n`);
       return 1;
+    }
+    const why = unusableDirReason(e);
+    if (why) {
+      // A usage problem (like a bad flag): name the option, exit 2.
+      process.stderr.write(`mediacached: --cache-dir ${config.cacheDir} cannot be used: ${why}. Give --cache-dir (env MEDIACACHE_CACHE_DIR) a folder this user can create and write.\n`);
+      return 2;
     }
     throw e;
   }

@@ -178,6 +178,13 @@ t.test('--help and --version', async (t) => {
   const v = spawnDaemon(['--version'], daemonEnv(root), t);
   t.equal((await h.exited).code, 0);
   t.match(h.stdout(), /--sweep-schedule/);
+  // Each option's environment variable, and where the defaults land on this machine.
+  t.match(h.stdout(), /--cache-dir[^\n]*\[env MEDIACACHE_DIR, MEDIACACHE_CACHE_DIR\]/);
+  t.match(h.stdout(), /\[env MEDIACACHE_MAX_SIZE\]/);
+  const xdg = path.join(root, 'xdg');
+  t.match(h.stdout(), `cache-dir  ${path.join(xdg, 'cache', 'mediacache')}\n`);
+  t.match(h.stdout(), `inbox      ${path.join(xdg, 'state', 'mediacache', 'inbox')}\n`);
+  t.match(h.stdout(), `socket     ${path.join(xdg, 'run', 'mediacache', 'mediacached.sock')}\n`);
   t.equal((await v.exited).code, 0);
   const pkg = JSON.parse(fs.readFileSync(path.join(path.dirname(DAEMON_BIN), '..', 'package.json'), 'utf8')) as { version: string };
   t.equal(v.stdout().trim(), pkg.version);
@@ -210,4 +217,17 @@ t.test('systemd socket activation: listens on fd 3 and leaves the socket file al
   proc.kill('SIGTERM');
   t.equal(await exited, 0);
   t.ok(fs.existsSync(sock), 'an activated socket is not unlinked (systemd owns it)');
+});
+
+t.test('a --cache-dir that cannot be a folder: one line naming the option, exit 2, nothing started', async (t) => {
+  const root = rootDir(t);
+  const file = path.join(root, 'a-file');
+  fs.writeFileSync(file, 'not a folder');
+  const sock = path.join(root, 'd.sock');
+  const sp = spawnDaemon(['--cache-dir', path.join(file, 'cache'), '--socket', sock, '--inbox', path.join(root, 'inbox')], daemonEnv(root), t);
+  const e = await sp.exited;
+  t.equal(e.code, 2);
+  t.match(sp.stderr(), /^mediacached: --cache-dir \S+ cannot be used: a part of the path is a file, not a folder .*\[ENOTDIR\]/);
+  t.equal(sp.stderr().trim().split('\n').length, 1, 'one line');
+  t.notOk(fs.existsSync(sock), 'no socket left behind');
 });

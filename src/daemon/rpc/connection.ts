@@ -70,22 +70,9 @@ export class Connection implements RpcConnection {
   write(msg: unknown): void {
     if (this.closed || this.sock.destroyed || !this.sock.writable) return;
     if (this.sock.writableLength === 0) this.lastFlushAt = Date.now();
-    // Messages of one event-loop turn (a batch of job events) leave in one
-    // system call: the socket is corked until the next tick.
-    if (!this.corked) {
-      this.corked = true;
-      this.sock.cork();
-      process.nextTick(this.uncork);
-    }
     this.sock.write(JSON.stringify(msg) + '\n', this.flushed);
     if (this.congested()) this.sock.pause();
   }
-
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.sock.uncork();
-  };
 
   /**
    * Too many requests in flight, too many reply bytes the client has not

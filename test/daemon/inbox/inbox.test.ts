@@ -171,6 +171,8 @@ t.test('crash after enqueue, before the move: the restart moves the file without
     lines: [[1, origin.url('/c.png'), job.id, null], [2, 'bad line', null, 'E_INVALID_URL']],
   };
   await d.store.saveBatch(batch);
+  // Its job ran to the end (stopping with no grace could abort it mid-commit: then it runs again after the restart).
+  await d.sched.wait([job.id]);
   await d.stop();
 
   const d2 = await boot(root, { stabilityMs: 200 });
