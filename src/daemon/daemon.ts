@@ -9,9 +9,11 @@
  * (main.ts loads this module only after the config is valid, so --help and
  * config errors do not pay for loading the engine.)
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { MediaCache } from '../core/cache/media-cache.js';
 import { MediaCacheError } from '../core/errors.js';
+import { TYPE_DIRS } from '../core/types.js';
 import { RPC_METHOD_NAMES, type DamageReport, type RpcMethodName } from '../core/protocol/rpc.js';
 import { Sweeper } from '../core/verify/sweep.js';
 import { resolveConfig, type DaemonConfig, type ResolveInput } from './config.js';
@@ -90,6 +92,22 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
   // process.exit() would wait for the stuck worker thread forever.
   if (inboxStuck) hardExit('an inbox read was still stuck at exit; ending with SIGKILL (everything else was closed cleanly)');
   return code;
+}
+
+/** Whether any type folder holds an entry (one read per folder, however large). */
+async function holdsContent(cacheDir: string): Promise<boolean> {
+  for (const dir of Object.values(TYPE_DIRS)) {
+    let d: fs.Dir | undefined;
+    try {
+      d = await fs.promises.opendir(path.join(cacheDir, dir));
+      if ((await d.read()) !== null) return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return true; // unreadable: let the sweep look and report
+    } finally {
+      await d?.close().catch(() => undefined);
+    }
+  }
+  return false;
 }
 
 /** What the index and the job store found damaged at open, or undefined when nothing. */
@@ -242,8 +260,10 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     const damage = damageReport(cache, store);
     if (damage) logger.error('start-up found damaged index or job-store files; what could not be read back is listed in `mcctl status`', { ...damage });
     ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer, damage: () => damage });
-    if (cache.index.needsRebuild) {
-      logger.warn('no usable index (new cache, or index missing/damaged): running an adopting sweep to build it from the files on disk');
+    if (cache.index.createdNew && !(await holdsContent(config.cacheDir))) {
+      logger.info('new cache: nothing to adopt', { cacheDir: config.cacheDir });
+    } else if (cache.index.needsRebuild) {
+      logger.warn('no usable index (index missing or damaged): running an adopting sweep to build it from the files on disk');
       sweeper.start({ adopt: true }).done.catch((e: unknown) => logger.error('index rebuild sweep failed', { error: e instanceof Error ? e : String(e) }));
     }
     logger.info('ready', { next_sweep: timer.nextRunAt()?.toISOString(), startupMs: Date.now() - startedAt.getTime() });

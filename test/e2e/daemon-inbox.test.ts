@@ -76,7 +76,7 @@ t.test('inbox intake end to end', async (t) => {
     { line: 6, url: origin.url('/e0.png'), outcome: 'done', result: md5(bodies[0]) },
     { line: 7, url: 'ftp://files.example/a.png', outcome: 'invalid', result: 'E_UNSUPPORTED_SCHEME' },
     { line: 8, url: 'file:///etc/hosts', outcome: 'invalid', result: 'E_UNSUPPORTED_SCHEME' },
-    { line: 10, url: origin.url('/nope.png'), outcome: 'failed', result: 'E_HTTP' },
+    { line: 10, url: origin.url('/nope.png'), outcome: 'failed', result: 'E_HTTP', status: 404 },
     { line: 11, url: origin.url('/e2.png'), outcome: 'done', result: md5(bodies[2]) },
   ]);
   t.equal(origin.hits('/e0.png'), 1, 'duplicate line fetched once');

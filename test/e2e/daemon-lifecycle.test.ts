@@ -231,3 +231,19 @@ t.test('a --cache-dir that cannot be a folder: one line naming the option, exit 
   t.equal(sp.stderr().trim().split('\n').length, 1, 'one line');
   t.notOk(fs.existsSync(sock), 'no socket left behind');
 });
+
+t.test('a new cache starts without a warning; a cache whose index was deleted is rebuilt, with one', async (t) => {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  origin.route('/n.png', { body: fixture('sample.png') });
+  const d = await startDaemon(t);
+  await waitFor(() => / info ready/.test(d.stderr()), { what: 'the ready line' });
+  t.match(d.stderr(), /new cache: nothing to adopt/);
+  t.notMatch(d.stderr(), / (warn|error) /, 'nothing above info on a first start');
+  await d.rpc('add', { urls: [origin.url('/n.png')], wait: true });
+  t.same(await d.stop(), { code: 0, signal: null });
+  fs.rmSync(path.join(d.cacheDir, 'index'), { recursive: true, force: true });
+  const d2 = await startDaemon(t, { root: d.root });
+  t.match(d2.stderr(), / warn .*no usable index/, 'files without an index: said, and adopted');
+  await waitFor(async () => (await d2.rpc('stats', {})).totalFiles === 1, { what: 'the file adopted back', timeoutMs: 60_000 });
+});

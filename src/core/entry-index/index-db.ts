@@ -314,6 +314,11 @@ export class IndexDb {
     return db;
   }
 
+  /** No index was there (a new cache, or its index folder deleted whole): an empty one was created. */
+  get createdNew(): boolean {
+    return this.createdFresh && this.recovered.length === 0 && !this.metaMissing;
+  }
+
   /** Index missing or damaged: the caller should run an adopting sweep. */
   get needsRebuild(): boolean {
     return this.recovered.length > 0 || this.damage.missingShards.length > 0 || this.createdFresh || this.metaMissing;

@@ -4,7 +4,9 @@
  * One header line, then one row per non-blank, non-comment line of the file,
  * in file order: line number, URL (the normalised URL, or an escaped prefix
  * of at most ECHO_CHARS characters of an invalid line), outcome (done |
- * failed | invalid), md5 or error code. A refused file (not a regular file,
+ * failed | invalid), md5 or error code, and the origin's HTTP status when a
+ * failure had one (E_HTTP 404, a 503 after the last retry; empty otherwise).
+ * A refused file (not a regular file,
  * over a cap) has a single row: line 0, the reason, `refused`, the code.
  *
  * Written atomically (tmp + fsync + rename) and streamed, so a reader never
@@ -20,7 +22,7 @@ import type { JobInfo } from '../../core/protocol/rpc.js';
 import { writeChunksDurable } from '../../core/util/durable-chunks.js';
 import type { BatchRecord } from '../jobs/job-store.js';
 
-export const REPORT_HEADER = 'line\turl\toutcome\tresult';
+export const REPORT_HEADER = 'line\turl\toutcome\tresult\thttp_status';
 export const REPORT_SUFFIX = '.report.tsv';
 export const REPORT_MODE = 0o640;
 
@@ -32,6 +34,8 @@ export interface ReportRow {
   outcome: ReportOutcome;
   /** md5 for done, error code otherwise. */
   result: string;
+  /** The HTTP status of a failure that had one. */
+  status?: number;
 }
 
 /** Tabs and line breaks inside a field would break the TSV shape. */
@@ -55,12 +59,13 @@ export function* reportRows(b: Pick<BatchRecord, 'lines' | 'refused'>, jobOf: (i
       continue;
     }
     const err: ErrorCode = j?.error?.code ?? 'E_UNAVAILABLE';
-    yield { line, url: j?.url ?? raw, outcome: 'failed', result: err };
+    const status = j?.error?.status;
+    yield { line, url: j?.url ?? raw, outcome: 'failed', result: err, ...(status !== undefined ? { status } : {}) };
   }
 }
 
 function formatRow(r: ReportRow): string {
-  return `${r.line}\t${cell(redactUrl(r.url))}\t${r.outcome}\t${cell(r.result)}\n`;
+  return `${r.line}\t${cell(redactUrl(r.url))}\t${r.outcome}\t${cell(r.result)}\t${r.status ?? ''}\n`;
 }
 
 export function formatReport(rows: Iterable<ReportRow>): string {
@@ -74,8 +79,8 @@ export function parseReport(text: string): ReportRow[] {
   const lines = text.split('\n').filter((l) => l !== '');
   if (lines[0] !== REPORT_HEADER) throw new Error(`not a report: first line is ${JSON.stringify(lines[0])}`);
   return lines.slice(1).map((l) => {
-    const [line, url, outcome, result] = l.split('\t');
-    return { line: Number(line), url, outcome: outcome as ReportOutcome, result };
+    const [line, url, outcome, result, status] = l.split('\t');
+    return { line: Number(line), url, outcome: outcome as ReportOutcome, result, ...(status ? { status: Number(status) } : {}) };
   });
 }
 

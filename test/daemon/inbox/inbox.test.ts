@@ -99,7 +99,7 @@ t.test('a file written in two halves, with every kind of line, is processed and 
     { line: 6, url: 'ftp://files.example/x.png', outcome: 'invalid', result: 'E_UNSUPPORTED_SCHEME' },
     { line: 7, url: origin.url('/img0.png'), outcome: 'done', result: md5('/img0.png') },
     { line: 8, url: 'file:///etc/passwd', outcome: 'invalid', result: 'E_UNSUPPORTED_SCHEME' },
-    { line: 9, url: origin.url('/missing.png'), outcome: 'failed', result: 'E_HTTP' },
+    { line: 9, url: origin.url('/missing.png'), outcome: 'failed', result: 'E_HTTP', status: 404 },
     { line: 10, url: origin.url('/img2.png'), outcome: 'done', result: md5('/img2.png') },
   ]);
   t.equal(origin.hits('/img0.png'), 1, 'duplicate line enqueued once');
