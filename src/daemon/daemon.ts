@@ -204,7 +204,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
 
     const { cache, scheduler, sweeper, timer } = parts;
     ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer });
-    if (cache.index.needsRebuild) {
+    if (cache.index.embedded?.needsRebuild) {
       logger.warn('no usable index (new cache, or index missing/damaged): running an adopting sweep to build it from the files on disk');
       sweeper.start({ adopt: true }).done.catch((e: unknown) => logger.error('index rebuild sweep failed', { error: e instanceof Error ? e : String(e) }));
     }

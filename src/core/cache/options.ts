@@ -4,6 +4,7 @@ import type { Dispatcher } from 'undici';
 import { MediaCacheError } from '../errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { RETRY_DEFAULTS } from '../fetch/retry.js';
+import type { PgDatabase } from '../postgres/pg-db.js';
 
 export interface MediaCacheOptions {
   cacheDir: string;
@@ -46,10 +47,17 @@ export interface MediaCacheOptions {
    * victims' `evicting` marks are durable, before their files are unlinked.
    */
   onEvictionMarked?: (md5s: string[]) => Promise<void> | void;
+  /**
+   * Cluster mode: keep records and the URL map in this PostgreSQL database
+   * (`postgres://…`, or an open PgDatabase the caller closes) instead of the
+   * embedded index; cacheDir is then the content root every daemon of the
+   * cluster shares, and no `.lock` is taken (see media-cache.ts).
+   */
+  database?: string | PgDatabase;
 }
 
 /** The options after defaults, as the instance uses them (`cache.options`). */
-export type MediaCacheSettings = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir' | 'lock' | 'onEvictionMarked'>> & { indexDir: string };
+export type MediaCacheSettings = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir' | 'lock' | 'onEvictionMarked' | 'database'>> & { indexDir: string };
 
 export const CACHE_DEFAULTS = Object.freeze({
   concurrency: 5,
