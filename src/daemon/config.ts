@@ -7,6 +7,8 @@
  * Bad input throws ConfigError whose message says what to change; main.ts
  * prints it and exits 2.
  */
+import crypto from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
 import { checkSocketPath, defaultCacheDir, defaultConfigFile, defaultSocketPath, defaultStateDir, type PlatformEnv } from '../core/util/paths.js';
@@ -59,6 +61,12 @@ export interface DaemonConfig {
   minFree: number;
   /** Sweeps ask the origin about content not confirmed for this long, ms; 0 = never. */
   revalidateAfter: number;
+  /**
+   * Cluster mode: `postgres://…` holding records, URLs and the job queue
+   * (docs/postgres.md). May carry a password: never log or show it whole
+   * (describeTarget() gives "db on host:port").
+   */
+  database?: string;
 }
 
 /** Keys SIGHUP applies to a running daemon; the rest need a restart. */
@@ -114,7 +122,7 @@ export interface ResolveInput {
 
 export type ResolveResult = { kind: 'config'; config: DaemonConfig } | { kind: 'help'; text: string } | { kind: 'version' };
 
-type Kind = 'path' | 'paths' | 'int' | 'number' | 'bytes' | 'duration' | 'string' | 'level' | 'argv' | 'urls' | 'secret';
+type Kind = 'path' | 'paths' | 'int' | 'number' | 'bytes' | 'duration' | 'string' | 'level' | 'argv' | 'urls' | 'secret' | 'database';
 
 interface Setting {
   key: keyof DaemonConfig;
@@ -131,7 +139,7 @@ const SETTINGS: readonly Setting[] = [
   { key: 'cacheDir', flag: 'cache-dir', env: ['MEDIACACHE_DIR', 'MEDIACACHE_CACHE_DIR'], fileKeys: ['cacheDir'], kind: 'path', describe: 'cache root' },
   { key: 'inboxes', flag: 'inbox', env: ['MEDIACACHE_INBOX'], fileKeys: ['inbox', 'inboxes'], kind: 'paths', describe: 'watched inbox folder (repeatable; env is a path list)' },
   { key: 'socket', flag: 'socket', env: ['MEDIACACHE_SOCKET'], fileKeys: ['socket'], kind: 'path', describe: 'Unix socket path, or \\\\.\\pipe\\NAME on Windows' },
-  { key: 'indexDir', flag: 'index', env: ['MEDIACACHE_INDEX'], fileKeys: ['index', 'indexDir'], kind: 'path', describe: 'index location (default <cache-dir>/index)' },
+  { key: 'indexDir', flag: 'index', env: ['MEDIACACHE_INDEX'], fileKeys: ['index', 'indexDir'], kind: 'path', describe: 'index and daemon state location (default <cache-dir>/index; with --database <cache-dir>/.nodes/<host>-<socket digest>)' },
   { key: 'concurrency', flag: 'concurrency', env: ['MEDIACACHE_CONCURRENCY'], fileKeys: ['concurrency'], kind: 'int', min: 1, describe: `parallel downloads (default ${DEFAULTS.concurrency})` },
   { key: 'perHost', flag: 'per-host', env: ['MEDIACACHE_PER_HOST'], fileKeys: ['perHost'], kind: 'int', min: 1, describe: `parallel downloads per host (default ${DEFAULTS.perHost})` },
   { key: 'timeoutMs', flag: 'timeout', env: ['MEDIACACHE_TIMEOUT'], fileKeys: ['timeout', 'timeoutMs'], kind: 'duration', min: 1, describe: `per-download stall/overall limit, ms (default ${DEFAULTS.timeoutMs})` },
@@ -156,6 +164,7 @@ const SETTINGS: readonly Setting[] = [
   { key: 'webhooks', flag: 'webhook', env: ['MEDIACACHE_WEBHOOK'], fileKeys: ['webhook', 'webhooks'], kind: 'urls', describe: 'POST every event to this http(s) URL, signed, at least once (repeatable; env is a space-separated list)' },
   { key: 'webhookSecret', flag: 'webhook-secret', env: ['MEDIACACHE_WEBHOOK_SECRET'], fileKeys: ['webhookSecret'], kind: 'secret', describe: 'HMAC-SHA256 key for webhook signatures (visible in ps: prefer --webhook-secret-file)' },
   { key: 'webhookSecretFile', flag: 'webhook-secret-file', env: ['MEDIACACHE_WEBHOOK_SECRET_FILE'], fileKeys: ['webhookSecretFile'], kind: 'path', describe: 'read the webhook secret from this file (trailing newline ignored)' },
+  { key: 'database', flag: 'database', env: ['MEDIACACHE_DATABASE'], fileKeys: ['database'], kind: 'database', describe: 'cluster mode: keep records, URLs and the job queue in this PostgreSQL database (postgres://user@host/db); several daemons share it and one --cache-dir' },
 ];
 
 const FILE_KEYS = new Map<string, Setting>(SETTINGS.flatMap((s) => s.fileKeys.map((k) => [k, s] as const)));
@@ -305,6 +314,12 @@ function convert(s: Setting, src: Source, P: path.PlatformPath, home: string): u
       if (v === '') throw new ConfigError(`${what} is empty.`);
       return v;
     }
+    case 'database': {
+      const v = str();
+      // Checked here so a typo fails at start with the flag named, not later as a connection error.
+      if (!/^postgres(ql)?:\/\/./i.test(v)) throw new ConfigError(`${what} must be a postgres:// or postgresql:// connection URL, got something else (not shown: it may hold a password).`);
+      return v;
+    }
     case 'argv':
     case 'urls':
     case 'secret': {
@@ -313,6 +328,16 @@ function convert(s: Setting, src: Source, P: path.PlatformPath, home: string): u
       return r.value;
     }
   }
+}
+
+/**
+ * In cluster mode the cache dir is shared, so each daemon's own state (job
+ * journal, hooks outbox, node id, its lock) defaults to a folder of its own
+ * under it: one per host and socket.
+ */
+function nodeStateName(socket: string): string {
+  const host = os.hostname().replace(/[^A-Za-z0-9._-]/g, '_');
+  return `${host}-${crypto.createHash('sha256').update(socket).digest('hex').slice(0, 8)}`;
 }
 
 /** Help text (yargs-generated), for --help. */
@@ -403,7 +428,7 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
 
   const config: DaemonConfig = {
     cacheDir,
-    indexDir: (out.indexDir as string | undefined) ?? P.join(cacheDir, 'index'),
+    indexDir: (out.indexDir as string | undefined) ?? (out.database ? P.join(cacheDir, '.nodes', nodeStateName(socket)) : P.join(cacheDir, 'index')),
     inboxes: (out.inboxes as string[] | undefined) ?? [P.join(defaultStateDir(pe), 'inbox')],
     socket,
     concurrency: (out.concurrency as number | undefined) ?? DEFAULTS.concurrency,
@@ -415,6 +440,7 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     sweepMaxDuration: (out.sweepMaxDuration as number | undefined) ?? DEFAULTS.sweepMaxDuration,
     logLevel: (out.logLevel as string | undefined) ?? DEFAULTS.logLevel,
     graceMs: (out.graceMs as number | undefined) ?? DEFAULTS.graceMs,
+    ...(out.database ? { database: out.database as string } : {}),
     hookTimeoutMs: (out.hookTimeoutMs as number | undefined) ?? DEFAULTS.hookTimeoutMs,
     hookConcurrency: (out.hookConcurrency as number | undefined) ?? DEFAULTS.hookConcurrency,
     webhooks: [],

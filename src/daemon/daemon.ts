@@ -12,6 +12,7 @@
 import path from 'node:path';
 import { MediaCache } from '../core/cache/media-cache.js';
 import { MediaCacheError } from '../core/errors.js';
+import { describeTarget } from '../core/postgres/pg-db.js';
 import { RPC_METHOD_NAMES, type RpcMethodName } from '../core/protocol/rpc.js';
 import { Sweeper } from '../core/verify/sweep.js';
 import { resolveConfig, type DaemonConfig, type ResolveInput } from './config.js';
@@ -142,7 +143,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
   try {
     logger.info(`mediacached ${version} starting`, { pid: process.pid });
     logger.info(`cache dir:   ${config.cacheDir}`);
-    logger.info(`index:       ${config.indexDir}`);
+    logger.info(`index:       ${config.database ? `PostgreSQL, ${describeTarget(config.database)} (state in ${config.indexDir})` : config.indexDir}`);
     logger.info(`socket:      ${config.socket}`);
     logger.info(`inboxes:     ${config.inboxes.join(', ') || '(none)'}`);
     logger.info(`config file: ${config.configFile ?? '(none)'}`);
@@ -175,6 +176,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       logger,
       // main.ts took the cache lock (with our socket in it) before anything else.
       lock: false,
+      ...(config.database ? { database: config.database } : {}),
     });
     // A job's end is saved only after its webhook deliveries are (hooks/index.ts).
     parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), {

@@ -66,7 +66,8 @@ async function main(): Promise<number> {
   let lock;
   try {
     await refuseIfSocketLive(config.socket);
-    lock = acquireCacheLock(config.cacheDir, config.socket);
+    // Cluster mode: the cache dir is shared by design; the lock guards this daemon's own state dir.
+    lock = acquireCacheLock(config.database ? config.indexDir : config.cacheDir, config.socket);
   } catch (e) {
     if (e instanceof StartupError) {
       process.stderr.write(`mediacached: ${e.message}\n`);
