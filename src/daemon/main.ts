@@ -42,6 +42,10 @@ function configInput(): ResolveInput {
 }
 
 async function main(): Promise<number> {
+  if (process.argv[2] === 'migrate') {
+    const { runMigrate } = await import('./migrate-cmd.js');
+    return runMigrate(process.argv.slice(3), process.env, currentPlatformEnv(), process.stdout, process.stderr);
+  }
   let resolved;
   try {
     resolved = await resolveConfig(configInput());

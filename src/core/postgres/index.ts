@@ -7,3 +7,4 @@ export { PgNodes, SWEEP_LOCK, type LockHolder, type NodeInfo, type NodeStatus } 
 export { PgBatches, type PgBatch, type PgBatchLine } from './pg-batches.js';
 export { isConnectionError, pgError } from './pg-errors.js';
 export { PgEntryStore } from './pg-store.js';
+export { copyIndexToPostgres, copyPostgresToIndex, type IndexCopyResult } from './migrate-index.js';
