@@ -27,6 +27,9 @@ import { RpcServer, type RpcHandler } from './rpc/server.js';
 import { Scheduler } from './jobs/scheduler.js';
 import { StartupError } from './rpc/socket-bind.js';
 import { SweepTimer } from './sweeps/timer.js';
+import { ClusterSweepGate } from './sweeps/cluster-gate.js';
+import { ClusterMember } from './cluster.js';
+import { loadNodeId } from './jobs/node-id.js';
 import { IdleAwareSweepRate } from './sweeps/rate.js';
 
 /** The cache's own network limit; the Scheduler is the real (reloadable) limiter. */
@@ -46,6 +49,7 @@ interface Parts {
   rpc?: RpcServer;
   lock?: CacheLock;
   hooks?: Hooks;
+  cluster?: ClusterMember;
 }
 
 async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger, signal: string): Promise<number> {
@@ -69,6 +73,7 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
   // Pending webhook deliveries stay in the outbox for the next start.
   await step('close hooks', () => parts.hooks?.close(Math.min(config.graceMs, HOOKS_GRACE_MS)));
   await step('close job store', () => parts.store?.close());
+  await step('leave the cluster', () => parts.cluster?.leave());
   await step('close cache (flush index)', () => parts.cache?.close());
   await step('close socket', () => parts.rpc?.close());
   parts.lock?.release();
@@ -187,7 +192,13 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     });
     parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, retries: config.retries, retryBaseMs: config.retryDelayMs, logger });
     parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, revalidateAfterMs: config.revalidateAfter, logger });
-    parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: parts.sweeper, logger });
+    if (parts.cache.database) {
+      parts.cluster = new ClusterMember(parts.cache.database, loadNodeId(config.indexDir), logger);
+      await parts.cluster.join({ version, socket: config.socket, concurrency: config.concurrency, perHost: config.perHost });
+    }
+    // In a cluster the scheduled sweep runs only while this daemon holds the cluster's sweep lease.
+    const scheduled = parts.cluster ? new ClusterSweepGate(parts.sweeper, parts.cluster.nodes, parts.cluster.nodeId, logger) : parts.sweeper;
+    parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: scheduled, logger });
     const rpc = parts.rpc;
     parts.scheduler.on('event', (ev) => {
       rpc.broadcast(ev);
@@ -204,8 +215,8 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler, store: parts.store, logger });
     await parts.inbox.start();
 
-    const { cache, scheduler, sweeper, timer } = parts;
-    ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer });
+    const { cache, scheduler, sweeper, timer, cluster } = parts;
+    ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer, ...(cluster ? { cluster } : {}) });
     if (cache.index.embedded?.needsRebuild) {
       logger.warn('no usable index (new cache, or index missing/damaged): running an adopting sweep to build it from the files on disk');
       sweeper.start({ adopt: true }).done.catch((e: unknown) => logger.error('index rebuild sweep failed', { error: e instanceof Error ? e : String(e) }));

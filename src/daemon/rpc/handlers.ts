@@ -24,6 +24,7 @@ import {
   type RpcMethodName,
   type RpcMethods,
   type StatusResult,
+  type ClusterView,
   type SweepReport,
   type VerifyFailure,
 } from '../../core/protocol/rpc.js';
@@ -73,6 +74,8 @@ export interface DaemonContext {
     start(): { id: string; joined: boolean; done: Promise<SweepReport> };
   };
   readonly sweepTimer?: { nextRunAt(): Date | undefined };
+  /** Cluster mode: the view of the shared database and its daemons. */
+  readonly cluster?: { view(): Promise<ClusterView> };
 }
 
 export type HandlerTable = { [M in RpcMethodName]: (params: unknown, conn: RpcConnection) => Promise<RpcMethods[M]['result']> };
@@ -361,6 +364,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
         ...(last ? { lastSweep: last } : {}),
         ...(next ? { nextSweepAt: next.toISOString() } : {}),
         ...quotaFields(await ctx.cache.stats()),
+        ...(ctx.cluster ? { cluster: await ctx.cluster.view() } : {}),
       };
     },
 
