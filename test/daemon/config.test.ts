@@ -215,3 +215,17 @@ t.test('changedKeys lists what differs', async (t) => {
   t.same(changedKeys(a, b).sort(), ['concurrency', 'inboxes']);
   t.same(changedKeys(a, a), []);
 });
+
+t.test('--database: flag, env and file; validated without echoing it; per-daemon state dir by default', async (t) => {
+  const url = 'postgres://media:s3cret@db.internal:5433/media';
+  const c = await cfg({ argv: ['--database', url, '--cache-dir', '/mnt/shared', '--socket', '/run/a.sock'] });
+  t.equal(c.database, url);
+  t.match(c.indexDir, /^\/mnt\/shared\/\.nodes\/[A-Za-z0-9._-]+-[0-9a-f]{8}$/, 'state dir of its own under the shared root');
+  const other = await cfg({ argv: ['--database', url, '--cache-dir', '/mnt/shared', '--socket', '/run/b.sock'] });
+  t.not(other.indexDir, c.indexDir, 'two daemons on one host get two state dirs');
+  t.equal((await cfg({ argv: ['--database', url, '--index', '/var/lib/mc'] })).indexDir, '/var/lib/mc', '--index still wins');
+  t.equal((await cfg({ env: { MEDIACACHE_DATABASE: url } })).database, url);
+  t.equal((await cfg({ argv: ['--config', '/c.json'], files: { '/c.json': JSON.stringify({ database: url }) } })).database, url);
+  t.equal((await cfg()).database, undefined, 'embedded by default');
+  await fails(t, { argv: ['--database', 'mysql://root:hunter2@db/x'] }, /^(?!.*hunter2).*postgres:\/\/ or postgresql:\/\/ connection URL/);
+});
