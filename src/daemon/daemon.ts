@@ -30,6 +30,7 @@ import { SweepTimer } from './sweeps/timer.js';
 import { ClusterSweepGate } from './sweeps/cluster-gate.js';
 import { ClusterMember } from './cluster.js';
 import { loadNodeId } from './jobs/node-id.js';
+import { ClusterScheduler } from './jobs/cluster-scheduler.js';
 import { IdleAwareSweepRate } from './sweeps/rate.js';
 
 /** The cache's own network limit; the Scheduler is the real (reloadable) limiter. */
@@ -42,7 +43,7 @@ const HOOKS_GRACE_MS = 5_000;
 interface Parts {
   cache?: MediaCache;
   store?: JobStore;
-  scheduler?: Scheduler;
+  scheduler?: Scheduler | ClusterScheduler;
   sweeper?: Sweeper;
   timer?: SweepTimer;
   inbox?: Inbox;
@@ -190,12 +191,16 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       maxEndedAgeMs: config.jobHistoryAgeMs,
       beforeWrite: () => parts.hooks?.whenDurable() ?? Promise.resolve(),
     });
-    parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, retries: config.retries, retryBaseMs: config.retryDelayMs, logger });
-    parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, revalidateAfterMs: config.revalidateAfter, logger });
     if (parts.cache.database) {
       parts.cluster = new ClusterMember(parts.cache.database, loadNodeId(config.indexDir), logger);
       await parts.cluster.join({ version, socket: config.socket, concurrency: config.concurrency, perHost: config.perHost });
     }
+    const { concurrency, perHost, retries, retryDelayMs: retryBaseMs } = config;
+    // Cluster mode: jobs are claimed from the shared queue (limits per host hold for the cluster).
+    parts.scheduler = parts.cluster
+      ? new ClusterScheduler({ cache: parts.cache, queue: parts.cluster.queue, nodeId: parts.cluster.nodeId, concurrency, perHost, retries, retryBaseMs, logger })
+      : new Scheduler({ cache: parts.cache, store: parts.store, concurrency, perHost, retries, retryBaseMs, logger });
+    parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, revalidateAfterMs: config.revalidateAfter, logger });
     // In a cluster the scheduled sweep runs only while this daemon holds the cluster's sweep lease.
     const scheduled = parts.cluster ? new ClusterSweepGate(parts.sweeper, parts.cluster.nodes, parts.cluster.nodeId, logger) : parts.sweeper;
     parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: scheduled, logger });
@@ -212,7 +217,8 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     parts.cache.events.on('event', (ev) => rpc.broadcast(ev));
     parts.scheduler.start();
     parts.timer.start();
-    parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler, store: parts.store, logger });
+    // The inbox uses enqueue, get and the job events, which ClusterScheduler has too (its batch state stays in this daemon's state dir).
+    parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler as Scheduler, store: parts.store, logger });
     await parts.inbox.start();
 
     const { cache, scheduler, sweeper, timer, cluster } = parts;

@@ -304,7 +304,8 @@ export class Inbox {
     for (const l of b.lines) {
       const id = l[2];
       if (!id) continue;
-      const j = this.store.get(id);
+      // The scheduler's view (the job store's embedded, the shared queue's in cluster mode).
+      const j = this.scheduler.get(id);
       if (j && (j.state === 'queued' || j.state === 'running')) left.add(id);
     }
     this.batchLeft.set(b.id, left);

@@ -27,7 +27,7 @@ import type { Logger } from '../../core/util/logger.js';
 import type { DownloadOptions } from '../../core/cache/media-cache.js';
 
 export interface ClusterSchedulerOptions {
-  cache: { download(url: string, opts?: DownloadOptions): Promise<MediaRecord> };
+  cache: { download(url: string, opts?: DownloadOptions): Promise<MediaRecord>; find(md5: string): Promise<MediaRecord | undefined> };
   queue: PgQueue;
   nodeId: string;
   /** Downloads this daemon runs at once. */
@@ -66,6 +66,8 @@ export class ClusterScheduler extends EventEmitter {
   private stopped = true;
   private dbDown = false;
   private lastCounts: QueueCounts = { queued: 0, running: 0, done: 0, failed: 0 };
+  /** Jobs queued or run through this daemon, as last seen: get() answers from here (the inbox's reports). */
+  private readonly known = new Map<string, JobInfo>();
 
   constructor(opts: ClusterSchedulerOptions) {
     super();
@@ -85,6 +87,7 @@ export class ClusterScheduler extends EventEmitter {
     every(1000, async () => {
       this.lastCounts = await this.o.queue.counts();
     });
+    every(this.o.pollMs * 4, () => this.watch());
   }
 
   setLimits(l: { concurrency?: number; perHost?: number }): void {
@@ -169,7 +172,40 @@ export class ClusterScheduler extends EventEmitter {
     }
   }
 
+  /**
+   * Jobs this daemon queued that another daemon ended: raise their job.done /
+   * job.failed here too, so this daemon's listeners (inbox batches, hooks,
+   * waiting clients) see every job they care about end.
+   */
+  private async watch(): Promise<void> {
+    const open = [...this.known.values()].filter((j) => (j.state === 'queued' || j.state === 'running') && !this.running.has(j.id)).map((j) => j.id);
+    for (let i = 0; i < open.length; i += 1000) {
+      for (const j of await this.o.queue.getMany(open.slice(i, i + 1000))) {
+        if (this.running.has(j.id)) continue;
+        if (j.state === 'done' && j.md5) {
+          const rec = await this.o.cache.find(j.md5);
+          if (rec) this.emitEvent({ type: 'job.done', job: publicJob(j), record: rec });
+          else this.known.set(j.id, publicJob(j));
+        } else if (j.state === 'failed') this.emitEvent({ type: 'job.failed', job: publicJob(j), error: j.error ?? { code: 'E_ABORTED', message: 'failed' } });
+        else this.known.set(j.id, publicJob(j));
+      }
+    }
+  }
+
+  /** A job this daemon queued or ran, as last seen (undefined for others' jobs). */
+  get(id: string): JobInfo | undefined {
+    return this.known.get(id);
+  }
+
+  private remember(j: JobInfo): void {
+    this.known.delete(j.id);
+    this.known.set(j.id, j);
+    // Oldest first in a Map: keep the memory bounded on a long-running daemon.
+    if (this.known.size > 100_000) this.known.delete(this.known.keys().next().value!);
+  }
+
   private emitEvent(ev: RpcEvent): void {
+    if ('job' in ev) this.remember(ev.job);
     try {
       this.emit('event', ev);
     } catch (e) {
@@ -179,7 +215,10 @@ export class ClusterScheduler extends EventEmitter {
 
   async enqueue(items: Array<{ url: string; source: string }>, o: { priority: number; force?: boolean }): Promise<JobInfo[]> {
     const out = await this.o.queue.enqueue(items, { priority: o.priority, ...(o.force ? { force: true } : {}) });
-    for (const e of out) if (e.created) this.emitEvent({ type: 'job.queued', job: publicJob(e.job) });
+    for (const e of out) {
+      if (e.created) this.emitEvent({ type: 'job.queued', job: publicJob(e.job) });
+      else this.remember(publicJob(e.job));
+    }
     void this.tick().catch((e: unknown) => this.dbTrouble(e));
     return out.map((e) => publicJob(e.job));
   }

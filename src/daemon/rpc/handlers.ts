@@ -61,7 +61,7 @@ export interface DaemonContext {
   readonly scheduler: {
     enqueue(items: Array<{ url: string; source: string }>, o: { priority: number; force?: boolean; retries?: number }): Promise<JobInfo[]>;
     wait(jobIds: string[]): Promise<JobInfo[]>;
-    list(o: { state?: JobState; limit?: number }): JobsResult;
+    list(o: { state?: JobState; limit?: number }): JobsResult | Promise<JobsResult>;
     counts(): QueueCounts;
     active(): ActiveDownload[];
     cancel(o: { id?: string; url?: string }): Promise<{ job: JobInfo; cancelled: boolean }>;
