@@ -74,7 +74,9 @@ function synthRecord(i, md5) {
  * records/xx.jsonl), with the index's own row encoder so the format matches.
  */
 async function generate(dir, n, journalMiB) {
-  const { toRow, SHARD_FORMAT, journalBatch, tombstoneLine } = await import('../dist/core/entry-index/record-codec.js');
+  const { toRow } = await import('../dist/core/entry-index/record-codec.js');
+  const { SHARD_FORMAT } = await import('../dist/core/entry-index/shard-format.js');
+  const { journalBatch, tombstoneLine } = await import('../dist/core/entry-index/journal-format.js');
   const shards = Array.from({ length: 16 ** SHARD_DIGITS }, () => []);
   const rnd = randomBytes(16 * n);
   for (let i = 0; i < n; i++) {

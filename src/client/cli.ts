@@ -75,6 +75,14 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
     io.stderr.write(`mcctl: ${bad}\n`);
     return EXIT.USAGE;
   }
+  // Never send URLs to (or believe verify results from) a socket someone else could have planted.
+  const { socketDistrust, SocketUntrustedError } = await import('./socket-trust.js');
+  const distrust = socketDistrust({ socketPath, explicit: Boolean(globals.socket || io.env.MEDIACACHE_SOCKET), uid: process.getuid?.() });
+  if (distrust) {
+    const err = new SocketUntrustedError(socketPath, distrust);
+    io.stderr.write(`mcctl: ${describeError(err)}\n`);
+    return exitCodeFor(err);
+  }
 
   let client: RpcClient | undefined;
   let connecting: Promise<RpcClient> | undefined;

@@ -11,7 +11,7 @@ import { MIN_REMOVE_PREFIX, type AddItem, type AddParams, type EventName } from 
 import type { Command, GlobalOptions } from './args.js';
 import { paintFor } from './color.js';
 import { EXIT, UsageError } from './exit-codes.js';
-import { JOB_CONTROL_HANDLERS } from './commands-jobs.js';
+import { JOB_CONTROL_HANDLERS } from './job-commands.js';
 import type { OutStream } from './progress.js';
 import { canAsk, confirm } from './prompt.js';
 import { watch } from './watch.js';

@@ -1,16 +1,18 @@
 /**
- * mcctl's exit codes (SPEC, Client) and the one function that maps any
+ * mcctl's exit codes and the one function that maps any
  * error to one, so every command agrees:
  *
  *   0  success
  *   1  a verify found corruption, a job failed, or the daemon reported another error
  *   2  usage error (unknown command, bad flag, bad argument) or not found
- *   3  the daemon cannot be reached (connect failed, connection lost, no answer in time)
+ *   3  the daemon cannot be reached (connect failed, connection lost, no answer in time),
+ *      or its socket is not trusted (a folder another user owns or can write: socket-trust.ts)
  *   4  --wait with --timeout: the wait ended, the daemon is alive and goes on with the work
  * 130  interrupted by Ctrl-C/SIGTERM while waiting
  */
 import { MediaCacheError, type ErrorCode } from '../core/errors.js';
 import { ConnectionLostError, DaemonUnreachableError, RequestTimeoutError } from './rpc-client.js';
+import { SocketUntrustedError } from './socket-trust.js';
 
 export const EXIT = {
   OK: 0,
@@ -44,7 +46,7 @@ const USAGE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 ]);
 
 export function exitCodeFor(err: unknown): ExitCode {
-  if (err instanceof DaemonUnreachableError || err instanceof ConnectionLostError || err instanceof RequestTimeoutError) {
+  if (err instanceof DaemonUnreachableError || err instanceof ConnectionLostError || err instanceof RequestTimeoutError || err instanceof SocketUntrustedError) {
     return EXIT.UNREACHABLE;
   }
   if (err instanceof UsageError) return EXIT.USAGE;

@@ -339,6 +339,7 @@ export function renderStatus(s: StatusResult, now = Date.now()): string {
         : 'never',
     ],
     ['sweeping', s.sweepRunning ? 'yes, now' : undefined],
+    ['damage', s.damage ? damageText(s.damage) : undefined],
     ['next sweep', `${s.nextSweepAt ? formatRelative(s.nextSweepAt, now) : 'not scheduled'} (${s.config.sweepSchedule})`],
     ...quotaLines(s).map((l): readonly [string, string] => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 2)]),
     ...clusterLines(s.cluster),
@@ -358,6 +359,20 @@ function clusterLines(c: StatusResult['cluster']): Array<readonly [string, strin
     ['cluster queue', `${q.queued} queued, ${q.running} running, ${q.done} done, ${q.failed} failed`],
     ['daemons', nodes.join('\n')],
   ];
+}
+
+/** What start-up found damaged, for `status` (docs/operations.md says what to do). */
+function damageText(d: NonNullable<StatusResult['damage']>): string {
+  const lines: string[] = [];
+  const i = d.index;
+  if (i.lostRows > 0 || i.missingShards.length > 0 || i.files.length > 0) {
+    const missing = i.missingShards.length ? `, shard file(s) ${i.missingShards.join(' ')} missing` : '';
+    lines.push(`index: ${i.lostRows} record(s) unreadable${missing}; files re-adopted by a sweep`);
+  }
+  const j = d.jobs;
+  if (j.lostJobs > 0 || j.restoredJobs > 0 || j.files.length > 0) lines.push(`jobs: ${j.lostJobs} lost, ${j.restoredJobs} re-queued from inbox batches`);
+  for (const f of [...i.files, ...j.files]) lines.push(`kept: ${f}`);
+  return lines.join('\n');
 }
 
 /** One line per event for `watch` (human form). */

@@ -1,6 +1,6 @@
 /**
- * The client end of the daemon's JSON-RPC 2.0 socket (SPEC, Socket and
- * protocol): one connection, newline-delimited JSON framed on Buffers, many
+ * The client end of the daemon's JSON-RPC 2.0 socket: one
+ * connection, newline-delimited JSON framed on Buffers, many
  * requests in flight, `event` notifications kept apart from replies.
  *
  * Invariants:
@@ -14,7 +14,7 @@
  */
 import net from 'node:net';
 import { isErrorCode, MediaCacheError, type ErrorCode } from '../core/errors.js';
-import { EVENT_METHOD, MAX_FRAME_BYTES, RPC_ERRORS, type RpcErrorData, type RpcEvent, type ClientMethodName, type ClientMethods } from '../core/protocol/rpc.js';
+import { EVENT_METHOD, EVENTS_DROPPED_METHOD, MAX_FRAME_BYTES, RPC_ERRORS, type RpcErrorData, type RpcEvent, type ClientMethodName, type ClientMethods } from '../core/protocol/rpc.js';
 import { LineSplitter } from '../core/protocol/ndjson.js';
 
 /** How to get a daemon running; printed whenever it cannot be reached. */
@@ -74,7 +74,7 @@ export class ProtocolError extends MediaCacheError {
   }
 }
 
-/** An error reply. `code` is the SPEC code from `error.data.code` (or derived from the JSON-RPC code). */
+/** An error reply. `code` is the stable error code from `error.data.code` (or derived from the JSON-RPC code). */
 export class RpcReplyError extends MediaCacheError {
   /** The JSON-RPC error code (-32602, -32000, …). */
   readonly rpcCode: number;
@@ -137,6 +137,7 @@ export class RpcClient {
   private readonly maxFrameBytes: number;
   private readonly pending = new Map<number, Pending>();
   private readonly eventListeners = new Set<(e: RpcEvent) => void>();
+  private readonly droppedListeners = new Set<(dropped: number) => void>();
   private readonly closeListeners = new Set<(err?: Error) => void>();
   private nextId = 1;
   private readonly lines: LineSplitter;
@@ -212,6 +213,12 @@ export class RpcClient {
     return () => this.eventListeners.delete(fn);
   }
 
+  /** Told how many events the daemon dropped because this client fell behind (events.dropped). */
+  onDropped(fn: (dropped: number) => void): () => void {
+    this.droppedListeners.add(fn);
+    return () => this.droppedListeners.delete(fn);
+  }
+
   /** Called once when the connection closes; `err` says why when it was not our doing. */
   onClose(fn: (err?: Error) => void): () => void {
     if (this.isClosed) {
@@ -253,6 +260,9 @@ export class RpcClient {
       // A notification (no id). Requests from the server are not part of the protocol; ignore them.
       if (msg.method === EVENT_METHOD && (msg.id === undefined || msg.id === null)) {
         for (const fn of [...this.eventListeners]) fn(msg.params as RpcEvent);
+      } else if (msg.method === EVENTS_DROPPED_METHOD) {
+        const n = Number((msg.params as { dropped?: unknown } | undefined)?.dropped);
+        if (Number.isFinite(n)) for (const fn of [...this.droppedListeners]) fn(n);
       }
       return;
     }

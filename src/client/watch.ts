@@ -52,11 +52,18 @@ export async function watch(ctx: Ctx): Promise<number> {
     out.write(renderEvent(e, new Date(now()), paint) + '\n');
   };
 
+  // The daemon stopped sending to a watch that fell behind, then resumed: say how much was missed.
+  const onDropped = (n: number): void => {
+    if (json) out.write(JSON.stringify({ type: 'events.dropped', dropped: n }) + '\n');
+    else err.write(`mcctl: ${n} event(s) were not delivered: this watch fell behind the daemon\n`);
+  };
+
   let client: RpcClient | undefined = await ctx.connect();
   let first = true;
   for (;;) {
     const closed = new Promise<Error | undefined>((resolve) => client!.onClose(resolve));
     client.onEvent(onEvent);
+    client.onDropped(onDropped);
     try {
       await client.call('subscribe', {}, { timeoutMs: ctx.timeout(DEFAULT_TIMEOUT_MS) });
       err.write(first ? `watching ${ctx.socketPath} (Ctrl-C to stop)\n` : `mcctl: reconnected to ${ctx.socketPath}; watching again\n`);

@@ -1,8 +1,10 @@
 /**
  * One error class for the whole project. Callers branch on `code`, never on
  * the message; the same codes travel in JSON-RPC `error.data.code` and in
- * inbox reports (SPEC, Errors).
+ * inbox reports.
  */
+import { redactText, redactUrl } from './util/redact.js';
+
 export const ERROR_CODES = [
   'E_INVALID_URL',
   'E_UNSUPPORTED_SCHEME',
@@ -26,6 +28,8 @@ export const ERROR_CODES = [
   'E_INTERNAL',
   /** The content is larger than the whole cache quota (--max-size): it could never be kept. */
   'E_QUOTA',
+  /** The URL policy refuses the host, address or port (on any hop, after DNS). Never retried. */
+  'E_FORBIDDEN',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -59,11 +63,15 @@ export class MediaCacheError extends Error {
     if (opts.retryAfterMs !== undefined) this.retryAfterMs = opts.retryAfterMs;
   }
 
-  /** Plain JSON form used in RPC `error.data` and in job records. */
+  /**
+   * Plain JSON form used in RPC `error.data`, job records, events and
+   * reports: credentials in URLs are redacted (util/redact.ts), since these
+   * end up in files and logs other people read.
+   */
   toJSON(): ErrorInfo {
-    const out: ErrorInfo = { code: this.code, message: this.message };
+    const out: ErrorInfo = { code: this.code, message: redactText(this.message) };
     if (this.status !== undefined) out.status = this.status;
-    if (this.url !== undefined) out.url = this.url;
+    if (this.url !== undefined) out.url = redactUrl(this.url);
     return out;
   }
 }

@@ -36,3 +36,5 @@ export type { SweeperOptions, SweepRunOptions, SweepTarget } from './verify/swee
 export { parseCron, nextRun, nextRunOf } from './util/cron.js';
 export type { CronSpec } from './util/cron.js';
 export { extractMetadata, METADATA_VERSION, METADATA_FIELDS, type MediaMetadata, type ExtractOptions, type ExtractResult } from './metadata/index.js';
+export { UrlPolicy, URL_POLICY_PRESETS, PUBLIC_PRESET_DENY, type UrlPolicyOptions, type UrlPolicyPreset } from './fetch/url-policy.js';
+export { redactUrl, redactText } from './util/redact.js';

@@ -1,4 +1,4 @@
-/** Shapes shared by the library, the daemon and the client (SPEC, The record). */
+/** Shapes shared by the library, the daemon and the client. */
 
 export type MediaType = 'image' | 'video' | 'audio' | 'document';
 export const MEDIA_TYPES: readonly MediaType[] = ['image', 'video', 'audio', 'document'];
@@ -83,7 +83,7 @@ export interface UpstreamChange {
   at: string;
 }
 
-/** The record returned by the library, the RPC and `--json` (SPEC). */
+/** The record returned by the library, the RPC and `--json`. */
 export interface MediaRecord extends StoredRecord {
   localPath: string;
   /** The URL of this request (the first known URL when there is none). */

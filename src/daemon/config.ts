@@ -14,6 +14,10 @@ import yargs from 'yargs';
 import { checkSocketPath, defaultCacheDir, defaultConfigFile, defaultSocketPath, defaultStateDir, type PlatformEnv } from '../core/util/paths.js';
 import { CACHE_DEFAULTS } from '../core/cache/options.js';
 import { convertHookSetting, resolveHookSettings } from './hooks/config.js';
+import { convertSecuritySetting, resolveSecuritySettings } from './security-config.js';
+import type { UrlPolicyOptions } from '../core/fetch/url-policy.js';
+import type { ErrorCode } from '../core/errors.js';
+import { LIMIT_DEFAULTS } from './rpc/limits.js';
 
 export interface DaemonConfig {
   /** The config file actually read, if any. */
@@ -67,6 +71,18 @@ export interface DaemonConfig {
    * (describeTarget() gives "db on host:port").
    */
   database?: string;
+  /** URL lines one inbox file may hold; a longer file is refused whole. */
+  inboxMaxLines: number;
+  /** Bytes one inbox file may hold; a larger file is refused whole. */
+  inboxMaxBytes: number;
+  /** Which hosts, addresses and ports may be fetched (docs/security.md). */
+  urlPolicy: UrlPolicyOptions;
+  /** The process umask, set at start (default 0o077: state is private). */
+  umask: number;
+  /** Socket connections served at once (capped at a quarter of the open-file limit). */
+  maxConnections: number;
+  /** Close socket connections idle (or not reading) this long, ms; 0 = never. */
+  idleTimeoutMs: number;
 }
 
 /** Keys SIGHUP applies to a running daemon; the rest need a restart. */
@@ -94,14 +110,21 @@ export const DEFAULTS = {
   maxSize: 0,
   minFree: 0,
   revalidateAfter: 0,
+  inboxMaxLines: 100_000,
+  inboxMaxBytes: 32 * 1024 ** 2,
+  maxConnections: LIMIT_DEFAULTS.maxConnections,
+  idleTimeoutMs: LIMIT_DEFAULTS.idleTimeoutMs,
 } as const;
 
 /** Thrown for any configuration the user must fix; main prints `message` and exits 2. */
 export class ConfigError extends Error {
   readonly exitCode = 2;
-  constructor(message: string) {
+  /** A stable code for refusals a script may branch on (printed before the message); most config errors have none. */
+  readonly code?: ErrorCode;
+  constructor(message: string, code?: ErrorCode) {
     super(message);
     this.name = 'ConfigError';
+    if (code !== undefined) this.code = code;
   }
 }
 
@@ -122,10 +145,16 @@ export interface ResolveInput {
 
 export type ResolveResult = { kind: 'config'; config: DaemonConfig } | { kind: 'help'; text: string } | { kind: 'version' };
 
-type Kind = 'path' | 'paths' | 'int' | 'number' | 'bytes' | 'duration' | 'string' | 'level' | 'argv' | 'urls' | 'secret' | 'database';
+type Kind = 'path' | 'paths' | 'int' | 'number' | 'bytes' | 'duration' | 'string' | 'level' | 'argv' | 'urls' | 'secret' | 'words' | 'umask' | 'preset' | 'database';
+
+/** Kinds given as a repeatable flag (an array) and a list in env and file. */
+const LIST_KINDS: ReadonlySet<Kind> = new Set<Kind>(['paths', 'urls', 'words']);
+
+/** Settings that are not config fields themselves but parts of one (the URL policy's lists). */
+export type PolicyListKey = 'allowHosts' | 'denyHosts' | 'allowCidrs' | 'denyCidrs' | 'allowPorts';
 
 interface Setting {
-  key: keyof DaemonConfig;
+  key: keyof DaemonConfig | PolicyListKey;
   flag: string;
   env: string[];
   /** Accepted JSON keys: the flag's camelCase first. */
@@ -165,6 +194,17 @@ const SETTINGS: readonly Setting[] = [
   { key: 'webhookSecret', flag: 'webhook-secret', env: ['MEDIACACHE_WEBHOOK_SECRET'], fileKeys: ['webhookSecret'], kind: 'secret', describe: 'HMAC-SHA256 key for webhook signatures (visible in ps: prefer --webhook-secret-file)' },
   { key: 'webhookSecretFile', flag: 'webhook-secret-file', env: ['MEDIACACHE_WEBHOOK_SECRET_FILE'], fileKeys: ['webhookSecretFile'], kind: 'path', describe: 'read the webhook secret from this file (trailing newline ignored)' },
   { key: 'database', flag: 'database', env: ['MEDIACACHE_DATABASE'], fileKeys: ['database'], kind: 'database', describe: 'cluster mode: keep records, URLs and the job queue in this PostgreSQL database (postgres://user@host/db); several daemons share it and one --cache-dir' },
+  { key: 'inboxMaxLines', flag: 'inbox-max-lines', env: ['MEDIACACHE_INBOX_MAX_LINES'], fileKeys: ['inboxMaxLines'], kind: 'int', min: 1, describe: `refuse an inbox file with more URL lines (default ${DEFAULTS.inboxMaxLines})` },
+  { key: 'inboxMaxBytes', flag: 'inbox-max-bytes', env: ['MEDIACACHE_INBOX_MAX_BYTES'], fileKeys: ['inboxMaxBytes'], kind: 'bytes', min: 1, describe: 'refuse a larger inbox file, bytes (suffixes K, M, G allowed; default 32M)' },
+  { key: 'urlPolicy', flag: 'url-policy', env: ['MEDIACACHE_URL_POLICY'], fileKeys: ['urlPolicy'], kind: 'preset', describe: 'which addresses may be fetched: open (default: any), public (no loopback/private/link-local/metadata/multicast), allowlist (only --allow-host/--allow-cidr); docs/security.md' },
+  { key: 'allowHosts', flag: 'allow-host', env: ['MEDIACACHE_ALLOW_HOST'], fileKeys: ['allowHost', 'allowHosts'], kind: 'words', describe: 'always fetch from this host name (example.org, *.example.org, .example.org) whatever it resolves to (repeatable)' },
+  { key: 'denyHosts', flag: 'deny-host', env: ['MEDIACACHE_DENY_HOST'], fileKeys: ['denyHost', 'denyHosts'], kind: 'words', describe: 'never fetch from this host name (repeatable)' },
+  { key: 'allowCidrs', flag: 'allow-cidr', env: ['MEDIACACHE_ALLOW_CIDR'], fileKeys: ['allowCidr', 'allowCidrs'], kind: 'words', describe: 'fetch from addresses in this range even if the preset denies it, e.g. 10.20.0.0/16 (repeatable)' },
+  { key: 'denyCidrs', flag: 'deny-cidr', env: ['MEDIACACHE_DENY_CIDR'], fileKeys: ['denyCidr', 'denyCidrs'], kind: 'words', describe: 'never fetch from addresses in this range, checked after DNS and on every redirect (repeatable)' },
+  { key: 'allowPorts', flag: 'allow-port', env: ['MEDIACACHE_ALLOW_PORT'], fileKeys: ['allowPort', 'allowPorts'], kind: 'words', describe: 'fetch only from these ports or ranges, e.g. 443 or 8000-8099 (repeatable; default any)' },
+  { key: 'umask', flag: 'umask', env: ['MEDIACACHE_UMASK'], fileKeys: ['umask'], kind: 'umask', describe: 'file mode mask for everything the daemon creates, octal (default 077: cache, index and reports are private)' },
+  { key: 'maxConnections', flag: 'max-connections', env: ['MEDIACACHE_MAX_CONNECTIONS'], fileKeys: ['maxConnections'], kind: 'int', min: 1, describe: `socket connections served at once, at most a quarter of the open-file limit (default ${DEFAULTS.maxConnections})` },
+  { key: 'idleTimeoutMs', flag: 'idle-timeout', env: ['MEDIACACHE_IDLE_TIMEOUT'], fileKeys: ['idleTimeout', 'idleTimeoutMs'], kind: 'duration', min: 0, describe: 'close socket connections idle or not reading for this long, ms or 5m; 0 = never (default 5m)' },
 ];
 
 const FILE_KEYS = new Map<string, Setting>(SETTINGS.flatMap((s) => s.fileKeys.map((k) => [k, s] as const)));
@@ -187,7 +227,7 @@ function buildParser(argv: readonly string[]) {
       throw new ConfigError(`${msg ?? err?.message ?? 'bad arguments'}. Run mediacached --help for the options.`);
     });
   for (const s of SETTINGS) {
-    y = y.option(s.flag, { type: 'string', array: s.kind === 'paths' || s.kind === 'urls' ? true : undefined, describe: s.describe, requiresArg: true });
+    y = y.option(s.flag, { type: 'string', array: LIST_KINDS.has(s.kind) ? true : undefined, describe: s.describe, requiresArg: true });
   }
   return y;
 }
@@ -327,6 +367,13 @@ function convert(s: Setting, src: Source, P: path.PlatformPath, home: string): u
       if ('error' in r) throw new ConfigError(`${what} ${r.error}.`);
       return r.value;
     }
+    case 'words':
+    case 'umask':
+    case 'preset': {
+      const r = convertSecuritySetting(s.kind, raw);
+      if ('error' in r) throw new ConfigError(`${what} ${r.error}.`);
+      return r.value;
+    }
   }
 }
 
@@ -393,12 +440,12 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
   const fileDir = usedFile ? P.dirname(usedFile) : cwd;
   const listSep = pe.platform === 'win32' ? ';' : ':';
 
-  const out: Partial<Record<keyof DaemonConfig, unknown>> = {};
+  const out: Partial<Record<keyof DaemonConfig | PolicyListKey, unknown>> = {};
   for (const s of SETTINGS) {
     let src: Source | undefined;
     const flagVal = args[s.flag];
     if (flagVal !== undefined && !(Array.isArray(flagVal) && flagVal.length === 0)) {
-      if (s.kind !== 'paths' && s.kind !== 'urls' && Array.isArray(flagVal)) {
+      if (!LIST_KINDS.has(s.kind) && Array.isArray(flagVal)) {
         // A repeated single-valued flag: the last one wins, as in most CLIs.
         src = { from: `--${s.flag}`, raw: flagVal[flagVal.length - 1], baseDir: cwd };
       } else src = { from: `--${s.flag}`, raw: flagVal, baseDir: cwd };
@@ -451,11 +498,26 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     maxSize: (out.maxSize as number | undefined) ?? DEFAULTS.maxSize,
     minFree: (out.minFree as number | undefined) ?? DEFAULTS.minFree,
     revalidateAfter: (out.revalidateAfter as number | undefined) ?? DEFAULTS.revalidateAfter,
+    inboxMaxLines: (out.inboxMaxLines as number | undefined) ?? DEFAULTS.inboxMaxLines,
+    inboxMaxBytes: (out.inboxMaxBytes as number | undefined) ?? DEFAULTS.inboxMaxBytes,
+    maxConnections: (out.maxConnections as number | undefined) ?? DEFAULTS.maxConnections,
+    idleTimeoutMs: (out.idleTimeoutMs as number | undefined) ?? DEFAULTS.idleTimeoutMs,
+    urlPolicy: {},
+    umask: 0,
   };
   try {
     Object.assign(config, resolveHookSettings(out, input.readFile));
+    Object.assign(config, resolveSecuritySettings(out));
   } catch (e) {
     throw new ConfigError((e as Error).message);
+  }
+  if (config.database && (config.maxSize > 0 || config.minFree > 0)) {
+    // Eviction works on the embedded index's synchronous view; in a cluster it would
+    // need a cluster-wide LRU and lock. Refused, never silently ignored.
+    throw new ConfigError(
+      `${config.maxSize > 0 ? 'max-size' : 'min-free'} (a cache size quota) is not supported with --database (cluster mode) yet; leave out --max-size/--min-free (MEDIACACHE_MAX_SIZE/MEDIACACHE_MIN_FREE, "maxSize"/"minFree") or run without --database.`,
+      'E_BAD_REQUEST',
+    );
   }
   if (usedFile) config.configFile = usedFile;
   if (out.logFile) config.logFile = out.logFile as string;

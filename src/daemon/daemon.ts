@@ -13,14 +13,14 @@ import path from 'node:path';
 import { MediaCache } from '../core/cache/media-cache.js';
 import { MediaCacheError } from '../core/errors.js';
 import { describeTarget } from '../core/postgres/pg-db.js';
-import { RPC_METHOD_NAMES, type RpcMethodName } from '../core/protocol/rpc.js';
+import { RPC_METHOD_NAMES, type DamageReport, type RpcMethodName } from '../core/protocol/rpc.js';
 import { Sweeper } from '../core/verify/sweep.js';
 import { resolveConfig, type DaemonConfig, type ResolveInput } from './config.js';
 import { createHandlers, type HandlerTable } from './rpc/handlers.js';
 import { Inbox } from './inbox/inbox.js';
 import { JobStore } from './jobs/job-store.js';
 import { Hooks } from './hooks/index.js';
-import { installSignalHandlers, type CacheLock } from './lifecycle.js';
+import { installSignalHandlers, type CacheLock, armShutdownDeadline, hardExit } from './lifecycle.js';
 import { createDaemonLogger, type DaemonLogger } from './log.js';
 import { applyReload } from './reload.js';
 import { RpcServer, type RpcHandler } from './rpc/server.js';
@@ -32,6 +32,8 @@ import { ClusterMember } from './cluster.js';
 import { loadNodeId } from './jobs/node-id.js';
 import { ClusterScheduler } from './jobs/cluster-scheduler.js';
 import { IdleAwareSweepRate } from './sweeps/rate.js';
+import { readLastReport, writeLastReport } from './sweeps/last-report.js';
+import { effectiveMaxConnections, openFileLimit } from './rpc/limits.js';
 
 /** The cache's own network limit; the Scheduler is the real (reloadable) limiter. */
 const CACHE_NET_LIMIT = 256;
@@ -39,6 +41,15 @@ const CACHE_NET_LIMIT = 256;
 const SHUTDOWN_SLACK_MS = 15_000;
 /** At shutdown, running exec hooks get at most this long (within the slack above). */
 const HOOKS_GRACE_MS = 5_000;
+
+/** One line for the start-up log: the preset and whatever lists are set. */
+function describePolicy(config: DaemonConfig): string {
+  const p = config.urlPolicy;
+  const lists = (['allowHosts', 'denyHosts', 'allowCidrs', 'denyCidrs', 'allowPorts'] as const)
+    .filter((k) => (p[k]?.length ?? 0) > 0)
+    .map((k) => `${k}=${p[k]!.join(',')}`);
+  return [p.preset ?? 'open', ...lists].join(' ');
+}
 
 interface Parts {
   cache?: MediaCache;
@@ -56,6 +67,7 @@ interface Parts {
 async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger, signal: string): Promise<number> {
   const t0 = Date.now();
   let code = 0;
+  let inboxStuck = false;
   const step = async (what: string, fn: () => Promise<unknown> | unknown): Promise<void> => {
     try {
       await fn();
@@ -66,7 +78,9 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
   };
   // Stop intake first: no new connections, no new inbox files, no new sweeps.
   await step('stop accepting connections', () => parts.rpc?.stopAccepting());
-  await step('close inbox', () => parts.inbox?.close());
+  await step('close inbox', async () => {
+    if (parts.inbox && !(await parts.inbox.close())) inboxStuck = true;
+  });
   parts.timer?.stop();
   // The sweep first: it stops at the next file, and a closed sweeper refuses new ones.
   await step('stop sweep', () => parts.sweeper?.close());
@@ -80,7 +94,18 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
   parts.lock?.release();
   logger.info('stopped', { signal, tookMs: Date.now() - t0 });
   await logger.end();
+  // process.exit() would wait for the stuck worker thread forever.
+  if (inboxStuck) hardExit('an inbox read was still stuck at exit; ending with SIGKILL (everything else was closed cleanly)');
   return code;
+}
+
+/** What the index and the job store found damaged at open, or undefined when nothing. */
+function damageReport(cache: MediaCache, store: JobStore): DamageReport | undefined {
+  // PostgreSQL has no index files to find damaged: only the job store's count there.
+  const index = cache.index.embedded?.damage ?? { files: [], missingShards: [], lostRows: 0 };
+  const jobs = store.damage;
+  const any = index.files.length + index.missingShards.length + index.lostRows + jobs.files.length + jobs.lostJobs + jobs.restoredJobs > 0;
+  return any ? { index: { ...index, files: [...index.files], missingShards: [...index.missingShards] }, jobs: { ...jobs, files: [...jobs.files] } } : undefined;
 }
 
 /**
@@ -112,11 +137,12 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       parts.lock?.release();
     },
     shutdown: (sig) => {
-      // Whatever hangs (a wedged disk, a stuck close), systemd's stop timeout must not be our exit path.
-      setTimeout(() => {
-        logger.error(`shutdown still not finished ${config.graceMs + SHUTDOWN_SLACK_MS} ms after ${sig}; exiting anyway`);
-        process.exit(1);
-      }, config.graceMs + SHUTDOWN_SLACK_MS).unref();
+      // Whatever hangs (a wedged disk, a stuck close, a worker parked in a
+      // system call), systemd's stop timeout must not be our exit path.
+      armShutdownDeadline(config.graceMs + SHUTDOWN_SLACK_MS, sig, logger, () => {
+        parts.rpc?.unlinkNow();
+        parts.lock?.release();
+      });
       return shutdown(parts, config, logger, sig);
     },
     reload: async () => {
@@ -167,7 +193,11 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
         },
       ]),
     );
-    parts.rpc = new RpcServer({ socketPath: config.socket, handlers: lazy, logger });
+    const fdLimit = openFileLimit();
+    const conns = effectiveMaxConnections(config.maxConnections, fdLimit);
+    if (conns.capped) logger.warn(`max-connections ${config.maxConnections} lowered to ${conns.limit}: a quarter of the open-file limit (${fdLimit}), so descriptors remain for downloads and the inbox watcher`);
+    logger.info(`url policy:  ${describePolicy(config)}`);
+    parts.rpc = new RpcServer({ socketPath: config.socket, handlers: lazy, logger, maxConnections: conns.limit, idleTimeoutMs: config.idleTimeoutMs });
     const bound = await parts.rpc.listen();
     if (bound.activated) logger.info('using the socket passed by systemd (socket activation)');
 
@@ -179,6 +209,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       maxFileSize: config.maxFileSize,
       maxSize: config.maxSize,
       minFree: config.minFree,
+      urlPolicy: config.urlPolicy,
       logger,
       // main.ts took the cache lock (with our socket in it) before anything else.
       lock: false,
@@ -211,6 +242,12 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     });
     sweepRate.attach(parts.scheduler, parts.sweeper);
     parts.sweeper.on('event', (ev) => rpc.broadcast(ev));
+    // status shows the last sweep across restarts.
+    const kept = await readLastReport(config.indexDir, logger);
+    if (kept) parts.sweeper.restoreLastReport(kept);
+    parts.sweeper.on('event', (ev) => {
+      if (ev.type === 'sweep.done') void writeLastReport(config.indexDir, ev.report, logger);
+    });
     parts.hooks = await Hooks.open(config, { indexDir: config.indexDir, logger, version });
     parts.hooks?.attach(parts.scheduler);
     parts.hooks?.attach(parts.sweeper);
@@ -218,11 +255,13 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     parts.scheduler.start();
     parts.timer.start();
     // The inbox uses enqueue, get and the job events, which ClusterScheduler has too (its batch state stays in this daemon's state dir).
-    parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler as Scheduler, store: parts.store, logger });
+    parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler as Scheduler, store: parts.store, logger, maxLines: config.inboxMaxLines, maxBytes: config.inboxMaxBytes });
     await parts.inbox.start();
 
-    const { cache, scheduler, sweeper, timer, cluster } = parts;
-    ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer, ...(cluster ? { cluster } : {}) });
+    const { cache, scheduler, sweeper, timer, store, cluster } = parts;
+    const damage = damageReport(cache, store);
+    if (damage) logger.error('start-up found damaged index or job-store files; what could not be read back is listed in `mcctl status`', { ...damage });
+    ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer, damage: () => damage, ...(cluster ? { cluster } : {}) });
     if (cache.index.embedded?.needsRebuild) {
       logger.warn('no usable index (new cache, or index missing/damaged): running an adopting sweep to build it from the files on disk');
       sweeper.start({ adopt: true }).done.catch((e: unknown) => logger.error('index rebuild sweep failed', { error: e instanceof Error ? e : String(e) }));

@@ -6,6 +6,7 @@
  * The lock is taken before anything touches the cache or the socket, so two
  * daemons never share an index even when they were given different sockets.
  */
+import fs from 'node:fs';
 import type { Logger } from '../core/util/logger.js';
 import { StartupError } from './rpc/socket-bind.js';
 import { MediaCacheError } from '../core/errors.js';
@@ -37,6 +38,41 @@ export function acquireCacheLock(cacheDir: string, socket: string, now: () => Da
   }
 }
 
+/**
+ * End the process now, whatever is stuck. process.exit() joins libuv's
+ * thread pool, so one worker parked in a system call that never returns (an
+ * open() of a FIFO, a read on a dead network mount) would keep the process —
+ * and its cache lock — alive for good. Instead: the last words written
+ * synchronously, `forced` (remove socket and lock), then SIGKILL to ourselves
+ * (a shell sees status 137, systemd "killed").
+ */
+export function hardExit(message: string, forced?: () => void): void {
+  try {
+    fs.writeSync(2, `mediacached: ${message}\n`);
+  } catch {
+    /* stderr gone: nothing to tell */
+  }
+  try {
+    forced?.();
+  } finally {
+    process.kill(process.pid, 'SIGKILL');
+  }
+}
+
+/**
+ * The bound on a shutdown: if it has not finished `ms` after the signal,
+ * hardExit. The timer is unref'd, so it never keeps a finished daemon alive.
+ */
+export function armShutdownDeadline(ms: number, signal: string, logger: Logger, forced?: () => void): NodeJS.Timeout {
+  const t = setTimeout(() => {
+    const msg = `shutdown still not finished ${ms} ms after ${signal}; exiting anyway`;
+    logger.error(msg);
+    hardExit(msg, forced);
+  }, ms);
+  t.unref();
+  return t;
+}
+
 export interface SignalHooks {
   logger: Logger;
   /** First SIGTERM/SIGINT; must resolve to the exit code. */
@@ -45,7 +81,7 @@ export interface SignalHooks {
   reload(): Promise<void>;
   /** Synchronous last words before a forced exit (remove our socket and lock). */
   forced?: () => void;
-  /** Exit the process (injected for tests). */
+  /** Exit the process (injected for tests). Default: process.exit, and hardExit for a second signal. */
   exit?: (code: number) => void;
 }
 
@@ -59,6 +95,7 @@ export function installSignalHandlers(h: SignalHooks): (reason: string) => void 
   const stop = (signal: NodeJS.Signals | string): void => {
     if (stopping) {
       h.logger.warn(`second ${signal}: exiting now without draining`);
+      if (!h.exit) return hardExit(`second ${signal}: exiting now without draining`, h.forced);
       try {
         h.forced?.();
       } finally {

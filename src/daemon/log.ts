@@ -17,6 +17,7 @@ import path from 'node:path';
 import type { Writable } from 'node:stream';
 import winston from 'winston';
 import type { Logger } from '../core/util/logger.js';
+import { redactDeep, redactText } from '../core/util/redact.js';
 
 export interface DaemonLoggerOptions {
   level: string;
@@ -70,6 +71,18 @@ const errorsInMeta = winston.format((info) => {
   return info;
 });
 
+/**
+ * Credentials in URLs never reach a log line (util/redact.ts): the message,
+ * every string in the metadata and error stacks, on every transport.
+ */
+const redactSecrets = winston.format((info) => {
+  if (typeof info.message === 'string') info.message = redactText(info.message);
+  for (const [k, v] of Object.entries(info)) {
+    if (k !== 'level' && k !== 'message') info[k] = redactDeep(v);
+  }
+  return info;
+});
+
 const RESERVED = new Set(['level', 'message', 'timestamp', 'stack']);
 
 function metaText(info: Record<string, unknown>): string {
@@ -95,6 +108,7 @@ function human(colors: boolean): winston.Logform.Format {
   return winston.format.combine(
     winston.format.errors({ stack: true }),
     errorsInMeta(),
+    redactSecrets(),
     winston.format.timestamp(),
     ...(colors ? [winston.format.colorize({ level: true })] : []),
     winston.format.printf((info) => {
@@ -107,7 +121,7 @@ function human(colors: boolean): winston.Logform.Format {
   );
 }
 
-const jsonLines = winston.format.combine(winston.format.errors({ stack: true }), errorsInMeta(), winston.format.timestamp(), winston.format.json());
+const jsonLines = winston.format.combine(winston.format.errors({ stack: true }), errorsInMeta(), redactSecrets(), winston.format.timestamp(), winston.format.json());
 
 function openStream(file: string): fs.WriteStream {
   fs.mkdirSync(path.dirname(file), { recursive: true });

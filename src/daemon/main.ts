@@ -9,6 +9,7 @@ import { currentPlatformEnv } from '../core/util/paths.js';
 import { ConfigError, resolveConfig, type ResolveInput } from './config.js';
 import { acquireCacheLock } from './lifecycle.js';
 import { refuseIfSocketLive, StartupError } from './rpc/socket-bind.js';
+import { applyUmask } from './security-config.js';
 
 function readVersion(): string {
   try {
@@ -51,7 +52,7 @@ async function main(): Promise<number> {
     resolved = await resolveConfig(configInput());
   } catch (e) {
     if (e instanceof ConfigError) {
-      process.stderr.write(`mediacached: ${e.message}\n`);
+      process.stderr.write(`mediacached: ${e.code ? `${e.code}: ` : ''}${e.message}\n`);
       return 2;
     }
     throw e;
@@ -67,6 +68,9 @@ async function main(): Promise<number> {
   // Single instance, checked before the engine is even loaded, so a second
   // daemon is turned away within a second: a live socket, then the cache lock.
   const config = resolved.config;
+  // Before anything is created (socket folder, lock, cache, index, reports, log file):
+  // state is private unless --umask says otherwise. The one place the umask is set.
+  applyUmask(config.umask);
   let lock;
   try {
     await refuseIfSocketLive(config.socket);

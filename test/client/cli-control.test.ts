@@ -11,7 +11,7 @@ import { PassThrough } from 'node:stream';
 import { main, type CliIO } from '../../src/client/cli.js';
 import type { JobInfo } from '../../src/core/protocol/rpc.js';
 import type { MediaRecord } from '../../src/core/types.js';
-import { NO_REPLY, RpcFault, startFakeServer, type FakeServer } from './ndjson-server.js';
+import { NO_REPLY, RpcFault, appFault, startFakeServer, type FakeServer } from './ndjson-server.js';
 import { RPC_ERRORS } from '../../src/core/protocol/rpc.js';
 
 class Capture {
@@ -128,9 +128,13 @@ t.test('add --wait --timeout: the wait ends with exit 4 while the daemon goes on
 
 t.test('cancel, retry, prune and add --priority send their parameters and report', async (t) => {
   const s = await server(t);
-  s.handle('cancel', (p) => ({ jobs: p.id === 'nope' ? [] : [job(String(p.id ?? 'j1'), { state: 'failed' })] }));
+  // As the daemon answers (src/daemon/jobs/control.ts): the job as it is now, or E_NOT_FOUND.
+  s.handle('cancel', (p) => {
+    if (p.id === 'nope') throw appFault('E_NOT_FOUND', 'no job nope');
+    return { job: job(String(p.id ?? 'j1'), { state: 'failed' }), cancelled: true };
+  });
   s.handle('retry', (p) => ({ jobs: p.failed ? [job('j1'), job('j2')] : [job(String(p.id))] }));
-  s.handle('prune', () => ({ removed: 7 }));
+  s.handle('prune', () => ({ pruned: 7, remaining: 3 }));
   s.handle('add', (p) => ({ items: (p.urls as string[]).map((url) => ({ url, state: 'queued', jobId: 'j9' })) }));
 
   const c = await run(['cancel', 'j1', '--socket', s.socket]);
@@ -140,7 +144,7 @@ t.test('cancel, retry, prune and add --priority send their parameters and report
   t.same(s.requests.at(-1)?.params, { url: 'http://h/x.png' }, 'a URL is sent as url');
   const none = await run(['cancel', 'nope', '--socket', s.socket]);
   t.equal(none.code, 2, 'nothing to cancel: exit 2');
-  t.match(none.stderr, /no queued or running job for nope/);
+  t.match(none.stderr, /no job nope/);
 
   const rf = await run(['retry', '--failed', '--socket', s.socket]);
   t.equal(rf.code, 0);
@@ -152,7 +156,7 @@ t.test('cancel, retry, prune and add --priority send their parameters and report
   const pr = await run(['prune', '--older-than', '7d', '--keep', '10', '--socket', s.socket]);
   t.equal(pr.code, 0);
   t.same(s.requests.at(-1), { method: 'prune', params: { olderThanMs: 7 * 86_400_000, keep: 10 } });
-  t.match(pr.stdout, /forgot 7 ended jobs/);
+  t.match(pr.stdout, /forgot 7 ended jobs, 3 remembered/);
 
   await run(['add', 'http://h/a.png', '--priority', '-3', '--socket', s.socket]);
   t.same(s.requests.at(-1)?.params, { urls: ['http://h/a.png'], wait: false, force: false, priority: -3 });

@@ -229,3 +229,24 @@ t.test('exit code table', async (t) => {
   ];
   for (const [e, code] of cases) t.equal(exitCodeFor(e), code, `${(e as Error).name}: ${(e as Error).message.split('\n')[0]}`);
 });
+
+t.test('status shows what start-up found damaged, and nothing when all is well', async (t) => {
+  const { renderStatus } = await import('../../src/client/render.js');
+  const base = {
+    version: '1.0.0', pid: 1, startedAt: new Date(NOW).toISOString(), uptimeMs: 1000,
+    paths: { cacheDir: '/c', indexDir: '/c/index', socket: '/s', inboxes: [] },
+    config: { concurrency: 5, perHost: 4, timeoutMs: 30000, maxFileSize: 1024, sweepSchedule: '0 3 * * *', logLevel: 'info' },
+    queue: { queued: 0, running: 0, done: 0, failed: 0 }, active: [], sweepRunning: false,
+  };
+  t.notMatch(renderStatus(base, NOW), /damage/);
+  const out = renderStatus({
+    ...base,
+    damage: {
+      index: { files: ['/c/index/records/0a.jsonl.corrupt-x'], missingShards: ['1f'], lostRows: 3 },
+      jobs: { files: [], lostJobs: 2, restoredJobs: 5 },
+    },
+  }, NOW);
+  t.match(out, /damage\s+index: 3 record\(s\) unreadable, shard file\(s\) 1f missing; files re-adopted by a sweep/);
+  t.match(out, /jobs: 2 lost, 5 re-queued from inbox batches/);
+  t.match(out, /kept: \/c\/index\/records\/0a\.jsonl\.corrupt-x/);
+});

@@ -111,6 +111,17 @@ t.test('every flag has an env twin', async (t) => {
       MEDIACACHE_MAX_SIZE: '3G',
       MEDIACACHE_MIN_FREE: '512M',
       MEDIACACHE_REVALIDATE_AFTER: '7d',
+      MEDIACACHE_INBOX_MAX_LINES: '5000',
+      MEDIACACHE_INBOX_MAX_BYTES: '2M',
+      MEDIACACHE_URL_POLICY: 'public',
+      MEDIACACHE_ALLOW_HOST: 'intranet.example, *.cdn.example',
+      MEDIACACHE_DENY_HOST: 'bad.example',
+      MEDIACACHE_ALLOW_CIDR: '10.20.0.0/16',
+      MEDIACACHE_DENY_CIDR: '203.0.113.0/24 2001:db8::/32',
+      MEDIACACHE_ALLOW_PORT: '443,8000-8099',
+      MEDIACACHE_UMASK: '0027',
+      MEDIACACHE_MAX_CONNECTIONS: '64',
+      MEDIACACHE_IDLE_TIMEOUT: '1m',
     },
   });
   t.same(
@@ -143,6 +154,19 @@ t.test('every flag has an env twin', async (t) => {
       maxSize: 3 * 1024 ** 3,
       minFree: 512 * 1024 ** 2,
       revalidateAfter: 7 * 86_400_000,
+      inboxMaxLines: 5000,
+      inboxMaxBytes: 2 * 1024 * 1024,
+      urlPolicy: {
+        preset: 'public',
+        allowHosts: ['intranet.example', '*.cdn.example'],
+        denyHosts: ['bad.example'],
+        allowCidrs: ['10.20.0.0/16'],
+        denyCidrs: ['203.0.113.0/24', '2001:db8::/32'],
+        allowPorts: ['443', '8000-8099'],
+      },
+      umask: 0o027,
+      maxConnections: 64,
+      idleTimeoutMs: 60_000,
     },
   );
 });
@@ -228,4 +252,28 @@ t.test('--database: flag, env and file; validated without echoing it; per-daemon
   t.equal((await cfg({ argv: ['--config', '/c.json'], files: { '/c.json': JSON.stringify({ database: url }) } })).database, url);
   t.equal((await cfg()).database, undefined, 'embedded by default');
   await fails(t, { argv: ['--database', 'mysql://root:hunter2@db/x'] }, /^(?!.*hunter2).*postgres:\/\/ or postgresql:\/\/ connection URL/);
+});
+
+t.test('a size quota with --database is refused with E_BAD_REQUEST (not ignored), from flag, env and file', async (t) => {
+  const url = 'postgres://media:s3cret@db.internal:5433/media';
+  const refused = async (p: Parameters<typeof input>[0], key: RegExp): Promise<void> => {
+    try {
+      await resolveConfig(input(p));
+      t.fail('expected a refusal');
+    } catch (e) {
+      t.type(e, ConfigError);
+      t.equal((e as ConfigError).code, 'E_BAD_REQUEST', 'a stable code');
+      t.equal((e as ConfigError).exitCode, 2);
+      t.match((e as Error).message, key);
+      t.match((e as Error).message, /not supported with --database/);
+      t.notMatch((e as Error).message, /s3cret/, 'the URL is not echoed');
+    }
+  };
+  await refused({ argv: ['--database', url, '--max-size', '50G'] }, /^max-size/);
+  await refused({ argv: ['--database', url, '--min-free', '5G'] }, /^min-free/);
+  await refused({ env: { MEDIACACHE_DATABASE: url, MEDIACACHE_MAX_SIZE: '1M' } }, /^max-size/);
+  await refused({ argv: ['--config', '/c.json'], files: { '/c.json': JSON.stringify({ database: url, minFree: 1024 }) } }, /^min-free/);
+  const zero = await cfg({ argv: ['--database', url, '--max-size', '0', '--min-free', '0'] });
+  t.equal(zero.database, url, 'an explicit 0 (no quota) is fine');
+  t.equal((await cfg({ argv: ['--max-size', '50G'] })).maxSize, 50 * 1024 ** 3, 'a quota stays fine without --database');
 });

@@ -30,8 +30,9 @@ t.test('inbox intake end to end', async (t) => {
   // Present before the daemon starts.
   fs.writeFileSync(path.join(inbox, 'before.urls'), `${origin.url('/e4.png')}\n`);
 
-  const d = await startDaemon(t, { root });
+  // Teardowns run last-registered first: the folder goes only after the daemon has stopped.
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const d = await startDaemon(t, { root });
 
   await waitFor(() => fs.existsSync(path.join(processed, 'before.urls.report.tsv')), { timeoutMs: 20_000, what: 'report of the file present at start' });
   t.same(parseReport(fs.readFileSync(path.join(processed, 'before.urls.report.tsv'), 'utf8')), [

@@ -107,7 +107,7 @@ t.test('mcctl sweep --wait repairs a deleted and a corrupted file on demand', as
   t.same(res.report.missing, [recs[0].md5]);
   t.same(res.report.corrupt, [recs[2].md5]);
   t.same(res.report.repaired.map((x) => x.md5).sort(), [recs[0].md5, recs[2].md5].sort());
-  t.same(res.report.steps.map((s) => s.name), ['missing', 'rehash', 'quarantine', 'repair', 'adopt', 'clean-tmp']);
+  t.same(res.report.steps.map((s) => s.name), ['missing', 'rehash', 'quarantine', 'repair', 'adopt', 'clean-tmp', 'metadata']);
   for (const rec of recs) t.equal(md5(fs.readFileSync(rec.localPath)), rec.md5, `${path.basename(rec.localPath)} intact`);
   // human output of a clean sweep
   const h = await mcctl(['sweep', '--wait', '--socket', d.socket]);

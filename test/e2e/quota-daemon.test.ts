@@ -49,7 +49,7 @@ t.test('daemon with --max-size: eviction, pinning, revalidation through mcctl', 
   t.same(stats.pinned, { count: 1, size });
   t.ok((stats.evicted?.count ?? 0) >= N - 3, `evicted ${stats.evicted?.count}`);
   t.match((await mcctl(d, ['stats'])).stdout, /evicted: \d+ records/);
-  t.match((await mcctl(d, ['status'])).stdout, /quota\s+.*used, max 1\.0 MB/);
+  t.match((await mcctl(d, ['status'])).stdout, /quota\s+.*used, max 1\.0 MiB/);
 
   const pinnedRec = JSON.parse((await mcctl(d, ['find', origin.url('/f/0'), '--json'])).stdout) as MediaRecord;
   t.equal(pinnedRec.evictedAt, undefined, 'the pinned file (the oldest) survived');

@@ -108,7 +108,9 @@ t.test('system unit: ExecStart is the documented install and needs no mediacache
   t.ok(pkg.files.includes('bin') && pkg.files.includes('dist'), 'npm pack ships bin/ and dist/');
   t.equal(path.normalize(pkg.bin.mediacached), path.normalize('bin/mediacached.js'));
   // Directories come from systemd, not from configuration baked into the unit.
-  for (const env of unit.get('Service')!.get('Environment') ?? []) t.notMatch(env, /MEDIACACHE_/, 'no MEDIACACHE_* in the unit');
+  // The one setting the unit makes: the safe URL policy for a shared service (docs/security.md).
+  const envs = unit.get('Service')!.get('Environment') ?? [];
+  t.same(envs.filter((e) => /MEDIACACHE_/.test(e)), ['MEDIACACHE_URL_POLICY=public'], 'only MEDIACACHE_URL_POLICY=public in the unit');
   const doc = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'service.md'), 'utf8');
   t.match(doc, argv[SCRIPT], 'docs/service.md names the same install path');
 });

@@ -36,7 +36,7 @@ import { CLOSE_COMPACT_BYTES, IndexDb } from '../entry-index/index-db.js';
 import { EmbeddedEntryStore, type EntryStore } from '../entry-index/store.js';
 import { PgDatabase } from '../postgres/pg-db.js';
 import { PgEntryStore } from '../postgres/pg-store.js';
-import { hashFile, type FileHashes } from '../hash/file-hash.js';
+import { hashFile, isNotRegularFile, type FileHashes } from '../hash/file-hash.js';
 import { acquireCacheLock, type CacheLock } from './writer-lock.js';
 import { KeyedMutex, Semaphore } from '../util/async-locks.js';
 import { SingleFlight, type FlightContext } from './flight.js';
@@ -98,7 +98,7 @@ export interface VerifyOutcome {
 }
 
 const MD5_PREFIX = /^[0-9a-f]{1,32}$/;
-/** Metadata fields copied into public records (width/height are placed with the SPEC fields). */
+/** Metadata fields copied into public records (width/height are placed with the record's base fields). */
 const RECORD_METADATA_KEYS = [...METADATA_FIELDS.filter((k) => k !== 'width' && k !== 'height'), 'metadataVersion'] as const;
 
 async function fileSize(p: string): Promise<number | undefined> {
@@ -207,7 +207,7 @@ export class MediaCache {
         index = new EmbeddedEntryStore(db);
       }
       const own = opts.dispatcher === undefined;
-      const dispatcher = opts.dispatcher ?? createDispatcher({ timeoutMs: o.timeoutMs, maxRedirects: o.maxRedirects });
+      const dispatcher = opts.dispatcher ?? createDispatcher({ timeoutMs: o.timeoutMs, maxRedirects: o.maxRedirects, policy: o.urlPolicy, lookup: opts.lookup });
       const cache = new MediaCache(o, index, tmpDir, dispatcher, own, lock, opts.onEvictionMarked);
       // Limits may have shrunk since the last run.
       if (cache.quota.enabled) await cache.quota.makeRoom();
@@ -233,7 +233,7 @@ export class MediaCache {
       parsed.href,
       async (ctx) => {
         if (!force) {
-          const hit = await this.cachedFor(parsed.href);
+          const hit = await this.lookupFresh(parsed.href);
           if (hit) return hit;
         }
         return this.fetchAndCommit(parsed, ctx, opts.retries);
@@ -327,8 +327,16 @@ export class MediaCache {
     }
   }
 
-  /** The cached record for a URL when its file is present with the recorded size. */
-  private async cachedFor(href: string): Promise<MediaRecord | undefined> {
+  /**
+   * The cache-hit decision, the one place it is made (download(), the
+   * daemon's `add`): the record for a URL, only when its file is present
+   * with the recorded size. A record whose file was deleted or replaced is
+   * not a hit: the caller fetches again (and the fresh copy repairs it).
+   * Evicted content is not a hit either. Invalid URLs throw E_INVALID_URL /
+   * E_UNSUPPORTED_SCHEME.
+   */
+  async lookupFresh(url: string): Promise<MediaRecord | undefined> {
+    const href = parseMediaUrl(url).href;
     const stored = await this.index.getByUrl(href);
     if (!stored) return undefined;
     if (stored.evictedAt !== undefined || stored.evicting) {
@@ -655,7 +663,7 @@ export class MediaCache {
       h = await hashFile(filePath);
     } catch (e) {
       // A folder is not the file asked about; unreadable files (EACCES, EIO) stay errors.
-      if ((e as NodeJS.ErrnoException).code === 'EISDIR') return false;
+      if ((e as NodeJS.ErrnoException).code === 'EISDIR' || isNotRegularFile(e)) return false;
       throw toMediaCacheError(e);
     }
     return h !== undefined && h.md5 === md5.trim().toLowerCase();
@@ -673,9 +681,14 @@ export class MediaCache {
     const p = storePath(this.cacheDir, stored);
     // Held: eviction skips a file being read.
     const unhold = this.quota.hold(stored.md5);
-    let h;
+    let h: FileHashes | undefined;
     try {
       h = await (opts.hasher ?? hashFile)(p);
+    } catch (e) {
+      if (!isNotRegularFile(e)) throw e;
+      // A FIFO, device or folder in the file's place: not its content (the sweep quarantines it).
+      this.logger.warn('verify: not a regular file', { md5: stored.md5, path: p });
+      return { ok: false, record: this.toRecord(stored), reason: 'mismatch' };
     } finally {
       unhold();
     }
@@ -711,7 +724,7 @@ export class MediaCache {
     });
   }
 
-  /** The public record shape (SPEC field order) for a stored record. */
+  /** The public record shape (documented field order) for a stored record. */
   toRecord(stored: StoredRecord, url?: string): MediaRecord {
     const rec: MediaRecord = {
       md5: stored.md5,

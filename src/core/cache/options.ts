@@ -5,6 +5,8 @@ import { MediaCacheError } from '../errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { RETRY_DEFAULTS } from '../fetch/retry.js';
 import type { PgDatabase } from '../postgres/pg-db.js';
+import { toUrlPolicy, type UrlPolicy, type UrlPolicyOptions } from '../fetch/url-policy.js';
+import type { LookupFn } from '../fetch/policy-dispatch.js';
 
 export interface MediaCacheOptions {
   cacheDir: string;
@@ -54,10 +56,25 @@ export interface MediaCacheOptions {
    * cluster shares, and no `.lock` is taken (see media-cache.ts).
    */
   database?: string | PgDatabase;
+  /**
+   * Which hosts, addresses and ports may be fetched, checked on every
+   * redirect hop and on the resolved address actually connected to
+   * (docs/security.md). Default: everything (preset 'open'); services facing
+   * untrusted input want `{ preset: 'public' }`. Refusals fail with E_FORBIDDEN.
+   * Not applied to a `dispatcher` you pass yourself.
+   */
+  urlPolicy?: UrlPolicy | UrlPolicyOptions;
+  /** Name resolution for our own dispatcher (default dns.lookup); for tests and custom resolvers. */
+  lookup?: LookupFn;
 }
 
 /** The options after defaults, as the instance uses them (`cache.options`). */
-export type MediaCacheSettings = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir' | 'lock' | 'onEvictionMarked' | 'database'>> & { indexDir: string };
+export type MediaCacheSettings = Required<
+  Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir' | 'lock' | 'onEvictionMarked' | 'database' | 'urlPolicy' | 'lookup'>
+> & {
+  indexDir: string;
+  urlPolicy: UrlPolicy;
+};
 
 export const CACHE_DEFAULTS = Object.freeze({
   concurrency: 5,
@@ -95,6 +112,7 @@ export function resolveCacheOptions(opts: MediaCacheOptions): MediaCacheSettings
   checkInt('maxSize', opts.maxSize, 0);
   checkInt('minFree', opts.minFree, 0);
   const cacheDir = path.resolve(opts.cacheDir);
+  const urlPolicy = toUrlPolicy(opts.urlPolicy);
   const pick = <K extends keyof typeof CACHE_DEFAULTS>(k: K): number => opts[k] ?? CACHE_DEFAULTS[k];
   return {
     cacheDir,
@@ -111,5 +129,6 @@ export function resolveCacheOptions(opts: MediaCacheOptions): MediaCacheSettings
     minFree: pick('minFree'),
     logger: opts.logger ?? silentLogger,
     now: opts.now ?? Date.now,
+    urlPolicy,
   };
 }

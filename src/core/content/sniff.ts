@@ -1,5 +1,5 @@
 /**
- * Media type from content, never from names or headers (SPEC, Files on disk).
+ * Media type from content, never from names or headers.
  * Pure: looks at the first SNIFF_BYTES of a body and nothing else.
  *
  * Invariant: `sniff()` answers only for the types the cache stores; anything

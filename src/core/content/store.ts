@@ -1,5 +1,5 @@
 /**
- * The on-disk layout (SPEC, Files on disk) and the one way content enters it:
+ * The on-disk layout and the one way content enters it:
  * a complete, hashed file in `.tmp/` renamed into `{type}/{md5}{ext}`.
  *
  * Invariant: a file under a type folder is always complete. It is fsynced

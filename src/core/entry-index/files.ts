@@ -5,7 +5,7 @@
  */
 import { readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isDurableFileParseError, TEMP_PREFIX, type DurableDataFile } from '../util/durable-file.js';
+import { isDurableFileParseError, TEMP_PREFIX, writeFileDurable, type DurableDataFile } from '../util/durable-file.js';
 import type { Logger } from '../util/logger.js';
 import { processAlive } from '../content/store.js';
 
@@ -44,12 +44,31 @@ export async function readOrRecover<T>(adapter: DurableDataFile<T>, valid: (d: u
 
 /** Rename `file` to `<file>.corrupt-<ISO time without colons>[-n]` and record it. */
 export async function moveAside(file: string, why: string, r: Recovery): Promise<void> {
-  const stamp = r.now().toISOString().replace(/:/g, '');
-  let target = `${file}.corrupt-${stamp}`;
-  for (let n = 1; await exists(target); n++) target = `${file}.corrupt-${stamp}-${n}`;
+  const target = await asideName(file, r);
   await rename(file, target);
   r.recovered.push(target);
   r.logger.warn('index: damaged file moved aside; run a sweep to re-adopt its files', { file, movedTo: target, why });
+}
+
+/**
+ * Keep the bytes of a damaged file as `<file>.corrupt-<time>` (durable)
+ * before the caller rewrites `file` from what could be read: a crash in
+ * between leaves the damaged file in place, to be salvaged again. Returns
+ * the copy's path (also recorded in `recovered`).
+ */
+export async function keepDamagedCopy(file: string, bytes: Buffer, why: string, r: Recovery): Promise<string> {
+  const target = await asideName(file, r);
+  await writeFileDurable(target, bytes);
+  r.recovered.push(target);
+  r.logger.warn('index: copy of a damaged file kept for inspection', { file, copy: target, why });
+  return target;
+}
+
+async function asideName(file: string, r: Recovery): Promise<string> {
+  const stamp = r.now().toISOString().replace(/:/g, '');
+  let target = `${file}.corrupt-${stamp}`;
+  for (let n = 1; await exists(target); n++) target = `${file}.corrupt-${stamp}-${n}`;
+  return target;
 }
 
 /** A file's bytes, undefined when it does not exist (other I/O errors propagate). */

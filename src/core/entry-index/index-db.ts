@@ -14,7 +14,7 @@
  *                      the previous journal while a compaction writes its
  *                      changes into the shards (only during a compaction, or
  *                      after a crash in one)
- * One lowdb file cannot hold a large cache (DEPS §7: a 1M-record write blocks
+ * One lowdb file cannot hold a large cache (a 1M-record write blocks
  * ~9 s), hence shards: at 1M records a shard is ~4k records, ~1 MB, and
  * writing it is a join of its rows. Each shard is a lowdb `Low` over a
  * DurableDataFile (index-record.ts has the formats; durable-file.ts the
@@ -97,19 +97,11 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { DurableAppendFile, DurableDataFile, DurableJSONFile, fsyncDir } from '../util/durable-file.js';
-import { moveAside, readIfPresent, readOrRecover, removeStaleTemps, unlinkIfPresent, type Recovery } from './files.js';
+import { keepDamagedCopy, moveAside, readIfPresent, readOrRecover, removeStaleTemps, unlinkIfPresent, type Recovery } from './files.js';
 import { MediaCacheError, toMediaCacheError } from '../errors.js';
-import {
-  journalBatch,
-  scanJournal,
-  SHARD_COUNT,
-  SHARD_DIGITS,
-  SHARD_FORMAT,
-  shardName,
-  tombstoneLine,
-  type JournalScan,
-  type ShardData,
-} from './record-codec.js';
+import { JOURNAL_FORMAT_VERSION, journalBatch, scanJournal, tombstoneLine, type JournalScan } from './journal-format.js';
+import { SHARD_COUNT, SHARD_DIGITS, shardName } from './record-codec.js';
+import { decodeShard, SHARD_FORMAT, type ShardData } from './shard-format.js';
 import { IndexState } from './state.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { renameWithRetry } from '../content/store.js';
@@ -117,12 +109,14 @@ import type { CacheStats, StoredRecord } from '../types.js';
 
 /**
  * 2: the journal (an index closed cleanly may keep one). Version 1 had only
- * shards; a version-1 reader would ignore a journal and lose its changes, so
- * an index is marked 2 (meta.json rewritten at open) before anything is
- * journaled, and version-1 code refuses it.
- * 3: rows may carry a 14th column, `meta` (media metadata). Version-3 code
- * reads version-2 shards and journals; version-2 code would take the new
- * shard header for damage, so it must refuse the index instead.
+ * shards; a version-1 reader would ignore a journal and lose its changes.
+ * 3: per-row checksums in shards and journal entries (shard and journal
+ * format 2) and the list of shard files in meta.json. A version-2 reader
+ * would take every format-2 shard for damage and move it aside.
+ * Rows may also carry the media metadata and quota columns (14 to 21); the
+ * shipped version-2 format had 13 columns, which version 3 still reads.
+ * An index is marked with this version (meta.json rewritten at open) before
+ * anything is written in the new formats, so older code refuses it.
  */
 export const SCHEMA_VERSION = 3;
 
@@ -134,6 +128,23 @@ interface MetaFile {
   schemaVersion: number;
   shardDigits: number;
   createdAt: string;
+  /**
+   * Names of the shard files this index has written (a shard file, once
+   * written, is only ever replaced, never deleted): one listed here but
+   * absent at open was deleted by something else, and its records are lost.
+   * Absent in indexes written before version 3 (then taken from the files found).
+   */
+  shards?: string[];
+}
+
+/** What open() found damaged or missing, and how much could not be read back (see docs/operations.md). */
+export interface IndexDamage {
+  /** Copies of damaged files (`<file>.corrupt-<time>`), kept for inspection. */
+  files: string[];
+  /** Shard files meta.json lists that were not there. */
+  missingShards: string[];
+  /** Records (shard rows, journal entries) found damaged or missing and not taken. */
+  lostRows: number;
 }
 
 export interface IndexDbOptions {
@@ -154,8 +165,7 @@ export interface IndexDbOptions {
    * instead of compacting it (default 0: close always compacts). Replaying
    * a few MiB costs the next open tens of ms; compacting at close rewrites
    * every shard the journal touched (all 256 after a few thousand
-   * downloads: 0.3-0.6 s measured here), which a short script pays at
-   * every exit. MediaCache uses CLOSE_COMPACT_BYTES.
+   * downloads), which a short script would pay at every exit. MediaCache uses CLOSE_COMPACT_BYTES.
    */
   closeCompactBytes?: number;
   /** Clock for meta.json and moved-aside names (tests). */
@@ -189,11 +199,10 @@ export interface IndexDiagnostics {
 
 const EMPTY_SHARD: ShardData = { rows: [] };
 /**
- * A flush is one append + fdatasync (~0.6 ms CPU, ~1 ms wall on the dev
- * machine, whatever the index size), not a rewrite of every dirty shard
- * (~4 ms per flush of a few records at 500 records, much more at 1M), so it
- * can run 4x as often as the old 200 ms: a download is durable in the index
- * ~50 ms after it lands, for ~1% of a core during a download burst.
+ * A flush is one append + fdatasync whatever the index size, not a
+ * rewrite of every dirty shard (a cost that grows with the index), so it
+ * can run often: a download is durable in the index within a flush delay
+ * of landing, for a small share of a core during a download burst.
  */
 const DEFAULT_FLUSH_DELAY_MS = 50;
 /** Upper bound of the adaptive flush delay (see markDirty). */
@@ -205,6 +214,7 @@ const MAX_COMPACT_BYTES = 32 * MiB;
 export class IndexDb {
   readonly dir: string;
   readonly recovered: string[] = [];
+  readonly damage: IndexDamage = { files: [], missingShards: [], lostRows: 0 };
   readonly diagnostics: IndexDiagnostics = {
     shardWrites: 0,
     flushes: 0,
@@ -218,6 +228,12 @@ export class IndexDb {
   };
   private createdFresh = false;
   private metaMissing = false;
+  /** Shards whose file exists (as far as this index knows): what meta.json lists. */
+  private readonly shardsOnDisk = new Set<number>();
+  /** Shards found damaged or missing at open: rewritten from memory before open resolves. */
+  private readonly repairSet = new Set<number>();
+  /** Shards written since the last noteShardsWritten (new ones go into meta.json's list). */
+  private readonly written = new Set<number>();
 
   /** Records, url map and stats in memory (index-state.ts). */
   private readonly state: IndexState;
@@ -300,7 +316,7 @@ export class IndexDb {
 
   /** Index missing or damaged: the caller should run an adopting sweep. */
   get needsRebuild(): boolean {
-    return this.recovered.length > 0 || this.createdFresh || this.metaMissing;
+    return this.recovered.length > 0 || this.damage.missingShards.length > 0 || this.createdFresh || this.metaMissing;
   }
 
   get size(): number {
@@ -472,30 +488,31 @@ export class IndexDb {
     const t0 = performance.now();
     let wrote = false;
     let error: unknown;
-    try {
-      if (this.lostOnDisk) throw Object.assign(new Error('index files missing'), { code: 'ENOENT' });
-      if (this.metaDirty) {
-        this.metaDirty = false;
-        try {
-          await this.meta.write();
-          wrote = true;
-        } catch (e) {
-          this.metaDirty = true;
-          error = e;
+    if (!this.lostOnDisk) {
+      try {
+        if (this.metaDirty) {
+          this.metaDirty = false;
+          try {
+            await this.meta.write();
+            wrote = true;
+          } catch (e) {
+            this.metaDirty = true;
+            error = e;
+          }
         }
+        if (this.pending.size > 0) {
+          await this.appendPending();
+          wrote = true;
+        }
+      } catch (e) {
+        error ??= e;
       }
-      if (this.pending.size > 0) {
-        await this.appendPending();
-        wrote = true;
-      }
-    } catch (e) {
-      error ??= e;
+      // The index directory (or the journal) vanished under a running process (deleted by hand).
+      if ((error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') this.lostOnDisk = true;
     }
-    if (error !== undefined && (error as NodeJS.ErrnoException)?.code === 'ENOENT') {
-      // The index directory (or the journal) vanished under a running process
-      // (deleted by hand): recreate it and write everything held in memory,
-      // so the disk matches memory again instead of failing forever.
-      this.lostOnDisk = true;
+    if (this.lostOnDisk) {
+      // Recreate it and write everything held in memory, so the disk matches
+      // memory again instead of failing forever (retried until it works).
       try {
         await this.recreateFromMemory();
         this.lostOnDisk = false;
@@ -541,6 +558,10 @@ export class IndexDb {
     await this.compacting?.catch(() => undefined);
     await this.journal.detach();
     await mkdir(join(this.dir, 'records'), { recursive: true });
+    // No shard file is there now; each is listed again once rewritten.
+    this.shardsOnDisk.clear();
+    this.written.clear();
+    this.meta.data = { ...this.meta.data, shards: [] };
     await this.meta.write();
     this.metaDirty = false;
     this.markEveryShard();
@@ -554,18 +575,15 @@ export class IndexDb {
 
   /**
    * Journal size that starts a compaction. The two costs it trades: replaying
-   * the journal at open (~30 ms per MiB at 100k records, ~55 ms per MiB at 1M
-   * on the 2-CPU dev machine, ~5-15 µs per entry) and compacting,
+   * the journal at open (a cost per journaled entry) and compacting,
    * which rewrites every shard the journal touched — past a few thousand
    * entries spread over the md5 space, all of them, i.e. the whole index.
    * An eighth of the shards' size bounds compaction writes to ~8x the
    * journaled bytes; the 8 MiB floor (~25k records) means a small index
    * (2,000 records are 0.6 MiB of shards) only compacts at close (and not
    * even then while its journal is under closeCompactBytes); the 32 MiB
-   * cap (reached at ~1M records) keeps the worst-case replay at open under
-   * ~2 s on top of the ~5 s the shards take (bench/index-scale.js measures
-   * both). A sweep refreshing verifiedAt on all of 1M records journals
-   * ~330 MB: ~10 compactions of ~1.2 s each over a sweep of hours.
+   * cap (reached at ~1M records) bounds the replay at open to a fraction of
+   * the time the shards themselves take (bench/index-scale.js measures both).
    */
   private compactThreshold(): number {
     return this.compactBytes ?? Math.min(MAX_COMPACT_BYTES, Math.max(MIN_COMPACT_BYTES, this.state.rowChars / 8));
@@ -636,10 +654,12 @@ export class IndexDb {
       // records/ vanished: every shard is gone, not just the ones compacted.
       this.logger.warn('index: records directory missing while compacting; rewriting every shard from memory', { dir: this.dir });
       await mkdir(join(this.dir, 'records'), { recursive: true });
+      this.shardsOnDisk.clear();
       this.markEveryShard();
       errors = await this.writeShards();
     }
     if (errors.length > 0) throw toMediaCacheError(errors[0]);
+    await this.noteShardsWritten();
     if (this.compactingFile) {
       await unlinkIfPresent(this.compactingPath);
       this.compactingFile = false;
@@ -676,6 +696,7 @@ export class IndexDb {
         low.data = { rows: this.state.shardRows(i) };
         try {
           await low.write();
+          this.written.add(i);
           this.diagnostics.shardWrites++;
         } catch (e) {
           this.compactSet.add(i);
@@ -753,28 +774,42 @@ export class IndexDb {
       }
     }
 
-    // Reads (I/O + line split) run ahead up to readConcurrency shards; the
-    // rows are validated and taken one shard per event-loop turn, so the loop
+    const present = Array.from({ length: SHARD_COUNT }, (_, i) => i).filter((i) => shardFiles.has(`${shardName(i)}.jsonl`));
+    for (const i of present) this.shardsOnDisk.add(i);
+    const listed = this.meta.data.shards;
+    if (meta !== undefined && Array.isArray(listed)) {
+      for (const name of listed) {
+        const i = parseInt(name, 16);
+        if (typeof name !== 'string' || name.length !== SHARD_DIGITS || !(i >= 0 && i < SHARD_COUNT) || this.shardsOnDisk.has(i)) continue;
+        // Written once and never deleted by us: its records are gone.
+        this.damage.missingShards.push(name);
+        this.repairSet.add(i);
+        this.logger.error('index: a shard file is missing; its records are lost until an adopting sweep re-indexes their files', {
+          file: this.shardPath(i),
+        });
+      }
+    } else {
+      this.metaDirty = true; // list the shards found
+    }
+    // Reads (I/O) run ahead up to readConcurrency shards; the rows are
+    // checked, validated and taken one shard per event-loop turn, so the loop
     // is blocked for one shard's parse at most (~tens of ms at 1M records),
     // never for the whole index.
-    const present = Array.from({ length: SHARD_COUNT }, (_, i) => i).filter((i) => shardFiles.has(`${shardName(i)}.jsonl`));
-    const reads: (Promise<ShardData | undefined> | undefined)[] = [];
+    const reads: (Promise<Buffer | undefined> | undefined)[] = [];
     let started = 0;
     for (let k = 0; k < present.length; k++) {
       for (; started < present.length && started <= k + this.readConcurrency; started++) {
-        const adapter = this.lows[present[started]].adapter as DurableDataFile<ShardData>;
-        const read = this.readFile(adapter, (_d): _d is ShardData => true);
+        const read = readIfPresent(this.shardPath(present[started]));
         read.catch(() => undefined); // awaited below, in order; no unhandled-rejection window
         reads.push(read);
       }
       const i = present[k];
-      const data = await reads[k];
+      const buf = await reads[k];
       reads[k] = undefined;
-      if (data && !this.state.loadShard(i, data.rows)) {
-        await this.moveAside((this.lows[i].adapter as DurableDataFile<ShardData>).filename, 'invalid record');
-      }
+      if (buf !== undefined) await this.loadShard(i, buf);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
+    this.meta.data = { ...this.meta.data, shards: this.shardNamesOnDisk() };
     await this.replayJournals(indexFiles);
     // Fresh meta, or records changed while loading (URL conflicts): write them now.
     if (this.metaDirty || this.pending.size > 0) await this.flush();
@@ -803,7 +838,14 @@ export class IndexDb {
         found.push({ file, size: buf.length, scan });
         this.diagnostics.replayedEntries += scan.entries;
         if (scan.damaged) {
-          this.logger.warn('index: damaged journal; its readable batches were applied', { file, why: scan.damaged, entries: scan.entries });
+          this.damage.lostRows += scan.lost;
+          this.logger.error('index: damaged journal; every entry that passed its check was applied, the rest will be re-indexed from the files on disk', {
+            file,
+            why: scan.damaged,
+            applied: scan.entries,
+            lost: scan.lost,
+            lostMd5s: scan.lostHints,
+          });
         } else if (scan.tornBytes > 0) {
           this.logger.warn('index: ignored the end of a journal append cut short by a crash (never acknowledged)', { file, bytes: scan.tornBytes });
         }
@@ -812,7 +854,9 @@ export class IndexDb {
       this.replaying = false;
     }
     const interrupted = found.some((f) => f.file === this.compactingPath);
-    if (!interrupted && !found.some((f) => f.scan.damaged)) {
+    // A journal of an older format is folded into the shards, not appended to.
+    const retire = interrupted || found.some((f) => f.scan.damaged || f.scan.version !== JOURNAL_FORMAT_VERSION);
+    if (!retire && this.repairSet.size === 0) {
       const active = found.find((f) => f.file === this.journalPath);
       if (active) {
         this.journal = new DurableAppendFile(this.journalPath, { size: active.size, validLength: active.scan.validLength });
@@ -820,18 +864,68 @@ export class IndexDb {
       }
       return;
     }
+    // Every shard the journals touched, and every damaged or missing one, is
+    // written from memory; then the journals can go (a damaged one kept aside).
     for (const i of this.unCompacted) this.compactSet.add(i);
+    for (const i of this.repairSet) this.compactSet.add(i);
     this.unCompacted.clear();
     const t0 = performance.now();
     const errors = await this.writeShards();
     if (errors.length > 0) throw errors[0];
+    await this.noteShardsWritten();
     for (const f of found) {
-      if (f.scan.damaged) await this.moveAside(f.file, `damaged journal: ${f.scan.damaged}`);
-      else await unlinkIfPresent(f.file);
+      if (f.scan.damaged) {
+        await this.moveAside(f.file, `damaged journal: ${f.scan.damaged}`);
+        this.damage.files.push(this.recovered[this.recovered.length - 1]);
+      } else await unlinkIfPresent(f.file);
     }
     await fsyncDir(this.dir);
     this.diagnostics.compactions++;
     this.diagnostics.lastCompactionMs = performance.now() - t0;
+  }
+
+  /**
+   * After shard writes: list newly created shard files in meta.json (written
+   * after the shards, so meta never lists a file that was never written).
+   */
+  private async noteShardsWritten(): Promise<void> {
+    for (const i of this.written) this.shardsOnDisk.add(i);
+    this.written.clear();
+    const names = this.shardNamesOnDisk();
+    const listed = this.meta.data.shards;
+    if (listed && listed.length === names.length && listed.every((n, k) => n === names[k])) return;
+    this.meta.data = { ...this.meta.data, shards: names };
+    await this.meta.write();
+  }
+
+  /**
+   * Take the readable rows of one shard file. A damaged file loses only the
+   * rows it cannot give back: a copy of it is kept aside, the shard is
+   * rewritten from memory before open resolves, and the loss is reported.
+   */
+  private async loadShard(i: number, buf: Buffer): Promise<void> {
+    const read = decodeShard(buf);
+    const invalid = this.state.loadShard(i, read.rows);
+    if (!read.damaged && invalid === 0) return;
+    const lost = read.badLines + read.missingRows + invalid;
+    const file = this.shardPath(i);
+    const why = read.damaged ?? `${invalid} invalid row(s)`;
+    const copy = await keepDamagedCopy(file, buf, why, this.recovery);
+    this.damage.files.push(copy);
+    this.damage.lostRows += lost;
+    this.repairSet.add(i);
+    this.logger.error('index: damaged shard; its readable rows were kept, the rest will be re-indexed from the files on disk', {
+      file,
+      kept: read.rows.length - invalid,
+      lost,
+      why,
+      copy,
+    });
+  }
+
+  /** Names of the shard files on disk, sorted (meta.json's list). */
+  private shardNamesOnDisk(): string[] {
+    return [...this.shardsOnDisk].sort((a, b) => a - b).map(shardName);
   }
 
   /** Read one index file; a damaged one is moved aside and recorded in `recovered`. */

@@ -1,5 +1,8 @@
 /**
- * The index's stored form of a record, its validation, and the shard format.
+ * The index's stored form of a record (the ROW codec) and its validation.
+ * The shard file format is in index-shard.ts, the journal format in
+ * index-journal-format.ts; both store rows as written here, each followed
+ * by its own checksum (checkedLine).
  *
  * In memory a record is its ROW: one string, the record as a compact JSON
  * array in COLUMNS order. A row is one heap object where a parsed record is a
@@ -9,24 +12,15 @@
  * key names: ~25% less text to keep, write and parse than an object would.
  * Rows are immutable: get() decodes a fresh copy, so callers can never change
  * the index (or its stats) behind its back.
- *
- * A shard file is JSON lines: a header line naming the format and columns,
- * then one row per line. Writing a shard is a join of its rows: no stringify
- * of the whole shard.
- *
- * The journal (index-db.ts has its role) is JSON lines too, appended one
- * batch per flush; see JOURNAL_HEADER below for its format.
  */
 import { crc32 } from 'node:zlib';
 import { MediaCacheError } from '../errors.js';
 import { MEDIA_TYPES, type MediaType, type StoredRecord } from '../types.js';
-import type { DataFormat } from '../util/durable-file.js';
 import { isCleanMetadata, METADATA_FIELDS } from '../metadata/types.js';
 
 /** Shard files hold this many leading md5 hex digits' worth of records (2 → 256 shards). */
 export const SHARD_DIGITS = 2;
 export const SHARD_COUNT = 16 ** SHARD_DIGITS;
-export const SHARD_FORMAT_VERSION = 1;
 
 export function shardOf(md5: string): number {
   return parseInt(md5.slice(0, SHARD_DIGITS), 16);
@@ -155,7 +149,7 @@ export const COLUMNS = [
 ] as const;
 /** The columns of indexes written before metadata and quota: their shards and journals are read as they are. */
 const LEGACY_COLUMN_COUNT = 13;
-const LEGACY_COLUMNS = COLUMNS.slice(0, LEGACY_COLUMN_COUNT);
+export const LEGACY_COLUMNS = COLUMNS.slice(0, LEGACY_COLUMN_COUNT);
 /** Rows may omit trailing optional columns (etag, lastModified, and everything after). */
 const MIN_ROW_LENGTH = 11;
 
@@ -284,165 +278,48 @@ export function laterClaim(a: StoredRecord, b: StoredRecord): StoredRecord {
   return a.md5 > b.md5 ? a : b;
 }
 
-/** One shard as read or written: its rows (each a record's compact JSON). */
-export interface ShardData {
-  rows: string[];
-}
-
-const SHARD_HEADER = JSON.stringify({ v: SHARD_FORMAT_VERSION, columns: COLUMNS });
-/** The header of shards written before the metadata and quota columns: their rows are valid rows of today's format. */
-const LEGACY_SHARD_HEADER = JSON.stringify({ v: SHARD_FORMAT_VERSION, columns: LEGACY_COLUMNS });
-
 /**
- * JSON lines: a header `{"v":1,"columns":[…]}` then one row per line. parse()
- * only splits and checks the header and the final newline (throwing means a
- * damaged file: the adapter reports it as such); rows are validated by the
- * index as it loads them.
+ * One line with its own check: `<payload>\t<crc32 of payload, 8 hex digits>`.
+ * JSON text never holds a raw tab (JSON.stringify escapes it), so the last
+ * tab of a line is the separator. The check lets a reader keep every other
+ * line of a file in which one byte changed: a row that only fails validation
+ * would be caught, but a flipped hex digit in a sha256 or a letter in a URL
+ * still validates, and a record with a wrong sha256 makes the sweep
+ * quarantine an intact file.
  */
-export const SHARD_FORMAT: DataFormat<ShardData> = {
-  parse(text: string): ShardData {
-    const nl = text.indexOf('\n');
-    const header = nl < 0 ? text : text.slice(0, nl);
-    if (header !== SHARD_HEADER && header !== LEGACY_SHARD_HEADER) {
-      const h = JSON.parse(header) as { v?: unknown };
-      throw new Error(`not an index shard of format ${SHARD_FORMAT_VERSION} (header v=${String(h?.v)})`);
-    }
-    // Every line ends with '\n'; a file cut short loses its final newline.
-    if (!text.endsWith('\n')) throw new Error('truncated shard (no final newline)');
-    const rows = text.slice(nl + 1, -1);
-    return { rows: rows === '' ? [] : rows.split('\n') };
-  },
-  stringify(data: ShardData): string {
-    return data.rows.length === 0 ? `${SHARD_HEADER}\n` : `${SHARD_HEADER}\n${data.rows.join('\n')}\n`;
-  },
-};
-
-// ---- journal ----
-
-export const JOURNAL_FORMAT_VERSION = 1;
-
-/**
- * First line of a journal file. After it, batches, one per flush, each
- * written by ONE write call:
- *   ["md5",…]                       a record as it now is (a row, as in shards)
- *   {"rm":"<md5>"}                  a removal (tombstone)
- *   {"commit":<n>,"crc":<crc32>}    end of batch: n entries, CRC-32 of every
- *                                   byte since the previous commit line (the
- *                                   first batch's CRC covers the header too)
- * A batch counts only with its commit line and a matching count and CRC, so
- * a batch cut short by a crash (its append was never acknowledged) is told
- * apart from damage inside a batch that was (see scanJournal).
- */
-export const JOURNAL_HEADER = JSON.stringify({ v: JOURNAL_FORMAT_VERSION, journal: true, columns: COLUMNS });
-/** A journal begun before the metadata and quota columns (appends go on in its format: rows are compatible). */
-export const LEGACY_JOURNAL_HEADER = JSON.stringify({ v: JOURNAL_FORMAT_VERSION, journal: true, columns: LEGACY_COLUMNS });
-
-/** The journal line of a removal. */
-export function tombstoneLine(md5: string): string {
-  return `{"rm":"${md5}"}`;
+export function checkedLine(payload: string): string {
+  return `${payload}\t${crcHex(payload)}`;
 }
 
 /**
- * One batch as bytes: the entry lines (rows and tombstones), then the commit
- * line; the header first when the batch opens a new file.
+ * Reading a checkedLine: for the line buf[start, end) (without its '\n'),
+ * the end of the payload (the tab) when the checksum matches, else -1. The
+ * CRC runs over the bytes as read: no decode, no string copies (open reads
+ * a million rows through here).
  */
-export function journalBatch(lines: string[], withHeader: boolean): Buffer {
-  const body = Buffer.from(`${withHeader ? `${JOURNAL_HEADER}\n` : ''}${lines.join('\n')}\n`, 'utf8');
-  const commit = Buffer.from(`{"commit":${lines.length},"crc":${crc32(body)}}\n`, 'utf8');
-  return Buffer.concat([body, commit], body.length + commit.length);
-}
-
-/** A journal entry as read back: a record put (validated, with its line as written), or the md5 of a removal. */
-export type JournalEntry = { rec: StoredRecord; row: string; rm?: undefined } | { rm: string; rec?: undefined; row?: undefined };
-
-/** What scanJournal found. */
-export interface JournalScan {
-  /** Bytes up to the end of the last intact batch: what a next append keeps. */
-  validLength: number;
-  /** Intact (committed, count and CRC right) batches. */
-  batches: number;
-  /** Entries handed to `apply`. */
-  entries: number;
-  /** Bytes after the last commit line: an append cut short by a crash (ignored). */
-  tornBytes: number;
-  /** Why the journal is damaged (a line or batch that is not what was written), else undefined. */
-  damaged?: string;
-}
-
-const LF = 10;
-
-/**
- * Read a journal: every COMMITTED batch's entries are handed to `apply` in
- * file order. Rules:
- * - after the last commit line, complete entry lines followed by at most one
- *   incomplete line are the tail of an append a crash cut short (SIGKILL can
- *   stop a write between pages): never acknowledged, ignored, not damage;
- * - anything else that is not what the writer writes (an unparsable or
- *   invalid line anywhere, a commit whose count or CRC does not match, a
- *   wrong header) sets `damaged`; the readable entries of committed batches
- *   are applied anyway (keep everything readable), the caller decides what
- *   to do with the file.
- * Yields to the event loop every `sliceMs` of work (replaying a large
- * journal must not block the loop for long).
- */
-export async function scanJournal(buf: Buffer, apply: (e: JournalEntry) => void, sliceMs = 10): Promise<JournalScan> {
-  const out: JournalScan = { validLength: 0, batches: 0, entries: 0, tornBytes: 0 };
-  const damage = (why: string, at: number): void => {
-    out.damaged ??= `${why} at byte ${at}`;
-  };
-  let batch: JournalEntry[] = [];
-  let batchStart = 0;
-  let batchGarbage = false;
-  let pos = 0;
-  let lines = 0;
-  let sliceStart = performance.now();
-  for (;;) {
-    const nl = buf.indexOf(LF, pos);
-    if (nl < 0) break;
-    const line = buf.toString('utf8', pos, nl);
-    if (pos === 0) {
-      if (line !== JOURNAL_HEADER && line !== LEGACY_JOURNAL_HEADER) {
-        batchGarbage = true;
-        damage('not a journal header', 0);
-      }
-    } else if (line.charCodeAt(0) === 91 /* [ */) {
-      const rec = parseRow(line);
-      if (rec) batch.push({ rec, row: line });
-      else {
-        batchGarbage = true;
-        damage('invalid record line', pos);
-      }
-    } else {
-      let o: { rm?: unknown; commit?: unknown; crc?: unknown } | undefined;
-      try {
-        o = JSON.parse(line) as typeof o;
-      } catch {
-        o = undefined;
-      }
-      if (o !== null && typeof o === 'object' && isHex(o.rm, 32)) {
-        batch.push({ rm: o.rm });
-      } else if (o !== null && typeof o === 'object' && Number.isInteger(o.commit) && Number.isInteger(o.crc)) {
-        const intact = !batchGarbage && o.commit === batch.length && crc32(buf.subarray(batchStart, pos)) === o.crc;
-        if (!intact && !batchGarbage) damage(o.commit === batch.length ? 'batch CRC mismatch' : 'batch entry count mismatch', pos);
-        for (const e of batch) apply(e);
-        out.entries += batch.length;
-        if (intact) out.batches++;
-        // Even a damaged batch was committed: its end is where the next batch starts.
-        out.validLength = nl + 1;
-        batch = [];
-        batchGarbage = false;
-        batchStart = nl + 1;
-      } else {
-        batchGarbage = true;
-        damage('unreadable line', pos);
-      }
-    }
-    pos = nl + 1;
-    if (++lines % 64 === 0 && performance.now() - sliceStart >= sliceMs) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      sliceStart = performance.now();
-    }
+export function checkedLineEnd(buf: Buffer, start: number, end: number): number {
+  const tab = end - 9;
+  if (tab <= start || buf[tab] !== 9) return -1;
+  let crc = 0;
+  for (let k = tab + 1; k < end; k++) {
+    const c = buf[k];
+    const v = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+    if (v < 0) return -1;
+    crc = crc * 16 + v;
   }
-  out.tornBytes = buf.length - out.validLength;
-  return out;
+  return crc32(buf.subarray(start, tab)) === crc ? tab : -1;
+}
+
+function crcHex(s: string): string {
+  return crc32(s).toString(16).padStart(8, '0');
+}
+
+/**
+ * The md5 a damaged row or tombstone line seems to name (first 32 hex digits
+ * after `["` or `{"rm":"`), for logs: a hint, never trusted as data.
+ */
+export function md5Hint(line: string): string | undefined {
+  const at = line.startsWith('["') ? 2 : line.startsWith('{"rm":"') ? 7 : -1;
+  const m = at < 0 ? undefined : line.slice(at, at + 32);
+  return m !== undefined && isHex(m, 32) ? m : undefined;
 }

@@ -189,20 +189,18 @@ export class IndexState {
   }
 
   /**
-   * Validate every row of shard i as read from disk, then take them all;
-   * false (and nothing taken) when any row is damaged: the caller treats the
-   * whole shard as corrupt.
+   * Take the rows of shard i as read from disk: each is validated (and must
+   * belong to shard i); a damaged one is skipped. Returns how many were.
    */
-  loadShard(i: number, rows: string[]): boolean {
-    const recs: StoredRecord[] = new Array(rows.length);
+  loadShard(i: number, rows: string[]): number {
+    const shard = this.shards[i];
+    let invalid = 0;
     for (let k = 0; k < rows.length; k++) {
       const r = parseRow(rows[k]);
-      if (r === undefined || shardOf(r.md5) !== i) return false;
-      recs[k] = r;
-    }
-    const shard = this.shards[i];
-    for (let k = 0; k < recs.length; k++) {
-      const r = recs[k];
+      if (r === undefined || shardOf(r.md5) !== i) {
+        invalid++;
+        continue;
+      }
       if (shard.has(r.md5)) {
         // One md5 twice in a shard (hand edit): keep the first, rewrite the shard.
         this.onDirty(i, r.md5);
@@ -212,7 +210,7 @@ export class IndexState {
       this.account(r, +1);
       for (const u of r.urls) this.adoptUrl(u, r);
     }
-    return true;
+    return invalid;
   }
 
   // ---- internals ----

@@ -1,5 +1,5 @@
 /**
- * Mapping HTTP responses and undici/Node errors onto the SPEC's error codes
+ * Mapping HTTP responses and undici/Node errors onto the project's error codes
  * (and the response-header helpers that needs). Callers branch on `code` and
  * `retryable`, never on messages.
  */
@@ -58,7 +58,7 @@ const NETWORK_CODES = new Set([
   'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 
-/** Map an undici / Node error to the SPEC's codes. */
+/** Map an undici / Node error to the project's codes. */
 export function classify(e: unknown, url: string, timeoutMs: number): MediaCacheError {
   if (e instanceof MediaCacheError) return e;
   const code = errCode(e);

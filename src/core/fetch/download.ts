@@ -41,6 +41,8 @@ const fdatasyncAsync = promisify(fdatasync);
 const closeAsync = promisify(close);
 /** Failures after which a resumable partial is kept for the next attempt (the rest start over). */
 const KEEP_PARTIAL_ON = new Set(['E_NETWORK', 'E_TIMEOUT', 'E_ABORTED']);
+import { policyConnector, policyInterceptor, type LookupFn } from './policy-dispatch.js';
+import type { UrlPolicy } from './url-policy.js';
 
 export interface FetchOptions {
   tmpDir: string;
@@ -84,14 +86,27 @@ export interface Fetched {
 const DEADLINE_FACTOR = 4;
 const MIN_AVG_BYTES_PER_SEC = 16 * 1024;
 
-export function createDispatcher(opts: { timeoutMs: number; maxRedirects?: number; env?: NodeJS.ProcessEnv }): Dispatcher {
-  const { timeoutMs, maxRedirects = 5, env = process.env } = opts;
+export interface DispatcherOptions {
+  timeoutMs: number;
+  maxRedirects?: number;
+  env?: NodeJS.ProcessEnv;
+  /** Checked on every hop and on every resolved address (url-policy.ts); absent or permissive: no checks. */
+  policy?: UrlPolicy;
+  /** Name resolution for direct connections (default dns.lookup). */
+  lookup?: LookupFn;
+}
+
+export function createDispatcher(opts: DispatcherOptions): Dispatcher {
+  const { timeoutMs, maxRedirects = 5, env = process.env, policy } = opts;
   if (!(timeoutMs > 0)) throw new MediaCacheError('E_BAD_REQUEST', `timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`);
   if (!(Number.isInteger(maxRedirects) && maxRedirects >= 0)) {
     throw new MediaCacheError('E_BAD_REQUEST', `maxRedirects must be a non-negative integer, got ${maxRedirects}`);
   }
+  const checked = policy !== undefined && !policy.permitsAll;
   const agentOpts: Agent.Options = {
-    connect: { timeout: timeoutMs },
+    // With a policy, connecting resolves names through it (the proxy agents
+    // keep their own connector for the proxy; the hop check below covers them).
+    connect: checked ? policyConnector({ timeoutMs, policy, lookup: opts.lookup }) : opts.lookup ? { timeout: timeoutMs, lookup: opts.lookup } : { timeout: timeoutMs },
     headersTimeout: timeoutMs,
     bodyTimeout: timeoutMs,
   };
@@ -103,8 +118,10 @@ export function createDispatcher(opts: { timeoutMs: number; maxRedirects?: numbe
   const base: Dispatcher =
     httpProxy || httpsProxy ? new EnvHttpProxyAgent({ ...agentOpts, httpProxy, httpsProxy, noProxy }) : new Agent(agentOpts);
   // The redirect interceptor sits outside the proxy agent, so every hop gets
-  // its own proxy/NO_PROXY decision.
-  return base.compose(interceptors.redirect({ maxRedirections: maxRedirects }));
+  // its own proxy/NO_PROXY decision, and outside the policy check, so every
+  // hop is checked (compose: later interceptors wrap earlier ones).
+  const redirect = interceptors.redirect({ maxRedirections: maxRedirects });
+  return checked ? base.compose(policyInterceptor(policy), redirect) : base.compose(redirect);
 }
 
 export async function fetchToTmp(url: URL, opts: FetchOptions): Promise<Fetched> {
@@ -206,7 +223,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
           },
           headersTimeout: timeoutMs,
           bodyTimeout: timeoutMs,
-          // Per request: the option on redirect({...}) is ignored (DEPS §5).
+          // Per request: the option on redirect({...}) is ignored (undici's redirect interceptor).
           throwOnMaxRedirect: true,
         } as Dispatcher.DispatchOptions,
         this,

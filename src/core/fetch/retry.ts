@@ -5,7 +5,7 @@
  * job for a day).
  *
  * Only `MediaCacheError`s marked `retryable` are retried (network errors,
- * timeouts, 408/429/5xx); everything else fails at once (SPEC, Scheduler).
+ * timeouts, 408/429/5xx); everything else fails at once.
  */
 import { MediaCacheError } from '../errors.js';
 

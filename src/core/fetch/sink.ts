@@ -13,6 +13,7 @@ import { Writable } from 'node:stream';
 import { MediaCacheError } from '../errors.js';
 import { sniff, imageDimensions, jpegHeadNeeded, SNIFF_BYTES, IMAGE_HEAD_CAP, type Sniffed } from '../content/sniff.js';
 import { StreamHasher, type StreamDigests } from '../hash/stream-hasher.js';
+import { ImageStructureCheck } from '../content/image-structure.js';
 
 const PROGRESS_MIN_MS = 100;
 const PROGRESS_MIN_BYTES = 1024 * 1024;
@@ -61,6 +62,8 @@ export class HashSink extends Writable {
   private kept: Buffer | undefined;
   private lastProgressAt = 0;
   private lastProgressBytes = 0;
+  /** PNG, GIF, JPEG, WebP: the declared structure must fit the body (image-structure.ts). */
+  private readonly structure = new ImageStructureCheck();
 
   constructor(
     private readonly fd: number,
@@ -130,6 +133,8 @@ export class HashSink extends Writable {
       const err = this.decideType(this.head.subarray(0, this.headLen));
       if (err) return cb(err);
     }
+    const problem = this.structure.finish();
+    if (problem) return cb(this.malformed(problem));
     if (this.wantDims) this.dims = imageDimensions(this.head.subarray(0, this.headLen));
     this.wantDims = false;
     this.o.onProgress?.(this.bytes, this.o.total);
@@ -182,6 +187,8 @@ export class HashSink extends Writable {
       return new MediaCacheError('E_QUOTA', `body exceeds the whole cache quota of ${this.o.quotaBytes} bytes`, { url: this.o.url });
     }
     this.hasher.update(chunk);
+    const problem = this.structure.update(chunk);
+    if (problem) return this.malformed(problem);
     if (!this.sniffed || this.wantDims) {
       const err = this.collectHead(chunk);
       if (err) return err;
@@ -232,6 +239,11 @@ export class HashSink extends Writable {
     }
     if (!this.wantDims) this.releaseHead();
     return undefined;
+  }
+
+  /** An image whose body does not fit its header is not that image: refused like any unsupported content. */
+  private malformed(problem: string): MediaCacheError {
+    return new MediaCacheError('E_UNSUPPORTED_TYPE', `content is not a complete image: ${problem}`, { url: this.o.url });
   }
 
   private decideType(head: Buffer): MediaCacheError | undefined {

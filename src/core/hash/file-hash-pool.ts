@@ -22,6 +22,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { MediaCacheError } from '../errors.js';
+import { NotRegularFileError } from './file-hash.js';
 
 /** What `hashSha256` answers: the SHA-256 only (no MD5, which costs 2.3x more CPU). */
 export interface Sha256Outcome {
@@ -120,7 +121,8 @@ function workerMain(): void {
   const hash = (job: JobMsg): ReplyMsg => {
     let fd: number;
     try {
-      fd = fs.openSync(job.path, 'r');
+      // Non-blocking (a FIFO would block the open, and this thread, for good); the fd is checked below.
+      fd = fs.openSync(job.path, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return { id: job.id, kind: 'missing' };
@@ -128,6 +130,7 @@ function workerMain(): void {
     }
     try {
       const st = fs.fstatSync(fd);
+      if (!st.isFile()) return { id: job.id, kind: 'error', message: `not a regular file: ${job.path}`, code: 'ENOTREG' };
       const md5 = job.md5 ? crypto.createHash('md5') : undefined;
       const sha = crypto.createHash('sha256');
       let size = 0;
@@ -170,6 +173,7 @@ const WORKER_SOURCE = `(${workerMain.toString()})()`;
 const QUEUE_DEPTH = 2;
 
 interface Pending {
+  path: string;
   resolve: (v: AnyHashOutcome | undefined) => void;
   reject: (e: unknown) => void;
   worker: Slot;
@@ -188,7 +192,7 @@ interface Slot {
 export class HashPool {
   private readonly slots: Slot[] = [];
   private readonly pending = new Map<number, Pending>();
-  private readonly queue: Array<{ msg: Omit<JobMsg, 'gen'>; p: Omit<Pending, 'worker'> }> = [];
+  private readonly queue: Array<{ msg: Omit<JobMsg, 'gen'>; p: Omit<Pending, 'worker' | 'path'> }> = [];
   private readonly big: BigInt64Array;
   private readonly ctl: Int32Array;
   private readonly chunkBytes: number;
@@ -272,7 +276,7 @@ export class HashPool {
       const { msg, p } = this.queue.shift()!;
       slot.busy++;
       slot.worker.ref();
-      this.pending.set(msg.id, { ...p, worker: slot });
+      this.pending.set(msg.id, { ...p, path: msg.path, worker: slot });
       slot.worker.postMessage({ ...msg, gen: Atomics.load(this.ctl, 0) } satisfies JobMsg);
     }
   }
@@ -340,7 +344,8 @@ export class HashPool {
           p.reject(new MediaCacheError('E_ABORTED', 'hashing cancelled'));
           break;
         case 'error':
-          p.reject(new MediaCacheError('E_UNAVAILABLE', `cannot read file: ${m.message}`, { cause: m.code }));
+          if (m.code === 'ENOTREG') p.reject(new NotRegularFileError(p.path));
+          else p.reject(new MediaCacheError('E_UNAVAILABLE', `cannot read file: ${m.message}`, { cause: m.code }));
           break;
       }
     }

@@ -40,11 +40,10 @@ export const INLINE_MAX = 1024 * 1024;
 /** ...or while it has come in fewer than this many chunks (a trickle of tiny reads goes to a worker, copied into batches). */
 export const INLINE_MAX_CHUNKS = 4096;
 /**
- * Bytes per batch sent to a worker. Measured on the 4 x 256 MiB bench (2
- * cores): 512 KiB, 1 MiB and 4 MiB batches were equally fast within the
- * machine's noise (a message round trip costs ~36 us: ~75 ms of CPU per GiB
- * at 512 KiB), and smaller batches hold less memory in flight (peak RSS
- * 149-152 MiB at 512 KiB against 152-158 MiB at 1 MiB, 2 in flight).
+ * Bytes per batch sent to a worker: large enough that the message round
+ * trip per batch is a small share of the hashing, small enough to keep
+ * little memory in flight; larger batches were no faster on the large-file
+ * bench (bench/README.md has the figures).
  */
 export const BATCH = 512 * 1024;
 /**
@@ -119,9 +118,8 @@ export interface HashPoolOptions {
 /**
  * One hash thread per core beyond the first, at most 2: the main thread
  * keeps a core for the sockets and file writes. On 2 cores that is one
- * thread, and it was no slower than two (4 x 256 MiB, 3 interleaved runs:
- * 4.2-5.3 s against 4.3-5.5 s wall) while each worker isolate costs ~9 MiB:
- * peak RSS 138-142 MiB against 147-153 MiB.
+ * thread: a second was no faster on the large-file bench, and each worker
+ * isolate costs memory (bench/README.md).
  */
 export function defaultHashThreads(cores: number = os.availableParallelism()): number {
   return Math.max(1, Math.min(2, cores - 1));

@@ -215,6 +215,8 @@ export interface StatusResult {
   /** Pinned and evicted content (count, bytes). */
   pinned?: { count: number; size: number };
   evicted?: { count: number; size: number };
+  /** What start-up found damaged in the index and the job store; absent when nothing was. */
+  damage?: DamageReport;
   /** Cluster mode (--database): the shared database and its daemons. */
   cluster?: ClusterView;
 }
@@ -254,6 +256,29 @@ export interface RefreshItem {
 }
 export interface RefreshResult {
   items: RefreshItem[];
+}
+
+/**
+ * Damage found at start-up (docs/operations.md, Index recovery). Lost index
+ * records come back through the adopting sweep the daemon then runs (without
+ * their URLs); lost jobs are gone unless an inbox batch still named them.
+ */
+export interface DamageReport {
+  index: {
+    /** Copies of damaged index files, kept for inspection. */
+    files: string[];
+    /** Shard files that were listed in meta.json but missing. */
+    missingShards: string[];
+    /** Records (shard rows, journal entries) that could not be read back. */
+    lostRows: number;
+  };
+  jobs: {
+    files: string[];
+    /** Jobs that could not be read back (at least this many: a cut-off file hides what followed). */
+    lostJobs: number;
+    /** Jobs re-queued from the inbox batch that listed them. */
+    restoredJobs: number;
+  };
 }
 
 // ---- remove ----
@@ -322,6 +347,15 @@ export type RpcEvent =
   | { type: 'job.retrying'; job: JobInfo; error: ErrorInfo; delayMs: number }
   | { type: 'upstream.changed'; change: UpstreamChange };
 export const EVENT_METHOD = 'event';
+/**
+ * Notification sent to a subscriber that fell behind, once it has caught up:
+ * `params: { dropped: N }` events were not delivered to it (the daemon drops
+ * events rather than buffer them without bound).
+ */
+export const EVENTS_DROPPED_METHOD = 'events.dropped';
+export interface EventsDroppedParams {
+  dropped: number;
+}
 
 /** The typed method table: the daemon implements it, the client calls it. */
 export interface RpcMethods {

@@ -100,15 +100,15 @@ export class DurableJSONFile<T> extends DurableDataFile<T> {
   }
 }
 
-/** Atomically replace `filename` with `text`, durable once resolved (see module comment). */
-export async function writeFileDurable(filename: string, text: string, opts: { syncDir?: boolean } = {}): Promise<void> {
+/** Atomically replace `filename` with `text` (or bytes), durable once resolved (see module comment). */
+export async function writeFileDurable(filename: string, text: string | Uint8Array, opts: { syncDir?: boolean } = {}): Promise<void> {
   const dir = dirname(filename);
   const tmp = join(dir, `${TEMP_PREFIX}${basename(filename)}-${process.pid}-${++tempSeq}`);
   let renamed = false;
   try {
     const fh = await open(tmp, 'wx', 0o644);
     try {
-      await fh.writeFile(text, 'utf8');
+      await fh.writeFile(text);
       await fh.sync();
     } finally {
       await fh.close();

@@ -1,7 +1,7 @@
 /**
  * Default locations, computed by functions from an injected environment
  * (never at module load), so the daemon, the client and tests share one
- * answer and tests can ask "what would Windows do?" (STYLE: Nx lessons).
+ * answer and tests can ask "what would Windows do?".
  */
 import os from 'node:os';
 import path from 'node:path';

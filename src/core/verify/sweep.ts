@@ -1,5 +1,5 @@
 /**
- * Integrity sweeps (SPEC, Integrity sweeps; modelled on cacache's verify()):
+ * Integrity sweeps (modelled on cacache's verify()):
  * named steps run in order, each timed and counted in the report. See
  * sweep-steps.ts for the steps and sweep-plan.ts for the pure decisions.
  *
@@ -119,6 +119,11 @@ export class Sweeper extends EventEmitter {
 
   get lastReport(): SweepReport | undefined {
     return this.last;
+  }
+
+  /** A report kept from an earlier run (the daemon's last-sweep file); a sweep run since wins. */
+  restoreLastReport(report: SweepReport): void {
+    this.last ??= report;
   }
 
   /** Takes effect for the next sweep; the rate also for the running one. */

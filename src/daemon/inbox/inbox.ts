@@ -1,39 +1,53 @@
 /**
- * Inbox folders (SPEC, Inbox folders): `*.urls` files dropped into watched
+ * Inbox folders: `*.urls` files dropped into watched
  * folders become jobs, then move to `<inbox>/processed/`, and a report is
  * written beside them once every job has ended.
  *
- * Intake is reliable (DEPS §3, §11):
- * - chokidar (depth 0, ignoreInitial) for new files plus our own readdir at
- *   start for files already there; `change` is treated like `add`.
+ * Intake never depends on one watcher event:
+ * - chokidar (depth 0, ignoreInitial) reports new names promptly, and our own
+ *   readdir of every inbox runs at start and then every `rescanMs`. A watcher
+ *   can miss an event (chokidar drops one that arrives while a re-read of the
+ *   folder outlasts its 1 s throttle, e.g. on a busy machine); the rescan
+ *   turns that into a short delay, never a lost batch.
  * - A file is read only once stable: size and mtime unchanged across two
  *   looks `stabilityMs` apart. A file renamed into place after its last
  *   write (ctime > mtime), or already quiet for `stabilityMs` when first seen,
  *   only gets a short second look.
- * - Crash-safe, in this order: every URL durably enqueued (chunks of
- *   `chunkSize`), the batch (file → per-line job or error) durably recorded
- *   with its destination, then the file moved. A batch is keyed by a hash of
- *   the file's name and bytes: if we die before the move, the restart finds
- *   the recorded batch for that file and only moves it (no second enqueue).
- *   If we die mid-enqueue, re-reading the file enqueues again, which the
- *   scheduler's URL dedup turns into the same jobs for those still queued.
- * - One file at a time, so a 100,000-line file costs bounded memory and the
- *   event loop stays free between chunks.
+ *
+ * Hostile input (inbox-file.ts, inbox-dir.ts): symlinks, FIFOs and anything
+ * but a lone regular file are refused without being read; processed/ is used
+ * only through a checked descriptor; an invalid line is echoed as a short
+ * escaped prefix. Files over `maxBytes` / `maxLines` are refused whole.
+ * Refused files move to processed/ with a one-row report saying why.
+ *
+ * Crash- and retry-safe, in this order: every URL durably enqueued (groups of
+ * `chunkSize`, streamed from the file), the batch (file → per-line job or
+ * error) durably recorded, then the file moved. A batch's id comes from the
+ * file's identity (inbox, name, size, mtime, inode): a failed attempt (disk
+ * full) that is retried reuses the jobs it already created for each line
+ * (found by their `<file>:<line>` source), and a restart that finds the
+ * recorded batch only moves the file.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
+import type { ErrorCode } from '../../core/errors.js';
 import { fsyncDir } from '../../core/util/durable-file.js';
 import type { Logger } from '../../core/util/logger.js';
 import type { RpcEvent } from '../../core/protocol/rpc.js';
-import { parseUrlsFile } from '../../core/util/urls-file.js';
-import type { BatchLine, BatchRecord, JobStore } from '../jobs/job-store.js';
+import { echoPrefix, type UrlsLine } from '../../core/util/urls-file.js';
+import { DEFAULTS } from '../config.js';
+import { ensureProcessedDir, PROCESSED_DIR, processedPathOf, withProcessedDir } from './processed-dir.js';
+import { batchIdOf, countUrlLines, look, openInboxFile, RefusedFile, streamUrlLines, type Look } from './inbox-file.js';
+import type { BatchIdent, BatchLine, BatchRecord, JobStore } from '../jobs/job-store.js';
 import { REPORT_SUFFIX, reportRows, writeReport } from './report.js';
 import type { EnqueueItem, Scheduler } from '../jobs/scheduler.js';
 
+export { PROCESSED_DIR } from './processed-dir.js';
 export const INBOX_PRIORITY = 10;
-export const PROCESSED_DIR = 'processed';
+/** Default caps of one file; beyond either the file is refused whole (a report says so). */
+export const INBOX_MAX_LINES = DEFAULTS.inboxMaxLines;
+export const INBOX_MAX_BYTES = DEFAULTS.inboxMaxBytes;
 
 export interface InboxOptions {
   dirs: string[];
@@ -42,20 +56,25 @@ export interface InboxOptions {
   logger: Logger;
   /** Quiet time a file written in place needs before it is read (default 1000 ms). */
   stabilityMs?: number;
-  /** URLs per enqueue call (default 1000). */
+  /** URLs per enqueue call (default 250: one durable write per call, and a short slice of the event loop). */
   chunkSize?: number;
-  /** Delay before retrying a file whose intake failed, e.g. disk full (default 5000 ms). */
+  /** First delay before retrying a file whose intake failed, e.g. disk full; doubles up to 16x (default 5000 ms). */
   retryMs?: number;
+  /** Period of the readdir that catches what the watcher missed (default 2000 ms). */
+  rescanMs?: number;
+  /** URL lines (non-blank, non-comment) one file may hold (default INBOX_MAX_LINES). */
+  maxLines?: number;
+  /** Bytes one file may hold (default INBOX_MAX_BYTES). */
+  maxBytes?: number;
+  /** How long close() waits for a file being taken to finish its current step (default 5000 ms). */
+  closeWaitMs?: number;
   now?: () => number;
 }
 
-interface Look {
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-}
+/** Lines registered per event-loop turn when a batch's jobs are tracked. */
+const TRACK_SLICE = 5000;
 
-/** Names the inbox never reads: dotfiles, temp names, anything not `*.urls`. */
+/** Names the inbox looks at: `*.urls`, no dotfiles. */
 export function isInboxCandidate(name: string): boolean {
   return name.endsWith('.urls') && !name.startsWith('.') && name !== PROCESSED_DIR;
 }
@@ -64,15 +83,6 @@ function ignoredByWatcher(root: string, p: string): boolean {
   if (path.resolve(p) === root) return false;
   const name = path.basename(p);
   return name.startsWith('.') || name.endsWith('.tmp') || name.endsWith('.part') || name === PROCESSED_DIR;
-}
-
-async function look(p: string): Promise<Look | undefined> {
-  try {
-    const st = await fs.promises.stat(p);
-    return st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs } : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -84,9 +94,15 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-/** A batch's identity: the same name and bytes seen again after a crash are the same batch. */
-export function batchKey(name: string, bytes: Buffer): string {
-  return crypto.createHash('sha256').update(name).update('\0').update(bytes).digest('hex');
+/** The file changed between the stability check and the read: check again. */
+class ChangedWhileRead extends Error {}
+
+function identOf(l: Pick<Look, 'size' | 'mtimeMs' | 'dev' | 'ino'>): BatchIdent {
+  return { size: l.size, mtimeMs: l.mtimeMs, dev: l.dev, ino: l.ino };
+}
+
+function sameIdent(a: BatchIdent, b: BatchIdent): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.dev === b.dev && a.ino === b.ino;
 }
 
 export class Inbox {
@@ -97,14 +113,26 @@ export class Inbox {
   private readonly stabilityMs: number;
   private readonly chunkSize: number;
   private readonly retryMs: number;
+  private readonly rescanMs: number;
+  private readonly maxLines: number;
+  private readonly maxBytes: number;
+  private readonly closeWaitMs: number;
   private readonly now: () => number;
   private readonly watchers: FSWatcher[] = [];
+  private rescanTimer: NodeJS.Timeout | undefined;
   /** Files under a stability check or waiting to be processed. */
   private readonly pending = new Map<string, NodeJS.Timeout | undefined>();
+  /** Failed attempts per file, for the retry back-off. */
+  private readonly failures = new Map<string, number>();
+  /** Batches whose intake started but is not recorded yet: the first sequence number of their jobs. */
+  private readonly attempts = new Map<string, number>();
   private chain: Promise<void> = Promise.resolve();
   /** Unfinished jobs per batch, and the batches each job belongs to. */
   private readonly batchLeft = new Map<string, Set<string>>();
-  private readonly jobBatches = new Map<string, Set<string>>();
+  /** Job → its batch (an array in the rare case of several): one entry per job, no Set per job. */
+  private readonly jobBatches = new Map<string, string | string[]>();
+  /** Batches whose jobs are still being registered: no report before that is done. */
+  private readonly tracking = new Set<string>();
   private reportChain: Promise<void> = Promise.resolve();
   private closed = false;
   private readonly onEvent = (ev: RpcEvent): void => {
@@ -117,21 +145,29 @@ export class Inbox {
     this.store = o.store;
     this.log = o.logger;
     this.stabilityMs = o.stabilityMs ?? 1000;
-    this.chunkSize = Math.max(1, o.chunkSize ?? 1000);
+    this.chunkSize = Math.max(1, o.chunkSize ?? 250);
     this.retryMs = o.retryMs ?? 5000;
+    this.rescanMs = Math.max(50, o.rescanMs ?? 2000);
+    this.maxLines = Math.max(1, o.maxLines ?? INBOX_MAX_LINES);
+    this.maxBytes = Math.max(1, o.maxBytes ?? INBOX_MAX_BYTES);
+    this.closeWaitMs = o.closeWaitMs ?? 5000;
     this.now = o.now ?? Date.now;
   }
 
   async start(): Promise<void> {
     this.scheduler.on('event', this.onEvent);
-    for (const dir of this.dirs) await fs.promises.mkdir(path.join(dir, PROCESSED_DIR), { recursive: true });
-    // Batches a crash left between "recorded" and "moved", then reports still owed.
-    for (const b of this.store.batches()) if (b.state === 'enqueued') await this.resume(b);
-    for (const b of this.store.batches()) this.track(b);
+    for (const dir of this.dirs) {
+      await fs.promises.mkdir(dir, { recursive: true });
+      await ensureProcessedDir(dir).catch((e: unknown) => this.log.error('inbox processed/ folder not usable; files stay in the inbox until it is', { dir, error: String(e) }));
+    }
+    // Batches a failure left between "recorded" and "moved", then reports still owed.
+    for (const b of this.store.batches()) if (b.state === 'enqueued') await this.resume(b).catch((e: unknown) => this.log.error('inbox batch not resumed; will retry at the next look', { batch: b.id, error: String(e) }));
+    for (const b of this.store.batches()) await this.track(b);
     for (const dir of this.dirs) {
       const w = watch(dir, {
         depth: 0,
         ignoreInitial: true,
+        followSymlinks: false,
         ignored: (p: string) => ignoredByWatcher(dir, p),
       });
       w.on('add', (p: string) => this.consider(p));
@@ -139,10 +175,23 @@ export class Inbox {
       w.on('error', (e: unknown) => this.log.error('inbox watcher error', { dir, error: String(e) }));
       this.watchers.push(w);
       await new Promise<void>((resolve) => w.once('ready', () => resolve()));
-      // Files already there (or dropped before the watcher was ready).
-      for (const name of await fs.promises.readdir(dir)) this.consider(path.join(dir, name));
     }
+    // Files already there (or dropped before the watcher was ready), then periodically.
+    await this.rescan();
+    this.rescanTimer = setInterval(() => void this.rescan(), this.rescanMs);
+    this.rescanTimer.unref();
     this.log.info('watching inbox folders', { dirs: this.dirs });
+  }
+
+  private async rescan(): Promise<void> {
+    for (const dir of this.dirs) {
+      if (this.closed) return;
+      try {
+        for (const name of await fs.promises.readdir(dir)) this.consider(path.join(dir, name));
+      } catch (e) {
+        this.log.warn('inbox folder not readable', { dir, error: String(e) });
+      }
+    }
   }
 
   /** Start (or keep) a stability check for a path; no-op for names we do not read. */
@@ -159,7 +208,8 @@ export class Inbox {
     // stability period (left from before a restart, moved in from elsewhere)
     // or was renamed into place after its last write: a rename moves ctime
     // but not mtime, while every write sets both to the same instant.
-    const quiet = this.now() - a.mtimeMs >= this.stabilityMs || a.ctimeMs > a.mtimeMs;
+    // Anything but a regular file is refused at once (after that short look).
+    const quiet = !a.regular || this.now() - a.mtimeMs >= this.stabilityMs || a.ctimeMs > a.mtimeMs;
     this.schedule(p, a, quiet ? Math.min(100, this.stabilityMs) : this.stabilityMs);
   }
 
@@ -172,7 +222,7 @@ export class Inbox {
     if (this.closed) return;
     const b = await look(p);
     if (!b) return void this.pending.delete(p);
-    if (b.size !== prev.size || b.mtimeMs !== prev.mtimeMs) return this.schedule(p, b, this.stabilityMs);
+    if (b.size !== prev.size || b.mtimeMs !== prev.mtimeMs || b.ino !== prev.ino) return this.schedule(p, b, this.stabilityMs);
     this.pending.set(p, undefined);
     this.chain = this.chain.then(() => this.intake(p, b));
   }
@@ -182,113 +232,218 @@ export class Inbox {
     try {
       await this.process(p, seen);
       this.pending.delete(p);
+      this.failures.delete(p);
       // Events for a new file of the same name that arrived during intake were
       // absorbed by the pending entry: look again (a no-op when nothing is there).
       this.consider(p);
     } catch (e) {
-      this.log.error('inbox file not taken; will retry', { file: p, error: String(e) });
-      if (!this.closed) this.schedule(p, seen, this.retryMs);
+      if (this.closed) return;
+      if (e instanceof ChangedWhileRead) {
+        this.log.info('inbox file changed while being read; waiting for it to settle', { file: p });
+        this.schedule(p, seen, this.stabilityMs);
+        return;
+      }
+      const n = (this.failures.get(p) ?? 0) + 1;
+      this.failures.set(p, n);
+      const delay = this.retryMs * 2 ** Math.min(n - 1, 4);
+      this.log.error('inbox file not taken; will retry', { file: p, retryInMs: delay, error: String(e) });
+      this.schedule(p, seen, delay);
     }
   }
 
   private async process(p: string, seen: Look): Promise<void> {
-    let bytes: Buffer;
-    try {
-      bytes = await fs.promises.readFile(p);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw e;
-    }
-    if (bytes.length !== seen.size) {
-      // Changed between the look and the read: start the stability check over.
-      throw new Error(`file changed while being read (${seen.size} → ${bytes.length} bytes)`);
-    }
     const name = path.basename(p);
     const inbox = path.dirname(p);
-    const key = batchKey(name, bytes);
-    const known = this.store.batchByKey(key);
-    if (known && known.state === 'enqueued' && known.sourcePath === p) {
-      this.log.info('inbox file already enqueued before a restart; moving it', { file: p });
-      await this.move(known);
-      return;
+    if (!seen.regular) return this.refuse(p, seen, 'E_BAD_REQUEST', `not a regular file (a ${seen.kind}); only regular files are read`);
+    let opened;
+    try {
+      opened = await openInboxFile(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if (e instanceof RefusedFile) {
+        const now = await look(p);
+        if (!now) return;
+        return this.refuse(p, now, e.code, e.reason);
+      }
+      throw e;
     }
-    const lines = parseUrlsFile(bytes.toString('utf8'));
+    const { fh, st } = opened;
+    try {
+      const ident = identOf(st);
+      if (!sameIdent(ident, identOf(seen))) throw new ChangedWhileRead();
+      const id = this.batchId(inbox, name, ident);
+      const known = this.store.batch(id);
+      if (known) {
+        this.log.info('inbox file already recorded; moving it', { file: p, batch: id });
+        await this.move(known);
+        return;
+      }
+      if (st.size > this.maxBytes) {
+        return await this.refuse(p, seen, 'E_TOO_LARGE', `file is ${st.size} bytes; the limit is ${this.maxBytes} (--inbox-max-bytes); split it`);
+      }
+      // A file this small cannot hold more lines than the cap (a kept line is at least 2 bytes).
+      if (st.size > 2 * this.maxLines) {
+        const c = await countUrlLines(fh, this.maxLines);
+        if (c.lines > this.maxLines) {
+          return await this.refuse(p, seen, 'E_TOO_LARGE', `file has more than ${this.maxLines} URL lines (--inbox-max-lines); split it`);
+        }
+      }
+      const lines = await this.enqueueAll(p, id, fh);
+      // Jobs reused from an earlier attempt were created but maybe never written.
+      await this.store.flush();
+      const batch: BatchRecord = {
+        id,
+        ident,
+        inbox,
+        sourcePath: p,
+        processedPath: await this.destination(inbox, name),
+        state: 'enqueued',
+        createdAt: new Date(this.now()).toISOString(),
+        lines,
+      };
+      await this.store.saveBatch(batch);
+      this.attempts.delete(id);
+      const jobs = lines.filter((l) => l[2]).length;
+      this.log.info('inbox file enqueued', { file: p, lines: lines.length, jobs, invalid: lines.length - jobs });
+      await this.move(batch);
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+
+  /** A batch id not used by a different, still unreported batch (a file moved back from processed/). */
+  private batchId(inbox: string, name: string, ident: BatchIdent): string {
+    const base = batchIdOf(inbox, name, ident);
+    for (let n = 0; ; n++) {
+      const id = n === 0 ? base : `${base}-${n}`;
+      const b = this.store.batch(id);
+      if (!b || b.state === 'enqueued') return id;
+    }
+  }
+
+  /**
+   * Enqueue every distinct URL of the file, `chunkSize` at a time, as the
+   * lines are read. Idempotent across attempts of the same batch: a line
+   * that already has a job from an earlier attempt keeps it.
+   */
+  private async enqueueAll(p: string, id: string, fh: fs.promises.FileHandle): Promise<BatchLine[]> {
+    const firstSeq = this.attempts.get(id);
+    const prior = firstSeq === undefined ? new Map<number, string>() : this.jobsOfAttempt(p, firstSeq);
+    if (firstSeq === undefined) this.attempts.set(id, this.store.peekSeq());
     const jobOfUrl = new Map<string, string>();
-    const items: EnqueueItem[] = [];
-    for (const l of lines) {
-      if (l.url === undefined || jobOfUrl.has(l.url)) continue;
-      jobOfUrl.set(l.url, '');
-      items.push({ url: l.url, source: `${p}:${l.line}` });
-    }
-    for (let i = 0; i < items.length; i += this.chunkSize) {
+    const out: BatchLine[] = [];
+    const bytes = await streamUrlLines(fh, this.chunkSize, async (group: UrlsLine[]) => {
       if (this.closed) throw new Error('inbox closed during intake');
-      const chunk = items.slice(i, i + this.chunkSize);
-      const jobs = await this.scheduler.enqueue(chunk, { priority: INBOX_PRIORITY });
-      jobs.forEach((j, k) => jobOfUrl.set(chunk[k].url, j.id));
+      const items: EnqueueItem[] = [];
+      for (const l of group) {
+        if (l.url === undefined || jobOfUrl.has(l.url)) continue;
+        const had = prior.get(l.line);
+        if (had) jobOfUrl.set(l.url, had);
+        else {
+          jobOfUrl.set(l.url, '');
+          items.push({ url: l.url, source: `${p}:${l.line}` });
+        }
+      }
+      if (items.length > 0) {
+        const jobs = await this.scheduler.enqueue(items, { priority: INBOX_PRIORITY });
+        jobs.forEach((j, k) => jobOfUrl.set(items[k].url, j.id));
+      }
+      for (const l of group) {
+        if (l.url !== undefined) out.push([l.line, l.url, jobOfUrl.get(l.url) || null, null]);
+        else out.push([l.line, echoPrefix(l.raw), null, l.error?.code ?? 'E_INVALID_URL']);
+      }
+    });
+    const st = await fh.stat();
+    if (bytes !== st.size) throw new ChangedWhileRead();
+    return out;
+  }
+
+  /**
+   * Jobs an earlier attempt of this batch created, by line (their source is
+   * `<file>:<line>`). In cluster mode the job store holds no jobs and this is
+   * empty; a retried attempt stays idempotent there because the shared queue
+   * answers a URL that has an open job with that job.
+   */
+  private jobsOfAttempt(p: string, firstSeq: number): Map<number, string> {
+    const out = new Map<number, string>();
+    const prefix = `${p}:`;
+    for (const j of this.store.values()) {
+      if (j.seq < firstSeq || !j.source.startsWith(prefix)) continue;
+      const line = Number(j.source.slice(prefix.length));
+      if (Number.isInteger(line)) out.set(line, j.id);
     }
-    const batchLines: BatchLine[] = lines.map((l) =>
-      l.url !== undefined ? [l.line, l.raw, jobOfUrl.get(l.url) ?? null, null] : [l.line, l.raw, null, l.error?.code ?? 'E_INVALID_URL'],
-    );
+    return out;
+  }
+
+  /** Record a file that is not read, move it to processed/ and report why. */
+  private async refuse(p: string, seen: Look, code: ErrorCode, reason: string): Promise<void> {
+    const inbox = path.dirname(p);
+    const name = path.basename(p);
+    const ident = identOf(seen);
+    const id = this.batchId(inbox, name, ident);
+    const known = this.store.batch(id);
+    if (known) return this.move(known);
+    this.log.warn('inbox file refused', { file: echoPrefix(p, 300), reason, code });
     const batch: BatchRecord = {
-      id: `${this.now().toString(36)}-${crypto.randomBytes(5).toString('hex')}`,
-      key,
+      id,
+      ident,
       inbox,
       sourcePath: p,
       processedPath: await this.destination(inbox, name),
       state: 'enqueued',
       createdAt: new Date(this.now()).toISOString(),
-      lines: batchLines,
+      lines: [],
+      refused: { code, reason },
     };
     await this.store.saveBatch(batch);
-    this.log.info('inbox file enqueued', { file: p, lines: lines.length, jobs: items.length, invalid: lines.length - batchLines.filter((l) => l[2]).length });
     await this.move(batch);
   }
 
   /** A free name in processed/ (neither the file nor its report exists, nor is it promised to another batch). */
   private async destination(inbox: string, name: string): Promise<string> {
-    const dir = path.join(inbox, PROCESSED_DIR);
     const ext = path.extname(name);
     const stem = name.slice(0, name.length - ext.length);
     const promised = new Set(this.store.batches().map((b) => b.processedPath));
-    for (let n = 0; ; n++) {
-      const cand = path.join(dir, n === 0 ? name : `${stem}.${n}${ext}`);
-      if (promised.has(cand)) continue;
-      if (await exists(cand)) continue;
-      if (await exists(cand + REPORT_SUFFIX)) continue;
-      return cand;
-    }
+    return withProcessedDir(inbox, async (dir) => {
+      for (let n = 0; ; n++) {
+        const cand = n === 0 ? name : `${stem}.${n}${ext}`;
+        if (promised.has(path.join(processedPathOf(inbox), cand))) continue;
+        if (await exists(path.join(dir, cand))) continue;
+        if (await exists(path.join(dir, cand + REPORT_SUFFIX))) continue;
+        return path.join(processedPathOf(inbox), cand);
+      }
+    });
   }
 
   /** Move the batch's file into processed/ (durably), mark it moved, start watching its jobs. */
   private async move(b: BatchRecord): Promise<void> {
-    await fs.promises.mkdir(path.dirname(b.processedPath), { recursive: true });
-    if (await exists(b.processedPath)) {
-      b.processedPath = await this.destination(b.inbox, path.basename(b.sourcePath));
-      await this.store.saveBatch(b);
-    }
-    try {
-      await fs.promises.rename(b.sourcePath, b.processedPath);
-      await fsyncDir(path.dirname(b.processedPath));
-      await fsyncDir(path.dirname(b.sourcePath));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      this.log.warn('inbox file vanished before it was moved; the report is still written', { file: b.sourcePath });
-    }
+    await withProcessedDir(b.inbox, async (dir, dfh) => {
+      if (await exists(path.join(dir, path.basename(b.processedPath)))) {
+        b.processedPath = await this.destination(b.inbox, path.basename(b.sourcePath));
+        await this.store.saveBatch(b);
+      }
+      try {
+        await fs.promises.rename(b.sourcePath, path.join(dir, path.basename(b.processedPath)));
+        await dfh.sync();
+        await fsyncDir(path.dirname(b.sourcePath));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        this.log.warn('inbox file vanished before it was moved; the report is still written', { file: b.sourcePath });
+      }
+    });
     b.state = 'moved';
     await this.store.saveBatch(b);
     this.log.info('inbox file processed', { file: b.sourcePath, to: b.processedPath });
-    this.track(b);
+    await this.track(b);
   }
 
-  /** At start: a batch recorded but maybe not moved. Same bytes still in place → move them. */
+  /** At start: a batch recorded but maybe not moved. The same file still in place → move it. */
   private async resume(b: BatchRecord): Promise<void> {
-    let bytes: Buffer | undefined;
-    try {
-      bytes = await fs.promises.readFile(b.sourcePath);
-    } catch {
-      bytes = undefined;
-    }
-    if (bytes && batchKey(path.basename(b.sourcePath), bytes) === b.key) {
+    const now = await look(b.sourcePath);
+    let same = false;
+    if (now && b.ident) same = sameIdent(identOf(now), b.ident);
+    else if (now && b.key) same = (await legacyKey(b.sourcePath)) === b.key;
+    if (same) {
       await this.move(b);
       return;
     }
@@ -297,35 +452,46 @@ export class Inbox {
     await this.store.saveBatch(b);
   }
 
-  /** Register a moved batch's unfinished jobs; report at once when none is left. */
-  private track(b: BatchRecord): void {
+  /**
+   * Register a moved batch's unfinished jobs; report at once when none is
+   * left. Yields every TRACK_SLICE lines, so a large batch does not hold the
+   * event loop; a job that ends meanwhile is either not registered (already
+   * ended when looked at) or registered and then removed by jobEnded.
+   */
+  private async track(b: BatchRecord): Promise<void> {
     if (b.state !== 'moved' || this.batchLeft.has(b.id)) return;
     const left = new Set<string>();
-    for (const l of b.lines) {
-      const id = l[2];
-      if (!id) continue;
-      // The scheduler's view (the job store's embedded, the shared queue's in cluster mode).
-      const j = this.scheduler.get(id);
-      if (j && (j.state === 'queued' || j.state === 'running')) left.add(id);
-    }
     this.batchLeft.set(b.id, left);
-    for (const id of left) {
-      let s = this.jobBatches.get(id);
-      if (!s) this.jobBatches.set(id, (s = new Set()));
-      s.add(b.id);
+    this.tracking.add(b.id);
+    try {
+      for (let i = 0; i < b.lines.length; i++) {
+        if (i > 0 && i % TRACK_SLICE === 0) await new Promise((r) => setImmediate(r));
+        const id = b.lines[i][2];
+        if (!id || left.has(id)) continue;
+        // The scheduler's view (the job store's embedded, the shared queue's in cluster mode).
+        const j = this.scheduler.get(id);
+        if (!j || (j.state !== 'queued' && j.state !== 'running')) continue;
+        left.add(id);
+        const had = this.jobBatches.get(id);
+        if (had === undefined) this.jobBatches.set(id, b.id);
+        else if (typeof had === 'string') this.jobBatches.set(id, [had, b.id]);
+        else had.push(b.id);
+      }
+    } finally {
+      this.tracking.delete(b.id);
     }
     if (left.size === 0) this.report(b.id);
   }
 
   private jobEnded(jobId: string): void {
-    const bs = this.jobBatches.get(jobId);
-    if (!bs) return;
+    const had = this.jobBatches.get(jobId);
+    if (had === undefined) return;
     this.jobBatches.delete(jobId);
-    for (const id of bs) {
+    for (const id of typeof had === 'string' ? [had] : had) {
       const left = this.batchLeft.get(id);
       if (!left) continue;
       left.delete(jobId);
-      if (left.size === 0) this.report(id);
+      if (left.size === 0 && !this.tracking.has(id)) this.report(id);
     }
   }
 
@@ -335,7 +501,7 @@ export class Inbox {
       if (!b) return;
       const reportPath = b.processedPath + REPORT_SUFFIX;
       try {
-        await writeReport(reportPath, reportRows(b.lines, (id) => this.scheduler.get(id)));
+        await withProcessedDir(b.inbox, (dir) => writeReport(dir, path.basename(reportPath), reportRows(b, (id) => this.scheduler.get(id))));
         await this.store.deleteBatch(b.id);
         this.batchLeft.delete(b.id);
         this.log.info('inbox report written', { report: reportPath });
@@ -346,15 +512,43 @@ export class Inbox {
     });
   }
 
-  /** Stop watching; let a file being taken finish its current step. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Stop watching; let a file being taken finish its current step (bounded by
+   * closeWaitMs). Resolves false when that step did not finish: something
+   * below it is stuck (a read on a dead mount), and a normal process exit
+   * could wait for it forever.
+   */
+  async close(): Promise<boolean> {
+    if (this.closed) return true;
     this.closed = true;
     this.scheduler.off('event', this.onEvent);
+    if (this.rescanTimer) clearInterval(this.rescanTimer);
     for (const t of this.pending.values()) if (t) clearTimeout(t);
     this.pending.clear();
     await Promise.all(this.watchers.map((w) => w.close()));
-    await this.chain.catch(() => undefined);
-    await this.reportChain.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.closeWaitMs)));
+    const settled = Promise.all([this.chain.catch(() => undefined), this.reportChain.catch(() => undefined)]).then(() => 'done' as const);
+    const r = await Promise.race([settled, gaveUp]);
+    clearTimeout(timer);
+    if (r === 'timeout') this.log.warn(`inbox: a file being taken did not finish within ${this.closeWaitMs} ms of shutdown; it is taken again at the next start`);
+    return r === 'done';
+  }
+}
+
+/** sha256 of name and content, as older batch records were keyed (streamed). */
+async function legacyKey(p: string): Promise<string | undefined> {
+  const { createHash } = await import('node:crypto');
+  try {
+    const { fh } = await openInboxFile(p);
+    try {
+      const h = createHash('sha256').update(path.basename(p)).update('\0');
+      for await (const chunk of fh.createReadStream({ autoClose: false })) h.update(chunk as Buffer);
+      return h.digest('hex');
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  } catch {
+    return undefined;
   }
 }

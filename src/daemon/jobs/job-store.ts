@@ -21,10 +21,12 @@ import { readdir, rename, unlink } from 'node:fs/promises';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Low } from 'lowdb';
-import { DurableJSONFile, TEMP_PREFIX, fsyncDir, isDurableFileParseError } from '../../core/util/durable-file.js';
+import { DurableJSONFile, TEMP_PREFIX, fsyncDir, isDurableFileParseError, writeFileDurable } from '../../core/util/durable-file.js';
 import type { ErrorCode } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/util/logger.js';
 import type { JobInfo, JobState, QueueCounts } from '../../core/protocol/rpc.js';
+import { writeChunksDurable } from '../../core/util/durable-chunks.js';
+import { jobsMissingFromBatches, readJobShard } from './salvage.js';
 
 export const SHARD_SIZE = 250;
 
@@ -39,10 +41,21 @@ export interface JobRecord extends JobInfo {
 /** One reported line of an inbox file: [line, raw text, jobId or null, error code or null]. */
 export type BatchLine = [line: number, raw: string, jobId: string | null, error: ErrorCode | null];
 
+/** The file a batch was taken from, as fstat saw it when it was opened. */
+export interface BatchIdent {
+  size: number;
+  mtimeMs: number;
+  dev: number;
+  ino: number;
+}
+
 export interface BatchRecord {
+  /** Derived from (inbox, name, size, mtime, inode): a retried or resumed intake finds its own batch. */
   id: string;
-  /** sha256 of the file name and content: the same file seen again after a crash is the same batch. */
-  key: string;
+  /** Older records: sha256 of the file name and content (still honoured when resuming). */
+  key?: string;
+  /** The file taken (absent on older records). */
+  ident?: BatchIdent;
   inbox: string;
   /** Where the file was found. */
   sourcePath: string;
@@ -51,7 +64,20 @@ export interface BatchRecord {
   /** enqueued: jobs durable, file maybe not moved yet; moved: file is in processed/. */
   state: 'enqueued' | 'moved';
   createdAt: string;
+  /** Per kept line; an invalid line's text is an escaped prefix (urls-file.ts echoPrefix), never the whole line. */
   lines: BatchLine[];
+  /** The file was not read (not a regular file, over a cap): reported as one `refused` row. */
+  refused?: { code: ErrorCode; reason: string };
+}
+
+/** What open() found damaged, and what it could not read back (see docs/operations.md). */
+export interface JobStoreDamage {
+  /** Copies of damaged files (`<file>.corrupt-<time>`), kept for inspection. */
+  files: string[];
+  /** Jobs found damaged and not taken (lost unless an inbox batch still names them). */
+  lostJobs: number;
+  /** Jobs re-created as queued from the inbox batch that listed them. */
+  restoredJobs: number;
 }
 
 export interface JobStoreOptions {
@@ -103,6 +129,7 @@ function isEnded(s: JobState): boolean {
 
 export class JobStore {
   readonly dir: string;
+  readonly damage: JobStoreDamage = { files: [], lostJobs: 0, restoredJobs: 0 };
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly flushDelayMs: number;
@@ -162,12 +189,13 @@ export class JobStore {
     }
     shardNos.sort((a, b) => a - b);
     let maxSeq = 0;
+    const loaded: JobRecord[] = [];
+    const known = new Set<string>();
     for (const no of shardNos) {
-      const data = await this.readJson<ShardData>(this.shardFile(no), { jobs: [] });
-      const list = Array.isArray(data.jobs) ? data.jobs.filter((j) => j && typeof j.id === 'string' && Number.isFinite(j.seq)) : [];
-      list.sort((a, b) => a.seq - b.seq);
-      for (const j of list) {
-        this.insert(j);
+      for (const j of await this.readShard(no)) {
+        if (known.has(j.id)) continue;
+        known.add(j.id);
+        loaded.push(j);
         maxSeq = Math.max(maxSeq, j.seq);
       }
     }
@@ -180,10 +208,19 @@ export class JobStore {
         for (const l of b.lines) if (l[2]) maxSeq = Math.max(maxSeq, seqOfId(l[2]));
       }
     }
+    const restored = jobsMissingFromBatches(this.batchMap.values(), (id) => known.has(id), new Date(this.now()).toISOString());
+    if (restored.length > 0) {
+      this.damage.restoredJobs += restored.length;
+      this.log.error('job store: jobs of inbox batches were missing; re-queued from the batches', { jobs: restored.length });
+      for (const j of restored) this.dirty.add(Math.floor(j.seq / SHARD_SIZE));
+    }
+    for (const j of [...loaded, ...restored].sort((a, b) => a.seq - b.seq)) this.insert(j);
     const meta = await this.readJson<MetaData | null>(this.metaFile(), null);
     this.seq = Math.max(Number(meta?.nextSeq) || 1, maxSeq + 1);
     // A store with jobs but no clean mark was not closed by its last run.
     this.uncleanStart = meta?.clean !== true && this.jobs.size > 0;
+    // Damaged shards are rewritten with what was read (their copies are kept aside).
+    if (this.dirty.size > 0) await this.flush();
     // From now until close() the mark on disk says "not closed".
     await this.writeMeta(this.seq, false);
   }
@@ -203,6 +240,32 @@ export class JobStore {
     this.metaSeqWritten = nextSeq;
   }
 
+  /**
+   * The jobs of one shard file. A damaged file loses only the jobs it cannot
+   * give back: a copy is kept aside, the shard is rewritten at the end of
+   * load, and the loss is logged and counted in `damage`.
+   */
+  private async readShard(no: number): Promise<JobRecord[]> {
+    const file = this.shardFile(no);
+    let bytes: Buffer;
+    try {
+      bytes = await fs.promises.readFile(file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const read = readJobShard(bytes.toString('utf8'));
+    if (read.damaged) {
+      const copy = `${file}.corrupt-${this.now()}`;
+      await writeFileDurable(copy, bytes);
+      this.damage.files.push(copy);
+      this.damage.lostJobs += read.unreadable;
+      this.dirty.add(no);
+      this.log.error('job store shard damaged; its readable jobs were kept', { file, kept: read.jobs.length, lost: read.unreadable, copy });
+    }
+    return read.jobs;
+  }
+
   /** Read one file through lowdb; a corrupt file is moved aside and counts as empty. */
   private async readJson<T>(file: string, dflt: T): Promise<T> {
     const db = new Low<T>(new DurableJSONFile<T>(file), dflt);
@@ -213,6 +276,7 @@ export class JobStore {
       if (!isDurableFileParseError(e)) throw e;
       const aside = `${file}.corrupt-${this.now()}`;
       await rename(file, aside).catch(() => undefined);
+      this.damage.files.push(aside);
       this.log.error('job store file corrupt; moved aside', { file, aside, error: e.message });
       return dflt;
     }
@@ -440,10 +504,20 @@ export class JobStore {
     return undefined;
   }
 
-  /** Durable once resolved. */
+  /** The next sequence number, without taking it (jobs created from now on have seq >= this). */
+  peekSeq(): number {
+    return this.seq;
+  }
+
+  /**
+   * Durable once resolved. Mode 0600 whatever the umask (it holds what
+   * inbox writers dropped). Streamed, a group of lines per write, so a
+   * batch of a million lines neither blocks the event loop nor exists as
+   * one string.
+   */
   async saveBatch(b: BatchRecord): Promise<void> {
     this.batchMap.set(b.id, b);
-    await new Low<BatchRecord>(new DurableJSONFile<BatchRecord>(this.batchFile(b.id)), b).write();
+    await writeChunksDurable(this.batchFile(b.id), batchJsonPieces(b), 0o600);
   }
 
   /** Once its report is written, a batch is forgotten (durably). */
@@ -474,6 +548,21 @@ export class JobStore {
 
 export function jobIdOf(seq: number): string {
   return `j${seq}`;
+}
+
+const LINES_PER_PIECE = 2000;
+
+/** JSON.stringify(b), in pieces; head fields are serialized first, so the record is that instant's state. */
+function* batchJsonPieces(b: BatchRecord): Generator<string> {
+  const { lines, ...head } = b;
+  const headText = JSON.stringify(head);
+  const lineArr = lines;
+  yield `${headText.slice(0, -1)}${headText.length > 2 ? ',' : ''}"lines":[`;
+  for (let i = 0; i < lineArr.length; i += LINES_PER_PIECE) {
+    const part = JSON.stringify(lineArr.slice(i, i + LINES_PER_PIECE));
+    yield (i > 0 ? ',' : '') + part.slice(1, -1);
+  }
+  yield ']}';
 }
 
 function seqOfId(id: string): number {

@@ -1,5 +1,5 @@
 /**
- * Scheduler: the daemon's durable download queue (SPEC, Scheduler).
+ * Scheduler: the daemon's durable download queue.
  *
  * Invariants:
  * - enqueue() resolves only once its jobs are on disk (JobStore.flush), so a

@@ -15,6 +15,7 @@ import {
   MIN_REMOVE_PREFIX,
   type ActiveDownload,
   type AddItem,
+  type DamageReport,
   type EventName,
   type JobInfo,
   type JobState,
@@ -36,6 +37,8 @@ export const MAX_ADD_URLS = 10_000;
 /** Files `verify {all}` re-hashes at once, and the threads hashing them. */
 const VERIFY_ALL_CONCURRENCY = 4;
 const VERIFY_ALL_THREADS = 2;
+/** Cache-hit checks (a stat each) `add` runs at once. */
+const LOOKUP_CONCURRENCY = 16;
 
 /** The parts of the daemon the handlers use (MediaCache, Scheduler, Sweeper, SweepTimer). */
 export interface DaemonContext {
@@ -47,6 +50,8 @@ export interface DaemonContext {
     stats(): Promise<CacheStats>;
     find(md5OrPrefix: string): Promise<MediaRecord | undefined>;
     findByUrl(url: string): Promise<MediaRecord | undefined>;
+    /** A cached record whose file is present (the cache-hit decision). */
+    lookupFresh(url: string): Promise<MediaRecord | undefined>;
     verify(
       md5OrPrefix: string,
       opts?: { hasher?: (path: string) => Promise<FileHashes | undefined> },
@@ -76,6 +81,8 @@ export interface DaemonContext {
   readonly sweepTimer?: { nextRunAt(): Date | undefined };
   /** Cluster mode: the view of the shared database and its daemons. */
   readonly cluster?: { view(): Promise<ClusterView> };
+  /** What start-up found damaged (index, job store), when anything was. */
+  damage?(): DamageReport | undefined;
 }
 
 export type HandlerTable = { [M in RpcMethodName]: (params: unknown, conn: RpcConnection) => Promise<RpcMethods[M]['result']> };
@@ -221,26 +228,27 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       const items: AddItem[] = new Array(urls.length);
       const toQueue: Array<{ i: number; url: string }> = [];
       const pinQueue: Array<{ i: number; url: string }> = [];
-      for (const [i, raw] of urls.entries()) {
-        let href: string;
+      const parsed: Array<{ i: number; url: string }> = [];
+      urls.forEach((raw, i) => {
         try {
-          href = parseMediaUrl(raw).href;
+          parsed.push({ i, url: parseMediaUrl(raw).href });
         } catch (e) {
           items[i] = { url: raw, state: 'failed', error: errorInfo(e, raw) };
-          continue;
         }
-        if (!force) {
-          // findByUrl counts as a use (the quota keeps recently used content); an evicted record downloads again.
-          const rec = await ctx.cache.findByUrl(href);
-          if (rec && rec.evictedAt === undefined) {
-            items[i] = { url: href, state: 'done', record: rec, cached: true };
-            if (pin) pinQueue.push({ i, url: href });
-            continue;
-          }
+      });
+      // A hit only when the file is there (one stat each): a deleted file is fetched again;
+      // lookupFresh counts as a use (the quota keeps recently used content), evicted content downloads again.
+      const hits = force ? [] : await mapLimit(parsed, LOOKUP_CONCURRENCY, (p) => ctx.cache.lookupFresh(p.url));
+      parsed.forEach((p, k) => {
+        const rec = hits[k];
+        if (rec) {
+          items[p.i] = { url: p.url, state: 'done', record: rec, cached: true };
+          if (pin) pinQueue.push(p);
+          return;
         }
-        if (pin) ctx.cache.pinWhenCached?.(href);
-        toQueue.push({ i, url: href });
-      }
+        if (pin) ctx.cache.pinWhenCached?.(p.url);
+        toQueue.push(p);
+      });
       for (const q of pinQueue) {
         const rec = await ctx.cache.pin?.(q.url, true);
         if (rec) items[q.i] = { ...items[q.i]!, record: rec };
@@ -351,6 +359,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       if (c.logFile) paths.logFile = c.logFile;
       const next = ctx.sweepTimer?.nextRunAt();
       const last = ctx.sweeper.lastReport;
+      const damage = ctx.damage?.();
       return {
         version: ctx.version,
         pid: process.pid,
@@ -364,6 +373,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
         ...(last ? { lastSweep: last } : {}),
         ...(next ? { nextSweepAt: next.toISOString() } : {}),
         ...quotaFields(await ctx.cache.stats()),
+        ...(damage ? { damage } : {}),
         ...(ctx.cluster ? { cluster: await ctx.cluster.view() } : {}),
       };
     },

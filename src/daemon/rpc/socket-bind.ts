@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { isWindowsPipe } from '../../core/util/paths.js';
+import { currentPlatformEnv, defaultSocketPath, isWindowsPipe } from '../../core/util/paths.js';
 
 /** A start-up refusal the user must act on; main prints it and exits 1. */
 export class StartupError extends Error {
@@ -27,11 +27,27 @@ function myUid(): number | undefined {
 }
 
 /**
+ * What to tell the user to do instead of using `refusedDir`: one of the
+ * default socket locations, but never the folder just refused (a planted
+ * /tmp/mediacache-<uid> must not be recommended back to its victim).
+ */
+export function socketDirAdvice(refusedDir: string, env: Readonly<Record<string, string | undefined>> = process.env): string {
+  const base = currentPlatformEnv();
+  const candidates = [
+    defaultSocketPath({ ...base, env }),
+    defaultSocketPath({ ...base, env: { ...env, RUNTIME_DIRECTORY: undefined, XDG_RUNTIME_DIR: undefined } }),
+  ];
+  const other = candidates.find((c) => path.resolve(path.dirname(c)) !== path.resolve(refusedDir));
+  const eg = other ? `, e.g. --socket ${other} (created 0700 if missing)` : '';
+  return `If you did not create ${refusedDir}, another user may have: do not use it. Give --socket a path in a folder only you can write${eg}.`;
+}
+
+/**
  * Create the socket's directory 0700, or check an existing one: a real
  * directory, owned by us, not writable by group or others (anyone who can
  * write there could replace our socket with theirs).
  */
-export function prepareSocketDir(socketPath: string): void {
+export function prepareSocketDir(socketPath: string, env: Readonly<Record<string, string | undefined>> = process.env): void {
   if (isWindowsPipe(socketPath)) return;
   const dir = path.dirname(socketPath);
   let st: fs.Stats;
@@ -44,12 +60,12 @@ export function prepareSocketDir(socketPath: string): void {
     return;
   }
   const uid = myUid();
-  const fix = `Use a directory only you can write, e.g. --socket /tmp/mediacache-${uid ?? 'user'}/mediacached.sock (it is created 0700).`;
+  const fix = socketDirAdvice(dir, env);
   if (st.isSymbolicLink()) throw new StartupError(`socket directory ${dir} is a symbolic link; refusing to use it. ${fix}`);
   if (!st.isDirectory()) throw new StartupError(`socket directory ${dir} is not a directory. ${fix}`);
-  if (uid !== undefined && st.uid !== uid) throw new StartupError(`socket directory ${dir} is owned by uid ${st.uid}, not by us (uid ${uid}). ${fix}`);
+  if (uid !== undefined && st.uid !== uid) throw new StartupError(`socket directory ${dir} is owned by uid ${st.uid}, not by us (uid ${uid}); refusing to use it. ${fix}`);
   if (st.mode & 0o022) {
-    throw new StartupError(`socket directory ${dir} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}). ${fix} Or: chmod 700 ${dir}`);
+    throw new StartupError(`socket directory ${dir} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}). If it is yours: chmod 700 ${dir}. ${fix}`);
   }
 }
 
@@ -114,7 +130,7 @@ export async function bindSocket(server: net.Server, socketPath: string, env: Re
     return { activated: true };
   }
   const pipe = isWindowsPipe(socketPath);
-  prepareSocketDir(socketPath);
+  prepareSocketDir(socketPath, env);
   for (let attempt = 0; ; attempt++) {
     try {
       await listenOnce(server, socketPath);

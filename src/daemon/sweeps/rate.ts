@@ -1,7 +1,7 @@
 /**
  * `--sweep-rate` throttles a sweep only while downloads are running: an idle
  * daemon re-hashes at full disk speed, a busy one leaves the disk and CPU to
- * the downloads (issue: "default unlimited when idle").
+ * the downloads.
  */
 interface ActiveSource {
   active(): readonly unknown[];

@@ -322,7 +322,7 @@ t.test('downloadMany skips failures and logs each with its code', async (t) => {
   const urls = [origin.url('/a.jpg'), origin.url('/missing.jpg'), 'not a url', origin.url('/b.png'), 'ftp://x/y.jpg'];
   const out = await cache.downloadMany(urls, { maxWorkers: 2 });
   t.same(out.map((r) => r.url), [origin.url('/a.jpg'), origin.url('/b.png')]);
-  const failures = logs.filter((l) => l.level === 'error' && l.message === 'download failed');
+  const failures = logs.filter((l) => l.level === 'warn' && l.message === 'download failed');
   t.same(
     failures.map((l) => [l.meta?.url, l.meta?.code]).sort(),
     [

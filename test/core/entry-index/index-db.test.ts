@@ -42,20 +42,33 @@ function rowToRecord(columns: string[], row: unknown[]): StoredRecord {
   return r as unknown as StoredRecord;
 }
 
+const checkedLine = (payload: string): string => `${payload}\t${crc32(payload).toString(16).padStart(8, '0')}`;
+
+/** The payload of a line `<payload>\t<crc32 as 8 hex digits>`; throws when the check fails. */
+function checked(line: string): string {
+  const tab = line.lastIndexOf('\t');
+  const payload = line.slice(0, tab);
+  if (tab < 0 || line.slice(tab + 1) !== crc32(payload).toString(16).padStart(8, '0')) throw new Error(`bad line checksum: ${line}`);
+  return payload;
+}
+
 /**
  * Records in the shard files alone, read straight from them (not through
- * IndexDb): JSON lines, a header naming the columns, then one array per record.
+ * IndexDb): JSON lines, a header naming the columns and counting the rows,
+ * then one array per record, each followed by a tab and its CRC-32.
  */
 function inShards(dir: string): Map<string, StoredRecord> {
   const out = new Map<string, StoredRecord>();
   for (const f of readdirSync(join(dir, 'records'))) {
     if (!/^[0-9a-f]{2}\.jsonl$/.test(f)) continue;
     const lines = readFileSync(join(dir, 'records', f), 'utf8').split('\n');
-    const header = JSON.parse(lines[0]) as { v: number; columns: string[] };
-    if (header.v !== 1) throw new Error(`bad header in ${f}`);
-    for (const line of lines.slice(1)) {
-      if (line === '') continue;
-      const r = rowToRecord(header.columns, JSON.parse(line) as unknown[]);
+    const header = JSON.parse(lines[0]) as { v: number; columns: string[]; rows?: number };
+    // Format 1 (written by older versions, or by writeShard below) has no row count or checksums.
+    if (header.v !== 1 && header.v !== 2) throw new Error(`bad header in ${f}`);
+    const rows = lines.slice(1).filter((l) => l !== '');
+    if (header.v === 2 && rows.length !== header.rows) throw new Error(`${f}: ${rows.length} rows, header says ${header.rows}`);
+    for (const line of rows) {
+      const r = rowToRecord(header.columns, JSON.parse(header.v === 2 ? checked(line) : line) as unknown[]);
       out.set(r.md5, r);
     }
   }
@@ -77,10 +90,11 @@ function readJournal(file: string): { batches: ({ put: StoredRecord } | { rm: st
   let pos = 0;
   let end = 0;
   for (let nl = buf.indexOf(10, pos); nl >= 0; nl = buf.indexOf(10, pos)) {
-    const v = JSON.parse(buf.toString('utf8', pos, nl)) as unknown;
+    const line = buf.toString('utf8', pos, nl);
+    const v = JSON.parse(pos === 0 || line.startsWith('{"commit"') ? line : checked(line)) as unknown;
     if (pos === 0) {
       const h = v as { v: number; journal: boolean; columns: string[] };
-      if (h.v !== 1 || h.journal !== true) throw new Error(`${file}: not a journal header`);
+      if (h.v !== 2 || h.journal !== true) throw new Error(`${file}: not a journal header`);
       columns = h.columns;
     } else if (Array.isArray(v)) {
       batch.push({ put: rowToRecord(columns, v) });
@@ -126,6 +140,7 @@ function snapshot(dir: string): string {
 
 const shardFileNames = (dir: string): string[] => readdirSync(join(dir, 'records')).filter((f) => /^[0-9a-f]{2}\.jsonl$/.test(f));
 
+/** A shard file of format 1 (no row count, no row checksums), as an older version wrote it. */
 function writeShard(dir: string, shard: string, records: StoredRecord[]): void {
   const header = JSON.stringify({ v: 1, columns: COLUMNS });
   const rows = records.map((r) => JSON.stringify(COLUMNS.map((c) => (r as unknown as Record<string, unknown>)[c] ?? null)));
@@ -296,7 +311,7 @@ t.test('closeCompactBytes: close leaves a small journal for the next open, and c
   t.equal(inShards(dir).size, 420, 'the shards alone hold everything');
 });
 
-t.test('a version-1 index (shards only) is marked version 2 at open, before anything is journaled', async (t) => {
+t.test('an older index (version 1: shards only) is marked with the current version at open, before anything is journaled', async (t) => {
   const dir = t.testdir();
   const db = await IndexDb.open(dir);
   const old = rec('v1');
@@ -306,6 +321,7 @@ t.test('a version-1 index (shards only) is marked version 2 at open, before anyt
   const again = await IndexDb.open(dir);
   const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8'));
   t.equal(meta.schemaVersion, SCHEMA_VERSION, 'upgraded on disk at open');
+  t.same(meta.shards, [old.md5.slice(0, 2)], 'the shard files found are listed');
   t.equal(meta.createdAt, '2026-01-01T00:00:00.000Z', 'the rest of meta kept');
   t.notOk(existsSync(join(dir, JOURNAL)), 'nothing journaled yet');
   t.same(again.get(old.md5), old);
@@ -410,37 +426,86 @@ t.test('reopen reads everything back, with stats and url map', async (t) => {
   await again.close();
 });
 
-t.test('a garbage shard is moved aside and reported; the others load', async (t) => {
-  const dir = t.testdir();
+/** An index of 600 records (2-3 per shard), closed; returns the records by shard, in put order (the order of a shard's rows). */
+async function populated(dir: string): Promise<{ recs: StoredRecord[]; byShard: Map<string, StoredRecord[]> }> {
   const db = await IndexDb.open(dir);
-  const recs = Array.from({ length: 50 }, (_, i) => rec(`g${i}`));
+  const recs = Array.from({ length: 600 }, (_, i) => rec(`g${i}`));
   for (const r of recs) db.put(r);
   await db.close();
+  const byShard = new Map<string, StoredRecord[]>();
+  for (const r of recs) byShard.set(r.md5.slice(0, 2), [...(byShard.get(r.md5.slice(0, 2)) ?? []), r]);
+  return { recs, byShard };
+}
 
-  const victim = recs[0].md5.slice(0, 2);
-  const lost = recs.filter((r) => r.md5.startsWith(victim));
-  writeFileSync(join(dir, 'records', `${victim}.jsonl`), readFileSync(join(dir, 'records', `${victim}.jsonl`), 'utf8').slice(0, -20));
-  // A shard that parses but has the wrong shape counts as damaged too.
-  const other = recs.find((r) => !r.md5.startsWith(victim))!;
-  const shaped = other.md5.slice(0, 2);
-  const lost2 = recs.filter((r) => r.md5.startsWith(shaped));
-  writeShard(dir, shaped, [{ md5: 'nope' } as unknown as StoredRecord]);
+/** The shards with at least `n` records, in md5 order. */
+const shardsWith = (byShard: Map<string, StoredRecord[]>, n: number): string[] => [...byShard.keys()].filter((k) => byShard.get(k)!.length >= n).sort();
+
+t.test('a damaged shard loses only the rows it cannot read: kept aside, rewritten, reported', async (t) => {
+  const dir = t.testdir();
+  const { recs, byShard } = await populated(dir);
+  const [flipS, cutS, lineS, v1S, headS] = shardsWith(byShard, 3);
+  const file = (s: string): string => join(dir, 'records', `${s}.jsonl`);
+  const lost: StoredRecord[] = [];
+
+  // 1. One flipped hex digit in a sha256: still valid JSON and a valid record; the row checksum catches it.
+  const flipText = readFileSync(file(flipS), 'utf8');
+  const victim = byShard.get(flipS)![1];
+  const at = flipText.indexOf(victim.sha256) + 10;
+  writeFileSync(file(flipS), flipText.slice(0, at) + (flipText[at] === 'a' ? 'b' : 'a') + flipText.slice(at + 1));
+  lost.push(victim);
+  // 2. Cut in the middle of its last row.
+  writeFileSync(file(cutS), readFileSync(file(cutS), 'utf8').slice(0, -20));
+  lost.push(byShard.get(cutS)!.at(-1)!);
+  // 3. Cut exactly at a line end: only the header's row count shows it.
+  const lines = readFileSync(file(lineS), 'utf8').split('\n');
+  writeFileSync(file(lineS), lines.slice(0, -2).join('\n') + '\n');
+  lost.push(byShard.get(lineS)!.at(-1)!);
+  // 4. A format-1 shard (no checksums) with one row that does not validate.
+  writeShard(dir, v1S, [...byShard.get(v1S)!, { md5: 'nope' } as unknown as StoredRecord]);
+  // 5. A garbled header: the rows carry their own checks.
+  writeFileSync(file(headS), readFileSync(file(headS), 'utf8').replace('"columns"', '"colu\u0000ns"'));
 
   const again = await IndexDb.open(dir, { now: () => new Date('2026-03-04T05:06:07.089Z') });
-  t.equal(again.recovered.length, 2);
-  t.ok(again.needsRebuild);
-  t.ok(again.recovered.includes(join(dir, 'records', `${victim}.jsonl.corrupt-2026-03-04T050607.089Z`)));
-  for (const f of again.recovered) t.ok(existsSync(f), `${f} kept for inspection`);
-  t.equal(again.size, 50 - lost.length - lost2.length);
-  for (const r of lost) t.equal(again.get(r.md5), undefined);
-  for (const r of recs.filter((r) => !lost.includes(r) && !lost2.includes(r))) t.same(again.get(r.md5), r);
-  t.equal(again.md5ForUrl(lost[0].urls[0]), undefined);
-
-  // The index keeps working: a new record in the damaged shard is written fresh.
-  again.put(lost[0]);
-  await again.flush();
-  t.same(onDisk(dir).get(lost[0].md5), lost[0]);
+  t.ok(again.needsRebuild, 'an adopting sweep is asked for');
+  t.equal(again.damage.files.length, 5, 'each damaged shard is kept aside');
+  t.same(again.recovered, again.damage.files);
+  for (const f of again.damage.files) t.ok(existsSync(f), `${f} kept for inspection`);
+  t.ok(again.damage.files.includes(`${file(flipS)}.corrupt-2026-03-04T050607.089Z`));
+  t.equal(again.damage.lostRows, 4, 'one row lost per damaged place (the invalid format-1 row included)');
+  t.same(again.damage.missingShards, []);
+  t.equal(again.size, recs.length - lost.length, 'every other row is kept');
+  for (const r of lost) t.equal(again.get(r.md5), undefined, `lost: ${r.md5}`);
+  for (const r of recs.filter((r) => !lost.includes(r))) if (!t.same(again.get(r.md5), r)) break;
+  t.equal(again.md5ForUrl(victim.urls[0]), undefined);
+  // Rewritten at open from what was read: intact again before any sweep.
+  t.equal(inShards(dir).size, recs.length - lost.length, 'the damaged shards were rewritten (inShards checks every row)');
+  again.put(victim);
   await again.close();
+
+  const third = await IndexDb.open(dir);
+  t.same(third.recovered, [], 'reported once');
+  t.equal(third.needsRebuild, false);
+  t.same(third.get(victim.md5), victim);
+  await third.close();
+});
+
+t.test('a deleted shard is noticed at open (meta.json lists the shard files) and asks for a rebuild', async (t) => {
+  const dir = t.testdir();
+  const { recs, byShard } = await populated(dir);
+  const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')) as { shards: string[] };
+  t.same(meta.shards, [...byShard.keys()].sort(), 'every shard written is listed');
+  const [gone] = shardsWith(byShard, 2);
+  rmSync(join(dir, 'records', `${gone}.jsonl`));
+  const again = await IndexDb.open(dir);
+  t.same(again.damage.missingShards, [gone]);
+  t.ok(again.needsRebuild);
+  t.equal(again.size, recs.length - byShard.get(gone)!.length);
+  t.ok(existsSync(join(dir, 'records', `${gone}.jsonl`)), 'written again (empty) at open');
+  await again.close();
+  const third = await IndexDb.open(dir);
+  t.same(third.damage.missingShards, [], 'reported once');
+  t.equal(third.needsRebuild, false);
+  await third.close();
 });
 
 t.test('damaged meta.json and stale temp files', async (t) => {
@@ -672,7 +737,7 @@ t.test('a torn last append is ignored and cut away by the next append', async (t
   const row = JSON.stringify(COLUMNS.map((k) => (c as unknown as Record<string, unknown>)[k] ?? null));
   const journal = join(crashed, JOURNAL);
   const intact = statSync(journal).size;
-  appendFileSync(journal, `${row}\n{"rm":"${a.md5}"}\n${row.slice(0, 40)}`);
+  appendFileSync(journal, `${checkedLine(row)}\n${checkedLine(`{"rm":"${a.md5}"}`)}\n${row.slice(0, 40)}`);
   const again = await IndexDb.open(crashed, { flushDelayMs: 10_000 });
   t.same(again.recovered, [], 'a torn tail is not damage');
   t.equal(again.needsRebuild, false);
@@ -853,8 +918,10 @@ t.test('a damaged journal: readable batches kept, written to the shards, the fil
   t.equal(a2.recovered.length, 1);
   t.match(a2.recovered[0], /journal\.jsonl\.corrupt-/);
   t.ok(a2.needsRebuild);
-  t.equal(a2.size, 9, 'still readable: kept');
-  t.equal(a2.get(recs[1].md5)!.fileSize, 199, 'the damaged batch as read (the sweep re-checks files)');
+  t.equal(a2.size, 8, 'never applied as read: a changed entry is not what was written');
+  t.equal(a2.get(recs[1].md5), undefined, 'the record whose line changed is left to the adopting sweep');
+  t.equal(a2.damage.lostRows, 1);
+  for (const r of recs.slice(2)) t.same(a2.get(r.md5), r, 'the entries that pass their own check are applied');
   await a2.close();
 
   // 3. A committed batch losing a line: the count catches it.
@@ -887,6 +954,46 @@ t.test('a damaged journal: readable batches kept, written to the shards, the fil
   t.notOk(existsSync(join(c5, COMPACTING)));
   t.equal(inShards(c5).size, 9);
   await a5.close();
+});
+
+/** A journal of format 1 (entries without their own checksums), as an older version wrote it. */
+function v1Journal(batches: string[][]): Buffer {
+  const parts: Buffer[] = [];
+  batches.forEach((lines, k) => {
+    const body = Buffer.from(`${k === 0 ? `${JSON.stringify({ v: 1, journal: true, columns: COLUMNS })}\n` : ''}${lines.join('\n')}\n`);
+    parts.push(body, Buffer.from(`{"commit":${lines.length},"crc":${crc32(body)}}\n`));
+  });
+  return Buffer.concat(parts);
+}
+
+const v1Row = (r: StoredRecord): string => JSON.stringify(COLUMNS.map((c) => (r as unknown as Record<string, unknown>)[c] ?? null));
+
+t.test('a format-1 journal: intact, it is folded into the shards at open; a batch failing its CRC is skipped whole', async (t) => {
+  const [a, b, c, d] = ['v1a', 'v1b', 'v1c', 'v1d'].map((n) => rec(n));
+  const dir = t.testdir();
+  await (await IndexDb.open(dir)).close();
+  writeFileSync(join(dir, JOURNAL), v1Journal([[v1Row(a), v1Row(b)], [v1Row(c)], [v1Row(d), `{"rm":"${a.md5}"}`]]));
+  const intact = await IndexDb.open(dir);
+  t.same(intact.recovered, []);
+  t.equal(intact.needsRebuild, false);
+  t.same([...intact.records()].map((r) => r.md5).sort(), [b.md5, c.md5, d.md5].sort());
+  t.notOk(existsSync(join(dir, JOURNAL)), 'never appended to in the old format: folded into the shards');
+  t.equal(inShards(dir).size, 3);
+  await intact.close();
+
+  const dmg = t.testdir();
+  await (await IndexDb.open(dmg)).close();
+  // One flipped hex digit in c's sha256: a valid row, but not what was written.
+  const bad = v1Row(c).replace(c.sha256, (c.sha256[0] === 'a' ? 'b' : 'a') + c.sha256.slice(1));
+  const good = v1Journal([[v1Row(a), v1Row(b)], [v1Row(c)], [v1Row(d)]]);
+  writeFileSync(join(dmg, JOURNAL), good.toString('utf8').replace(v1Row(c), bad));
+  const db = await IndexDb.open(dmg);
+  t.equal(db.recovered.length, 1, 'moved aside');
+  t.ok(db.needsRebuild);
+  t.equal(db.get(c.md5), undefined, 'the batch that fails its CRC is not applied');
+  t.equal(db.damage.lostRows, 1);
+  for (const r of [a, b, d]) t.same(db.get(r.md5), r, 'the intact batches are');
+  await db.close();
 });
 
 t.test('crash safety: SIGKILL during journal appends and compactions leaves a valid, consistent index', async (t) => {

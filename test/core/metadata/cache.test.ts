@@ -6,6 +6,8 @@
  */
 import t, { type Test } from 'tap';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { MediaCache } from '../../../src/core/cache/media-cache.js';
 import { Sweeper, STEP_ORDER } from '../../../src/core/verify/sweep.js';
 import { METADATA_VERSION } from '../../../src/core/metadata/index.js';
@@ -31,17 +33,31 @@ function recorder(): { logger: Logger; lines: Logged[] } {
   return { logger: { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') }, lines };
 }
 
+/**
+ * A fresh cache folder, removed only after the caches opened on it are
+ * closed (teardowns run in the order they were registered, and setup()'s
+ * close comes before this one's removal).
+ */
+const pendingDirs = new WeakMap<Test, string[]>();
+function cacheDir(t: Test): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-meta-'));
+  pendingDirs.set(t, [...(pendingDirs.get(t) ?? []), dir]);
+  return dir;
+}
+
 async function setup(t: Test, dir: string, logger: Logger): Promise<{ origin: Origin; open: () => Promise<MediaCache> }> {
   const origin = await startOrigin();
   const opened: MediaCache[] = [];
   t.teardown(async () => {
     for (const c of opened) await c.close();
     await origin.close();
+    for (const d of pendingDirs.get(t) ?? []) fs.rmSync(d, { recursive: true, force: true });
   });
   return {
     origin,
     open: async () => {
-      const c = await MediaCache.open({ cacheDir: dir, retries: 0, timeoutMs: 5000, logger });
+      // A generous limit: metadata reads share it, and a loaded machine must not turn a parse into a time-out.
+      const c = await MediaCache.open({ cacheDir: dir, retries: 0, timeoutMs: 60_000, logger });
       opened.push(c);
       return c;
     },
@@ -51,7 +67,7 @@ async function setup(t: Test, dir: string, logger: Logger): Promise<{ origin: Or
 const byFile = (f: string) => CASES.find((c) => c.file === f)!;
 
 t.test('downloaded records carry the metadata, in memory and after a reopen', async (t) => {
-  const dir = t.testdir({});
+  const dir = cacheDir(t);
   const { logger } = recorder();
   const { origin, open } = await setup(t, dir, logger);
   const files = ['h264-moov-end.mp4', 'vp9-opus.webm', 'tone.mp3', 'pages3-objstm.pdf', 'rot6.jpg', 'anim.gif'];
@@ -73,7 +89,7 @@ t.test('downloaded records carry the metadata, in memory and after a reopen', as
 });
 
 t.test('a garbled container is stored without metadata, the reason logged', async (t) => {
-  const dir = t.testdir({});
+  const dir = cacheDir(t);
   const { logger, lines } = recorder();
   const { origin, open } = await setup(t, dir, logger);
   // A real MP4 head (so it sniffs as MP4) whose moov box claims a size past the end of the file.
@@ -95,7 +111,7 @@ t.test('a garbled container is stored without metadata, the reason logged', asyn
 });
 
 t.test('a sweep fills metadata into records that lack it', async (t) => {
-  const dir = t.testdir({});
+  const dir = cacheDir(t);
   const { logger } = recorder();
   const { origin, open } = await setup(t, dir, logger);
   const files = ['tone.flac', 'sample.avi', 'pages3.pdf'];

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { IndexDb, SCHEMA_VERSION } from '../../../src/core/entry-index/index-db.js';
-import { COLUMNS, parseRow, recordProblem, toRow, fromRow } from '../../../src/core/entry-index/record-codec.js';
+import { COLUMNS, LEGACY_COLUMNS, parseRow, recordProblem, toRow, fromRow } from '../../../src/core/entry-index/record-codec.js';
 import type { StoredRecord } from '../../../src/core/types.js';
 
 const base: StoredRecord = {
@@ -28,16 +28,16 @@ t.test('row codec round-trips the metadata fields and rejects bad ones', async (
   t.same(parseRow(toRow(base)), base, 'no meta column when there is no metadata');
   t.equal(JSON.parse(toRow(base)).length, 11, 'trailing empty columns dropped');
   const row = JSON.parse(toRow(withMeta)) as unknown[];
-  t.equal(row.length, COLUMNS.length);
-  t.equal(parseRow(JSON.stringify([...row.slice(0, -1), { durationSec: -1 }])), undefined, 'out of range');
-  t.equal(parseRow(JSON.stringify([...row.slice(0, -1), { evil: 1 }])), undefined, 'unknown field');
-  t.equal(parseRow(JSON.stringify([...row.slice(0, -1), { metadataVersion: 0 }])), undefined, 'bad version');
+  t.equal(row.length, COLUMNS.indexOf('meta') + 1, 'the meta column, nothing after it');
+  t.equal(parseRow(JSON.stringify([...row.slice(0, COLUMNS.indexOf('meta')), { durationSec: -1 }])), undefined, 'out of range');
+  t.equal(parseRow(JSON.stringify([...row.slice(0, COLUMNS.indexOf('meta')), { evil: 1 }])), undefined, 'unknown field');
+  t.equal(parseRow(JSON.stringify([...row.slice(0, COLUMNS.indexOf('meta')), { metadataVersion: 0 }])), undefined, 'bad version');
   t.match(recordProblem({ ...base, pageCount: 1.5 }), /metadata/);
   t.equal(recordProblem(withMeta), undefined);
 });
 
 t.test('an index written before the meta column opens with its records', async (t) => {
-  const legacyColumns = COLUMNS.slice(0, -1);
+  const legacyColumns = LEGACY_COLUMNS;
   const old: StoredRecord = { ...base, md5: 'ab'.padEnd(32, '1') };
   const journaled: StoredRecord = { ...base, md5: 'cd'.padEnd(32, '2'), urls: ['http://127.0.0.1/b.mp4'] };
   const rowOf = (r: StoredRecord): string => JSON.stringify(JSON.parse(toRow(r)).slice(0, 13));

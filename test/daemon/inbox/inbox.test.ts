@@ -8,7 +8,8 @@ import { silentLogger, type Logger } from '../../../src/core/util/logger.js';
 const log: Logger = process.env.DEBUG_INBOX ? { error: (m, x) => console.error('E', m, x), warn: (m, x) => console.error('W', m, x), info: (m, x) => console.error('I', m, x), debug: () => undefined } : silentLogger;
 import { JobStore, type BatchRecord } from '../../../src/daemon/jobs/job-store.js';
 import { Scheduler } from '../../../src/daemon/jobs/scheduler.js';
-import { Inbox, batchKey } from '../../../src/daemon/inbox/inbox.js';
+import { Inbox } from '../../../src/daemon/inbox/inbox.js';
+import { batchIdOf } from '../../../src/daemon/inbox/inbox-file.js';
 import { parseReport } from '../../../src/daemon/inbox/report.js';
 import { fixture, startOrigin } from '../../helpers/origin.js';
 import { waitFor } from '../../helpers/wait.js';
@@ -167,8 +168,10 @@ t.test('crash after enqueue, before the move: the restart moves the file without
   fs.writeFileSync(file, body);
   // What the first run had done before dying: jobs durable, batch recorded, file not moved.
   const [job] = await d.sched.enqueue([{ url: origin.url('/c.png'), source: `${file}:1` }], { priority: 10 });
+  const st = fs.statSync(file);
+  const ident = { size: st.size, mtimeMs: st.mtimeMs, dev: st.dev, ino: st.ino };
   const batch: BatchRecord = {
-    id: 'crashed1', key: batchKey('c.urls', Buffer.from(body)), inbox: d.inbox, sourcePath: file,
+    id: batchIdOf(d.inbox, 'c.urls', ident), ident, inbox: d.inbox, sourcePath: file,
     processedPath: path.join(d.inbox, 'processed', 'c.urls'), state: 'enqueued', createdAt: new Date().toISOString(),
     lines: [[1, origin.url('/c.png'), job.id, null], [2, 'bad line', null, 'E_INVALID_URL']],
   };

@@ -176,3 +176,60 @@ t.test('jobs stored with notBefore load with nextRetryAt', async (t) => {
   t.equal(s.get('j1')?.notBefore, undefined);
   await s.close();
 });
+
+t.test('one garbled byte or a cut-off tail loses only the jobs it touched; the shard is rewritten, the loss counted', async (t) => {
+  const dir = path.join(t.testdir(), 'jobs');
+  const s = await JobStore.open(dir);
+  const jobs: JobRecord[] = [];
+  for (let i = 0; i < 2 * SHARD_SIZE; i++) {
+    const j = job(s);
+    s.put(j);
+    jobs.push(j);
+  }
+  await s.close();
+  const f0 = path.join(dir, 'jobs-0.json');
+  const f1 = path.join(dir, 'jobs-1.json');
+  // A quote of job 100's URL replaced: the whole document no longer parses.
+  const text0 = fs.readFileSync(f0, 'utf8');
+  const at = text0.indexOf(`"url":"${jobs[100].url}"`) + 6;
+  fs.writeFileSync(f0, text0.slice(0, at) + '\u0000' + text0.slice(at + 1));
+  // Shard 1 cut in the middle of its job 400.
+  const text1 = fs.readFileSync(f1, 'utf8');
+  fs.writeFileSync(f1, text1.slice(0, text1.indexOf(`"id":"${jobs[400].id}"`) + 30));
+
+  const s2 = await JobStore.open(dir, { now: () => 1_000 });
+  const cut = jobs.filter((j) => Math.floor(j.seq / SHARD_SIZE) === 1 && j.seq >= jobs[400].seq);
+  t.equal(s2.size, jobs.length - 1 - cut.length, 'every readable job kept');
+  t.notOk(s2.get(jobs[100].id));
+  t.same(s2.get(jobs[101].id), jobs[101], 'the job after the damaged one is intact');
+  t.same(s2.get(jobs[399].id), jobs[399], 'and every job before the cut');
+  t.same(s2.damage, { files: [`${f0}.corrupt-1000`, `${f1}.corrupt-1000`], lostJobs: 2, restoredJobs: 0 });
+  for (const f of s2.damage.files) t.ok(fs.existsSync(f), 'copy kept for inspection');
+  await s2.close();
+  const s3 = await JobStore.open(dir);
+  t.same(s3.damage, { files: [], lostJobs: 0, restoredJobs: 0 }, 'rewritten: reported once');
+  t.equal(s3.size, s2.size);
+  await s3.close();
+});
+
+t.test('jobs of an inbox batch whose shard was deleted are re-queued from the batch', async (t) => {
+  const dir = path.join(t.testdir(), 'jobs');
+  const s = await JobStore.open(dir);
+  const queued = Array.from({ length: 3 }, () => job(s, { source: '/in/a.urls:1' }));
+  for (const j of queued) s.put(j);
+  await s.saveBatch({
+    id: 'b1', key: 'k', inbox: '/in', sourcePath: '/in/a.urls', processedPath: '/in/processed/a.urls', state: 'moved', createdAt: '2026-01-01T00:00:00.000Z',
+    lines: queued.map((j, k): [number, string, string, null] => [k + 1, ` ${j.url} `, j.id, null]),
+  });
+  await s.close();
+  fs.rmSync(path.join(dir, 'jobs-0.json'));
+  const s2 = await JobStore.open(dir);
+  t.equal(s2.damage.restoredJobs, 3);
+  t.same(s2.counts(), { queued: 3, running: 0, done: 0, failed: 0 });
+  for (const [k, j] of queued.entries()) t.match(s2.get(j.id), { url: j.url, state: 'queued', seq: j.seq, source: `/in/a.urls:${k + 1}` });
+  await s2.close();
+  const s3 = await JobStore.open(dir);
+  t.equal(s3.damage.restoredJobs, 0, 'written back at open');
+  t.equal(s3.size, 3);
+  await s3.close();
+});

@@ -150,7 +150,7 @@ t.test('errors: parse, invalid request, unknown method, bad params, app, interna
   const app = await expectErr('app', RPC_ERRORS.APP, 'E_NOT_FOUND');
   t.equal(app.data?.url, 'http://x/');
   errors.length = 0;
-  await expectErr('boom', RPC_ERRORS.INTERNAL, 'E_UNAVAILABLE');
+  await expectErr('boom', RPC_ERRORS.INTERNAL, 'E_INTERNAL');
   t.match(errors.join('\n'), /boom/, 'unexpected error is logged');
   t.same(await c.call('echo', 1), 1, 'server still serves');
 });
