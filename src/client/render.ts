@@ -342,7 +342,23 @@ export function renderStatus(s: StatusResult, now = Date.now()): string {
     ['damage', s.damage ? damageText(s.damage) : undefined],
     ['next sweep', `${s.nextSweepAt ? formatRelative(s.nextSweepAt, now) : 'not scheduled'} (${s.config.sweepSchedule})`],
     ...quotaLines(s).map((l): readonly [string, string] => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 2)]),
+    ...clusterLines(s.cluster),
   ]);
+}
+
+/** Cluster mode: the database, the cluster's queue, and one line per daemon with its share. */
+function clusterLines(c: StatusResult['cluster']): Array<readonly [string, string]> {
+  if (!c) return [];
+  const q = c.queue;
+  const nodes = c.nodes.map(
+    (n) =>
+      `${n.id}${n.id === c.nodeId ? ' (this one)' : ''}  ${n.alive ? 'alive' : 'gone'}, pid ${n.pid} on ${n.hostName}: ${n.running} running, ${n.done} done, ${n.failed} failed`,
+  );
+  return [
+    ['cluster', `PostgreSQL ${c.database}; ${c.nodes.filter((n) => n.alive).length} of ${c.nodes.length} daemons alive`],
+    ['cluster queue', `${q.queued} queued, ${q.running} running, ${q.done} done, ${q.failed} failed`],
+    ['daemons', nodes.join('\n')],
+  ];
 }
 
 /** What start-up found damaged, for `status` (docs/operations.md says what to do). */

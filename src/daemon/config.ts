@@ -7,6 +7,8 @@
  * Bad input throws ConfigError whose message says what to change; main.ts
  * prints it and exits 2.
  */
+import crypto from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
 import { checkSocketPath, defaultCacheDir, defaultConfigFile, defaultSocketPath, defaultStateDir, currentPlatformEnv, type PlatformEnv } from '../core/util/paths.js';
@@ -14,6 +16,7 @@ import { CACHE_DEFAULTS } from '../core/cache/options.js';
 import { convertHookSetting, resolveHookSettings } from './hooks/config.js';
 import { convertSecuritySetting, resolveSecuritySettings } from './security-config.js';
 import type { UrlPolicyOptions } from '../core/fetch/url-policy.js';
+import type { ErrorCode } from '../core/errors.js';
 import { LIMIT_DEFAULTS } from './rpc/limits.js';
 
 export interface DaemonConfig {
@@ -62,6 +65,12 @@ export interface DaemonConfig {
   minFree: number;
   /** Sweeps ask the origin about content not confirmed for this long, ms; 0 = never. */
   revalidateAfter: number;
+  /**
+   * Cluster mode: `postgres://…` holding records, URLs and the job queue
+   * (docs/postgres.md). May carry a password: never log or show it whole
+   * (describeTarget() gives "db on host:port").
+   */
+  database?: string;
   /** URL lines one inbox file may hold; a longer file is refused whole. */
   inboxMaxLines: number;
   /** Bytes one inbox file may hold; a larger file is refused whole. */
@@ -110,9 +119,12 @@ export const DEFAULTS = {
 /** Thrown for any configuration the user must fix; main prints `message` and exits 2. */
 export class ConfigError extends Error {
   readonly exitCode = 2;
-  constructor(message: string) {
+  /** A stable code for refusals a script may branch on (printed before the message); most config errors have none. */
+  readonly code?: ErrorCode;
+  constructor(message: string, code?: ErrorCode) {
     super(message);
     this.name = 'ConfigError';
+    if (code !== undefined) this.code = code;
   }
 }
 
@@ -133,7 +145,7 @@ export interface ResolveInput {
 
 export type ResolveResult = { kind: 'config'; config: DaemonConfig } | { kind: 'help'; text: string } | { kind: 'version' };
 
-type Kind = 'path' | 'paths' | 'int' | 'number' | 'bytes' | 'duration' | 'string' | 'level' | 'argv' | 'urls' | 'secret' | 'words' | 'umask' | 'preset';
+type Kind = 'path' | 'paths' | 'int' | 'number' | 'bytes' | 'duration' | 'string' | 'level' | 'argv' | 'urls' | 'secret' | 'words' | 'umask' | 'preset' | 'database';
 
 /** Kinds given as a repeatable flag (an array) and a list in env and file. */
 const LIST_KINDS: ReadonlySet<Kind> = new Set<Kind>(['paths', 'urls', 'words']);
@@ -156,7 +168,7 @@ const SETTINGS: readonly Setting[] = [
   { key: 'cacheDir', flag: 'cache-dir', env: ['MEDIACACHE_DIR', 'MEDIACACHE_CACHE_DIR'], fileKeys: ['cacheDir'], kind: 'path', describe: 'cache root' },
   { key: 'inboxes', flag: 'inbox', env: ['MEDIACACHE_INBOX'], fileKeys: ['inbox', 'inboxes'], kind: 'paths', describe: 'watched inbox folder (repeatable; env is a path list)' },
   { key: 'socket', flag: 'socket', env: ['MEDIACACHE_SOCKET'], fileKeys: ['socket'], kind: 'path', describe: 'Unix socket path, or \\\\.\\pipe\\NAME on Windows' },
-  { key: 'indexDir', flag: 'index', env: ['MEDIACACHE_INDEX'], fileKeys: ['index', 'indexDir'], kind: 'path', describe: 'index location (default <cache-dir>/index)' },
+  { key: 'indexDir', flag: 'index', env: ['MEDIACACHE_INDEX'], fileKeys: ['index', 'indexDir'], kind: 'path', describe: 'index and daemon state location (default <cache-dir>/index; with --database <cache-dir>/.nodes/<host>-<socket digest>)' },
   { key: 'concurrency', flag: 'concurrency', env: ['MEDIACACHE_CONCURRENCY'], fileKeys: ['concurrency'], kind: 'int', min: 1, describe: `parallel downloads (default ${DEFAULTS.concurrency})` },
   { key: 'perHost', flag: 'per-host', env: ['MEDIACACHE_PER_HOST'], fileKeys: ['perHost'], kind: 'int', min: 1, describe: `parallel downloads per host (default ${DEFAULTS.perHost})` },
   { key: 'timeoutMs', flag: 'timeout', env: ['MEDIACACHE_TIMEOUT'], fileKeys: ['timeout', 'timeoutMs'], kind: 'duration', min: 1, describe: `per-download stall/overall limit, ms (default ${DEFAULTS.timeoutMs})` },
@@ -181,6 +193,7 @@ const SETTINGS: readonly Setting[] = [
   { key: 'webhooks', flag: 'webhook', env: ['MEDIACACHE_WEBHOOK'], fileKeys: ['webhook', 'webhooks'], kind: 'urls', describe: 'POST every event to this http(s) URL, signed, at least once (repeatable; env is a space-separated list)' },
   { key: 'webhookSecret', flag: 'webhook-secret', env: ['MEDIACACHE_WEBHOOK_SECRET'], fileKeys: ['webhookSecret'], kind: 'secret', describe: 'HMAC-SHA256 key for webhook signatures (visible in ps: prefer --webhook-secret-file)' },
   { key: 'webhookSecretFile', flag: 'webhook-secret-file', env: ['MEDIACACHE_WEBHOOK_SECRET_FILE'], fileKeys: ['webhookSecretFile'], kind: 'path', describe: 'read the webhook secret from this file (trailing newline ignored)' },
+  { key: 'database', flag: 'database', env: ['MEDIACACHE_DATABASE'], fileKeys: ['database'], kind: 'database', describe: 'cluster mode: keep records, URLs and the job queue in this PostgreSQL database (postgres://user@host/db); several daemons share it and one --cache-dir' },
   { key: 'inboxMaxLines', flag: 'inbox-max-lines', env: ['MEDIACACHE_INBOX_MAX_LINES'], fileKeys: ['inboxMaxLines'], kind: 'int', min: 1, describe: `refuse an inbox file with more URL lines (default ${DEFAULTS.inboxMaxLines})` },
   { key: 'inboxMaxBytes', flag: 'inbox-max-bytes', env: ['MEDIACACHE_INBOX_MAX_BYTES'], fileKeys: ['inboxMaxBytes'], kind: 'bytes', min: 1, describe: 'refuse a larger inbox file, bytes (suffixes K, M, G allowed; default 32M)' },
   { key: 'urlPolicy', flag: 'url-policy', env: ['MEDIACACHE_URL_POLICY'], fileKeys: ['urlPolicy'], kind: 'preset', describe: 'which addresses may be fetched: open (default: any), public (no loopback/private/link-local/metadata/multicast), allowlist (only --allow-host/--allow-cidr); docs/security.md' },
@@ -357,6 +370,12 @@ function convert(s: Setting, src: Source, P: path.PlatformPath, home: string): u
       if (v === '') throw new ConfigError(`${what} is empty.`);
       return v;
     }
+    case 'database': {
+      const v = str();
+      // Checked here so a typo fails at start with the flag named, not later as a connection error.
+      if (!/^postgres(ql)?:\/\/./i.test(v)) throw new ConfigError(`${what} must be a postgres:// or postgresql:// connection URL, got something else (not shown: it may hold a password).`);
+      return v;
+    }
     case 'argv':
     case 'urls':
     case 'secret': {
@@ -372,6 +391,16 @@ function convert(s: Setting, src: Source, P: path.PlatformPath, home: string): u
       return r.value;
     }
   }
+}
+
+/**
+ * In cluster mode the cache dir is shared, so each daemon's own state (job
+ * journal, hooks outbox, node id, its lock) defaults to a folder of its own
+ * under it: one per host and socket.
+ */
+function nodeStateName(socket: string): string {
+  const host = os.hostname().replace(/[^A-Za-z0-9._-]/g, '_');
+  return `${host}-${crypto.createHash('sha256').update(socket).digest('hex').slice(0, 8)}`;
 }
 
 /** Help text (yargs-generated), for --help. */
@@ -462,7 +491,7 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
 
   const config: DaemonConfig = {
     cacheDir,
-    indexDir: (out.indexDir as string | undefined) ?? P.join(cacheDir, 'index'),
+    indexDir: (out.indexDir as string | undefined) ?? (out.database ? P.join(cacheDir, '.nodes', nodeStateName(socket)) : P.join(cacheDir, 'index')),
     inboxes: (out.inboxes as string[] | undefined) ?? [P.join(defaultStateDir(pe), 'inbox')],
     socket,
     concurrency: (out.concurrency as number | undefined) ?? DEFAULTS.concurrency,
@@ -474,6 +503,7 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     sweepMaxDuration: (out.sweepMaxDuration as number | undefined) ?? DEFAULTS.sweepMaxDuration,
     logLevel: (out.logLevel as string | undefined) ?? DEFAULTS.logLevel,
     graceMs: (out.graceMs as number | undefined) ?? DEFAULTS.graceMs,
+    ...(out.database ? { database: out.database as string } : {}),
     hookTimeoutMs: (out.hookTimeoutMs as number | undefined) ?? DEFAULTS.hookTimeoutMs,
     hookConcurrency: (out.hookConcurrency as number | undefined) ?? DEFAULTS.hookConcurrency,
     webhooks: [],
@@ -496,6 +526,14 @@ export async function resolveConfig(input: ResolveInput): Promise<ResolveResult>
     Object.assign(config, resolveSecuritySettings(out));
   } catch (e) {
     throw new ConfigError((e as Error).message);
+  }
+  if (config.database && (config.maxSize > 0 || config.minFree > 0)) {
+    // Eviction works on the embedded index's synchronous view; in a cluster it would
+    // need a cluster-wide LRU and lock. Refused, never silently ignored.
+    throw new ConfigError(
+      `${config.maxSize > 0 ? 'max-size' : 'min-free'} (a cache size quota) is not supported with --database (cluster mode) yet; leave out --max-size/--min-free (MEDIACACHE_MAX_SIZE/MEDIACACHE_MIN_FREE, "maxSize"/"minFree") or run without --database.`,
+      'E_BAD_REQUEST',
+    );
   }
   if (usedFile) config.configFile = usedFile;
   if (out.logFile) config.logFile = out.logFile as string;

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { MediaCache } from '../core/cache/media-cache.js';
 import { MediaCacheError } from '../core/errors.js';
 import { TYPE_DIRS } from '../core/types.js';
+import { describeTarget } from '../core/postgres/pg-db.js';
 import { RPC_METHOD_NAMES, type DamageReport, type RpcMethodName } from '../core/protocol/rpc.js';
 import { Sweeper } from '../core/verify/sweep.js';
 import { resolveConfig, type DaemonConfig, type ResolveInput } from './config.js';
@@ -28,6 +29,10 @@ import { RpcServer, type RpcHandler } from './rpc/server.js';
 import { Scheduler } from './jobs/scheduler.js';
 import { StartupError } from './rpc/socket-bind.js';
 import { SweepTimer } from './sweeps/timer.js';
+import { ClusterSweepGate } from './sweeps/cluster-gate.js';
+import { ClusterMember } from './cluster.js';
+import { loadNodeId } from './jobs/node-id.js';
+import { ClusterScheduler } from './jobs/cluster-scheduler.js';
 import { IdleAwareSweepRate } from './sweeps/rate.js';
 import { readLastReport, writeLastReport } from './sweeps/last-report.js';
 import { effectiveMaxConnections, openFileLimit } from './rpc/limits.js';
@@ -51,13 +56,14 @@ function describePolicy(config: DaemonConfig): string {
 interface Parts {
   cache?: MediaCache;
   store?: JobStore;
-  scheduler?: Scheduler;
+  scheduler?: Scheduler | ClusterScheduler;
   sweeper?: Sweeper;
   timer?: SweepTimer;
   inbox?: Inbox;
   rpc?: RpcServer;
   lock?: CacheLock;
   hooks?: Hooks;
+  cluster?: ClusterMember;
 }
 
 async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger, signal: string): Promise<number> {
@@ -84,6 +90,7 @@ async function shutdown(parts: Parts, config: DaemonConfig, logger: DaemonLogger
   // Pending webhook deliveries stay in the outbox for the next start.
   await step('close hooks', () => parts.hooks?.close(Math.min(config.graceMs, HOOKS_GRACE_MS)));
   await step('close job store', () => parts.store?.close());
+  await step('leave the cluster', () => parts.cluster?.leave());
   await step('close cache (flush index)', () => parts.cache?.close());
   await step('close socket', () => parts.rpc?.close());
   parts.lock?.release();
@@ -112,7 +119,8 @@ async function holdsContent(cacheDir: string): Promise<boolean> {
 
 /** What the index and the job store found damaged at open, or undefined when nothing. */
 function damageReport(cache: MediaCache, store: JobStore): DamageReport | undefined {
-  const index = cache.index.damage;
+  // PostgreSQL has no index files to find damaged: only the job store's count there.
+  const index = cache.index.embedded?.damage ?? { files: [], missingShards: [], lostRows: 0 };
   const jobs = store.damage;
   const any = index.files.length + index.missingShards.length + index.lostRows + jobs.files.length + jobs.lostJobs + jobs.restoredJobs > 0;
   return any ? { index: { ...index, files: [...index.files], missingShards: [...index.missingShards] }, jobs: { ...jobs, files: [...jobs.files] } } : undefined;
@@ -185,7 +193,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
   try {
     logger.info(`mediacached ${version} starting`, { pid: process.pid });
     logger.info(`cache dir:   ${config.cacheDir}`);
-    logger.info(`index:       ${config.indexDir}`);
+    logger.info(`index:       ${config.database ? `PostgreSQL, ${describeTarget(config.database)} (state in ${config.indexDir})` : config.indexDir}`);
     logger.info(`socket:      ${config.socket}`);
     logger.info(`inboxes:     ${config.inboxes.join(', ') || '(none)'}`);
     logger.info(`config file: ${config.configFile ?? '(none)'}`);
@@ -223,6 +231,7 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       logger,
       // main.ts took the cache lock (with our socket in it) before anything else.
       lock: false,
+      ...(config.database ? { database: config.database } : {}),
     });
     // A job's end is saved only after its webhook deliveries are (hooks/index.ts).
     parts.store = await JobStore.open(path.join(config.indexDir, 'jobs'), {
@@ -231,9 +240,19 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       maxEndedAgeMs: config.jobHistoryAgeMs,
       beforeWrite: () => parts.hooks?.whenDurable() ?? Promise.resolve(),
     });
-    parts.scheduler = new Scheduler({ cache: parts.cache, store: parts.store, concurrency: config.concurrency, perHost: config.perHost, retries: config.retries, retryBaseMs: config.retryDelayMs, logger });
+    if (parts.cache.database) {
+      parts.cluster = new ClusterMember(parts.cache.database, loadNodeId(config.indexDir), logger);
+      await parts.cluster.join({ version, socket: config.socket, concurrency: config.concurrency, perHost: config.perHost });
+    }
+    const { concurrency, perHost, retries, retryDelayMs: retryBaseMs } = config;
+    // Cluster mode: jobs are claimed from the shared queue (limits per host hold for the cluster).
+    parts.scheduler = parts.cluster
+      ? new ClusterScheduler({ cache: parts.cache, queue: parts.cluster.queue, nodeId: parts.cluster.nodeId, concurrency, perHost, retries, retryBaseMs, logger })
+      : new Scheduler({ cache: parts.cache, store: parts.store, concurrency, perHost, retries, retryBaseMs, logger });
     parts.sweeper = new Sweeper(parts.cache, { rateMBps: 0, maxDurationMs: config.sweepMaxDuration, revalidateAfterMs: config.revalidateAfter, logger });
-    parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: parts.sweeper, logger });
+    // In a cluster the scheduled sweep runs only while this daemon holds the cluster's sweep lease.
+    const scheduled = parts.cluster ? new ClusterSweepGate(parts.sweeper, parts.cluster.nodes, parts.cluster.nodeId, logger) : parts.sweeper;
+    parts.timer = new SweepTimer({ schedule: config.sweepSchedule, sweeper: scheduled, logger });
     const rpc = parts.rpc;
     parts.scheduler.on('event', (ev) => {
       rpc.broadcast(ev);
@@ -253,16 +272,18 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     parts.cache.events.on('event', (ev) => rpc.broadcast(ev));
     parts.scheduler.start();
     parts.timer.start();
-    parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler, store: parts.store, logger, maxLines: config.inboxMaxLines, maxBytes: config.inboxMaxBytes });
+    // The inbox uses enqueue, get and the job events, which ClusterScheduler has too (its batch state stays in this daemon's state dir).
+    parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler as Scheduler, store: parts.store, logger, maxLines: config.inboxMaxLines, maxBytes: config.inboxMaxBytes });
     await parts.inbox.start();
 
-    const { cache, scheduler, sweeper, timer, store } = parts;
+    const { cache, scheduler, sweeper, timer, store, cluster } = parts;
     const damage = damageReport(cache, store);
     if (damage) logger.error('start-up found damaged index or job-store files; what could not be read back is listed in `mcctl status`', { ...damage });
-    ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer, damage: () => damage });
-    if (cache.index.createdNew && !(await holdsContent(config.cacheDir))) {
+    ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer, damage: () => damage, ...(cluster ? { cluster } : {}) });
+    const embedded = cache.index.embedded;
+    if (embedded?.createdNew && !(await holdsContent(config.cacheDir))) {
       logger.info('new cache: nothing to adopt', { cacheDir: config.cacheDir });
-    } else if (cache.index.needsRebuild) {
+    } else if (embedded?.needsRebuild) {
       logger.warn('no usable index (index missing or damaged): running an adopting sweep to build it from the files on disk');
       sweeper.start({ adopt: true }).done.catch((e: unknown) => logger.error('index rebuild sweep failed', { error: e instanceof Error ? e : String(e) }));
     }

@@ -63,12 +63,16 @@ function unusableDirReason(e: unknown): string | undefined {
 }
 
 async function main(): Promise<number> {
+  if (process.argv[2] === 'migrate') {
+    const { runMigrate } = await import('./migrate-cmd.js');
+    return runMigrate(process.argv.slice(3), process.env, currentPlatformEnv(), process.stdout, process.stderr);
+  }
   let resolved;
   try {
     resolved = await resolveConfig(configInput());
   } catch (e) {
     if (e instanceof ConfigError) {
-      process.stderr.write(`mediacached: ${e.message}\n`);
+      process.stderr.write(`mediacached: ${e.code ? `${e.code}: ` : ''}${e.message}\n`);
       return 2;
     }
     throw e;
@@ -90,7 +94,8 @@ async function main(): Promise<number> {
   let lock;
   try {
     await refuseIfSocketLive(config.socket);
-    lock = acquireCacheLock(config.cacheDir, config.socket);
+    // Cluster mode: the cache dir is shared by design; the lock guards this daemon's own state dir.
+    lock = acquireCacheLock(config.database ? config.indexDir : config.cacheDir, config.socket);
   } catch (e) {
     if (e instanceof StartupError) {
       process.stderr.write(`mediacached: ${e.message}\n`);

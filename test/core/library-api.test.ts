@@ -214,7 +214,7 @@ t.test('MediaCache instance is usable directly from the package entry', async (t
   t.teardown(() => c?.close());
   const dir = t.testdir();
   c = await MediaCache.open({ cacheDir: dir });
-  t.same(c.stats().byType.image, { count: 0, size: 0 });
+  t.same((await c.stats()).byType.image, { count: 0, size: 0 });
 });
 
 t.test('a seed-style script on the built package exits on its own, and its index is on disk', async (t) => {
@@ -267,6 +267,6 @@ process.stdout.write(JSON.stringify({ md5: r.md5, localPath: r.localPath, valid:
   t.ok(fs.existsSync(res.localPath));
   // A fresh instance on the same folder sees the record: the index was flushed at exit.
   c = await MediaCache.open({ cacheDir: media });
-  t.equal(c.find(res.md5)?.localPath, res.localPath);
-  t.equal(c.findByUrl(origin.url('/photo.jpg'))?.md5, res.md5);
+  t.equal((await c.find(res.md5))?.localPath, res.localPath);
+  t.equal((await c.findByUrl(origin.url('/photo.jpg')))?.md5, res.md5);
 });

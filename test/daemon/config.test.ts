@@ -239,3 +239,41 @@ t.test('changedKeys lists what differs', async (t) => {
   t.same(changedKeys(a, b).sort(), ['concurrency', 'inboxes']);
   t.same(changedKeys(a, a), []);
 });
+
+t.test('--database: flag, env and file; validated without echoing it; per-daemon state dir by default', async (t) => {
+  const url = 'postgres://media:s3cret@db.internal:5433/media';
+  const c = await cfg({ argv: ['--database', url, '--cache-dir', '/mnt/shared', '--socket', '/run/a.sock'] });
+  t.equal(c.database, url);
+  t.match(c.indexDir, /^\/mnt\/shared\/\.nodes\/[A-Za-z0-9._-]+-[0-9a-f]{8}$/, 'state dir of its own under the shared root');
+  const other = await cfg({ argv: ['--database', url, '--cache-dir', '/mnt/shared', '--socket', '/run/b.sock'] });
+  t.not(other.indexDir, c.indexDir, 'two daemons on one host get two state dirs');
+  t.equal((await cfg({ argv: ['--database', url, '--index', '/var/lib/mc'] })).indexDir, '/var/lib/mc', '--index still wins');
+  t.equal((await cfg({ env: { MEDIACACHE_DATABASE: url } })).database, url);
+  t.equal((await cfg({ argv: ['--config', '/c.json'], files: { '/c.json': JSON.stringify({ database: url }) } })).database, url);
+  t.equal((await cfg()).database, undefined, 'embedded by default');
+  await fails(t, { argv: ['--database', 'mysql://root:hunter2@db/x'] }, /^(?!.*hunter2).*postgres:\/\/ or postgresql:\/\/ connection URL/);
+});
+
+t.test('a size quota with --database is refused with E_BAD_REQUEST (not ignored), from flag, env and file', async (t) => {
+  const url = 'postgres://media:s3cret@db.internal:5433/media';
+  const refused = async (p: Parameters<typeof input>[0], key: RegExp): Promise<void> => {
+    try {
+      await resolveConfig(input(p));
+      t.fail('expected a refusal');
+    } catch (e) {
+      t.type(e, ConfigError);
+      t.equal((e as ConfigError).code, 'E_BAD_REQUEST', 'a stable code');
+      t.equal((e as ConfigError).exitCode, 2);
+      t.match((e as Error).message, key);
+      t.match((e as Error).message, /not supported with --database/);
+      t.notMatch((e as Error).message, /s3cret/, 'the URL is not echoed');
+    }
+  };
+  await refused({ argv: ['--database', url, '--max-size', '50G'] }, /^max-size/);
+  await refused({ argv: ['--database', url, '--min-free', '5G'] }, /^min-free/);
+  await refused({ env: { MEDIACACHE_DATABASE: url, MEDIACACHE_MAX_SIZE: '1M' } }, /^max-size/);
+  await refused({ argv: ['--config', '/c.json'], files: { '/c.json': JSON.stringify({ database: url, minFree: 1024 }) } }, /^min-free/);
+  const zero = await cfg({ argv: ['--database', url, '--max-size', '0', '--min-free', '0'] });
+  t.equal(zero.database, url, 'an explicit 0 (no quota) is fine');
+  t.equal((await cfg({ argv: ['--max-size', '50G'] })).maxSize, 50 * 1024 ** 3, 'a quota stays fine without --database');
+});

@@ -166,5 +166,5 @@ export async function verifyCachedMedia(filePath: string | undefined, md5: strin
  * so `verifyCachedMedia(await findCachedByMd5(md5), md5)` works as in the seed.
  */
 export async function findCachedByMd5(md5OrPrefix: string): Promise<string | undefined> {
-  return (await defaultCache()).find(md5OrPrefix)?.localPath;
+  return (await (await defaultCache()).find(md5OrPrefix))?.localPath;
 }

@@ -17,11 +17,19 @@
  * - Index lookups and commits for one md5 happen inside a per-md5 critical
  *   section, so concurrent downloads of identical content produce one file.
  * - Concurrent downloads of one URL share one network fetch (single flight).
- * - A URL belongs to one record: IndexDb.put moves it off a record that
+ * - A URL belongs to one record: EntryStore.put moves it off a record that
  *   listed it before (the origin now serves other content).
+ * - Records live behind the EntryStore seam: the embedded IndexDb by default,
+ *   PostgreSQL with `database` (cluster mode). In cluster mode several
+ *   processes share the content root, so the per-md5 critical section only
+ *   orders this process: what keeps one file per content across daemons is
+ *   that the file's path is its md5 (an atomic rename of identical bytes) and
+ *   that downloads store with upsert (URLs are added, never dropped).
  */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { MediaCacheError, toMediaCacheError, type ErrorInfo } from '../errors.js';
 import type { CacheStats, MediaRecord, StoredRecord, UpstreamChange } from '../types.js';
@@ -29,9 +37,12 @@ import type { Logger } from '../util/logger.js';
 import { parseMediaUrl } from '../fetch/url.js';
 import { createDispatcher, fetchToTmp, type Fetched } from '../fetch/download.js';
 import { withRetries } from '../fetch/retry.js';
-import { ensureCacheLayout, removeDeadTmp, storePath, tmpDirOf } from '../content/store.js';
+import { ensureCacheLayout, removeDeadTmp, storePath } from '../content/store.js';
 import { GroupCommitter } from '../content/group-commit.js';
 import { CLOSE_COMPACT_BYTES, IndexDb } from '../entry-index/index-db.js';
+import { EmbeddedEntryStore, type EntryStore } from '../entry-index/store.js';
+import { PgDatabase } from '../postgres/pg-db.js';
+import { PgEntryStore } from '../postgres/pg-store.js';
 import { hashFile, isNotRegularFile, type FileHashes } from '../hash/file-hash.js';
 import { acquireCacheLock, type CacheLock } from './writer-lock.js';
 import { KeyedMutex, Semaphore } from '../util/async-locks.js';
@@ -134,14 +145,17 @@ async function dropFile(p: string): Promise<void> {
 export class MediaCache {
   readonly cacheDir: string;
   readonly indexDir: string;
-  readonly index: IndexDb;
+  readonly index: EntryStore;
+  /** The PostgreSQL pool in cluster mode (the daemon's queue shares it); undefined when embedded. */
+  readonly database: PgDatabase | undefined;
   /** Resolved options (frozen); the sweeper reads timeoutMs/maxFileSize from here. */
   readonly options: Readonly<MediaCacheSettings>;
   readonly logger: Logger;
   /** The HTTP dispatcher every fetch (and a sweep's re-fetch) goes through. */
   readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
-  private readonly tmpDir: string;
+  /** Partial downloads (`<cacheDir>/.tmp`, or a per-host folder under it in cluster mode). */
+  readonly tmpDir: string;
   private readonly net: Semaphore;
   private readonly md5Lock = new KeyedMutex();
   private readonly flights: SingleFlight<MediaRecord>;
@@ -157,7 +171,8 @@ export class MediaCache {
 
   private constructor(
     o: MediaCacheSettings,
-    index: IndexDb,
+    index: EntryStore,
+    tmpDir: string,
     dispatcher: Dispatcher,
     ownsDispatcher: boolean,
     private readonly lock: CacheLock | undefined,
@@ -168,13 +183,14 @@ export class MediaCache {
     this.cacheDir = o.cacheDir;
     this.indexDir = o.indexDir;
     this.index = index;
+    this.database = index instanceof PgEntryStore ? index.db : undefined;
     this.dispatcher = dispatcher;
     this.ownsDispatcher = ownsDispatcher;
-    this.tmpDir = tmpDirOf(o.cacheDir);
+    this.tmpDir = tmpDir;
     this.net = new Semaphore(o.concurrency);
     this.flights = new SingleFlight((e) => this.logger.warn('progress callback threw', { error: String(e) }));
     this.quota = new QuotaManager({
-      index,
+      index: index.embedded,
       cacheDir: o.cacheDir,
       logger: o.logger,
       now: o.now,
@@ -186,28 +202,48 @@ export class MediaCache {
 
   static async open(opts: MediaCacheOptions): Promise<MediaCache> {
     const o = resolveCacheOptions(opts);
-    const lock = opts.lock === false ? undefined : acquireCacheLock(o.cacheDir);
+    const database = opts.database;
+    if (database !== undefined && (o.maxSize > 0 || o.minFree > 0)) {
+      throw new MediaCacheError('E_BAD_REQUEST', 'cache size limits (maxSize, minFree) are not supported with a database (cluster mode) yet');
+    }
+    // Cluster mode: several daemons share the content root, so the one-writer
+    // lock would refuse all but the first; the database orders the writers.
+    const lock = opts.lock === false || database !== undefined ? undefined : acquireCacheLock(o.cacheDir);
     if (lock?.tookOverStale) o.logger.warn('replaced a stale cache lock', { ...lock.tookOverStale });
+    let index: EntryStore | undefined;
     try {
-      const tmpDir = await ensureCacheLayout(o.cacheDir);
+      let tmpDir = await ensureCacheLayout(o.cacheDir);
+      if (database !== undefined) {
+        // Partial files are named by pid, which only means something on this
+        // machine: each host of a cluster keeps its own .tmp/ folder.
+        tmpDir = path.join(tmpDir, `host-${os.hostname().replace(/[^A-Za-z0-9._-]/g, '_')}`);
+        await fs.promises.mkdir(tmpDir, { recursive: true });
+      }
       // Leftovers of downloads whose process died (crash, SIGKILL) would otherwise
       // sit in .tmp/ until a sweep ages them out a day later.
       const orphans = await removeDeadTmp(tmpDir);
       if (orphans > 0) o.logger.info(`removed ${orphans} partial download(s) left by a dead process`, { tmpDir });
-      const index = await IndexDb.open(o.indexDir, {
-        logger: o.logger,
-        closeCompactBytes: CLOSE_COMPACT_BYTES,
-        ...(opts.flushDelayMs !== undefined ? { flushDelayMs: opts.flushDelayMs } : {}),
-      });
-      // An eviction or restore cut short by a crash: settle it before anything reads the index.
-      await reconcileEvicting(index, o.cacheDir, o.now, o.logger);
+      if (database !== undefined) {
+        const db = database instanceof PgDatabase ? database : await PgDatabase.open({ database, logger: o.logger });
+        index = new PgEntryStore(db, !(database instanceof PgDatabase));
+      } else {
+        const db = await IndexDb.open(o.indexDir, {
+          logger: o.logger,
+          closeCompactBytes: CLOSE_COMPACT_BYTES,
+          ...(opts.flushDelayMs !== undefined ? { flushDelayMs: opts.flushDelayMs } : {}),
+        });
+        // An eviction or restore cut short by a crash: settle it before anything reads the index.
+        await reconcileEvicting(db, o.cacheDir, o.now, o.logger);
+        index = new EmbeddedEntryStore(db);
+      }
       const own = opts.dispatcher === undefined;
       const dispatcher = opts.dispatcher ?? createDispatcher({ timeoutMs: o.timeoutMs, maxRedirects: o.maxRedirects, policy: o.urlPolicy, lookup: opts.lookup });
-      const cache = new MediaCache(o, index, dispatcher, own, lock, opts.onEvictionMarked);
+      const cache = new MediaCache(o, index, tmpDir, dispatcher, own, lock, opts.onEvictionMarked);
       // Limits may have shrunk since the last run.
       if (cache.quota.enabled) await cache.quota.makeRoom();
       return cache;
     } catch (e) {
+      await index?.close().catch(() => {});
       lock?.release();
       throw e;
     }
@@ -259,7 +295,7 @@ export class MediaCache {
    * evict at once.
    */
   async pin(md5OrUrl: string, pinned = true): Promise<MediaRecord> {
-    const stored = md5OrUrl.includes('://') ? this.storedByUrl(md5OrUrl) : this.findStored(md5OrUrl);
+    const stored = md5OrUrl.includes('://') ? await this.storedByUrl(md5OrUrl) : await this.findStored(md5OrUrl);
     if (!stored) throw new MediaCacheError('E_NOT_FOUND', `nothing cached for ${md5OrUrl}`);
     const rec = await this.setPinned(stored.md5, pinned, md5OrUrl.includes('://') ? parseMediaUrl(md5OrUrl).href : undefined);
     if (!pinned && this.quota.enabled) await this.quota.makeRoom();
@@ -268,12 +304,12 @@ export class MediaCache {
 
   private async setPinned(md5: string, pinned: boolean, url?: string): Promise<MediaRecord> {
     const rec = await this.md5Lock.run(md5, async () => {
-      const cur = this.index.get(md5);
+      const cur = await this.index.get(md5);
       if (!cur) throw new MediaCacheError('E_NOT_FOUND', `no record with md5 ${md5}`);
       const next: StoredRecord = { ...cur };
       if (pinned) next.pinned = true;
       else delete next.pinned;
-      this.index.put(next);
+      await this.index.put(next);
       return next;
     });
     await this.index.flush();
@@ -281,9 +317,8 @@ export class MediaCache {
     return this.toRecord(rec, url);
   }
 
-  private storedByUrl(url: string): StoredRecord | undefined {
-    const md5 = this.index.md5ForUrl(parseMediaUrl(url).href);
-    return md5 === undefined ? undefined : this.index.get(md5);
+  private storedByUrl(url: string): Promise<StoredRecord | undefined> {
+    return this.index.getByUrl(parseMediaUrl(url).href);
   }
 
   /**
@@ -295,7 +330,7 @@ export class MediaCache {
     let urls: string[];
     if (urlOrMd5.includes('://')) urls = [parseMediaUrl(urlOrMd5).href];
     else {
-      const stored = this.findStored(urlOrMd5);
+      const stored = await this.findStored(urlOrMd5);
       if (!stored) throw new MediaCacheError('E_NOT_FOUND', `no cached file with md5 ${urlOrMd5}`);
       if (stored.urls.length === 0) throw new MediaCacheError('E_NOT_FOUND', `no URL is known for ${stored.md5} (adopted file); nothing to ask`);
       urls = [...stored.urls];
@@ -336,8 +371,7 @@ export class MediaCache {
    */
   async lookupFresh(url: string): Promise<MediaRecord | undefined> {
     const href = parseMediaUrl(url).href;
-    const md5 = this.index.md5ForUrl(href);
-    const stored = md5 === undefined ? undefined : this.index.get(md5);
+    const stored = await this.index.getByUrl(href);
     if (!stored) return undefined;
     if (stored.evictedAt !== undefined || stored.evicting) {
       this.logger.info('cached content was evicted; downloading it again', { url: href, md5: stored.md5, evictedAt: stored.evictedAt });
@@ -347,7 +381,7 @@ export class MediaCache {
     if ((await fileSize(p)) === stored.fileSize) {
       this.logger.debug('cache hit', { url: href, md5: stored.md5 });
       this.quota.touch(stored.md5);
-      return this.toRecord(this.index.get(stored.md5) ?? stored, href);
+      return this.toRecord((await this.index.get(stored.md5)) ?? stored, href);
     }
     this.logger.warn('cached file missing or wrong size; fetching again', { url: href, md5: stored.md5, path: p });
     return undefined;
@@ -439,7 +473,7 @@ export class MediaCache {
    * download: a damaged container is stored without metadata.
    */
   private async metadataFor(f: Fetched, href: string, signal: AbortSignal | undefined): Promise<MetadataOutcome | undefined> {
-    const known = this.index.get(f.md5)?.metadataVersion;
+    const known = (await this.index.get(f.md5))?.metadataVersion;
     if (known !== undefined && known >= METADATA_VERSION) return undefined;
     return readRecordMetadata(f.tmpPath, { md5: f.md5, ...f.sniffed }, this.logger, {
       timeoutMs: this.options.timeoutMs,
@@ -455,7 +489,7 @@ export class MediaCache {
    * serves other content, the change.
    */
   async commitFetched(f: Fetched, href: string): Promise<{ record: MediaRecord; change?: UpstreamChange }> {
-    const before = this.index.md5ForUrl(href);
+    const before = await this.index.md5ForUrl(href);
     let unreserve: (() => void) | undefined;
     try {
       const meta = await this.metadataFor(f, href, undefined);
@@ -475,18 +509,18 @@ export class MediaCache {
    * The URL moved to `md5` from another record: note the change on both
    * (find shows it) and tell listeners. Runs after the new record's put.
    */
-  private noteUpstreamChange(change: UpstreamChange): void {
-    const old = this.index.get(change.from);
-    if (old) this.index.put(withUpstreamChange(old, change));
+  private async noteUpstreamChange(change: UpstreamChange): Promise<void> {
+    const old = await this.index.get(change.from);
+    if (old) await this.index.put(withUpstreamChange(old, change));
     this.logger.warn('content changed upstream: the URL now serves other content', { ...change });
     this.emitEvent({ type: 'upstream.changed', change });
   }
 
   /** Inside the md5's critical section: dedup, collision check, or new entry. */
   private async commit(f: Fetched, href: string, forced: boolean, meta: MetadataOutcome | undefined): Promise<MediaRecord> {
-    const existing = this.index.get(f.md5);
+    const existing = await this.index.get(f.md5);
     const nowIso = new Date(this.options.now()).toISOString();
-    const prevMd5 = this.index.md5ForUrl(href);
+    const prevMd5 = await this.index.md5ForUrl(href);
     const change: UpstreamChange | undefined = prevMd5 !== undefined && prevMd5 !== f.md5 ? { url: href, from: prevMd5, to: f.md5, at: nowIso } : undefined;
     const pin = this.pinOnCommit.delete(href);
     if (existing && (existing.evictedAt !== undefined || existing.evicting) && existing.sha256 === f.sha256) {
@@ -523,8 +557,8 @@ export class MediaCache {
       if (f.lastModified !== undefined) updated.lastModified = f.lastModified;
       if (pin) updated.pinned = true;
       if (change) updated = withUpstreamChange(updated, change);
-      this.index.put(updated);
-      if (change) this.noteUpstreamChange(change);
+      await this.index.upsert(updated);
+      if (change) await this.noteUpstreamChange(change);
       this.logger.debug('deduplicated', { url: href, md5: f.md5 });
       return this.toRecord(updated, href);
     }
@@ -549,8 +583,8 @@ export class MediaCache {
     const finalPath = storePath(this.cacheDir, withMeta);
     await this.publish(f, finalPath);
     const stored = change ? withUpstreamChange(withMeta, change) : withMeta;
-    this.index.put(stored);
-    if (change) this.noteUpstreamChange(change);
+    await this.index.upsert(stored);
+    if (change) await this.noteUpstreamChange(change);
     this.logger.info('cached', { url: href, md5: rec.md5, path: finalPath, size: rec.fileSize });
     return this.toRecord(stored, href);
   }
@@ -569,7 +603,7 @@ export class MediaCache {
    * on disk (see evict.ts).
    */
   private async restore(existing: StoredRecord, f: Fetched, href: string, nowIso: string, change: UpstreamChange | undefined, pin: boolean): Promise<MediaRecord> {
-    this.index.put({ ...existing, evicting: true });
+    await this.index.put({ ...existing, evicting: true });
     await this.index.flush();
     await this.publish(f, storePath(this.cacheDir, existing));
     const { evicting: _e, evictedAt: _ev, ...rest } = existing;
@@ -585,8 +619,8 @@ export class MediaCache {
     if (f.lastModified !== undefined) rec.lastModified = f.lastModified;
     if (pin) rec.pinned = true;
     if (change) rec = withUpstreamChange(rec, change);
-    this.index.put(rec);
-    if (change) this.noteUpstreamChange(change);
+    await this.index.upsert(rec);
+    if (change) await this.noteUpstreamChange(change);
     this.logger.info('evicted content downloaded again', { url: href, md5: rec.md5, evictedAt: existing.evictedAt, size: rec.fileSize });
     return this.toRecord(rec, href);
   }
@@ -654,36 +688,35 @@ export class MediaCache {
     return { records, failures };
   }
 
-  stats(): CacheStats {
-    const s = this.index.stats();
+  async stats(): Promise<CacheStats> {
+    const s = await this.index.stats();
     if (this.quota.enabled) s.quota = this.quota.status();
     return s;
   }
 
   /** Full md5 or a unique prefix; undefined when none matches. Evicted records are found too (`evictedAt` says so). */
-  find(md5OrPrefix: string): MediaRecord | undefined {
-    const stored = this.findStored(md5OrPrefix);
+  async find(md5OrPrefix: string): Promise<MediaRecord | undefined> {
+    const stored = await this.findStored(md5OrPrefix);
     if (stored && stored.evictedAt === undefined) this.quota.touch(stored.md5);
     return stored && this.toRecord(stored);
   }
 
-  private findStored(md5OrPrefix: string): StoredRecord | undefined {
+  private async findStored(md5OrPrefix: string): Promise<StoredRecord | undefined> {
     const key = typeof md5OrPrefix === 'string' ? md5OrPrefix.trim().toLowerCase() : '';
     if (!MD5_PREFIX.test(key)) {
       throw new MediaCacheError('E_BAD_REQUEST', `not an md5 or md5 prefix (1-32 hex digits): "${String(md5OrPrefix)}"`);
     }
     if (key.length === 32) return this.index.get(key);
-    const hits = this.index.findByPrefix(key, 2);
+    const hits = await this.index.findByPrefix(key, 2);
     if (hits.length > 1) {
       throw new MediaCacheError('E_AMBIGUOUS', `md5 prefix "${key}" matches several cached files; give more digits`);
     }
     return hits[0];
   }
 
-  findByUrl(url: string): MediaRecord | undefined {
+  async findByUrl(url: string): Promise<MediaRecord | undefined> {
     const href = parseMediaUrl(url).href;
-    const md5 = this.index.md5ForUrl(href);
-    const stored = md5 === undefined ? undefined : this.index.get(md5);
+    const stored = await this.index.getByUrl(href);
     if (stored && stored.evictedAt === undefined) this.quota.touch(stored.md5);
     return stored && this.toRecord(stored, href);
   }
@@ -708,7 +741,7 @@ export class MediaCache {
    * HashPool's worker threads when many files are verified at once.
    */
   async verify(md5OrPrefix: string, opts: { hasher?: (path: string) => Promise<FileHashes | undefined> } = {}): Promise<VerifyOutcome> {
-    const stored = this.findStored(md5OrPrefix);
+    const stored = await this.findStored(md5OrPrefix);
     if (!stored) throw new MediaCacheError('E_NOT_FOUND', `no cached file with md5 ${md5OrPrefix}`);
     if (stored.evictedAt !== undefined) throw new MediaCacheError('E_NOT_FOUND', `${stored.md5} was evicted (${stored.evictedAt}); add one of its URLs to download it again`);
     const p = storePath(this.cacheDir, stored);
@@ -732,9 +765,9 @@ export class MediaCache {
     }
     return this.md5Lock.run(stored.md5, async () => {
       // Re-read: a concurrent commit may have replaced the record meanwhile.
-      const cur = this.index.get(stored.md5) ?? stored;
-      const updated = { ...cur, verifiedAt: new Date(this.options.now()).toISOString() };
-      if (this.index.get(stored.md5)) this.index.put(updated);
+      const now = await this.index.get(stored.md5);
+      const updated = { ...(now ?? stored), verifiedAt: new Date(this.options.now()).toISOString() };
+      if (now) await this.index.put(updated);
       this.quota.touch(stored.md5);
       return { ok: true, record: this.toRecord(updated) };
     });
@@ -742,16 +775,16 @@ export class MediaCache {
 
   /** Delete a cached file and its record (full md5 or unique prefix). */
   async remove(md5OrPrefix: string): Promise<MediaRecord> {
-    const stored = this.findStored(md5OrPrefix);
+    const stored = await this.findStored(md5OrPrefix);
     if (!stored) throw new MediaCacheError('E_NOT_FOUND', `no cached file with md5 ${md5OrPrefix}`);
     return this.md5Lock.run(stored.md5, async () => {
-      const cur = this.index.get(stored.md5);
+      const cur = await this.index.get(stored.md5);
       if (!cur) throw new MediaCacheError('E_NOT_FOUND', `no cached file with md5 ${stored.md5}`);
       // File first: if we crash in between, the record points at a missing
       // file, which the next download or sweep repairs; the reverse order
       // would leave an unindexed file that a sweep silently adopts back.
       await dropFile(storePath(this.cacheDir, cur));
-      this.index.remove(cur.md5);
+      await this.index.remove(cur.md5);
       this.logger.info('removed', { md5: cur.md5 });
       return this.toRecord(cur);
     });

@@ -4,6 +4,7 @@ import type { Dispatcher } from 'undici';
 import { MediaCacheError } from '../errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { RETRY_DEFAULTS } from '../fetch/retry.js';
+import type { PgDatabase } from '../postgres/pg-db.js';
 import { toUrlPolicy, type UrlPolicy, type UrlPolicyOptions } from '../fetch/url-policy.js';
 import type { LookupFn } from '../fetch/policy-dispatch.js';
 
@@ -49,6 +50,13 @@ export interface MediaCacheOptions {
    */
   onEvictionMarked?: (md5s: string[]) => Promise<void> | void;
   /**
+   * Cluster mode: keep records and the URL map in this PostgreSQL database
+   * (`postgres://…`, or an open PgDatabase the caller closes) instead of the
+   * embedded index; cacheDir is then the content root every daemon of the
+   * cluster shares, and no `.lock` is taken (see media-cache.ts).
+   */
+  database?: string | PgDatabase;
+  /**
    * Which hosts, addresses and ports may be fetched, checked on every
    * redirect hop and on the resolved address actually connected to
    * (docs/security.md). Default: everything (preset 'open'); services facing
@@ -61,7 +69,9 @@ export interface MediaCacheOptions {
 }
 
 /** The options after defaults, as the instance uses them (`cache.options`). */
-export type MediaCacheSettings = Required<Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir' | 'lock' | 'onEvictionMarked' | 'urlPolicy' | 'lookup'>> & {
+export type MediaCacheSettings = Required<
+  Omit<MediaCacheOptions, 'dispatcher' | 'flushDelayMs' | 'indexDir' | 'lock' | 'onEvictionMarked' | 'database' | 'urlPolicy' | 'lookup'>
+> & {
   indexDir: string;
   urlPolicy: UrlPolicy;
 };

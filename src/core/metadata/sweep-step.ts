@@ -18,7 +18,7 @@ const LANES = 2;
 export async function stepMetadata(ctx: SweepContext): Promise<boolean> {
   const { cache } = ctx;
   const todo: string[] = [];
-  for (const r of cache.index.records()) {
+  for await (const r of cache.index.records()) {
     if ((r.metadataVersion ?? 0) < METADATA_VERSION && !ctx.needRepair.has(r.md5)) todo.push(r.md5);
   }
   const bad = new Set(ctx.report.corrupt);
@@ -33,16 +33,16 @@ export async function stepMetadata(ctx: SweepContext): Promise<boolean> {
       }
       ctx.signal.throwIfAborted();
       const md5 = todo[next++];
-      const rec = cache.index.get(md5);
+      const rec = await cache.index.get(md5);
       if (rec && !bad.has(md5)) {
         const out = await readRecordMetadata(storePath(cache.cacheDir, rec), rec, ctx.logger, {
           timeoutMs: cache.options.timeoutMs,
           signal: ctx.signal,
         });
         // Only into the record that was read: it may have been removed or replaced meanwhile.
-        const cur = cache.index.get(md5);
+        const cur = await cache.index.get(md5);
         if (out && cur && cur.sha256 === rec.sha256 && (cur.metadataVersion ?? 0) < METADATA_VERSION) {
-          cache.index.put(withMetadata(cur, out));
+          await cache.index.put(withMetadata(cur, out));
           ctx.tally.metadata.count++;
           ctx.tally.metadata.bytes += cur.fileSize;
           ctx.report.metadataFilled = (ctx.report.metadataFilled ?? 0) + 1;

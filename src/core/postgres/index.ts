@@ -6,3 +6,5 @@ export { PgQueue, type ClaimOptions, type EnqueueItem, type EnqueueOptions, type
 export { PgNodes, SWEEP_LOCK, type LockHolder, type NodeInfo, type NodeStatus } from './pg-nodes.js';
 export { PgBatches, type PgBatch, type PgBatchLine } from './pg-batches.js';
 export { isConnectionError, pgError } from './pg-errors.js';
+export { PgEntryStore } from './pg-store.js';
+export { copyIndexToPostgres, copyPostgresToIndex, type IndexCopyResult } from './migrate-index.js';

@@ -12,6 +12,7 @@ import os from 'node:os';
 import { MediaCacheError } from '../errors.js';
 import type { PgDatabase } from './pg-db.js';
 import { SCHEMA_V1 } from './schema-v1.js';
+import { SCHEMA_V2 } from './schema-v2.js';
 
 export interface Migration {
   version: number;
@@ -20,7 +21,10 @@ export interface Migration {
 }
 
 /** In order; append only. A released migration is never edited. */
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', sql: SCHEMA_V1 }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial schema', sql: SCHEMA_V1 },
+  { version: 2, name: 'record fields without a column (media.extra)', sql: SCHEMA_V2 },
+];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
 

@@ -30,7 +30,17 @@ interface MediaRow {
   verified_at: Date;
   etag: string | null;
   last_modified: string | null;
+  extra: Record<string, unknown> | null;
   urls: string[] | null;
+}
+
+/** Record fields stored in their own columns (or media_url); every other field goes to `extra`. */
+const COLUMN_FIELDS = new Set(['md5', 'sha256', 'fileSize', 'mimeType', 'mediaType', 'width', 'height', 'extension', 'urls', 'fetchedAt', 'verifiedAt', 'etag', 'lastModified']);
+
+function extraOf(rec: StoredRecord): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(rec)) if (!COLUMN_FIELDS.has(k) && v !== undefined) out[k] = v;
+  return out;
 }
 
 /** A media row with its URLs in association order. */
@@ -40,13 +50,13 @@ const SELECT_RECORD = `
 
 const UPSERT_MEDIA = `
   INSERT INTO mediacache.media (md5, sha256, size, mime, media_type, width, height, extension, storage_path,
-                                fetched_at, verified_at, etag, last_modified)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                fetched_at, verified_at, etag, last_modified, extra)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
   ON CONFLICT (md5) DO UPDATE SET
     sha256 = excluded.sha256, size = excluded.size, mime = excluded.mime, media_type = excluded.media_type,
     width = excluded.width, height = excluded.height, extension = excluded.extension,
     storage_path = excluded.storage_path, fetched_at = excluded.fetched_at, verified_at = excluded.verified_at,
-    etag = excluded.etag, last_modified = excluded.last_modified`;
+    etag = excluded.etag, last_modified = excluded.last_modified, extra = excluded.extra`;
 
 /**
  * Associate URLs (in array order) with a record. A URL new to the map gets
@@ -67,6 +77,7 @@ export function storagePathOf(rec: Pick<StoredRecord, 'md5' | 'mediaType' | 'ext
 
 function fromRow(r: MediaRow): StoredRecord {
   const rec: StoredRecord = {
+    ...(r.extra as Partial<StoredRecord> | null),
     md5: r.md5,
     sha256: r.sha256,
     fileSize: r.size,
@@ -99,6 +110,7 @@ function mediaValues(rec: StoredRecord): unknown[] {
     checkTime(rec.verifiedAt, 'verifiedAt'),
     rec.etag ?? null,
     rec.lastModified ?? null,
+    JSON.stringify(extraOf(rec)),
   ];
 }
 

@@ -217,6 +217,19 @@ export interface StatusResult {
   evicted?: { count: number; size: number };
   /** What start-up found damaged in the index and the job store; absent when nothing was. */
   damage?: DamageReport;
+  /** Cluster mode (--database): the shared database and its daemons. */
+  cluster?: ClusterView;
+}
+
+/** What `status` (and `stats`) show of a cluster: queue totals of every daemon, and each daemon's share. */
+export interface ClusterView {
+  /** "db on host:port" (never the user or password). */
+  database: string;
+  /** This daemon's node id. */
+  nodeId: string;
+  /** Queue totals of the whole cluster. */
+  queue: QueueCounts;
+  nodes: Array<{ id: string; hostName: string; pid: number; alive: boolean; heartbeatAt: string; running: number; done: number; failed: number }>;
 }
 
 // ---- pin / unpin ----

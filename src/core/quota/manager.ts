@@ -32,7 +32,11 @@ const TOUCH_MAP_MAX = 10_000;
 const FREE_CHECK_MS = 1000;
 
 export interface QuotaManagerDeps {
-  index: IndexDb;
+  /**
+   * The embedded index; absent in database (cluster) mode, where quotas are
+   * refused at open and uses are not recorded.
+   */
+  index: IndexDb | undefined;
   cacheDir: string;
   logger: Logger;
   now: () => number;
@@ -58,6 +62,12 @@ export class QuotaManager {
     this.limits = Object.freeze({ ...d.limits });
   }
 
+  /** The index limits are enforced on (only set when enabled: MediaCache refuses limits without an embedded index). */
+  private get embedded(): IndexDb {
+    if (!this.d.index) throw new MediaCacheError('E_BAD_REQUEST', 'cache size limits need the embedded index');
+    return this.d.index;
+  }
+
   get enabled(): boolean {
     return quotaEnabled(this.limits);
   }
@@ -70,6 +80,7 @@ export class QuotaManager {
   /** A use (found, hit, verified): exact in memory, written to the index at most once per USE_WRITE_GRANULARITY_MS. */
   touch(md5: string): void {
     const now = this.d.now();
+    if (!this.d.index) return;
     this.touches.set(md5, now);
     const cur = this.d.index.get(md5);
     if (cur && cur.evictedAt === undefined && useWorthWriting(storedLastUsed(cur), now)) {
@@ -80,6 +91,7 @@ export class QuotaManager {
 
   /** Write every remembered use into the index (at close, and when the map is full). */
   writeTouches(): void {
+    if (!this.d.index) return;
     for (const [md5, t] of this.touches) {
       const cur = this.d.index.get(md5);
       if (cur && cur.evictedAt === undefined && t > storedLastUsed(cur)) this.d.index.put({ ...cur, lastUsedAt: new Date(t).toISOString() });
@@ -142,7 +154,7 @@ export class QuotaManager {
    */
   async makeRoom(): Promise<void> {
     for (let round = 0; round < 8; round++) {
-      const usage = { used: this.d.index.stats().totalSize, incoming: this.reserved, free: await this.freeBytes() };
+      const usage = { used: this.embedded.stats().totalSize, incoming: this.reserved, free: await this.freeBytes() };
       const need = bytesToFree(usage, this.limits);
       if (need <= 0) {
         if (!this.running) this.setBlocked(false, 0);
@@ -175,7 +187,7 @@ export class QuotaManager {
   private async runEviction(need: number): Promise<number> {
     const out = await evict(
       {
-        index: this.d.index,
+        index: this.embedded,
         cacheDir: this.d.cacheDir,
         logger: this.d.logger,
         now: this.d.now,
@@ -205,7 +217,7 @@ export class QuotaManager {
         byPinned
           ? 'quota cannot be met: pinned content alone is over it; pinned content is never evicted (unpin some, or raise the limit)'
           : 'quota cannot be met: nothing is left to evict (the disk is fuller than --min-free allows, or the files in use are over the limit)',
-        { maxSize: this.limits.maxSize, minFree: this.limits.minFree, used: this.d.index.stats().totalSize, pinnedBytes },
+        { maxSize: this.limits.maxSize, minFree: this.limits.minFree, used: this.embedded.stats().totalSize, pinnedBytes },
       );
     }
     this.unmet = blocked;
@@ -230,7 +242,7 @@ export class QuotaManager {
   }
 
   status(): QuotaStatus {
-    const s = this.d.index.stats();
+    const s = this.embedded.stats();
     const out: QuotaStatus = {
       maxSize: this.limits.maxSize,
       minFree: this.limits.minFree,

@@ -13,7 +13,7 @@
 import { MediaCacheError } from '../errors.js';
 import type { Fetched } from '../fetch/download.js';
 import { conditionalHeaders } from './plan.js';
-import type { IndexDb } from '../entry-index/index-db.js';
+import type { EntryStore } from '../entry-index/store.js';
 import type { MediaRecord, StoredRecord, UpstreamChange } from '../types.js';
 
 export type RefreshState = 'not-modified' | 'unchanged' | 'changed';
@@ -31,7 +31,7 @@ export interface RefreshOutcome {
 
 /** What refreshUrl needs of a MediaCache. */
 export interface RefreshTarget {
-  readonly index: IndexDb;
+  readonly index: EntryStore;
   fetchUrl(url: URL, o: { headers?: Record<string, string>; signal?: AbortSignal }): Promise<Fetched>;
   commitFetched(f: Fetched, href: string): Promise<{ record: MediaRecord; change?: UpstreamChange }>;
   toRecord(stored: StoredRecord, url?: string): MediaRecord;
@@ -44,25 +44,24 @@ function isNotModified(e: unknown): boolean {
 
 /** Revalidate one URL the index knows (E_NOT_FOUND otherwise). */
 export async function refreshUrl(t: RefreshTarget, href: string, signal?: AbortSignal): Promise<RefreshOutcome> {
-  const md5 = t.index.md5ForUrl(href);
-  const rec = md5 === undefined ? undefined : t.index.get(md5);
+  const rec = await t.index.getByUrl(href);
   if (!rec) throw new MediaCacheError('E_NOT_FOUND', `no cached content for ${href}`, { url: href });
   let f: Fetched;
   try {
     f = await t.fetchUrl(new URL(href), { headers: conditionalHeaders(rec), signal });
   } catch (e) {
     if (!isNotModified(e)) throw e;
-    const cur = t.index.get(rec.md5) ?? rec;
+    const cur = (await t.index.get(rec.md5)) ?? rec;
     const next = { ...cur, revalidatedAt: new Date(t.now()).toISOString() };
-    t.index.put(next);
+    await t.index.put(next);
     return { url: href, state: 'not-modified', record: t.toRecord(next, href), bytes: 0 };
   }
   const { record, change } = await t.commitFetched(f, href);
-  const cur = t.index.get(record.md5);
+  const cur = await t.index.get(record.md5);
   let out = record;
   if (cur) {
     const next = { ...cur, revalidatedAt: new Date(t.now()).toISOString() };
-    t.index.put(next);
+    await t.index.put(next);
     out = t.toRecord(next, href);
   }
   return { url: href, state: change ? 'changed' : 'unchanged', record: out, ...(change ? { change } : {}), bytes: f.size };

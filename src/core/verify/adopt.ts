@@ -39,7 +39,9 @@ export async function stepAdopt(ctx: SweepContext): Promise<boolean> {
         ctx.logger.warn('sweep: unexpected folder in a type folder; left alone', { path: p });
         continue;
       }
-      const c = classifyFolderEntry(type, d.name, (md5) => index.get(md5));
+      const named = /^[0-9a-f]{32}(?=\.)/.exec(d.name)?.[0];
+      const known = named === undefined ? undefined : await index.get(named);
+      const c = classifyFolderEntry(type, d.name, (md5) => (known?.md5 === md5 ? known : undefined));
       if (c.kind === 'indexed') continue;
       const st = await lstatOrUndefined(p);
       if (!st) continue;
@@ -68,7 +70,7 @@ export async function stepAdopt(ctx: SweepContext): Promise<boolean> {
       const sniffed = h.head ? sniff(h.head.subarray(0, SNIFF_BYTES)) : undefined;
       const problem = adoptionProblem(c.entry, h, sniffed);
       // A download may have indexed this md5 while we hashed: nothing to do.
-      if (index.get(c.entry.md5)) return;
+      if (await index.get(c.entry.md5)) return;
       if (problem || !sniffed) {
         await quarantine(ctx, { path: c.path, reason: problem ?? 'not media', ino: h.ino, mtimeMs: h.mtimeMs, size: h.size }).catch((e: unknown) =>
           ctx.logger.error('sweep: cannot quarantine', { path: c.path, error: String(e) }),
@@ -91,7 +93,8 @@ export async function stepAdopt(ctx: SweepContext): Promise<boolean> {
         rec.width = dims.width;
         rec.height = dims.height;
       }
-      index.put(rec);
+      // upsert, not put: a download of this content committing meanwhile keeps its URLs.
+      await index.upsert(rec);
       ctx.report.adopted.push(rec.md5);
       ctx.tally.adopt.count++;
       ctx.tally.adopt.bytes += rec.fileSize;

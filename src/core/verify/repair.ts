@@ -23,7 +23,7 @@ export interface RepairDeps {
   logger: Logger;
   signal?: AbortSignal;
   /** Checked just before the commit: false when the record was removed meanwhile. */
-  stillWanted: () => boolean;
+  stillWanted: () => boolean | Promise<boolean>;
 }
 
 export interface RepairOutcome {
@@ -68,7 +68,7 @@ export async function repairRecord(rec: StoredRecord, deps: RepairDeps): Promise
         deps.logger.warn('sweep: content changed upstream; not restored', { md5: rec.md5, url: href, nowMd5: f.md5 });
         continue;
       }
-      if (!deps.stillWanted()) return { bytes: 0, changed };
+      if (!(await deps.stillWanted())) return { bytes: 0, changed };
       await commitTmp(f.tmpPath, storePath(deps.cacheDir, rec));
       tmpPath = undefined;
       deps.logger.info('sweep: repaired from origin', { md5: rec.md5, url: href });

@@ -22,7 +22,7 @@ import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { toMediaCacheError } from '../errors.js';
 import type { AnyHashOutcome, HashPool, Sha256Outcome } from '../hash/file-hash-pool.js';
-import type { IndexDb } from '../entry-index/index-db.js';
+import type { EntryStore } from '../entry-index/store.js';
 import type { Logger } from '../util/logger.js';
 import type { SweepReport, SweepStepName } from '../protocol/rpc.js';
 import { isStaleTmp, pastDeadline, quarantineTarget, orderForRehash } from './plan.js';
@@ -35,7 +35,9 @@ import { dueForRevalidation } from '../revalidate/plan.js';
 /** What a sweep needs of a MediaCache (MediaCache satisfies it). */
 export interface SweepTarget {
   readonly cacheDir: string;
-  readonly index: IndexDb;
+  readonly index: EntryStore;
+  /** This process's folder for partial downloads (default `<cacheDir>/.tmp`; per host in cluster mode). */
+  readonly tmpDir?: string;
   readonly dispatcher: Dispatcher;
   readonly options: { readonly timeoutMs: number; readonly maxFileSize: number };
   readonly logger: Logger;
@@ -107,13 +109,13 @@ async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T,
 }
 
 /** Evicted (or being evicted) on purpose: its file's absence is not damage. */
-function evictedNow(ctx: SweepContext, md5: string): boolean {
-  const cur = ctx.cache.index.get(md5);
+async function evictedNow(ctx: SweepContext, md5: string): Promise<boolean> {
+  const cur = await ctx.cache.index.get(md5);
   return cur !== undefined && (cur.evictedAt !== undefined || cur.evicting === true);
 }
 
-function markMissing(ctx: SweepContext, rec: StoredRecord): void {
-  if (ctx.needRepair.has(rec.md5) || evictedNow(ctx, rec.md5)) return;
+async function markMissing(ctx: SweepContext, rec: StoredRecord): Promise<void> {
+  if (ctx.needRepair.has(rec.md5) || (await evictedNow(ctx, rec.md5))) return;
   ctx.report.missing.push(rec.md5);
   ctx.needRepair.add(rec.md5);
   ctx.tally.missing.count++;
@@ -129,20 +131,18 @@ function markCorrupt(ctx: SweepContext, s: Suspect): void {
 /** Step 1: every record's file exists with its recorded size (a stat each; no reading). */
 export async function stepMissing(ctx: SweepContext): Promise<void> {
   const index = ctx.cache.index;
-  const order = orderForRehash(
-    (function* light() {
-      for (const r of index.records()) if (r.evictedAt === undefined && !r.evicting) yield { md5: r.md5, verifiedAt: r.verifiedAt };
-    })(),
-  );
+  const light: Array<{ md5: string; verifiedAt: string }> = [];
+  for await (const r of index.records()) if (r.evictedAt === undefined && !r.evicting) light.push({ md5: r.md5, verifiedAt: r.verifiedAt });
+  const order = orderForRehash(light);
   let done = 0;
   const keep: Array<string | undefined> = new Array(order.length);
   await forEachLimit(order, 16, async ({ md5 }, i) => {
     ctx.signal.throwIfAborted();
-    const rec = index.get(md5);
+    const rec = await index.get(md5);
     if (!rec || rec.evictedAt !== undefined || rec.evicting) return; // removed or evicted meanwhile
     const p = storePath(ctx.cache.cacheDir, rec);
     const st = await lstatOrUndefined(p);
-    if (!st) markMissing(ctx, rec);
+    if (!st) await markMissing(ctx, rec);
     else if (!st.isFile()) markCorrupt(ctx, { path: p, md5: rec.md5, reason: 'not a regular file', ino: st.ino, mtimeMs: st.mtimeMs, size: st.size });
     else if (st.size !== rec.fileSize) {
       markCorrupt(ctx, { path: p, md5: rec.md5, reason: `size ${st.size} instead of ${rec.fileSize}`, ino: st.ino, mtimeMs: st.mtimeMs, size: st.size });
@@ -163,7 +163,7 @@ export async function hashAll<T, P extends { path: string }, O extends Sha256Out
   ctx: SweepContext,
   items: readonly T[],
   /** What to hash for an item, or undefined to skip it (gone meanwhile). */
-  prepare: (item: T) => P | undefined,
+  prepare: (item: T) => P | undefined | Promise<P | undefined>,
   /** The pool call for one item (undefined: the file is gone). */
   hashOne: (prepared: P) => Promise<O | undefined>,
   onResult: (prepared: P, h: O | undefined) => Promise<void> | void,
@@ -180,7 +180,7 @@ export async function hashAll<T, P extends { path: string }, O extends Sha256Out
         return;
       }
       ctx.signal.throwIfAborted();
-      const job = prepare(items[next++]);
+      const job = await prepare(items[next++]);
       if (!job) continue;
       mine++;
       let h: O | undefined;
@@ -223,8 +223,8 @@ export async function stepRehash(ctx: SweepContext): Promise<boolean> {
   const complete = await hashAll(
     ctx,
     items,
-    (md5) => {
-      const rec = ctx.cache.index.get(md5);
+    async (md5) => {
+      const rec = await ctx.cache.index.get(md5);
       return rec && rec.evictedAt === undefined && !rec.evicting ? { rec, path: storePath(ctx.cache.cacheDir, rec) } : undefined;
     },
     ({ rec, path: p }): Promise<AnyHashOutcome | undefined> =>
@@ -249,8 +249,8 @@ export async function stepRehash(ctx: SweepContext): Promise<boolean> {
         return markCorrupt(ctx, { path: p, md5: rec.md5, reason, ino: h.ino, mtimeMs: h.mtimeMs, size: h.size });
       }
       // Checked OK: record when, unless the record changed under us meanwhile.
-      const cur = ctx.cache.index.get(rec.md5);
-      if (cur && cur.sha256 === rec.sha256) ctx.cache.index.put({ ...cur, verifiedAt: nowIso(ctx) });
+      const cur = await ctx.cache.index.get(rec.md5);
+      if (cur && cur.sha256 === rec.sha256) await ctx.cache.index.put({ ...cur, verifiedAt: nowIso(ctx) });
     },
     true,
   );
@@ -295,7 +295,7 @@ export async function stepRepair(ctx: SweepContext): Promise<void> {
   let done = 0;
   for (const md5 of md5s) {
     ctx.signal.throwIfAborted();
-    const rec = cache.index.get(md5);
+    const rec = await cache.index.get(md5);
     const p = rec && storePath(cache.cacheDir, rec);
     // Removed or evicted meanwhile, or a download already put the bytes back.
     if (!rec || !p || rec.evictedAt !== undefined || rec.evicting || (await lstatOrUndefined(p))?.size === rec.fileSize) {
@@ -304,14 +304,14 @@ export async function stepRepair(ctx: SweepContext): Promise<void> {
     }
     const out = await repairRecord(rec, {
       cacheDir: cache.cacheDir,
-      tmpDir: tmpDirOf(cache.cacheDir),
+      tmpDir: cache.tmpDir ?? tmpDirOf(cache.cacheDir),
       dispatcher: cache.dispatcher,
       timeoutMs: cache.options.timeoutMs,
       maxFileSize: cache.options.maxFileSize,
       logger: ctx.logger,
       signal: ctx.signal,
-      stillWanted: () => {
-        const cur = cache.index.get(md5);
+      stillWanted: async () => {
+        const cur = await cache.index.get(md5);
         return cur?.sha256 === rec.sha256 && cur.evictedAt === undefined && !cur.evicting;
       },
     });
@@ -320,8 +320,8 @@ export async function stepRepair(ctx: SweepContext): Promise<void> {
       ctx.report.repaired.push({ md5, url: out.repairedFrom });
       ctx.tally.repair.count++;
       ctx.tally.repair.bytes += out.bytes;
-      const cur = cache.index.get(md5);
-      if (cur) cache.index.put({ ...cur, verifiedAt: nowIso(ctx) });
+      const cur = await cache.index.get(md5);
+      if (cur) await cache.index.put({ ...cur, verifiedAt: nowIso(ctx) });
     } else if (out.error) {
       // The record stays (a later sweep retries); its file is absent, so the
       // cache re-fetches on the next download of its URL instead of serving it.
@@ -373,7 +373,7 @@ export async function stepRevalidate(ctx: SweepContext, revalidateAfterMs: numbe
   if (!refresh || !(revalidateAfterMs > 0)) return true;
   const nowMs = ctx.now().getTime();
   const due: Array<{ url: string; t: number }> = [];
-  for (const r of ctx.cache.index.records()) {
+  for await (const r of ctx.cache.index.records()) {
     if (!dueForRevalidation(r, nowMs, revalidateAfterMs)) continue;
     const t = Date.parse(r.revalidatedAt ?? r.fetchedAt);
     for (const url of r.urls) due.push({ url, t: Number.isNaN(t) ? -Infinity : t });

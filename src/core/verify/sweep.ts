@@ -224,7 +224,7 @@ export class Sweeper extends EventEmitter {
       suspects: [],
       needRepair: new Set(),
     };
-    o.logger.info('sweep started', { id: cur.id, records: this.cache.index.size, adopt: ctx.adoptAll, maxDurationMs: o.maxDurationMs, rateMBps: o.rateMBps });
+    o.logger.info('sweep started', { id: cur.id, records: await this.cache.index.count(), adopt: ctx.adoptAll, maxDurationMs: o.maxDurationMs, rateMBps: o.rateMBps });
     const steps: Record<SweepStepName, () => Promise<unknown>> = {
       missing: () => stepMissing(ctx),
       rehash: async () => {

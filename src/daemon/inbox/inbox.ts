@@ -358,7 +358,12 @@ export class Inbox {
     return out;
   }
 
-  /** Jobs an earlier attempt of this batch created, by line (their source is `<file>:<line>`). */
+  /**
+   * Jobs an earlier attempt of this batch created, by line (their source is
+   * `<file>:<line>`). In cluster mode the job store holds no jobs and this is
+   * empty; a retried attempt stays idempotent there because the shared queue
+   * answers a URL that has an open job with that job.
+   */
   private jobsOfAttempt(p: string, firstSeq: number): Map<number, string> {
     const out = new Map<number, string>();
     const prefix = `${p}:`;
@@ -463,7 +468,8 @@ export class Inbox {
         if (i > 0 && i % TRACK_SLICE === 0) await new Promise((r) => setImmediate(r));
         const id = b.lines[i][2];
         if (!id || left.has(id)) continue;
-        const j = this.store.get(id);
+        // The scheduler's view (the job store's embedded, the shared queue's in cluster mode).
+        const j = this.scheduler.get(id);
         if (!j || (j.state !== 'queued' && j.state !== 'running')) continue;
         left.add(id);
         const had = this.jobBatches.get(id);

@@ -49,7 +49,8 @@ export interface Downloader {
    */
   readonly index?: {
     flush(): Promise<void>;
-    md5ForUrl(url: string): string | undefined;
+    /** The embedded index's synchronous view, for the crash check (absent in cluster mode, whose jobs are not in this store). */
+    readonly embedded?: { md5ForUrl(url: string): string | undefined } | undefined;
   };
 }
 
@@ -187,8 +188,9 @@ export class Scheduler extends EventEmitter {
     let requeued = 0;
     const now = this.now();
     const nowIso = new Date(now).toISOString();
-    if (this.store.recoveredFromCrash && this.cache.index) {
-      const stale = findStaleDone(this.store.values(), this.cache.index);
+    const embedded = this.cache.index?.embedded;
+    if (this.store.recoveredFromCrash && embedded) {
+      const stale = findStaleDone(this.store.values(), embedded);
       for (const j of stale) {
         j.state = 'queued';
         j.updatedAt = nowIso;

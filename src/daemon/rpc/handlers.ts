@@ -25,6 +25,7 @@ import {
   type RpcMethodName,
   type RpcMethods,
   type StatusResult,
+  type ClusterView,
   type SweepReport,
   type VerifyFailure,
 } from '../../core/protocol/rpc.js';
@@ -46,9 +47,9 @@ export interface DaemonContext {
   /** Current config (SIGHUP may replace it). */
   config(): DaemonConfig;
   readonly cache: {
-    stats(): CacheStats;
-    find(md5OrPrefix: string): MediaRecord | undefined;
-    findByUrl(url: string): MediaRecord | undefined;
+    stats(): Promise<CacheStats>;
+    find(md5OrPrefix: string): Promise<MediaRecord | undefined>;
+    findByUrl(url: string): Promise<MediaRecord | undefined>;
     /** A cached record whose file is present (the cache-hit decision). */
     lookupFresh(url: string): Promise<MediaRecord | undefined>;
     verify(
@@ -56,7 +57,7 @@ export interface DaemonContext {
       opts?: { hasher?: (path: string) => Promise<FileHashes | undefined> },
     ): Promise<{ ok: boolean; record: MediaRecord; reason?: 'missing' | 'mismatch' }>;
     remove(md5OrPrefix: string): Promise<MediaRecord>;
-    readonly index: { md5s(): IterableIterator<string> };
+    readonly index: { records(): AsyncIterable<{ md5: string }> };
     /** Quota additions (optional so older test doubles still fit). */
     pin?(md5OrUrl: string, pinned?: boolean): Promise<MediaRecord>;
     pinWhenCached?(url: string): void;
@@ -65,7 +66,7 @@ export interface DaemonContext {
   readonly scheduler: {
     enqueue(items: Array<{ url: string; source: string }>, o: { priority: number; force?: boolean; retries?: number }): Promise<JobInfo[]>;
     wait(jobIds: string[]): Promise<JobInfo[]>;
-    list(o: { state?: JobState; limit?: number }): JobsResult;
+    list(o: { state?: JobState; limit?: number }): JobsResult | Promise<JobsResult>;
     counts(): QueueCounts;
     active(): ActiveDownload[];
     cancel(o: { id?: string; url?: string }): Promise<{ job: JobInfo; cancelled: boolean }>;
@@ -78,6 +79,8 @@ export interface DaemonContext {
     start(): { id: string; joined: boolean; done: Promise<SweepReport> };
   };
   readonly sweepTimer?: { nextRunAt(): Date | undefined };
+  /** Cluster mode: the view of the shared database and its daemons. */
+  readonly cluster?: { view(): Promise<ClusterView> };
   /** What start-up found damaged (index, job store), when anything was. */
   damage?(): DamageReport | undefined;
 }
@@ -183,10 +186,10 @@ function errorInfo(e: unknown, url?: string) {
 }
 
 /** Item for an ended job: the record when done, the error when failed. */
-function endedItem(ctx: DaemonContext, url: string, j: JobInfo): AddItem {
+async function endedItem(ctx: DaemonContext, url: string, j: JobInfo): Promise<AddItem> {
   const item: AddItem = { url, state: j.state, jobId: j.id };
   if (j.state === 'done' && j.md5) {
-    const rec = ctx.cache.find(j.md5);
+    const rec = await ctx.cache.find(j.md5);
     if (rec) item.record = { ...rec, url: rec.urls.includes(j.url) ? j.url : rec.url };
   }
   if (j.error) item.error = j.error;
@@ -257,17 +260,17 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
           { priority, force, ...(pin ? { pin } : {}), ...(retries !== undefined ? { retries } : {}) },
         );
         const ended = wait ? await ctx.scheduler.wait(jobs.map((j) => j.id)) : jobs;
-        toQueue.forEach((q, k) => {
+        for (const [k, q] of toQueue.entries()) {
           const j = ended[k]!;
-          items[q.i] = j.state === 'done' || j.state === 'failed' ? endedItem(ctx, q.url, j) : { url: q.url, state: j.state, jobId: j.id };
-        });
+          items[q.i] = j.state === 'done' || j.state === 'failed' ? await endedItem(ctx, q.url, j) : { url: q.url, state: j.state, jobId: j.id };
+        }
       }
       return { items };
     },
 
     async stats(p) {
       obj('stats', p, []);
-      return { ...ctx.cache.stats(), queue: ctx.scheduler.counts() };
+      return { ...(await ctx.cache.stats()), queue: ctx.scheduler.counts() };
     },
 
     async verify(p) {
@@ -280,7 +283,8 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
         return { checked: 1, ok: r.ok ? 1 : 0, bad: r.ok ? [] : [{ md5: r.record.md5, localPath: r.record.localPath, reason: r.reason ?? 'mismatch' }] };
       }
       if (!all) throw new InvalidParamsError('verify: give "md5" (an md5 or prefix) or "all": true');
-      const md5s = [...ctx.cache.index.md5s()];
+      const md5s: string[] = [];
+      for await (const r of ctx.cache.index.records()) md5s.push(r.md5);
       // Hashing in the sweep's kind of worker threads (at lower priority):
       // the socket and the downloads stay responsive however big the cache.
       const pool = new HashPool({ threads: VERIFY_ALL_THREADS });
@@ -311,7 +315,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       const url = optString('find', o, 'url', 'a URL');
       if (md5 === undefined && url === undefined) throw new InvalidParamsError('find: give "md5" (an md5 or prefix) or "url"');
       if (md5 !== undefined && url !== undefined) throw new InvalidParamsError('find: give either "md5" or "url", not both');
-      const rec = md5 !== undefined ? ctx.cache.find(md5) : ctx.cache.findByUrl(url!);
+      const rec = md5 !== undefined ? await ctx.cache.find(md5) : await ctx.cache.findByUrl(url!);
       if (!rec) throw new MediaCacheError('E_NOT_FOUND', md5 !== undefined ? `no cached file with md5 ${md5}` : `no cached file for ${url}`, url ? { url } : {});
       return rec;
     },
@@ -369,8 +373,9 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
         sweepRunning: ctx.sweeper.running,
         ...(last ? { lastSweep: last } : {}),
         ...(next ? { nextSweepAt: next.toISOString() } : {}),
-        ...quotaFields(ctx.cache.stats()),
+        ...quotaFields(await ctx.cache.stats()),
         ...(damage ? { damage } : {}),
+        ...(ctx.cluster ? { cluster: await ctx.cluster.view() } : {}),
       };
     },
 

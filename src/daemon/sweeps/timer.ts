@@ -31,7 +31,7 @@ const realTimers: TimerApi = {
 
 export interface SweepTimerOptions {
   schedule: string;
-  sweeper: { run(): Promise<SweepReport> };
+  sweeper: { run(): Promise<SweepReport | undefined> };
   logger: Logger;
   now?: () => Date;
   /** Tests inject fake timers; default the real (unref'd) ones. */
@@ -40,7 +40,7 @@ export interface SweepTimerOptions {
 
 export class SweepTimer {
   private spec: CronSpec;
-  private readonly sweeper: { run(): Promise<SweepReport> };
+  private readonly sweeper: { run(): Promise<SweepReport | undefined> };
   private readonly logger: Logger;
   private readonly now: () => Date;
   private readonly timers: TimerApi;
@@ -112,7 +112,8 @@ export class SweepTimer {
     const due = this.target;
     this.logger.info('scheduled sweep starting', { schedule: this.spec.expr, due: due.toISOString() });
     Promise.resolve().then(() => this.sweeper.run()).then(
-      (r) => this.logger.debug('scheduled sweep ended', { id: r.id }),
+      // undefined: skipped (in a cluster, another daemon holds the sweep lease).
+      (r) => r && this.logger.debug('scheduled sweep ended', { id: r.id }),
       (e: unknown) => this.logger.error('scheduled sweep failed', { error: String(e) }),
     );
     // Next time strictly after both the slot just served and now.

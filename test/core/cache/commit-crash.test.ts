@@ -131,11 +131,11 @@ t.test('kill -9 mid-download: no final name with wrong content, every acknowledg
     const cache = await MediaCache.open({ cacheDir });
     try {
       for (const m of seen) {
-        const rec = cache.find(m);
+        const rec = await cache.find(m);
         t.ok(rec, `acknowledged ${m} is in the reopened index`);
         if (rec) t.equal(md5(fs.readFileSync(rec.localPath)), m);
       }
-      for (const rec of cache.index.records()) {
+      for await (const rec of cache.index.records()) {
         const p = path.join(cacheDir, TYPE_DIRS.find((d) => d.startsWith(rec.mediaType.slice(0, 4)))!, rec.md5 + rec.extension);
         t.equal(md5(fs.readFileSync(p)), rec.md5, `indexed ${rec.md5} intact`);
       }

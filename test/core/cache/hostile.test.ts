@@ -139,7 +139,7 @@ t.test('hostile origins', async (t) => {
       setImmediate(() => res.socket?.destroy());
     });
     await rejectsCode(t, cache.download(origin.url('/cut.jpg')), /^E_(NETWORK|HTTP|UNAVAILABLE|INTEGRITY)$/, 'truncated');
-    t.equal(cache.findByUrl(origin.url('/cut.jpg')), undefined);
+    t.equal((await cache.findByUrl(origin.url('/cut.jpg'))), undefined);
   });
 
   await t.test('HTML served as image/jpeg → E_UNSUPPORTED_TYPE', async (t) => {
@@ -182,11 +182,11 @@ t.test('hostile origins', async (t) => {
   await t.test('nothing stray in the cache after all of that', async (t) => {
     const cacheDir = cache.cacheDir;
     const files = TYPE_DIRS.flatMap((d) => fs.readdirSync(path.join(cacheDir, d)).map((f) => `${d}/${f}`)).sort();
-    const expected = [cache.findByUrl(origin.url('/busy.jpg'))!, cache.findByUrl(origin.url('/go'))!]
+    const expected = [(await cache.findByUrl(origin.url('/busy.jpg')))!, (await cache.findByUrl(origin.url('/go')))!]
       .map((r) => `${path.basename(path.dirname(r.localPath))}/${path.basename(r.localPath)}`)
       .sort();
     t.same(files, expected, 'only the successful downloads are in the type folders');
     t.same(fs.readdirSync(path.join(cacheDir, '.tmp')), [], '.tmp is empty');
-    t.equal(cache.stats().totalFiles, 2, 'index holds exactly the successes');
+    t.equal((await cache.stats()).totalFiles, 2, 'index holds exactly the successes');
   });
 });

@@ -125,7 +125,7 @@ t.test('every fixture type is cached with a complete, correct record', async (t)
       }
     });
   }
-  const stats = cache.stats();
+  const stats = (await cache.stats());
   t.equal(stats.totalFiles, FIXTURES.length, 'stats: one file per fixture');
   t.equal(stats.totalSize, FIXTURES.reduce((n, f) => n + fixture(f.file).length, 0), 'stats: total size');
   for (const type of ['image', 'video', 'audio', 'document'] as const) {
@@ -145,7 +145,7 @@ t.test('a cached URL is answered without a request; force fetches again', async 
   const again = await cache.download(`  ${url}  `);
   t.equal(origin.hits('/a.jpg'), 1, 'no second request');
   t.same(again, first, 'same record');
-  t.same(cache.findByUrl(url), first, 'findByUrl');
+  t.same((await cache.findByUrl(url)), first, 'findByUrl');
   const forced = await cache.download(url, { force: true });
   t.equal(origin.hits('/a.jpg'), 2, 'force re-requests');
   t.equal(forced.md5, first.md5);
@@ -186,7 +186,7 @@ t.test('50 concurrent downloads of one URL: one request, one file, one record', 
   t.ok(origin.hits('/v.mp4') <= 1, `requests: ${origin.hits('/v.mp4')}`);
   t.equal(new Set(all.map((r) => JSON.stringify(r))).size, 1, 'all 50 got the same record');
   t.same(typeDirFiles(cache.cacheDir), [`videos/${md5(fixture('sample.mp4'))}.mp4`], 'exactly one file');
-  t.equal(cache.stats().totalFiles, 1);
+  t.equal((await cache.stats()).totalFiles, 1);
 });
 
 t.test('two URLs with the same bytes: one file, both URLs recorded', async (t) => {
@@ -200,13 +200,13 @@ t.test('two URLs with the same bytes: one file, both URLs recorded', async (t) =
   t.equal(b.url, origin.url('/two.php'), 'url is this request');
   t.same(b.urls, [origin.url('/one.gif'), origin.url('/two.php')], 'urls lists both');
   t.same(typeDirFiles(cache.cacheDir), [`images/${a.md5}.gif`], 'one file');
-  t.same(cache.findByUrl(origin.url('/two.php'))?.md5, a.md5, 'second URL indexed');
+  t.same((await cache.findByUrl(origin.url('/two.php')))?.md5, a.md5, 'second URL indexed');
   // Both concurrently, on a fresh md5: still one file.
   origin.route('/x1.webp', { body: fixture('sample.webp'), bytesPerSec: 8 * 1024 });
   origin.route('/x2.webp', { body: fixture('sample.webp'), bytesPerSec: 8 * 1024 });
   const [c, d] = await Promise.all([cache.download(origin.url('/x1.webp')), cache.download(origin.url('/x2.webp'))]);
   t.equal(c.md5, d.md5);
-  t.same(cache.find(c.md5)?.urls.slice().sort(), [origin.url('/x1.webp'), origin.url('/x2.webp')].sort());
+  t.same((await cache.find(c.md5))?.urls.slice().sort(), [origin.url('/x1.webp'), origin.url('/x2.webp')].sort());
   t.equal(typeDirFiles(cache.cacheDir).length, 2);
 });
 
@@ -223,8 +223,8 @@ t.test('a real MD5 collision is refused and never replaces the cached file', asy
   const err = await rejectsCode(t, cache.download(origin.url('/c2.jpg')), 'E_INTEGRITY', 'second of the pair');
   t.match(err?.message, /md5 collision/);
   t.equal(sha256(fs.readFileSync(first.localPath)), sha256(one), 'cached file still holds the first bytes');
-  t.same(cache.find(first.md5)?.urls, [origin.url('/c1.jpg')], 'the colliding URL is not recorded');
-  t.equal(cache.findByUrl(origin.url('/c2.jpg')), undefined);
+  t.same((await cache.find(first.md5))?.urls, [origin.url('/c1.jpg')], 'the colliding URL is not recorded');
+  t.equal((await cache.findByUrl(origin.url('/c2.jpg'))), undefined);
   t.equal(fs.readdirSync(path.join(cache.cacheDir, '.tmp')).length, 0, 'colliding download dropped from .tmp');
   // Asking again (and forcing) still refuses.
   await rejectsCode(t, cache.download(origin.url('/c2.jpg'), { force: true }), 'E_INTEGRITY', 'forced');
@@ -246,7 +246,7 @@ t.test('verify, verifyFile and verifiedAt', async (t) => {
   const ok = await cache.verify(r.md5.slice(0, 10));
   t.equal(ok.ok, true);
   t.equal(ok.record.verifiedAt, '2026-01-01T00:01:00.000Z', 'verifiedAt updated');
-  t.equal(cache.find(r.md5)?.verifiedAt, '2026-01-01T00:01:00.000Z', 'and stored');
+  t.equal((await cache.find(r.md5))?.verifiedAt, '2026-01-01T00:01:00.000Z', 'and stored');
   // Flip one byte.
   const buf = fs.readFileSync(r.localPath);
   buf[buf.length >> 1] ^= 0xff;
@@ -263,7 +263,7 @@ t.test('verify, verifyFile and verifiedAt', async (t) => {
   const badInPool = await cache.verify(r.md5, { hasher });
   t.same([badInPool.ok, badInPool.reason], [false, 'mismatch'], 'a hasher in worker threads finds it too');
   t.same(paths, [r.localPath], 'and it was the one used');
-  t.equal(cache.find(r.md5)?.verifiedAt, '2026-01-01T00:01:00.000Z', 'verifiedAt not advanced by a failed verify');
+  t.equal((await cache.find(r.md5))?.verifiedAt, '2026-01-01T00:01:00.000Z', 'verifiedAt not advanced by a failed verify');
   fs.rmSync(r.localPath);
   const gone = await cache.verify(r.md5);
   t.same([gone.ok, gone.reason], [false, 'missing']);
@@ -282,9 +282,9 @@ t.test('find by full md5, unique prefix, ambiguous prefix; remove', async (t) =>
   const md5s = recs.map((r) => r.md5);
   // A prefix unique among these md5s, 12 chars long.
   const target = recs[0];
-  t.equal(cache.find(target.md5.slice(0, 12))?.md5, target.md5, '12-char prefix');
-  t.equal(cache.find(target.md5.toUpperCase())?.md5, target.md5, 'upper case accepted');
-  t.equal(cache.find(target.md5)?.localPath, target.localPath);
+  t.equal((await cache.find(target.md5.slice(0, 12)))?.md5, target.md5, '12-char prefix');
+  t.equal((await cache.find(target.md5.toUpperCase()))?.md5, target.md5, 'upper case accepted');
+  t.equal((await cache.find(target.md5))?.localPath, target.localPath);
   // Two md5s sharing a prefix: the longest shared prefix is ambiguous.
   let amb = '';
   for (let i = 0; i < md5s.length; i++) {
@@ -295,20 +295,20 @@ t.test('find by full md5, unique prefix, ambiguous prefix; remove', async (t) =>
     }
   }
   t.ok(amb.length >= 1, `found a shared prefix "${amb}"`);
-  t.throws(() => cache.find(amb), { code: 'E_AMBIGUOUS' }, 'ambiguous prefix');
-  t.throws(() => cache.find('xyz'), { code: 'E_BAD_REQUEST' }, 'not hex');
-  t.throws(() => cache.find(''), { code: 'E_BAD_REQUEST' }, 'empty');
-  t.throws(() => cache.find('a'.repeat(33)), { code: 'E_BAD_REQUEST' }, 'too long');
+  await t.rejects(cache.find(amb), { code: 'E_AMBIGUOUS' }, 'ambiguous prefix');
+  await t.rejects(cache.find('xyz'), { code: 'E_BAD_REQUEST' }, 'not hex');
+  await t.rejects(cache.find(''), { code: 'E_BAD_REQUEST' }, 'empty');
+  await t.rejects(cache.find('a'.repeat(33)), { code: 'E_BAD_REQUEST' }, 'too long');
   const absent = [...'0123456789abcdef'].map((c) => c.repeat(8)).find((p) => !md5s.some((m) => m.startsWith(p)));
-  t.equal(cache.find(absent!), undefined, 'no match → undefined');
-  t.equal(cache.findByUrl(origin.url('/never')), undefined);
+  t.equal((await cache.find(absent!)), undefined, 'no match → undefined');
+  t.equal((await cache.findByUrl(origin.url('/never'))), undefined);
 
   const removed = await cache.remove(target.md5);
   t.equal(removed.md5, target.md5);
   t.notOk(fs.existsSync(target.localPath), 'file deleted');
-  t.equal(cache.find(target.md5), undefined, 'record deleted');
-  t.equal(cache.findByUrl(target.url), undefined, 'url mapping deleted');
-  t.equal(cache.stats().totalFiles, FIXTURES.length - 1);
+  t.equal((await cache.find(target.md5)), undefined, 'record deleted');
+  t.equal((await cache.findByUrl(target.url)), undefined, 'url mapping deleted');
+  t.equal((await cache.stats()).totalFiles, FIXTURES.length - 1);
   await rejectsCode(t, cache.remove(target.md5), 'E_NOT_FOUND', 'second remove');
   // Removed content downloads again.
   const back = await cache.download(target.url);
@@ -381,7 +381,7 @@ t.test('abort: one caller leaving does not cancel the shared fetch; the last one
   await rejectsCode(t, p3, 'E_ABORTED', 'sole caller aborted');
   const { waitFor } = await import('../../helpers/wait.js');
   await waitFor(() => fs.readdirSync(path.join(cache.cacheDir, '.tmp')).length === 0, { what: '.tmp emptied' });
-  t.equal(cache.findByUrl(origin.url('/slow2.mp4')), undefined, 'nothing recorded');
+  t.equal((await cache.findByUrl(origin.url('/slow2.mp4'))), undefined, 'nothing recorded');
 });
 
 t.test('index survives close and reopen; closed cache refuses work', async (t) => {

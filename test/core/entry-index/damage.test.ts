@@ -52,19 +52,19 @@ t.test('one flipped byte in journal.jsonl: the entry is not applied; the file is
   fs.writeFileSync(journal, flipHexDigit(text, text.indexOf(victim.sha256) + 7));
 
   const again = await open();
-  t.ok(again.index.needsRebuild, 'an adopting sweep is asked for');
-  t.equal(again.index.damage.lostRows, 1);
-  t.equal(again.index.get(victim.md5), undefined, 'the damaged entry is not applied as read');
-  t.equal(again.index.get(recs[0].md5)?.sha256, recs[0].sha256, 'the entries that check are');
+  t.ok(again.index.embedded!.needsRebuild, 'an adopting sweep is asked for');
+  t.equal(again.index.embedded!.damage.lostRows, 1);
+  t.equal(await again.index.get(victim.md5), undefined, 'the damaged entry is not applied as read');
+  t.equal((await again.index.get(recs[0].md5))?.sha256, recs[0].sha256, 'the entries that check are');
   const report = await new Sweeper(again, { threads: 1 }).run({ adopt: true });
   t.same(report.quarantined, [], 'no intact file is quarantined');
   t.same(report.adopted, [victim.md5], 're-adopted from the file on disk');
-  t.equal(again.index.get(victim.md5)?.sha256, victim.sha256, 'with the sha256 of its bytes');
+  t.equal((await again.index.get(victim.md5))?.sha256, victim.sha256, 'with the sha256 of its bytes');
   const hitsBefore = origin.hits('/f1.png');
   const back = await again.download(urls[1]);
   t.equal(back.md5, victim.md5, 'the URL is served again (no E_INTEGRITY)');
   t.equal(origin.hits('/f1.png'), hitsBefore + 1, 'fetched once to learn that the URL names this content');
-  t.same(again.index.get(victim.md5)?.urls, [urls[1]]);
+  t.same((await again.index.get(victim.md5))?.urls, [urls[1]]);
   t.ok(fs.existsSync(back.localPath));
 });
 
@@ -83,11 +83,11 @@ t.test('one garbled byte in a shard: only that record is lost, and the adopting 
   fs.writeFileSync(file, text.slice(0, at) + '\u0007' + text.slice(at + 1));
 
   const again = await open();
-  t.equal(again.index.damage.lostRows, 1);
-  t.equal(again.index.damage.files.length, 1, 'a copy of the damaged shard is kept');
-  t.equal(again.stats().totalFiles, 39, 'every other record is kept');
+  t.equal(again.index.embedded!.damage.lostRows, 1);
+  t.equal(again.index.embedded!.damage.files.length, 1, 'a copy of the damaged shard is kept');
+  t.equal((await again.stats()).totalFiles, 39, 'every other record is kept');
   const report = await new Sweeper(again, { threads: 1 }).run({ adopt: true });
   t.equal(report.adopted.length, 1);
   t.same(report.quarantined, []);
-  t.equal(again.stats().totalFiles, 40, 'index and disk agree again');
+  t.equal((await again.stats()).totalFiles, 40, 'index and disk agree again');
 });

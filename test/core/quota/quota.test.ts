@@ -96,47 +96,47 @@ t.test('feeding 3x the quota: stays under it, the recently used file survives, i
       if (i >= files) return;
       await h.cache.download(h.url(i));
       peakDisk = Math.max(peakDisk, diskBytes(h.dir));
-      t.ok(h.cache.stats().totalSize <= maxSize, `index total within the quota after file ${i}`);
+      t.ok((await h.cache.stats()).totalSize <= maxSize, `index total within the quota after file ${i}`);
       // File 0 is used again every few downloads (a cache hit counts as a use).
       if (i % 4 === 0) await h.cache.download(h.url(0));
     }
   };
   await Promise.all([worker(), worker(), worker()]);
   t.ok(peakDisk <= maxSize + size, `disk peak ${peakDisk} within the quota plus one in-flight file`);
-  const s = h.cache.stats();
+  const s = (await h.cache.stats());
   t.ok(s.totalSize <= maxSize && s.totalSize > lowWater({ maxSize, minFree: 0 }) - 2 * size, `used ${s.totalSize} near the quota`);
   t.ok((s.evicted?.count ?? 0) >= files - maxSize / size, `evicted ${s.evicted?.count} records`);
   t.equal(s.quota?.maxSize, maxSize);
   t.equal(s.quota?.blockedByPinned, false);
-  const first = h.cache.findByUrl(h.url(0))!;
+  const first = (await h.cache.findByUrl(h.url(0)))!;
   t.equal(first.evictedAt, undefined, 'the most recently used file survived');
   t.ok(fs.existsSync(first.localPath));
   t.equal(h.origin.hits('/f/0'), 1, 'and was never downloaded again');
-  const oldUnused = h.cache.findByUrl(h.url(1))!;
+  const oldUnused = (await h.cache.findByUrl(h.url(1)))!;
   t.ok(oldUnused.evictedAt, 'an old, unused file was evicted');
   t.same(oldUnused.urls, [h.url(1)], 'evicted records keep their URLs');
   t.equal(oldUnused.md5, md5Of(h.bodies.get(1)!), 'and their metadata');
   await h.cache.quota.idle(); // a background eviction may still be running
-  t.same(agreement(h.cache.index, h.dir), []);
+  t.same(agreement(h.cache.index.embedded!, h.dir), []);
 });
 
 t.test('re-adding an evicted URL downloads it again and the record says so', async (t) => {
   const size = 300 * KiB;
   const h = await setup(t, { maxSize: MiB }, 8, size);
   for (let i = 0; i < 8; i++) await h.cache.download(h.url(i));
-  const before = h.cache.findByUrl(h.url(0))!;
+  const before = (await h.cache.findByUrl(h.url(0)))!;
   t.ok(before.evictedAt, 'find says it was evicted');
   t.notOk(fs.existsSync(before.localPath));
-  t.equal(h.cache.stats().evicted!.size % size, 0, 'evicted bytes counted');
+  t.equal((await h.cache.stats()).evicted!.size % size, 0, 'evicted bytes counted');
   const again = await h.cache.download(h.url(0));
   t.equal(h.origin.hits('/f/0'), 2, 'downloaded again');
   t.equal(again.md5, before.md5);
   t.equal(again.evictedAt, undefined);
   t.ok(again.restoredAt, `restoredAt ${again.restoredAt}`);
   t.ok(fs.existsSync(again.localPath));
-  t.equal(h.cache.findByUrl(h.url(0))!.restoredAt, again.restoredAt, 'find shows it too');
+  t.equal((await h.cache.findByUrl(h.url(0)))!.restoredAt, again.restoredAt, 'find shows it too');
   await h.cache.quota.idle(); // a background eviction may still be running
-  t.same(agreement(h.cache.index, h.dir), []);
+  t.same(agreement(h.cache.index.embedded!, h.dir), []);
 });
 
 t.test('pinned content survives, even alone over the quota; the state is reported', async (t) => {
@@ -147,24 +147,24 @@ t.test('pinned content survives, even alone over the quota; the state is reporte
   for (let i = 0; i < 3; i++) await h.cache.download(h.url(i), { pin: true }); // 1.2 MiB pinned
   for (let i = 3; i < 9; i++) await h.cache.download(h.url(i));
   for (let i = 0; i < 3; i++) {
-    const r = h.cache.findByUrl(h.url(i))!;
+    const r = (await h.cache.findByUrl(h.url(i)))!;
     t.equal(r.pinned, true);
     t.equal(r.evictedAt, undefined, `pinned file ${i} kept`);
     t.ok(fs.existsSync(r.localPath));
   }
-  const s = h.cache.stats();
+  const s = (await h.cache.stats());
   t.same(s.pinned, { count: 3, size: 3 * size });
   t.equal(s.quota?.blockedByPinned, true, 'stats say the quota cannot be met');
   t.ok(warnings.some((w) => /pinned/.test(w)), 'and the log says why');
   // Unpinning lets the quota be met at once.
   await h.cache.pin(h.url(0), false);
   await h.cache.pin(h.url(1), false);
-  const after = h.cache.stats();
+  const after = (await h.cache.stats());
   t.ok(after.totalSize <= MiB, `after unpinning: ${after.totalSize} within the quota`);
   t.equal(after.quota?.blockedByPinned, false);
-  t.equal(h.cache.findByUrl(h.url(2))!.evictedAt, undefined, 'the one still pinned stays');
+  t.equal((await h.cache.findByUrl(h.url(2)))!.evictedAt, undefined, 'the one still pinned stays');
   await h.cache.quota.idle(); // a background eviction may still be running
-  t.same(agreement(h.cache.index, h.dir), []);
+  t.same(agreement(h.cache.index.embedded!, h.dir), []);
 });
 
 t.test('content larger than the whole quota is refused with E_QUOTA', async (t) => {
@@ -178,7 +178,7 @@ t.test('content larger than the whole quota is refused with E_QUOTA', async (t) 
   const err = await h.cache.download(h.origin.url('/chunked')).catch((e: unknown) => e);
   t.ok(err instanceof MediaCacheError && err.code === 'E_QUOTA', 'by the bytes received');
   t.same(fs.readdirSync(path.join(h.dir, '.tmp')), [], 'nothing left in .tmp');
-  t.equal(h.cache.stats().totalFiles, 0);
+  t.equal((await h.cache.stats()).totalFiles, 0);
 });
 
 t.test('kill -9 during eviction leaves the index and the disk in agreement', async (t) => {
@@ -227,8 +227,8 @@ t.test('kill -9 during eviction leaves the index and the disk in agreement', asy
     // Opening the cache settles them: the index and the disk agree.
     const cache = await MediaCache.open({ cacheDir: dir, maxSize: 512 * KiB });
     await cache.quota.idle(); // past the early watermark, open starts an eviction in the background
-    t.same(agreement(cache.index, dir), [], `life ${life}: index and disk agree after the restart`);
-    t.ok(cache.stats().totalSize <= 512 * KiB, 'within the quota');
+    t.same(agreement(cache.index.embedded!, dir), [], `life ${life}: index and disk agree after the restart`);
+    t.ok((await cache.stats()).totalSize <= 512 * KiB, 'within the quota');
     await cache.close();
   }
 });
@@ -240,7 +240,7 @@ t.test('--min-free that cannot be met evicts everything evictable and says so', 
   const impossible = st.bavail * st.bsize + 1024 ** 4; // a TiB more than the disk has free
   const h = await setup(t, { minFree: impossible, logger }, 3, 100 * KiB);
   for (let i = 0; i < 3; i++) await h.cache.download(h.url(i));
-  const s = h.cache.stats();
+  const s = (await h.cache.stats());
   t.equal(s.totalFiles, 1, 'only the newest file is left');
   t.equal(s.evicted?.count, 2);
   t.ok(s.quota?.free !== undefined && s.quota.free > 0, `free space measured: ${s.quota?.free}`);
@@ -248,5 +248,5 @@ t.test('--min-free that cannot be met evicts everything evictable and says so', 
   t.equal(s.quota?.blockedByPinned, false, 'nothing pinned is to blame');
   t.ok(warnings.some((w) => /cannot be met/.test(w)));
   await h.cache.quota.idle(); // a background eviction may still be running
-  t.same(agreement(h.cache.index, h.dir), []);
+  t.same(agreement(h.cache.index.embedded!, h.dir), []);
 });

@@ -85,7 +85,7 @@ for (const variant of ['etag', 'last-modified'] as const) {
     t.equal(res.notModified, 1, 'the origin answered 304');
     t.equal(res.bodyBytes, res.body.length, 'no second body');
     t.ok(out!.record.revalidatedAt, 'revalidatedAt set');
-    t.equal(cache.findByUrl(origin.url('/a'))!.revalidatedAt, out!.record.revalidatedAt, 'and stored');
+    t.equal((await cache.findByUrl(origin.url('/a')))!.revalidatedAt, out!.record.revalidatedAt, 'and stored');
     t.same(fs.readdirSync(`${cache.cacheDir}/.tmp`), [], 'no tmp file for a 304');
   });
 }
@@ -99,19 +99,19 @@ t.test('changed upstream: new record, URL moved, old content kept for its other 
   origin.route('/mirror', { body: v1 });
   const old = await cache.download(origin.url('/a'));
   await cache.download(origin.url('/mirror'));
-  t.same(cache.find(old.md5)!.urls, [origin.url('/a'), origin.url('/mirror')]);
+  t.same((await cache.find(old.md5))!.urls, [origin.url('/a'), origin.url('/mirror')]);
   res.body = v2;
   res.etag = '"v2"';
   const [out] = await cache.refresh(old.md5.slice(0, 10)).then((all) => all.filter((o) => o.url === origin.url('/a')));
   t.equal(out!.state, 'changed');
   t.equal(out!.record.md5, md5Of(v2), 'new content is its own record');
   t.same(out!.change, { url: origin.url('/a'), from: old.md5, to: md5Of(v2), at: out!.change!.at });
-  t.equal(cache.findByUrl(origin.url('/a'))!.md5, md5Of(v2), 'the URL moved to it');
-  const kept = cache.find(old.md5)!;
+  t.equal((await cache.findByUrl(origin.url('/a')))!.md5, md5Of(v2), 'the URL moved to it');
+  const kept = (await cache.find(old.md5))!;
   t.same(kept.urls, [origin.url('/mirror')], 'the old content keeps its other URL');
   t.equal(md5Of(fs.readFileSync(kept.localPath)), old.md5, 'old file intact');
   t.equal(kept.upstreamChanges?.[0]?.to, md5Of(v2), 'find on the old md5 shows the change');
-  t.equal(cache.findByUrl(origin.url('/a'))!.upstreamChanges?.[0]?.from, old.md5, 'find on the URL shows it');
+  t.equal((await cache.findByUrl(origin.url('/a')))!.upstreamChanges?.[0]?.from, old.md5, 'find on the URL shows it');
   t.ok(events.some((e) => e.type === 'upstream.changed' && e.change.url === origin.url('/a') && e.change.from === old.md5), 'upstream.changed event');
 });
 

@@ -216,7 +216,7 @@ t.test('a sweep repairs, quarantines, adopts, cleans, and the stats agree with t
   t.ok(fs.existsSync(fresh), 'fresh tmp kept');
 
   // the orphan is a proper record: type, size, dimensions, sha256, no URLs
-  const adopted = cache.find(md5(webp));
+  const adopted = (await cache.find(md5(webp)));
   t.match(adopted, {
     mediaType: 'image',
     extension: '.webp',
@@ -231,7 +231,7 @@ t.test('a sweep repairs, quarantines, adopts, cleans, and the stats agree with t
   // stats agree with the files on disk, and every file hashes to its name
   const files = filesOnDisk(dir);
   t.ok(files.every((f) => f.nameOk), 'every file in the type folders hashes to its name');
-  const stats = cache.stats();
+  const stats = (await cache.stats());
   t.equal(stats.totalFiles, files.length);
   t.equal(stats.totalSize, files.reduce((a, f) => a + f.size, 0));
 
@@ -244,7 +244,7 @@ t.test('a sweep repairs, quarantines, adopts, cleans, and the stats agree with t
   t.equal(sweeper.lastReport?.id, report.id);
 
   // verifiedAt moved forward for checked records; the report is durable in the index
-  t.ok(Date.parse(cache.find(recA.md5)!.verifiedAt) >= Date.parse(report.startedAt));
+  t.ok(Date.parse((await cache.find(recA.md5))!.verifiedAt) >= Date.parse(report.startedAt));
 
   // a second sweep finds nothing to do
   const again = await sweeper.run();
@@ -327,7 +327,7 @@ t.test('content changed upstream is reported, never stored under the old name', 
   t.ok(filesOnDisk(dir).every((f) => f.nameOk), 'no file hashes to anything but its name');
   t.same(fs.readdirSync(path.join(dir, '.tmp')), [], 'the changed bytes were dropped from .tmp');
   // the record stays, so a later sweep retries; it is not served as present
-  t.ok(cache.index.get(recA.md5), 'record kept for a later retry');
+  t.ok(cache.index.embedded!.get(recA.md5), 'record kept for a later retry');
   const again = await sweeper.run();
   t.same(again.missing.sort(), [recA.md5, recG.md5, recM.md5].sort(), 'still missing on the next sweep');
   const fresh = await cache.download(origin.url('/a.jpg'));
@@ -341,7 +341,7 @@ t.test('incremental sweeps resume oldest-first and cover every file', async (t) 
   for (let i = 0; i < n; i++) routes[`/p${i}.png`] = Buffer.concat([base, Buffer.from(`#${i}`.padEnd(20_000 - base.length, '.'))]);
   const { origin, cache } = await setup(t, routes);
   for (let i = 0; i < n; i++) await cache.download(origin.url(`/p${i}.png`));
-  const before = new Map([...cache.index.records()].map((r) => [r.md5, r.verifiedAt]));
+  const before = new Map([...cache.index.embedded!.records()].map((r) => [r.md5, r.verifiedAt]));
   // 20 kB files at 0.1 MB/s: ~200 ms each; 500 ms per sweep -> two or so per run
   const sweeper = new Sweeper(cache, { rateMBps: 0.1, maxDurationMs: 500, threads: 1 });
   t.teardown(() => sweeper.close());
@@ -353,8 +353,8 @@ t.test('incremental sweeps resume oldest-first and cover every file', async (t) 
     const r = await sweeper.run();
     runs++;
     // checked in this run = verifiedAt changed since the previous snapshot
-    const checkedNow = [...cache.index.records()].filter((x) => x.verifiedAt !== last.get(x.md5)).map((x) => x.md5);
-    last = new Map([...cache.index.records()].map((x) => [x.md5, x.verifiedAt]));
+    const checkedNow = [...cache.index.embedded!.records()].filter((x) => x.verifiedAt !== last.get(x.md5)).map((x) => x.md5);
+    last = new Map([...cache.index.embedded!.records()].map((x) => [x.md5, x.verifiedAt]));
     perRun.push(checkedNow);
     for (const m of checkedNow) seen.add(m);
     if (runs === 1) t.equal(r.complete, false, 'the first run is cut short');
@@ -364,7 +364,7 @@ t.test('incremental sweeps resume oldest-first and cover every file', async (t) 
   t.ok(runs >= 2 && runs <= n, `took ${runs} runs`);
   t.same(new Set(perRun[1]).size, perRun[1].length);
   t.notOk(perRun[1].some((m) => perRun[0].includes(m)), 'the second run resumes with files the first did not check');
-  for (const [m, v] of before) t.ok(cache.index.get(m)!.verifiedAt > v, 'every verifiedAt moved forward');
+  for (const [m, v] of before) t.ok(cache.index.embedded!.get(m)!.verifiedAt > v, 'every verifiedAt moved forward');
 });
 
 t.test('two concurrent runs share one sweep; close stops a running one', async (t) => {
@@ -406,21 +406,21 @@ t.test('recovery run adopts every file back after the index is lost', async (t) 
   const first = await MediaCache.open({ cacheDir: path.join(dir, 'c2'), retries: 0 });
   const recs = [];
   for (const f of files) recs.push(await first.download(origin.url(`/${f}`)));
-  const statsBefore = first.stats();
+  const statsBefore = await first.stats();
   await first.close();
   fs.rmSync(path.join(dir, 'c2', 'index'), { recursive: true });
   const cache = await MediaCache.open({ cacheDir: path.join(dir, 'c2'), retries: 0 });
-  t.equal(cache.index.size, 0);
-  t.equal(cache.index.needsRebuild, true, 'the index says it needs a rebuild');
+  t.equal(cache.index.embedded!.size, 0);
+  t.equal(cache.index.embedded!.needsRebuild, true, 'the index says it needs a rebuild');
   const sweeper = new Sweeper(cache, { maxDurationMs: 1 });
   t.teardown(() => sweeper.close());
   const r = await sweeper.run({ adopt: true });
   t.same(r.adopted.sort(), recs.map((x) => x.md5).sort());
-  t.same(cache.stats(), statsBefore, 'stats as before the loss');
+  t.same((await cache.stats()), statsBefore, 'stats as before the loss');
   for (const rec of recs) {
-    t.match(cache.find(rec.md5), { mediaType: rec.mediaType, extension: rec.extension, sha256: rec.sha256, fileSize: rec.fileSize });
+    t.match((await cache.find(rec.md5)), { mediaType: rec.mediaType, extension: rec.extension, sha256: rec.sha256, fileSize: rec.fileSize });
   }
-  t.match(cache.find(recs[0].md5), { width: 64, height: 48 });
+  t.match((await cache.find(recs[0].md5)), { width: 64, height: 48 });
   // an adopted record knows no URL: when its file goes, it cannot be repaired
   fs.rmSync(recs[1].localPath);
   const r2 = await sweeper.run();

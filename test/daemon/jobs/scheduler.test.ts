@@ -88,7 +88,7 @@ t.test('enqueue → done, with events, counts and md5', async (t) => {
   t.match(jobs[0], { state: /queued|running/, priority: 0, source: 'rpc' });
   const done = await sched.wait(jobs.map((j) => j.id));
   t.same(done.map((j) => j.state), ['done', 'done']);
-  t.equal(done[0].md5, cache.findByUrl(origin.url('/a.png'))?.md5);
+  t.equal(done[0].md5, (await cache.findByUrl(origin.url('/a.png')))?.md5);
   t.same(sched.counts(), { queued: 0, running: 0, done: 2, failed: 0 });
   t.equal(events.filter((e) => e.type === 'job.queued').length, 2);
   t.equal(events.filter((e) => e.type === 'job.done').length, 2);
@@ -404,7 +404,7 @@ t.test('done is persisted only after the index flush', async (t) => {
           await flushGate;
           await c.index.flush();
         },
-        md5ForUrl: (u: string) => c.index.md5ForUrl(u),
+        embedded: c.index.embedded,
       },
     }),
   });
@@ -446,7 +446,7 @@ t.test('after a crash, a done job whose record is missing runs again; after a cl
   t.equal(store.get(lost)?.state !== 'done', true, 're-queued at start');
   const [end] = await sched.wait([lost]);
   t.equal(end.state, 'done');
-  t.equal(end.md5, cache.findByUrl(origin.url('/lost.png'))?.md5, 'now with its record');
+  t.equal(end.md5, (await cache.findByUrl(origin.url('/lost.png')))?.md5, 'now with its record');
   t.equal(origin.hits('/lost.png'), 1);
   const removed = mk(store, origin.url('/removed.png'));
   await sched.drain(0);
@@ -489,10 +489,10 @@ t.test('add --pin of a queued URL is kept with the job: after a restart the cont
   sched2.start();
   const done = await sched2.wait([p.id, q.id, r.id]);
   t.same(done.map((j) => j.state), ['done', 'done', 'done']);
-  t.equal(cache2.findByUrl(origin.url('/p.png'))?.pinned, true, 'pinned after the restart');
-  t.equal(cache2.findByUrl(origin.url('/q.png'))?.pinned, true);
-  t.notOk(cache2.findByUrl(origin.url('/r.png'))?.pinned, 'a job without --pin leaves its content unpinned');
-  t.same(cache2.stats().pinned?.count, 2);
+  t.equal((await cache2.findByUrl(origin.url('/p.png')))?.pinned, true, 'pinned after the restart');
+  t.equal((await cache2.findByUrl(origin.url('/q.png')))?.pinned, true);
+  t.notOk((await cache2.findByUrl(origin.url('/r.png')))?.pinned, 'a job without --pin leaves its content unpinned');
+  t.same((await cache2.stats()).pinned?.count, 2);
   await sched2.drain(0);
   await store2.close();
   await cache2.close();

@@ -1,0 +1,106 @@
+/**
+ * ClusterScheduler against a real PostgreSQL, with two schedulers (two
+ * daemons) on one database and one content root: overlapping URL lists end
+ * done once each, the per-host limit holds for the cluster, and the jobs of
+ * a daemon that died are taken over when its lease expires.
+ */
+import t, { type Test } from 'tap';
+import fs from 'node:fs';
+import path from 'node:path';
+import { MediaCache } from '../../../src/core/cache/media-cache.js';
+import { PgQueue } from '../../../src/core/postgres/index.js';
+import { silentLogger } from '../../../src/core/util/logger.js';
+import { ClusterScheduler } from '../../../src/daemon/jobs/cluster-scheduler.js';
+import { startOrigin, type Origin } from '../../helpers/origin.js';
+import { mediaBody, md5Of } from '../../helpers/media.js';
+import { pgServer } from '../../helpers/postgres.js';
+import { waitFor } from '../../helpers/wait.js';
+
+const pg = await pgServer(t);
+
+/** Routes that answer after `delayMs`, counting requests in flight (the most at once is `peak`). */
+function countingRoutes(origin: Origin, bodies: Map<string, Buffer>, delayMs: number): { peak: () => number } {
+  let inflight = 0;
+  let peak = 0;
+  for (const [p, body] of bodies) {
+    origin.route(p, (_req, res) => {
+      inflight++;
+      peak = Math.max(peak, inflight);
+      setTimeout(() => {
+        inflight--;
+        res.writeHead(200, { 'content-length': body.length });
+        res.end(body);
+      }, delayMs);
+    });
+  }
+  return { peak: () => peak };
+}
+
+async function member(t: Test, root: string, url: string, nodeId: string, o: { concurrency: number; perHost: number; leaseMs?: number }): Promise<{ cache: MediaCache; sched: ClusterScheduler; queue: PgQueue }> {
+  const cache = await MediaCache.open({ cacheDir: root, database: url, retries: 0 });
+  const queue = new PgQueue(cache.database!);
+  const sched = new ClusterScheduler({ cache, queue, nodeId, logger: silentLogger, pollMs: 50, ...o });
+  t.teardown(async () => {
+    await sched.drain(0);
+    await cache.close();
+  });
+  sched.start();
+  return { cache, sched, queue };
+}
+
+t.test('two daemons, overlapping lists: every URL done once, one file per content, per-host limit held cluster-wide', async (t) => {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  const bodies = new Map<string, Buffer>();
+  // 30 URLs, 20 distinct contents: /u20../u29 serve the bytes of /u0../u9.
+  for (let i = 0; i < 30; i++) bodies.set(`/u${i}.png`, mediaBody(`c${i % 20}`, 9000));
+  const { peak } = countingRoutes(origin, bodies, 120);
+  const url = await pg.freshDatabase();
+  const root = t.testdir();
+  const a = await member(t, root, url, 'node-a', { concurrency: 4, perHost: 3 });
+  const b = await member(t, root, url, 'node-b', { concurrency: 4, perHost: 3 });
+  const urls = [...bodies.keys()].map((p) => origin.url(p));
+  const [ja, jb] = await Promise.all([
+    a.sched.enqueue(urls.slice(0, 20).map((u) => ({ url: u, source: 'rpc' })), { priority: 0 }),
+    b.sched.enqueue(urls.slice(10).map((u) => ({ url: u, source: 'inbox:1' })), { priority: 10 }),
+  ]);
+  for (let i = 10; i < 20; i++) t.equal(ja[i].id, jb[i - 10].id, `URL ${i} queued by both is one job`);
+  const ended = await Promise.all([a.sched.wait(ja.map((j) => j.id)), b.sched.wait(jb.map((j) => j.id))]);
+  t.ok(ended.flat().every((j) => j.state === 'done'), 'all done');
+  for (const p of bodies.keys()) t.equal(origin.hits(p), 1, `${p} fetched once`);
+  const files = fs.readdirSync(path.join(root, 'images')).sort();
+  t.same(files, [...new Set([...bodies.values()].map((b) => `${md5Of(b)}.png`))].sort(), 'one file per distinct content');
+  t.equal((await a.cache.stats()).totalFiles, 20, 'the database agrees with the files');
+  for (const [p, body] of bodies) t.equal((await b.cache.findByUrl(origin.url(p)))?.md5, md5Of(body));
+  t.ok(peak() <= 3, `the origin saw at most 3 requests at once (saw ${peak()}) with two daemons of concurrency 4`);
+  t.ok(peak() >= 2, 'and the daemons did run in parallel');
+  const counts = await a.queue.counts();
+  t.same(counts, { queued: 0, running: 0, done: 30, failed: 0 });
+  const shares = await a.queue.shares();
+  t.equal((shares.get('node-a')?.done ?? 0) + (shares.get('node-b')?.done ?? 0), 30, 'shares add up');
+});
+
+t.test("a dead daemon's claimed jobs are finished by another once the lease expires", async (t) => {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  const bodies = new Map<string, Buffer>([0, 1, 2].map((i) => [`/d${i}.png`, mediaBody(`dead${i}`, 9000)]));
+  countingRoutes(origin, bodies, 10);
+  const url = await pg.freshDatabase();
+  const root = t.testdir();
+  const b = await member(t, root, url, 'node-b', { concurrency: 2, perHost: 0 });
+  await b.sched.drain(0); // b only runs once the dead node holds its jobs
+  const jobs = await b.queue.enqueue([...bodies.keys()].map((p) => ({ url: origin.url(p), source: 'rpc' })));
+  // What a daemon killed with SIGKILL leaves: jobs claimed under a lease nobody renews.
+  const claimed = await b.queue.claim('node-dead', 3, { perHostLimit: 0, leaseMs: 800 });
+  t.equal(claimed.length, 3);
+  const b2 = new ClusterScheduler({ cache: b.cache, queue: b.queue, nodeId: 'node-b', logger: silentLogger, pollMs: 50, concurrency: 2, perHost: 0 });
+  t.teardown(() => b2.drain(0));
+  b2.start();
+  const t0 = Date.now();
+  const done = await b2.wait(jobs.map((j) => j.job.id));
+  t.ok(done.every((j) => j.state === 'done'), 'finished');
+  t.ok(Date.now() - t0 >= 500, 'not before the lease expired');
+  for (const j of await b.queue.getMany(jobs.map((x) => x.job.id))) t.equal(j.doneBy, 'node-b');
+  for (const p of bodies.keys()) t.equal(origin.hits(p), 1, `${p} fetched once`);
+  await waitFor(async () => (await b.queue.counts()).running === 0, { what: 'nothing left running' });
+});
