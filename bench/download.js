@@ -72,8 +72,8 @@ async function childMain() {
   const maxSize = args['max-size'] !== undefined ? Number(args['max-size']) : undefined;
   const cache = await MediaCache.open({ cacheDir: args['cache-dir'], concurrency: workers, timeoutMs: 120_000, ...(maxSize ? { maxSize } : {}) });
   const recs = await cache.downloadMany(urls, { maxWorkers: workers });
-  const commits = { ...cache.committer.stats, journalAppends: cache.index.diagnostics.journalAppends };
-  const st = cache.stats();
+  const commits = { ...cache.committer.stats, journalAppends: cache.index.embedded?.diagnostics.journalAppends ?? 0 };
+  const st = await cache.stats();
   await cache.close();
   const ms = performance.now() - t0;
   if (timer) clearInterval(timer);

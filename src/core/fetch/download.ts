@@ -31,6 +31,7 @@ import {
   parseContentRange,
   partialPaths,
   releasePartial,
+  removeSidecar,
   replayPrefix,
   sidecarFor,
   worthResuming,
@@ -465,7 +466,7 @@ class TmpDownload implements Dispatcher.DispatchHandler {
         if (this.settled) return;
         if (!this.partial) return this.finish(sink);
         // Complete: the sidecar goes (the part file is renamed into place by the commit).
-        removeQuietly(this.partial.sidecar).then(() => !this.settled && this.finish(sink), () => !this.settled && this.finish(sink));
+        removeSidecar(this.partial).then(() => !this.settled && this.finish(sink), () => !this.settled && this.finish(sink));
       });
     };
     // Durable before anyone can rename it into place; done here on the open

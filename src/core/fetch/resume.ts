@@ -93,9 +93,34 @@ export function releasePartial(url: string): void {
   claimed.delete(url);
 }
 
+/**
+ * Sidecar file names present in each tmp folder: read with one readdir at
+ * first use, then kept current by writeSidecar, dropPartial and
+ * removeSidecar. Only this process writes sidecars into its cache's tmp
+ * folder (the writer lock; a folder per host in cluster mode), so "not
+ * listed" means "not there", and a URL never tried before (nearly every
+ * download) costs no open() of a sidecar that does not exist. A name listed
+ * whose file something else removed (a sweep's clean-up) only costs the
+ * failed read that findPrior would have made anyway.
+ */
+const sidecarNames = new Map<string, Promise<Set<string>>>();
+
+function sidecarsIn(tmpDir: string): Promise<Set<string>> {
+  let names = sidecarNames.get(tmpDir);
+  if (!names) {
+    names = fs.promises.readdir(tmpDir).then(
+      (all) => new Set(all.filter((n) => n.startsWith('r-') && n.endsWith('.json'))),
+      () => new Set<string>(), // no folder yet: no sidecar either
+    );
+    sidecarNames.set(tmpDir, names);
+  }
+  return names;
+}
+
 /** The partial left for `url` by an earlier attempt, if it can be resumed. */
 export async function findPrior(tmpDir: string, url: string): Promise<Prior | undefined> {
   const p = partialPaths(tmpDir, url);
+  if (!(await sidecarsIn(tmpDir)).has(path.basename(p.sidecar))) return undefined;
   let data: Sidecar;
   try {
     data = JSON.parse(await fs.promises.readFile(p.sidecar, 'utf8')) as Sidecar;
@@ -121,9 +146,18 @@ export async function findPrior(tmpDir: string, url: string): Promise<Prior | un
 
 /** Write the sidecar (replace atomically: a torn sidecar would just mean no resume, but keep it whole). */
 export async function writeSidecar(p: PartialPaths, data: Sidecar): Promise<void> {
+  // Listed before the rename: a listing read later sees the file anyway.
+  const names = await sidecarsIn(path.dirname(p.sidecar));
   const tmp = `${p.sidecar}.new`;
   await fs.promises.writeFile(tmp, JSON.stringify(data));
   await fs.promises.rename(tmp, p.sidecar);
+  names.add(path.basename(p.sidecar));
+}
+
+/** Remove the sidecar of a completed partial (its part file is renamed into place by the commit). */
+export async function removeSidecar(p: PartialPaths): Promise<void> {
+  await removeQuietly(p.sidecar);
+  (await sidecarNames.get(path.dirname(p.sidecar)))?.delete(path.basename(p.sidecar));
 }
 
 export function sidecarFor(url: string, v: { etag?: string; lastModified?: string }, total: number, durable: number): Sidecar {
@@ -135,7 +169,7 @@ export function sidecarFor(url: string, v: { etag?: string; lastModified?: strin
 
 export async function dropPartial(p: PartialPaths): Promise<void> {
   await removeQuietly(p.part);
-  await removeQuietly(p.sidecar);
+  await removeSidecar(p);
 }
 
 /**

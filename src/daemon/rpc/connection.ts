@@ -12,6 +12,9 @@ import { checkRequest, errorReply, type ErrorReply } from './request.js';
 import { PROGRESS_DROP_BYTES } from './limits.js';
 import type { RpcConnection } from './server.js';
 
+/** Queued event text written at once when it reaches this many characters (see queueEvent). */
+const EVENT_BATCH_CHARS = 16 * 1024;
+
 /** What a connection needs from its server. */
 export interface ConnectionOwner {
   readonly logger: Logger;
@@ -66,12 +69,54 @@ export class Connection implements RpcConnection {
     else this.closeFns.push(fn);
   }
 
-  /** Write one message; silently dropped once the peer is gone. */
+  /** Write one message (after the events queued before it); silently dropped once the peer is gone. */
   write(msg: unknown): void {
     if (this.closed || this.sock.destroyed || !this.sock.writable) return;
+    this.flushEvents();
+    this.send(JSON.stringify(msg) + '\n');
+  }
+
+  private send(text: string): void {
     if (this.sock.writableLength === 0) this.lastFlushAt = Date.now();
-    this.sock.write(JSON.stringify(msg) + '\n', this.flushed);
+    this.sock.write(text, this.flushed);
     if (this.congested()) this.sock.pause();
+  }
+
+  /**
+   * Events pushed in one turn of the event loop (a batch of finished jobs)
+   * leave in one socket write at the next check phase, not one system call
+   * each; at most EVENT_BATCH_CHARS wait, so a burst still reaches the
+   * socket (and its kernel buffer) as it happens, and a subscriber that
+   * does not read shows as a growing socket buffer, as without batching.
+   * Queued events count in the backlog.
+   */
+  private events: string[] = [];
+  private eventChars = 0;
+  private eventsScheduled = false;
+
+  private queueEvent(line: string): void {
+    this.events.push(line);
+    this.eventChars += line.length;
+    if (this.eventChars >= EVENT_BATCH_CHARS) return this.flushEvents();
+    if (!this.eventsScheduled) {
+      this.eventsScheduled = true;
+      setImmediate(this.flushEvents);
+    }
+  }
+
+  private readonly flushEvents = (): void => {
+    this.eventsScheduled = false;
+    if (this.events.length === 0) return;
+    const text = this.events.length === 1 ? this.events[0]! : this.events.join('');
+    this.events = [];
+    this.eventChars = 0;
+    if (this.closed || this.sock.destroyed || !this.sock.writable) return;
+    this.send(text);
+  };
+
+  /** Output not yet read by the peer: the socket's buffer and the events queued for it. */
+  backlog(): number {
+    return this.sock.writableLength + this.eventChars;
   }
 
   /**
@@ -113,14 +158,14 @@ export class Connection implements RpcConnection {
    */
   push(ev: RpcEvent): void {
     if (!this.subscriptions.has(ev.type) || this.closed) return;
-    const backlog = this.sock.writableLength;
+    const backlog = this.backlog();
     if (this.dropped > 0 || backlog > this.owner.subscriberBacklogBytes || (backlog > this.sock.writableHighWaterMark && this.owner.overBudget())) {
       if (this.dropped === 0) this.owner.logger.warn('rpc: subscriber is not reading its events; dropping them until it catches up', { conn: this.id, backlog });
       this.dropped++;
       return;
     }
     if (backlog > PROGRESS_DROP_BYTES && (ev.type === 'job.progress' || ev.type === 'sweep.progress')) return;
-    this.write({ jsonrpc: '2.0', method: EVENT_METHOD, params: ev });
+    this.queueEvent(JSON.stringify({ jsonrpc: '2.0', method: EVENT_METHOD, params: ev }) + '\n');
   }
 
   /**
@@ -130,7 +175,7 @@ export class Connection implements RpcConnection {
    * nothing for `idleMs`. A subscriber that reads is never idle.
    */
   expired(now: number, idleMs: number): 'idle' | 'stalled' | undefined {
-    if (this.sock.writableLength > 0) return now - this.lastFlushAt > idleMs ? 'stalled' : undefined;
+    if (this.backlog() > 0) return now - this.lastFlushAt > idleMs ? 'stalled' : undefined;
     if (this.inflight === 0 && this.subscriptions.size === 0 && now - this.lastReceivedAt > idleMs) return 'idle';
     return undefined;
   }

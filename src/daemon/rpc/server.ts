@@ -114,7 +114,7 @@ export class RpcServer {
   /** Bytes written to connections and not yet taken by their peers, all together. */
   bufferedBytes(): number {
     let n = 0;
-    for (const c of this.conns) n += c.sock.writableLength;
+    for (const c of this.conns) n += c.backlog();
     return n;
   }
 
