@@ -1,40 +1,25 @@
 /**
  * The cache index: every distinct content (by md5) with its URLs, kept in
  * memory and persisted as shard files plus an append-only journal. This
- * module is the facade; the parts:
+ * module is the facade that wires the parts together:
  *   state.ts        records, URL map and stats in memory (no I/O)
  *   shard-files.ts  meta.json and the 256 shards records/xx.jsonl
- *   journal.ts      journal.jsonl / journal.compacting.jsonl and their lifecycle
- *   compactor.ts    when and how the journal's changes go into the shards
+ *   journal.ts      journal.jsonl, journal.compacting.jsonl and their lifecycle
+ *   compactor.ts    when and how journaled changes are written into the shards
  *   loader.ts       open: load, replay, recover damage
- *   files.ts        moving damaged files aside, stale temp files
- *
- * Layout of the index dir:
- *   meta.json          {"schemaVersion":3,"shardDigits":2,"createdAt":…,"shards":[…]}
- *   records/xx.jsonl   records whose md5 starts with xx: a header line, then
- *                      one record per line as a compact JSON array
- *   journal.jsonl      changes since the shards were last written, one batch
- *                      per flush; after a clean close absent, or (when under
- *                      closeCompactBytes) left for the next open
- *   journal.compacting.jsonl
- *                      the previous journal while a compaction writes its
- *                      changes into the shards (or after a crash in one)
- * One file cannot hold a large cache (rewriting it at every change would
- * cost a time that grows with the index), hence shards, each rewritten as a
- * join of its rows.
- *
- * The URL→md5 map is NOT persisted: it is derived from the records' `urls` at
- * open. Building it costs less than parsing a persisted copy would, and a map
- * that is never written can never disagree with the records after a crash.
- * Stats are derived the same way and then maintained incrementally.
+ *   flush-scheduler.ts  coalescing and retrying flushes
  *
  * Writes are coalesced and journaled: put/addUrl/remove change memory
  * synchronously, note the md5 and schedule one flush `flushDelayMs` later. A
  * flush appends the current row (or a removal) of every noted md5 as ONE
  * journal batch (one write, one fdatasync on a file that already exists)
- * instead of rewriting shards: appending to a file costs the kernel far less
- * than creating one. Flushes are serialized with the journal's other
- * operations; a change during a flush goes to the next batch.
+ * instead of rewriting shards, whose cost grows with the index. A change
+ * during a flush goes to the next batch.
+ *
+ * The URL→md5 map is NOT persisted: it is derived from the records' `urls` at
+ * open. Building it costs less than parsing a persisted copy would, and a map
+ * that is never written can never disagree with the records after a crash.
+ * Stats are derived the same way and then maintained incrementally.
  *
  * Crash invariant: at every instant, shards + journals on disk replay to a
  * state holding every acknowledged change (a flush that resolved), and a
@@ -43,18 +28,16 @@
  * BEFORE put(), so the index never durably names a file that was never
  * written; a crash before the flush leaves a file without a record, which the
  * sweep adopts. A record whose file is missing (deleted by hand, or a remove
- * whose unlink ran but whose index flush did not) is repaired by the sweep.
- * Whichever order a caller removes in, a crash in between leaves one of those
- * two cases, never a damaged index (MediaCache unlinks first, on purpose).
- * If the index dir or journal vanishes under a running process, the next
- * flush rewrites the whole index from memory (retried until it works).
+ * whose unlink ran but whose index flush did not) is repaired by the sweep:
+ * whichever order a caller removes in, a crash in between never damages the
+ * index. If the index dir or journal vanishes under a running process, the
+ * next flush rewrites the whole index from memory (retried until it works).
  *
- * One writer: one IndexDb per index dir at a time, in one process. The
- * daemon and MediaCache.open hold `<cacheDir>/.lock` (cache-lock.ts);
- * IndexDb.open takes no lock itself, so direct users must not open one dir
- * twice. A second writer would interleave journal batches and overwrite
- * shards with its own view. A reader of the files sees every acknowledged
- * change only if it replays the journals too.
+ * One writer: one IndexDb per index dir at a time, in one process (the
+ * daemon and MediaCache.open hold `<cacheDir>/.lock`; IndexDb.open takes no
+ * lock itself). A second writer would interleave journal batches and
+ * overwrite shards with its own view. A reader of the files sees every
+ * acknowledged change only if it replays the journals too.
  *
  * A URL belongs to one record: putting or adding a URL already held by another
  * md5 moves it (the old record drops it). If a crash leaves two shards both
@@ -68,52 +51,17 @@ import { ShardFiles } from './shard-files.js';
 import { Journal } from './journal.js';
 import { Compactor } from './compactor.js';
 import { loadIndex } from './loader.js';
+import { FlushScheduler } from './flush-scheduler.js';
 import { emptyDiagnostics, isMissing, type IndexDamage, type IndexDiagnostics } from './diagnostics.js';
 import type { Recovery } from './files.js';
-import { silentLogger, type Logger } from '../util/logger.js';
+import type { Logger } from '../util/logger.js';
+import { resolveIndexDbOptions, type IndexDbOptions } from './options.js';
 import type { CacheStats, StoredRecord } from '../types.js';
 
 export { SCHEMA_VERSION } from './shard-files.js';
 export { COMPACTING_JOURNAL_FILE, JOURNAL_FILE } from './journal.js';
 export type { IndexDamage, IndexDiagnostics } from './diagnostics.js';
-
-export interface IndexDbOptions {
-  /** Delay between the first unflushed change and its journal append (default 50 ms). */
-  flushDelayMs?: number;
-  logger?: Logger;
-  /** Shard files read in parallel at open (default 4). */
-  readConcurrency?: number;
-  /** Shard files written in parallel by a compaction (default 4, the size of libuv's pool). */
-  writeConcurrency?: number;
-  /**
-   * Journal size (bytes) that starts a compaction. Default: an eighth of the
-   * shards' size, between 8 MiB and 32 MiB (see compactThreshold).
-   */
-  compactBytes?: number;
-  /**
-   * close() leaves a journal smaller than this for the next open to replay
-   * instead of compacting it (default 0: close always compacts). Replaying
-   * a few MiB costs the next open little; compacting at close rewrites
-   * every shard the journal touched (all 256 after a few thousand
-   * downloads), which a short script would pay at every exit. MediaCache uses CLOSE_COMPACT_BYTES.
-   */
-  closeCompactBytes?: number;
-  /** Clock for meta.json and moved-aside names (tests). */
-  now?: () => Date;
-}
-
-/** MediaCache's closeCompactBytes: half the smallest compaction threshold. */
-export const CLOSE_COMPACT_BYTES = 4 * 1024 * 1024;
-
-/**
- * A flush is one append + fdatasync whatever the index size, not a
- * rewrite of every dirty shard (a cost that grows with the index), so it
- * can run often: a download is durable in the index within a flush delay
- * of landing, for a small share of a core during a download burst.
- */
-const DEFAULT_FLUSH_DELAY_MS = 50;
-/** Upper bound of the adaptive flush delay (see markDirty). */
-const MAX_ADAPTIVE_DELAY_MS = 1000;
+export { CLOSE_COMPACT_BYTES, type IndexDbOptions } from './options.js';
 
 export class IndexDb {
   readonly dir: string;
@@ -128,35 +76,27 @@ export class IndexDb {
   private readonly journal: Journal;
   private readonly compactor: Compactor;
 
-  private readonly flushDelayMs: number;
   private readonly closeCompactBytes: number;
   private readonly logger: Logger;
   private readonly readConcurrency: number;
   private readonly recovery: Recovery;
 
+  private readonly flusher: FlushScheduler;
   /** md5s changed since the last journal append: the next batch. */
   private readonly pending = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
-  private retryDelayMs = 0;
-  /** A flush queued behind the running journal operation; later flush() calls join it. */
-  private queued: Promise<void> | undefined;
   /** Set once close() has flushed: no more changes are accepted. */
   private closed = false;
   private closing: Promise<void> | undefined;
 
-  private constructor(dir: string, opts: IndexDbOptions) {
+  private constructor(dir: string, options: IndexDbOptions) {
+    const opts = resolveIndexDbOptions(options);
     this.dir = dir;
-    this.flushDelayMs = opts.flushDelayMs ?? DEFAULT_FLUSH_DELAY_MS;
-    this.closeCompactBytes = opts.closeCompactBytes ?? 0;
-    this.logger = opts.logger ?? silentLogger;
-    this.readConcurrency = Math.max(1, opts.readConcurrency ?? 4);
-    const now = opts.now ?? (() => new Date());
-    this.recovery = { logger: this.logger, now, recovered: this.recovered };
-    if (!(this.flushDelayMs >= 0)) throw new MediaCacheError('E_BAD_REQUEST', 'flushDelayMs must be >= 0');
-    if (opts.compactBytes !== undefined && !(opts.compactBytes >= 0)) throw new MediaCacheError('E_BAD_REQUEST', 'compactBytes must be >= 0');
-    if (!(this.closeCompactBytes >= 0)) throw new MediaCacheError('E_BAD_REQUEST', 'closeCompactBytes must be >= 0');
+    this.closeCompactBytes = opts.closeCompactBytes;
+    this.logger = opts.logger;
+    this.readConcurrency = opts.readConcurrency;
+    this.recovery = { logger: this.logger, now: opts.now, recovered: this.recovered };
     this.state = new IndexState((i, md5) => this.markDirty(i, md5), this.logger);
-    this.shards = new ShardFiles(dir, this.state, this.diagnostics, { now, writeConcurrency: Math.max(1, opts.writeConcurrency ?? 4) });
+    this.shards = new ShardFiles(dir, this.state, this.diagnostics, opts);
     this.journal = new Journal(dir, this.diagnostics);
     this.compactor = new Compactor({
       dir,
@@ -166,6 +106,13 @@ export class IndexDb {
       logger: this.logger,
       diagnostics: this.diagnostics,
       compactBytes: opts.compactBytes,
+    });
+    this.flusher = new FlushScheduler({
+      delayMs: opts.flushDelayMs,
+      serial: (fn) => this.journal.serial(fn),
+      write: () => this.writeDirty(),
+      lastFlushMs: () => this.diagnostics.lastFlushMs,
+      logger: this.logger,
     });
   }
 
@@ -267,17 +214,7 @@ export class IndexDb {
 
   /** Journal every change made so far now; resolves once they are durable. */
   flush(): Promise<void> {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    if (this.queued) return this.queued;
-    const run = this.journal.serial(() => {
-      this.queued = undefined;
-      return this.writeDirty();
-    });
-    this.queued = run;
-    return run;
+    return this.flusher.flush();
   }
 
   /**
@@ -300,8 +237,7 @@ export class IndexDb {
           // Even when the last flush failed (it rejects to tell the caller): no
           // retry timer may outlive close().
           this.closed = true;
-          if (this.timer) clearTimeout(this.timer);
-          this.timer = undefined;
+          this.flusher.stop();
           running = this.compactor.stop();
         }
         if (!this.compactor.closeMayLeaveJournal(this.closeCompactBytes)) await this.compactor.compactAtClose(running);
@@ -326,27 +262,7 @@ export class IndexDb {
     // Replayed changes are already journaled.
     if (this.journal.state === 'replaying') return;
     this.pending.add(md5);
-    // Adaptive coalescing: wait at least 4x as long as the last flush took, so
-    // a slow disk (fdatasync stuck behind other I/O) is not asked to sync
-    // more than ~20% of the time. A journal append is cheap, so this is
-    // normally flushDelayMs. flush() is always immediate.
-    this.schedule(Math.max(this.flushDelayMs, Math.min(MAX_ADAPTIVE_DELAY_MS, this.diagnostics.lastFlushMs * 4)));
-  }
-
-  /**
-   * Arm the flush timer. The normal timer keeps the process alive so a short
-   * script's last records reach disk; a retry after a failure does not (a
-   * full disk must not keep a finished process running forever).
-   */
-  private schedule(delayMs: number, retry = false): void {
-    if (this.timer || this.closed) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.flush().catch((e: unknown) => {
-        this.logger.error('index flush failed; will retry', { error: (e as Error)?.message ?? String(e) });
-      });
-    }, delayMs);
-    if (retry) this.timer.unref();
+    this.flusher.changed();
   }
 
   /** One flush (runs in the journal's serial queue): meta.json when needed, then the pending batch. */
@@ -389,11 +305,10 @@ export class IndexDb {
     }
     if (error !== undefined) {
       // Keep the data pending and retry with backoff; the caller of flush() learns now.
-      this.retryDelayMs = Math.min(30_000, Math.max(1000, this.retryDelayMs * 2));
-      this.schedule(this.retryDelayMs, true);
+      this.flusher.failed();
       throw toMediaCacheError(error);
     }
-    this.retryDelayMs = 0;
+    this.flusher.succeeded();
     this.compactor.maybeStart();
   }
 
