@@ -167,13 +167,25 @@ export class DurableAppendFile {
    * code ENOENT when the file or its directory was deleted under us.
    */
   async append(make: (atStart: boolean) => Buffer): Promise<number> {
+    const n = await this.appendUnlessDeleted(make);
+    if (n === 'deleted') throw Object.assign(new Error(`${this.filename} was deleted`), { code: 'ENOENT' });
+    return n;
+  }
+
+  /**
+   * append(), but a file deleted while we held it open is an outcome, not an
+   * error: resolves 'deleted' with nothing written and the handle released
+   * (the next append opens the name again). Opening a missing file or
+   * directory still rejects with the system's ENOENT.
+   */
+  async appendUnlessDeleted(make: (atStart: boolean) => Buffer): Promise<number | 'deleted'> {
     const fh = await this.handle();
     // A file deleted while we hold it open would swallow appends silently.
     // (fstatSync: one cheap syscall; the promise version's thread-pool round
     // trip cost more than the append's write.)
     if (fstatSync(fh.fd).nlink === 0) {
       await this.release();
-      throw Object.assign(new Error(`${this.filename} was deleted`), { code: 'ENOENT' });
+      return 'deleted';
     }
     if (this.size !== this.length) {
       await fh.truncate(this.length);
