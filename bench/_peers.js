@@ -136,6 +136,8 @@ export async function runSeed(urlsFile, outDir, workers) {
 
 /** The node flags bin/mediacached.js runs with (from its shebang), as the service files do. */
 export function daemonNodeArgs() {
+  // BENCH_DAEMON_NODE_ARGS="--max-semi-space-size=8": try other V8 flags than the shipped ones.
+  if (process.env.BENCH_DAEMON_NODE_ARGS !== undefined) return process.env.BENCH_DAEMON_NODE_ARGS.split(/\s+/).filter(Boolean);
   const first = fs.readFileSync(path.join(REPO, 'bin', 'mediacached.js'), 'utf8').split('\n', 1)[0];
   const m = /^#!\S*env -S node(.*)$/.exec(first);
   return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];

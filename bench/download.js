@@ -584,6 +584,8 @@ async function main() {
       const lib = got.library?.at(-1)?.commits;
       if (lib) console.log(`  library: ${lib.files} files committed in ${lib.batches} batches (largest ${lib.largestBatch}), ${lib.journalAppends} journal appends`);
       const dm = row('daemon');
+      const dCpu = got.daemon?.length ? medianOf(got.daemon.map((x) => x.daemonCpuMs)) : undefined;
+      if (dm && dCpu !== undefined && dm.cpuMs !== undefined) console.log(`  daemon CPU: ${fmtMs(dCpu)} in mediacached, ${fmtMs(dm.cpuMs - dCpu)} in mcctl (start-up, rendering)`);
       if (dm) {
         const verdict = (ok) => (ok ? 'met' : 'NOT met');
         const checks = [];

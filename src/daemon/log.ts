@@ -173,10 +173,12 @@ export function createDaemonLogger(o: DaemonLoggerOptions): DaemonLogger {
     set level(l: string) {
       w.level = l;
     },
+    // Checked here: winston builds a message object and runs it through its
+    // stream pipeline before a transport drops it for its level.
     error: (m, meta) => w.error(m, meta),
-    warn: (m, meta) => w.warn(m, meta),
-    info: (m, meta) => w.info(m, meta),
-    debug: (m, meta) => w.debug(m, meta),
+    warn: (m, meta) => void (w.isLevelEnabled('warn') && w.warn(m, meta)),
+    info: (m, meta) => void (w.isLevelEnabled('info') && w.info(m, meta)),
+    debug: (m, meta) => void (w.isLevelEnabled('debug') && w.debug(m, meta)),
     async reopen(next = file) {
       const oldStream = fileStream;
       const oldTransport = fileTransport;

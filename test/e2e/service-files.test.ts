@@ -21,7 +21,7 @@ const SYSTEM = 'mediacached.service';
 const USER = 'mediacached-user.service';
 const PLIST = 'org.mediacache.mediacached.plist';
 // node's memory flags are part of how mediacached runs (see bin/mediacached.js).
-const DOCUMENTED_EXEC = ['/usr/bin/node', '--max-semi-space-size=4', '--optimize-for-size', '/opt/mediacache/bin/mediacached.js'];
+const DOCUMENTED_EXEC = ['/usr/bin/node', '--max-semi-space-size=4', '/opt/mediacache/bin/mediacached.js'];
 const SCRIPT = DOCUMENTED_EXEC.length - 1;
 const MAX_EXPOSURE = 2.0;
 const NO_ANALYZE = systemdAnalyze() ? false : 'systemd-analyze is not installed here';

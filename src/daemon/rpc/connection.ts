@@ -14,6 +14,8 @@ import type { RpcConnection } from './server.js';
 
 /** Queued event text written at once when it reaches this many characters (see queueEvent). */
 const EVENT_BATCH_CHARS = 16 * 1024;
+/** Longest an event waits to be batched with the next ones (well under what a person notices on a progress bar). */
+const EVENT_BATCH_MS = 10;
 
 /** What a connection needs from its server. */
 export interface ConnectionOwner {
@@ -83,29 +85,27 @@ export class Connection implements RpcConnection {
   }
 
   /**
-   * Events pushed in one turn of the event loop (a batch of finished jobs)
-   * leave in one socket write at the next check phase, not one system call
-   * each; at most EVENT_BATCH_CHARS wait, so a burst still reaches the
+   * Events pushed within EVENT_BATCH_MS of each other (finished jobs,
+   * progress ticks) leave in one socket write, not one system call each;
+   * at most EVENT_BATCH_CHARS wait, so a burst still reaches the
    * socket (and its kernel buffer) as it happens, and a subscriber that
    * does not read shows as a growing socket buffer, as without batching.
    * Queued events count in the backlog.
    */
   private events: string[] = [];
   private eventChars = 0;
-  private eventsScheduled = false;
+  private eventsTimer: NodeJS.Timeout | undefined;
 
   private queueEvent(line: string): void {
     this.events.push(line);
     this.eventChars += line.length;
     if (this.eventChars >= EVENT_BATCH_CHARS) return this.flushEvents();
-    if (!this.eventsScheduled) {
-      this.eventsScheduled = true;
-      setImmediate(this.flushEvents);
-    }
+    this.eventsTimer ??= setTimeout(this.flushEvents, EVENT_BATCH_MS);
   }
 
   private readonly flushEvents = (): void => {
-    this.eventsScheduled = false;
+    clearTimeout(this.eventsTimer);
+    this.eventsTimer = undefined;
     if (this.events.length === 0) return;
     const text = this.events.length === 1 ? this.events[0]! : this.events.join('');
     this.events = [];
