@@ -291,16 +291,7 @@ export class Inbox {
       const lines = await this.enqueueAll(p, id, fh);
       // Jobs reused from an earlier attempt were created but maybe never written.
       await this.store.flush();
-      const batch: BatchRecord = {
-        id,
-        ident,
-        inbox,
-        sourcePath: p,
-        processedPath: await this.destination(inbox, name),
-        state: 'enqueued',
-        createdAt: new Date(this.now()).toISOString(),
-        lines,
-      };
+      const batch = await this.newBatch(id, ident, p, { lines });
       await this.store.saveBatch(batch);
       this.attempts.delete(id);
       const jobs = lines.filter((l) => l[2]).length;
@@ -375,6 +366,21 @@ export class Inbox {
     return out;
   }
 
+  /** The record of a batch taken from `p` (its jobs durable, the file not moved yet), with its place in processed/ chosen. */
+  private async newBatch(id: string, ident: BatchIdent, p: string, what: Pick<BatchRecord, 'lines' | 'refused'>): Promise<BatchRecord> {
+    const inbox = path.dirname(p);
+    return {
+      id,
+      ident,
+      inbox,
+      sourcePath: p,
+      processedPath: await this.destination(inbox, path.basename(p)),
+      state: 'enqueued',
+      createdAt: new Date(this.now()).toISOString(),
+      ...what,
+    };
+  }
+
   /** Record a file that is not read, move it to processed/ and report why. */
   private async refuse(p: string, seen: Look, code: ErrorCode, reason: string): Promise<void> {
     const inbox = path.dirname(p);
@@ -384,17 +390,7 @@ export class Inbox {
     const known = this.store.batch(id);
     if (known) return this.move(known);
     this.log.warn('inbox file refused', { file: echoPrefix(p, 300), reason, code });
-    const batch: BatchRecord = {
-      id,
-      ident,
-      inbox,
-      sourcePath: p,
-      processedPath: await this.destination(inbox, name),
-      state: 'enqueued',
-      createdAt: new Date(this.now()).toISOString(),
-      lines: [],
-      refused: { code, reason },
-    };
+    const batch = await this.newBatch(id, ident, p, { lines: [], refused: { code, reason } });
     await this.store.saveBatch(batch);
     await this.move(batch);
   }

@@ -63,6 +63,8 @@ export class ClusterScheduler extends EventEmitter {
   private readonly running = new Map<string, Running>();
   private timers: NodeJS.Timeout[] = [];
   private claiming = false;
+  /** A slot freed (or work queued) while a claim was in flight: claim again when it returns. */
+  private claimAgain = false;
   private stopped = true;
   private dbDown = false;
   private lastCounts: QueueCounts = { queued: 0, running: 0, done: 0, failed: 0 };
@@ -100,20 +102,40 @@ export class ClusterScheduler extends EventEmitter {
     this.dbDown = true;
   }
 
-  /** Claim what this daemon has room for and start it. */
+  /**
+   * Claim what this daemon has room for and start it. Runs on the poll
+   * timer, and at once when a job ends or is queued here, so a freed slot
+   * does not sit idle until the next poll.
+   */
   private async tick(): Promise<void> {
-    if (this.stopped || this.claiming) return;
+    if (this.stopped) return;
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
     const free = this.o.concurrency - this.running.size;
     if (free <= 0) return;
     this.claiming = true;
+    let jobs: PgJob[];
     try {
-      const jobs = await this.o.queue.claim(this.o.nodeId, free, { perHostLimit: this.o.perHost, leaseMs: this.o.leaseMs });
-      if (this.dbDown) this.o.logger.info('cluster queue reachable again');
-      this.dbDown = false;
-      for (const j of jobs) this.run(j);
+      jobs = await this.o.queue.claim(this.o.nodeId, free, { perHostLimit: this.o.perHost, leaseMs: this.o.leaseMs });
     } finally {
       this.claiming = false;
     }
+    if (this.dbDown) this.o.logger.info('cluster queue reachable again');
+    this.dbDown = false;
+    for (const j of jobs) this.run(j);
+    // Asked again meanwhile, and the last claim found work: more may be claimable now.
+    if (this.claimAgain && jobs.length > 0) {
+      this.claimAgain = false;
+      await this.tick();
+    }
+    this.claimAgain = false;
+  }
+
+  /** tick() from an event (a job ended or was queued), errors counted as database trouble. */
+  private claimSoon(): void {
+    void this.tick().catch((e: unknown) => this.dbTrouble(e));
   }
 
   private async renew(): Promise<void> {
@@ -155,6 +177,7 @@ export class ClusterScheduler extends EventEmitter {
         else if (after) this.emitEvent({ type: 'job.retrying', job: publicJob(after), error: err.toJSON(), delayMs: delay ?? 0 });
       } finally {
         this.running.delete(job.id);
+        this.claimSoon();
       }
     })();
   }
@@ -219,7 +242,7 @@ export class ClusterScheduler extends EventEmitter {
       if (e.created) this.emitEvent({ type: 'job.queued', job: publicJob(e.job) });
       else this.remember(publicJob(e.job));
     }
-    void this.tick().catch((e: unknown) => this.dbTrouble(e));
+    this.claimSoon();
     return out.map((e) => publicJob(e.job));
   }
 
