@@ -259,7 +259,7 @@ async function main() {
       sides: {},
     };
     console.log(`\ncluster: ${COUNT} files, ${(data.bytes / MiB).toFixed(1)} MiB, ${WORKERS} at a time; medians of ${RUNS}; PostgreSQL fsync ${args.fast ? 'off' : 'on'}; load average ${res.loadavg.min.toFixed(1)}-${res.loadavg.max.toFixed(1)} on ${res.cpus} CPUs`);
-    console.log(`  ${'side'.padEnd(54)} ${'time'.padStart(8)} ${'x embed'.padStart(7)} ${'files/s'.padStart(8)} ${'daemon CPU'.padStart(10)} ${'mcctl CPU'.padStart(9)} ${'PG CPU'.padStart(8)} ${'peak RSS'.padStart(9)}`);
+    console.log(`  ${'side'.padEnd(58)} ${'time'.padStart(8)} ${'x embed'.padStart(7)} ${'files/s'.padStart(8)} ${'daemon CPU'.padStart(10)} ${'mcctl CPU'.padStart(9)} ${'PG CPU'.padStart(8)} ${'peak RSS'.padStart(9)}`);
     for (const s of sides) {
       const x = row(s.key);
       const ratio = x.ms / base.ms;
@@ -275,7 +275,7 @@ async function main() {
         ...(s.daemons > 1 ? { jobsPerDaemon: x.shares } : {}),
       };
       console.log(
-        `  ${s.label.padEnd(54)} ${fmtMs(x.ms).padStart(8)} ${ratio.toFixed(2).padStart(7)} ${(COUNT / (x.ms / 1000)).toFixed(0).padStart(8)}` +
+        `  ${s.label.padEnd(58)} ${fmtMs(x.ms).padStart(8)} ${ratio.toFixed(2).padStart(7)} ${(COUNT / (x.ms / 1000)).toFixed(0).padStart(8)}` +
           ` ${fmtMs(x.daemonCpuMs).padStart(10)} ${fmtMs(x.mcctlCpuMs).padStart(9)} ${fmtMs(x.pgCpuMs).padStart(8)} ${fmtMiB(x.peakRss).padStart(9)}`,
       );
     }
