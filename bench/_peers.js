@@ -143,7 +143,8 @@ export function daemonNodeArgs() {
   return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
 }
 
-function procStat(pid) {
+/** CPU ms (utime + stime) and peak RSS (VmHWM) of a live process, from /proc; undefined fields when unreadable. */
+export function procStat(pid) {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -173,15 +174,18 @@ async function waitForSocket(sock, child, timeoutMs = 60_000) {
 }
 
 /**
- * Start mediacached on its own cache (untimed), then time `mcctl add -f
- * URLS --wait` from the client's start to its exit. The daemon's CPU is the
- * change of its utime + stime over that window, plus mcctl's own; peak RSS is
- * the daemon's VmHWM (its start-up included). `profileDir`: the daemon runs
- * with --cpu-prof and writes its profile there when it stops.
+ * Spawn mediacached under `root` (socket, inbox, XDG config/state/runtime
+ * there, so no user config is read and each daemon has its own state dir and
+ * node id) on `cacheDir` (default `root/cache`), with `--concurrency` and
+ * `--per-host` = `workers` and any `extraArgs` (e.g. `--database URL`);
+ * resolves once its socket answers. `stop()` sends SIGTERM (SIGKILL after
+ * 30 s) and waits for the exit; `logTail()` is the end of its log, for errors.
+ * `profileDir`: the daemon runs with --cpu-prof and writes its profile there when it stops.
  */
-export async function runDaemon(root, urlsFile, workers, { profileDir } = {}) {
+export async function startDaemon(root, workers, { cacheDir = path.join(root, 'cache'), extraArgs = [], profileDir } = {}) {
   fs.mkdirSync(root, { recursive: true });
   const sock = path.join(root, 'd.sock');
+  const logFile = path.join(root, 'daemon.log');
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('MEDIACACHE_')) delete env[k];
   Object.assign(env, {
@@ -190,39 +194,68 @@ export async function runDaemon(root, urlsFile, workers, { profileDir } = {}) {
     XDG_RUNTIME_DIR: path.join(root, 'xdg', 'run'),
   });
   const prof = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
-  const log = fs.openSync(path.join(root, 'daemon.log'), 'w');
+  const log = fs.openSync(logFile, 'w');
   const child = spawn(process.execPath, [
     ...daemonNodeArgs(), ...prof, path.join(REPO, 'bin', 'mediacached.js'),
-    '--cache-dir', path.join(root, 'cache'), '--socket', sock, '--inbox', path.join(root, 'inbox'),
+    '--cache-dir', cacheDir, '--socket', sock, '--inbox', path.join(root, 'inbox'),
     '--concurrency', String(workers), '--per-host', String(workers), '--log-level', 'warn', '--sweep-schedule', '0 3 1 1 *',
+    ...extraArgs,
   ], { stdio: ['ignore', log, log], env });
   fs.closeSync(log);
   const exited = new Promise((r) => child.once('exit', r));
+  const logTail = () => {
+    try {
+      return fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n');
+    } catch {
+      return '';
+    }
+  };
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    await exited;
+    clearTimeout(t);
+  };
   try {
     await waitForSocket(sock, child);
-    const before = procStat(child.pid);
-    const r = await measured(process.execPath, [path.join(REPO, 'bin', 'mcctl.js'), '--socket', sock, 'add', '-f', urlsFile, '--wait'], { env });
-    const after = procStat(child.pid);
+  } catch (e) {
+    await stop();
+    const tail = logTail();
+    throw new Error(`${e.message}${tail ? `\n  daemon log: ${tail}` : ''}`, { cause: e });
+  }
+  return { child, pid: child.pid, sock, env, cacheDir, stop, logTail, stat: () => procStat(child.pid) };
+}
+
+/** `mcctl --socket SOCK ...argv` of daemon `d`, timed (see measured()). */
+export function mcctl(d, argv, opts = {}) {
+  return measured(process.execPath, [path.join(REPO, 'bin', 'mcctl.js'), '--socket', d.sock, ...argv], { env: d.env, ...opts });
+}
+
+/**
+ * Start mediacached on its own cache (untimed), then time `mcctl add -f
+ * URLS --wait` from the client's start to its exit. The daemon's CPU is the
+ * change of its utime + stime over that window, plus mcctl's own; peak RSS is
+ * the daemon's VmHWM (its start-up included). `profileDir`: the daemon runs
+ * with --cpu-prof and writes its profile there when it stops.
+ */
+export async function runDaemon(root, urlsFile, workers, { profileDir } = {}) {
+  const d = await startDaemon(root, workers, { profileDir });
+  try {
+    const before = d.stat();
+    const r = await mcctl(d, ['add', '-f', urlsFile, '--wait']);
+    const after = d.stat();
     const daemonCpu = before.cpuMs !== undefined && after.cpuMs !== undefined ? after.cpuMs - before.cpuMs : undefined;
     return {
       ms: r.ms,
       cpuMs: daemonCpu !== undefined && r.cpuMs !== undefined ? daemonCpu + r.cpuMs : undefined,
       daemonCpuMs: daemonCpu,
       peakRss: after.hwm,
-      cacheDir: path.join(root, 'cache'),
+      cacheDir: d.cacheDir,
     };
   } catch (e) {
-    let tail = '';
-    try {
-      tail = fs.readFileSync(path.join(root, 'daemon.log'), 'utf8').trim().split('\n').slice(-5).join('\n');
-    } catch {
-      /* none */
-    }
+    const tail = d.logTail();
     throw new Error(`${e.message}${tail ? `\n  daemon log: ${tail}` : ''}`, { cause: e });
   } finally {
-    child.kill('SIGTERM');
-    const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    await exited;
-    clearTimeout(t);
+    await d.stop();
   }
 }

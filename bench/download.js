@@ -43,14 +43,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, numberArg, settleDisk } from './_args.js';
 import { measured, runAria2, runDaemon, runSeed, runWget, seedUnavailable, which } from './_peers.js';
+import { generateSmall, startOrigin } from './_smallset.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const FIXTURES = path.join(HERE, '..', 'test', 'fixtures');
 const MiB = 1024 * 1024;
 
 
@@ -153,60 +150,6 @@ async function bareNodeMain() {
 }
 
 // ---------------------------------------------------------------- data
-function prng(seed) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
-
-/** A JPEG with a COM segment of `len` varying bytes right after SOI. */
-function jpegWithComment(base, i, len) {
-  const seg = Buffer.alloc(4 + len);
-  seg[0] = 0xff;
-  seg[1] = 0xfe;
-  seg.writeUInt16BE(len + 2, 2);
-  crypto.randomFillSync(seg, 4);
-  seg.write(`bench-${i}`, 4, 'latin1');
-  return Buffer.concat([base.subarray(0, 2), seg, base.subarray(2)]);
-}
-
-/** A PNG with a tEXt chunk of `len` varying bytes right after IHDR. */
-function pngWithText(base, i, len) {
-  const data = Buffer.alloc(8 + len, 0x61);
-  data.write('Comment\0', 0, 'latin1');
-  data.write(`bench-${i}-${crypto.randomBytes(len >> 2).toString('hex')}`.slice(0, len), 8, 'latin1');
-  const chunk = Buffer.alloc(12 + data.length);
-  chunk.writeUInt32BE(data.length, 0);
-  chunk.write('tEXt', 4, 'latin1');
-  data.copy(chunk, 8);
-  chunk.writeUInt32BE(zlib.crc32(chunk.subarray(4, 8 + data.length)), 8 + data.length);
-  const ihdrEnd = 8 + 25; // signature + IHDR (4 len + 4 type + 13 data + 4 crc)
-  return Buffer.concat([base.subarray(0, ihdrEnd), chunk, base.subarray(ihdrEnd)]);
-}
-
-function generateSmall(dir, count) {
-  fs.mkdirSync(dir, { recursive: true });
-  const jpg = fs.readFileSync(path.join(FIXTURES, 'sample.jpg'));
-  const png = fs.readFileSync(path.join(FIXTURES, 'sample.png'));
-  const rnd = prng(42);
-  const names = [];
-  let bytes = 0;
-  for (let i = 0; i < count; i++) {
-    const len = 4096 + Math.floor(rnd() * 56 * 1024); // 4–60 KiB of comment
-    const isJpg = i % 2 === 0;
-    const buf = isJpg ? jpegWithComment(jpg, i, len) : pngWithText(png, i, len);
-    const name = `img-${String(i).padStart(5, '0')}.${isJpg ? 'jpg' : 'png'}`;
-    fs.writeFileSync(path.join(dir, name), buf);
-    names.push(name);
-    bytes += buf.length;
-  }
-  return { names, bytes };
-}
-
 /**
  * An MP4 (ftyp + one mdat box) of `size` bytes, streamed from a reused random
  * block; returns its MD5 and SHA-256 (to check the hashing peer's output).
@@ -257,15 +200,6 @@ async function generateLarge(dir, count, mib) {
 }
 
 // ---------------------------------------------------------------- processes
-function startOrigin(dir) {
-  const child = spawn(process.execPath, [path.join(HERE, 'origin.js'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    const rl = readline.createInterface({ input: child.stdout });
-    rl.once('line', (line) => resolve({ child, port: JSON.parse(line).port }));
-    child.once('exit', (code) => reject(new Error(`origin exited with ${code}`)));
-  });
-}
-
 function run(cmd, argv, opts = {}) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
