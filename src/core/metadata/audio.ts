@@ -35,11 +35,13 @@ function audioWorkerMain(): void {
   const { mmUrl, wholeBelow } = wt.workerData as { mmUrl: string; wholeBelow: number };
   let mm: Promise<typeof import('music-metadata')> | undefined;
   const opts = { duration: false, skipCovers: true, skipPostHeaders: true };
-  wt.parentPort!.on('message', (job: { id: number; path: string; size: number; mimeType: string }) => {
+  wt.parentPort!.on('message', (job: { id: number; path: string; size: number; mimeType: string; data?: Uint8Array }) => {
     mm ??= import(mmUrl) as Promise<typeof import('music-metadata')>;
     // A small file is read whole at once: the parser's many small reads then cost nothing.
     mm.then((lib) =>
-      job.size <= wholeBelow
+      job.data
+        ? lib.parseBuffer(job.data, { size: job.size, mimeType: job.mimeType }, opts)
+        : job.size <= wholeBelow
         ? lib.parseBuffer(fs.readFileSync(job.path), { size: job.size, mimeType: job.mimeType }, opts)
         : lib.parseFile(job.path, opts),
     )
@@ -72,6 +74,7 @@ interface Job {
   mimeType: string;
   timeoutMs: number;
   signal?: AbortSignal;
+  data?: Uint8Array;
   resolve: (f: AudioFormat) => void;
   reject: (e: Error) => void;
 }
@@ -84,10 +87,11 @@ class AudioProbe {
   private nextId = 1;
   private readonly mmUrl = import.meta.resolve('music-metadata');
 
-  probe(path: string, size: number, mimeType: string, timeoutMs: number, signal?: AbortSignal): Promise<AudioFormat> {
+  /** `data`: the whole file already in memory (a small download not written yet); otherwise it is read from `path`. */
+  probe(path: string, size: number, mimeType: string, timeoutMs: number, signal?: AbortSignal, data?: Uint8Array): Promise<AudioFormat> {
     signal?.throwIfAborted();
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, path, size, mimeType, timeoutMs, signal, resolve, reject });
+      this.queue.push({ id: this.nextId++, path, size, mimeType, timeoutMs, signal, resolve, reject, ...(data ? { data } : {}) });
       this.pump();
     });
   }
@@ -122,7 +126,8 @@ class AudioProbe {
     job.signal?.addEventListener('abort', onAbort, { once: true });
     this.running = { job, timer, onAbort };
     w.ref();
-    w.postMessage({ id: job.id, path: job.path, size: job.size, mimeType: job.mimeType });
+    // `data` is copied into the message (never transferred: it may be a view of a reused slab).
+    w.postMessage({ id: job.id, path: job.path, size: job.size, mimeType: job.mimeType, ...(job.data ? { data: job.data } : {}) });
   }
 
   private finish(job: Job): void {
@@ -197,10 +202,16 @@ function codecOf(f: AudioFormat): string | undefined {
   return c || undefined;
 }
 
-export async function readAudio(path: string, mimeType: string, timeoutMs: number, signal?: AbortSignal): Promise<MediaMetadata> {
-  const st = await fs.promises.stat(path);
-  if (!st.isFile()) throw new MetadataError('not a regular file');
-  const f = await audioProbe().probe(path, st.size, mimeType, timeoutMs, signal);
+/** `whole`: the file's bytes when they are all in memory already (nothing is read from `path` then). */
+export async function readAudio(path: string, mimeType: string, timeoutMs: number, signal?: AbortSignal, whole?: Uint8Array): Promise<MediaMetadata> {
+  let size: number;
+  if (whole) size = whole.length;
+  else {
+    const st = await fs.promises.stat(path);
+    if (!st.isFile()) throw new MetadataError('not a regular file');
+    size = st.size;
+  }
+  const f = await audioProbe().probe(path, size, mimeType, timeoutMs, signal, whole);
   return {
     audioCodec: codecOf(f),
     durationSec: f.duration,

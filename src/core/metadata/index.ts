@@ -88,7 +88,11 @@ export async function extractMetadata(
   const kind = kindOf(sniffed);
   if (!kind) return { metadata: {} };
   try {
-    if (kind === 'audio') return { metadata: cleanMetadata(await readAudio(filePath, sniffed.mimeType, timeoutMs, opts.signal)) };
+    if (kind === 'audio') {
+      // A head holding the whole file (a small download kept in memory): no file may exist yet.
+      const whole = opts.head && opts.head.bytes.length >= opts.head.size ? opts.head.bytes.subarray(0, opts.head.size) : undefined;
+      return { metadata: cleanMetadata(await readAudio(filePath, sniffed.mimeType, timeoutMs, opts.signal, whole)) };
+    }
     const limits = {
       deadline: Date.now() + timeoutMs,
       signal: opts.signal,
