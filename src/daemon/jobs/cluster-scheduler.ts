@@ -246,17 +246,29 @@ export class ClusterScheduler extends EventEmitter {
     return out.map((e) => publicJob(e.job));
   }
 
-  /** Resolves when every job has ended (done or failed), whichever daemon ran it. */
+  /**
+   * Resolves when every job has ended (done or failed), whichever daemon ran
+   * it. Each poll asks only for the jobs still open; a job no longer in the
+   * queue (pruned) counts as failed with E_NOT_FOUND.
+   */
   async wait(jobIds: string[]): Promise<JobInfo[]> {
-    for (;;) {
-      const jobs = await this.o.queue.getMany(jobIds);
-      const ended = jobs.every((j) => j.state === 'done' || j.state === 'failed');
-      if (ended || jobs.length < new Set(jobIds).size) {
-        const byId = new Map(jobs.map((j) => [j.id, publicJob(j)]));
-        return jobIds.map((id) => byId.get(id) ?? { id, url: '', state: 'failed', priority: 0, attempts: 0, createdAt: '', updatedAt: '', source: '', error: { code: 'E_NOT_FOUND', message: 'job pruned' } });
+    const ended = new Map<string, JobInfo>();
+    let open = [...new Set(jobIds)];
+    while (open.length > 0) {
+      const seen = new Set<string>();
+      for (let i = 0; i < open.length; i += 1000) {
+        for (const j of await this.o.queue.getMany(open.slice(i, i + 1000))) {
+          seen.add(j.id);
+          if (j.state === 'done' || j.state === 'failed') ended.set(j.id, publicJob(j));
+        }
       }
-      await new Promise((r) => setTimeout(r, this.o.pollMs));
+      for (const id of open) {
+        if (!seen.has(id)) ended.set(id, { id, url: '', state: 'failed', priority: 0, attempts: 0, createdAt: '', updatedAt: '', source: '', error: { code: 'E_NOT_FOUND', message: 'job pruned' } });
+      }
+      open = open.filter((id) => !ended.has(id));
+      if (open.length > 0) await new Promise((r) => setTimeout(r, this.o.pollMs));
     }
+    return jobIds.map((id) => ended.get(id)!);
   }
 
   async list(o: { state?: JobState; limit?: number }): Promise<JobsResult> {
