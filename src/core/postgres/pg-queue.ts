@@ -177,10 +177,12 @@ export class PgQueue {
     const limit = opts.perHostLimit > 0 ? opts.perHostLimit : NO_LIMIT;
     const out: PgJob[] = [];
     // A round can come back short (a host filled up under us); a few more fill the rest.
+    // One that claimed nothing (every candidate's host at its limit) ends it: trying again at
+    // once would only repeat the same transaction.
     for (let round = 0; round < 4 && out.length < n; round++) {
       const got = await this.db.tx((c) => claimRound(c, nodeId, n - out.length, limit, opts.leaseMs));
       out.push(...got.jobs);
-      if (got.candidates === 0) break;
+      if (got.candidates === 0 || got.jobs.length === 0) break;
     }
     return out;
   }
