@@ -259,3 +259,16 @@ export async function runDaemon(root, urlsFile, workers, { profileDir } = {}) {
     await d.stop();
   }
 }
+
+/** Content files (`<md5>.<ext>` under the type folders) of a cache dir: count and bytes. */
+export function cachedFiles(cacheDir) {
+  let bytes = 0;
+  let files = 0;
+  for (const e of fs.readdirSync(cacheDir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile() && /^[0-9a-f]{32}\.[a-z0-9]+$/.test(e.name)) {
+      bytes += fs.statSync(path.join(e.parentPath ?? e.path, e.name)).size;
+      files++;
+    }
+  }
+  return { bytes, files };
+}

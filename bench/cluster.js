@@ -41,7 +41,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, numberArg, settleDisk } from './_args.js';
-import { mcctl, startDaemon } from './_peers.js';
+import { cachedFiles, mcctl, startDaemon } from './_peers.js';
 import { generateSmall, startOrigin } from './_smallset.js';
 import { findPgBinDir, startCluster } from '../test/helpers/pg-cluster.js';
 
@@ -98,19 +98,6 @@ function pgServerCpu(dataDir) {
     if (st?.ppid === pm) ms += st.own;
   }
   return ms;
-}
-
-/** Content files (`<md5>.<ext>` under the type folders) of a cache dir: count and bytes. */
-function cachedFiles(cacheDir) {
-  let bytes = 0;
-  let files = 0;
-  for (const e of fs.readdirSync(cacheDir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile() && /^[0-9a-f]{32}\.[a-z0-9]+$/.test(e.name)) {
-      bytes += fs.statSync(path.join(e.parentPath ?? e.path, e.name)).size;
-      files++;
-    }
-  }
-  return { bytes, files };
 }
 
 async function sql(connectionString, text, values = []) {

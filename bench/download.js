@@ -45,7 +45,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, numberArg, settleDisk } from './_args.js';
-import { measured, runAria2, runDaemon, runSeed, runWget, seedUnavailable, which } from './_peers.js';
+import { cachedFiles, measured, runAria2, runDaemon, runSeed, runWget, seedUnavailable, which } from './_peers.js';
 import { generateSmall, startOrigin } from './_smallset.js';
 
 const MiB = 1024 * 1024;
@@ -341,19 +341,6 @@ async function runCurlHash(tmp, set, urls, names, expected) {
   } finally {
     discardOutput(outDir, set);
   }
-}
-
-/** Cached content files (`<md5>.<ext>` under the type folders) of a cache dir. */
-function cachedFiles(cacheDir) {
-  let bytes = 0;
-  let files = 0;
-  for (const e of fs.readdirSync(cacheDir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile() && /^[0-9a-f]{32}\.[a-z0-9]+$/.test(e.name)) {
-      bytes += fs.statSync(path.join(e.parentPath ?? e.path, e.name)).size;
-      files++;
-    }
-  }
-  return { bytes, files };
 }
 
 /** Run one external peer into `outDir`, count what it wrote, discard it. */
