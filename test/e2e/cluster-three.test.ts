@@ -9,7 +9,7 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startOrigin } from '../helpers/origin.js';
+import { countingRoutes, startOrigin } from '../helpers/origin.js';
 import { mediaBody, md5Of } from '../helpers/media.js';
 import { startDaemon, makeRoot, type DaemonHandle } from '../helpers/daemon.js';
 import { pgServer } from '../helpers/postgres.js';
@@ -28,21 +28,8 @@ t.test('three daemons, inboxes and mcctl add with overlapping lists: each URL do
   t.teardown(() => origin.close());
   // URL i serves content i % CONTENTS: URLs 20..29 repeat the content of 0..9 under other names.
   const bodies = Array.from({ length: CONTENTS }, (_, i) => mediaBody(`three-${i}`, 9000 + i));
-  let inflight = 0;
-  let peak = 0;
   const paths = Array.from({ length: URLS }, (_, i) => `/t${i}.png`);
-  paths.forEach((p, i) => {
-    const body = bodies[i % CONTENTS]!;
-    origin.route(p, (_req, res) => {
-      inflight++;
-      peak = Math.max(peak, inflight);
-      setTimeout(() => {
-        inflight--;
-        res.writeHead(200, { 'content-length': body.length });
-        res.end(body);
-      }, 60);
-    });
-  });
+  const { peak } = countingRoutes(origin, new Map(paths.map((p, i) => [p, bodies[i % CONTENTS]!])), 60);
   const urls = paths.map((p) => origin.url(p));
   const range = (from: number, to: number): string[] => urls.slice(from, to);
 
@@ -87,7 +74,7 @@ t.test('three daemons, inboxes and mcctl add with overlapping lists: each URL do
 
   // Each URL fetched exactly once by the cluster, under the cluster-wide per-host limit.
   for (const p of paths) t.equal(origin.hits(p), 1, `${p} fetched once`);
-  t.ok(peak <= PER_HOST, `the origin saw at most ${PER_HOST} requests at once from three daemons (saw ${peak})`);
+  t.ok(peak() <= PER_HOST, `the origin saw at most ${PER_HOST} requests at once from three daemons (saw ${peak()})`);
   // A URL queued again after its job ended (an inbox line, which queues without looking at the cache)
   // gets a new job that is a cache hit; at most one job per URL is open at a time (a unique index).
   const jobs = await pg.sql<{ url: string; states: string[]; md5s: string[] }>(

@@ -96,3 +96,21 @@ export async function startOrigin(host = '127.0.0.1'): Promise<Origin> {
     },
   };
 }
+
+/** Routes that answer after `delayMs`, counting requests in flight (the most at once is `peak()`). */
+export function countingRoutes(origin: Origin, bodies: Map<string, Buffer>, delayMs: number): { peak: () => number } {
+  let inflight = 0;
+  let peak = 0;
+  for (const [p, body] of bodies) {
+    origin.route(p, (_req, res) => {
+      inflight++;
+      peak = Math.max(peak, inflight);
+      setTimeout(() => {
+        inflight--;
+        res.writeHead(200, { 'content-length': body.length });
+        res.end(body);
+      }, delayMs);
+    });
+  }
+  return { peak: () => peak };
+}

@@ -11,30 +11,12 @@ import { MediaCache } from '../../../src/core/cache/media-cache.js';
 import { PgQueue } from '../../../src/core/postgres/index.js';
 import { silentLogger } from '../../../src/core/util/logger.js';
 import { ClusterScheduler } from '../../../src/daemon/jobs/cluster-scheduler.js';
-import { startOrigin, type Origin } from '../../helpers/origin.js';
+import { countingRoutes, startOrigin } from '../../helpers/origin.js';
 import { mediaBody, md5Of } from '../../helpers/media.js';
 import { pgServer } from '../../helpers/postgres.js';
 import { waitFor } from '../../helpers/wait.js';
 
 const pg = await pgServer(t);
-
-/** Routes that answer after `delayMs`, counting requests in flight (the most at once is `peak`). */
-function countingRoutes(origin: Origin, bodies: Map<string, Buffer>, delayMs: number): { peak: () => number } {
-  let inflight = 0;
-  let peak = 0;
-  for (const [p, body] of bodies) {
-    origin.route(p, (_req, res) => {
-      inflight++;
-      peak = Math.max(peak, inflight);
-      setTimeout(() => {
-        inflight--;
-        res.writeHead(200, { 'content-length': body.length });
-        res.end(body);
-      }, delayMs);
-    });
-  }
-  return { peak: () => peak };
-}
 
 async function member(t: Test, root: string, url: string, nodeId: string, o: { concurrency: number; perHost: number; leaseMs?: number }): Promise<{ cache: MediaCache; sched: ClusterScheduler; queue: PgQueue }> {
   const cache = await MediaCache.open({ cacheDir: root, database: url, retries: 0 });
