@@ -18,7 +18,7 @@ import { waitFor } from '../../helpers/wait.js';
 
 const pg = await pgServer(t);
 
-async function member(t: Test, root: string, url: string, nodeId: string, o: { concurrency: number; perHost: number; leaseMs?: number }): Promise<{ cache: MediaCache; sched: ClusterScheduler; queue: PgQueue }> {
+async function member(t: Test, root: string, url: string, nodeId: string, o: { concurrency: number; perHost: number; leaseMs?: number; pollMs?: number }): Promise<{ cache: MediaCache; sched: ClusterScheduler; queue: PgQueue }> {
   const cache = await MediaCache.open({ cacheDir: root, database: url, retries: 0 });
   const queue = new PgQueue(cache.database!);
   const sched = new ClusterScheduler({ cache, queue, nodeId, logger: silentLogger, pollMs: 50, ...o });
@@ -85,4 +85,17 @@ t.test("a dead daemon's claimed jobs are finished by another once the lease expi
   for (const j of await b.queue.getMany(jobs.map((x) => x.job.id))) t.equal(j.doneBy, 'node-b');
   for (const p of bodies.keys()) t.equal(origin.hits(p), 1, `${p} fetched once`);
   await waitFor(async () => (await b.queue.counts()).running === 0, { what: 'nothing left running' });
+});
+
+t.test('a slot freed by a finished job is filled at once, not at the next poll', async (t) => {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  const bodies = new Map<string, Buffer>([0, 1, 2, 3, 4, 5].map((i) => [`/n${i}.png`, mediaBody(`next${i}`, 9000)]));
+  countingRoutes(origin, bodies, 20);
+  const url = await pg.freshDatabase();
+  // The poll timer is a minute away: only claims on "queued" and "ended" can move these six jobs through one slot.
+  const a = await member(t, t.testdir(), url, 'node-a', { concurrency: 1, perHost: 0, pollMs: 60_000 });
+  await a.sched.enqueue([...bodies.keys()].map((p) => ({ url: origin.url(p), source: 'rpc' })), { priority: 0 });
+  await waitFor(async () => (await a.queue.counts()).done === 6, { timeoutMs: 20_000, what: 'six jobs done, one after another' });
+  for (const p of bodies.keys()) t.equal(origin.hits(p), 1, `${p} fetched once`);
 });
