@@ -179,3 +179,27 @@ t.test('the connection limit stays under a quarter of the open-file limit', asyn
   }), undefined);
   if (process.platform === 'linux') t.ok((openFileLimit() ?? 0) > 0, 'read from /proc/self/limits');
 });
+
+t.test('events broadcast close together leave in a few socket writes, in order, none lost', async (t) => {
+  const { srv, sock } = await start(t);
+  const s = await raw(t, sock);
+  const text = collect(s);
+  s.write(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'subscribe', params: { events: ['job.done'] } }) + '\n');
+  const conns = (): Array<{ subscriptions: Set<string>; sock: net.Socket }> => [...(srv as unknown as { conns: Set<{ subscriptions: Set<string>; sock: net.Socket }> }).conns];
+  await waitFor(() => conns()[0]?.subscriptions.size === 1 && text().includes('"id":1'), { what: 'subscribed' });
+  const server = conns()[0]!.sock;
+  let writes = 0;
+  const write = server.write.bind(server) as (...a: unknown[]) => boolean;
+  server.write = ((...a: unknown[]) => {
+    writes++;
+    return write(...a);
+  }) as typeof server.write;
+  for (let i = 0; i < 200; i++) srv.broadcast(doneEvent(i, 10));
+  await waitFor(() => text().split('\n').filter((l) => l.includes('"method":"event"')).length === 200, { what: 'all 200 events' });
+  const ids = text()
+    .split('\n')
+    .filter((l) => l.includes('"method":"event"'))
+    .map((l) => (JSON.parse(l) as { params: { job: { id: string } } }).params.job.id);
+  t.same(ids, Array.from({ length: 200 }, (_, i) => `j${i}`), 'every event, in order');
+  t.ok(writes <= 10, `200 events in ${writes} socket write(s)`);
+});
