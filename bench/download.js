@@ -35,6 +35,8 @@
 // --profile DIR: V8 CPU profiles of the library child and the daemon.
 // BENCH_WRAP="strace -f -c -o FILE" (or "perf record -g -o FILE") runs the
 // library side under that command; BENCH_WRAP_BARE the bare Node peer.
+// BENCH_DAEMON_NODE_ARGS="--max-semi-space-size=8" runs the daemon side with
+// these node flags instead of the ones in bin/mediacached.js's first line.
 //
 // The origin runs in its own process (bench/origin.js). Test data is
 // generated into a temp dir (streamed, never held in memory) and removed at the end.
