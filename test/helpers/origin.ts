@@ -114,3 +114,15 @@ export function countingRoutes(origin: Origin, bodies: Map<string, Buffer>, dela
   }
   return { peak: () => peak };
 }
+
+/** A route whose request waits until `release()` is called, then answers `body`. */
+export function heldRoute(origin: Origin, p: string, body: Buffer): { release: () => void } {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  origin.route(p, async (_req, res) => {
+    await gate;
+    res.writeHead(200, { 'content-length': body.length });
+    res.end(body);
+  });
+  return { release };
+}

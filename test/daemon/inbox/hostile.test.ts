@@ -16,7 +16,7 @@ import { Scheduler } from '../../../src/daemon/jobs/scheduler.js';
 import { Inbox as RealInbox, type InboxOptions } from '../../../src/daemon/inbox/inbox.js';
 import { openInboxFile, RefusedFile } from '../../../src/daemon/inbox/inbox-file.js';
 import { parseReport } from '../../../src/daemon/inbox/report.js';
-import { fixture, startOrigin } from '../../helpers/origin.js';
+import { fixture, heldRoute, startOrigin } from '../../helpers/origin.js';
 import { waitFor } from '../../helpers/wait.js';
 
 type Tt = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -205,14 +205,7 @@ t.test('report 0640 and batch file 0600 whatever the umask', async (t) => {
   t.teardown(() => void process.umask(old));
   const origin = await startOrigin();
   t.teardown(() => origin.close());
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  origin.route('/held.png', async (_req, res) => {
-    await gate;
-    const b = png(99);
-    res.writeHead(200, { 'content-length': b.length });
-    res.end(b);
-  });
+  const { release } = heldRoute(origin, '/held.png', png(99));
   const root = tempRoot(t);
   const d = await boot(t, root);
   t.equal(fs.statSync(d.processed).mode & 0o7777, 0o750, 'processed/ 0750');

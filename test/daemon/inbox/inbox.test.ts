@@ -11,7 +11,7 @@ import { Scheduler } from '../../../src/daemon/jobs/scheduler.js';
 import { Inbox } from '../../../src/daemon/inbox/inbox.js';
 import { batchIdOf } from '../../../src/daemon/inbox/inbox-file.js';
 import { parseReport } from '../../../src/daemon/inbox/report.js';
-import { fixture, startOrigin } from '../../helpers/origin.js';
+import { fixture, heldRoute, startOrigin } from '../../helpers/origin.js';
 import { waitFor } from '../../helpers/wait.js';
 
 const PNG = fixture('sample.png');
@@ -195,14 +195,7 @@ t.test('crash after enqueue, before the move: the restart moves the file without
 t.test('a report owed at shutdown is written after restart', async (t) => {
   const origin = await startOrigin();
   t.teardown(() => origin.close());
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  origin.route('/held.png', async (_req, res) => {
-    await gate;
-    const b = png(88);
-    res.writeHead(200, { 'content-length': b.length });
-    res.end(b);
-  });
+  const { release } = heldRoute(origin, '/held.png', png(88));
   const root = tempRoot(t);
   const d = await boot(root, { stabilityMs: 200 });
   fs.writeFileSync(path.join(d.inbox, 'held.urls'), origin.url('/held.png') + '\n');
