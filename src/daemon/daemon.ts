@@ -279,7 +279,6 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     const { cache, scheduler, sweeper, timer, store, cluster } = parts;
     const damage = damageReport(cache, store);
     if (damage) logger.error('start-up found damaged index or job-store files; what could not be read back is listed in `mcctl status`', { ...damage });
-    ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer, damage: () => damage, ...(cluster ? { cluster } : {}) });
     const embedded = cache.index.embedded;
     if (embedded?.createdNew && !(await holdsContent(config.cacheDir))) {
       logger.info('new cache: nothing to adopt', { cacheDir: config.cacheDir });
@@ -287,6 +286,8 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
       logger.warn('no usable index (index missing or damaged): running an adopting sweep to build it from the files on disk');
       sweeper.start({ adopt: true }).done.catch((e: unknown) => logger.error('index rebuild sweep failed', { error: e instanceof Error ? e : String(e) }));
     }
+    // Requests are served from here on, after the start-up lines above are written.
+    ready = createHandlers({ version, startedAt, config: () => config, cache, scheduler, sweeper, sweepTimer: timer, damage: () => damage, ...(cluster ? { cluster } : {}) });
     logger.info('ready', { next_sweep: timer.nextRunAt()?.toISOString(), startupMs: Date.now() - startedAt.getTime() });
     return -1; // keep running
   } catch (e) {

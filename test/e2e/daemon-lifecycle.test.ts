@@ -244,6 +244,7 @@ t.test('a new cache starts without a warning; a cache whose index was deleted is
   t.same(await d.stop(), { code: 0, signal: null });
   fs.rmSync(path.join(d.cacheDir, 'index'), { recursive: true, force: true });
   const d2 = await startDaemon(t, { root: d.root });
+  await waitFor(() => / info ready/.test(d2.stderr()), { what: 'the ready line' });
   t.match(d2.stderr(), / warn .*no usable index/, 'files without an index: said, and adopted');
   await waitFor(async () => (await d2.rpc('stats', {})).totalFiles === 1, { what: 'the file adopted back', timeoutMs: 60_000 });
 });
