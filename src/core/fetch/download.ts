@@ -16,7 +16,8 @@
 import { close, fdatasync, ftruncate, open } from 'node:fs';
 import { promisify } from 'node:util';
 import path from 'node:path';
-import { Agent, EnvHttpProxyAgent, interceptors, type Dispatcher } from 'undici';
+import type { Agent as AgentType, Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, redirectInterceptor } from './undici-parts.js';
 import { MediaCacheError } from '../errors.js';
 import type { Sniffed } from '../content/sniff.js';
 import { markSynced, removeQuietly, tmpFileName } from '../content/store.js';
@@ -124,7 +125,7 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
     throw new MediaCacheError('E_BAD_REQUEST', `maxRedirects must be a non-negative integer, got ${maxRedirects}`);
   }
   const checked = policy !== undefined && !policy.permitsAll;
-  const agentOpts: Agent.Options = {
+  const agentOpts: AgentType.Options = {
     // With a policy, connecting resolves names through it (the proxy agents
     // keep their own connector for the proxy; the hop check below covers them).
     connect: checked ? policyConnector({ timeoutMs, policy, lookup: opts.lookup }) : opts.lookup ? { timeout: timeoutMs, lookup: opts.lookup } : { timeout: timeoutMs },
@@ -141,7 +142,7 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
   // The redirect interceptor sits outside the proxy agent, so every hop gets
   // its own proxy/NO_PROXY decision, and outside the policy check, so every
   // hop is checked (compose: later interceptors wrap earlier ones).
-  const redirect = interceptors.redirect({ maxRedirections: maxRedirects });
+  const redirect = redirectInterceptor({ maxRedirections: maxRedirects });
   return checked ? base.compose(policyInterceptor(policy), redirect) : base.compose(redirect);
 }
 

@@ -13,7 +13,8 @@
  */
 import dns from 'node:dns';
 import net from 'node:net';
-import { buildConnector, type Dispatcher } from 'undici';
+import type { buildConnector as BuildConnector, Dispatcher } from 'undici';
+import { buildConnector } from './undici-parts.js';
 import { forbidden, type UrlPolicy } from './url-policy.js';
 
 export type LookupFn = typeof dns.lookup;
@@ -78,8 +79,8 @@ export interface PolicyConnectorOptions {
 }
 
 /** The agent's connect function: refuses literals, resolves names through the policy's lookup. */
-export function policyConnector(o: PolicyConnectorOptions): buildConnector.connector {
-  const base = buildConnector({ timeout: o.timeoutMs, lookup: policyLookup(o.policy, o.lookup ?? dns.lookup) } as buildConnector.BuildOptions);
+export function policyConnector(o: PolicyConnectorOptions): BuildConnector.connector {
+  const base = buildConnector({ timeout: o.timeoutMs, lookup: policyLookup(o.policy, o.lookup ?? dns.lookup) } as BuildConnector.BuildOptions);
   return (opts, callback) => {
     const host = opts.hostname;
     if (net.isIP(host) && !o.policy.hostAllowed(host)) {

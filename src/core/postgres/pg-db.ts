@@ -8,7 +8,8 @@
  * does not crash) and the next query opens a fresh one, so callers only see
  * E_UNAVAILABLE (retryable) while the server is away.
  */
-import pg from 'pg';
+// Type-only: the driver is loaded by open(), so an embedded cache (no --database) never pays for it.
+import type pg from 'pg';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { isTransient, pgError } from './pg-errors.js';
 import { migrate, type MigrationResult } from './migrations.js';
@@ -37,10 +38,12 @@ const INT8_OID = 20;
  * process-wide pg.types, which a library user's own pg code may rely on).
  * Exact below 2^53: sizes and ids stay far below that.
  */
-const TYPES: pg.CustomTypesConfig = {
-  getTypeParser: ((oid: number, format?: string) =>
-    oid === INT8_OID && format !== 'binary' ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
-};
+function typesOf(driver: typeof pg): pg.CustomTypesConfig {
+  return {
+    getTypeParser: ((oid: number, format?: string) =>
+      oid === INT8_OID && format !== 'binary' ? (v: string) => Number(v) : driver.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
+  };
+}
 
 /** "db on host:port" without user or password, for messages. */
 export function describeTarget(database: string | pg.PoolConfig): string {
@@ -67,17 +70,17 @@ export class PgDatabase {
   migration?: MigrationResult;
   private closed = false;
 
-  private constructor(opts: PgDatabaseOptions) {
+  private constructor(opts: PgDatabaseOptions, driver: typeof pg) {
     this.logger = opts.logger ?? silentLogger;
     this.target = describeTarget(opts.database);
     const base: pg.PoolConfig = typeof opts.database === 'string' ? { connectionString: opts.database } : { ...opts.database };
-    this.pool = new pg.Pool({
+    this.pool = new driver.Pool({
       max: opts.poolSize ?? 10,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
       idleTimeoutMillis: 30_000,
       keepAlive: true,
       application_name: opts.applicationName ?? 'mediacache',
-      types: TYPES,
+      types: typesOf(driver),
       ...base,
     });
     // An idle connection killed by a server restart: drop it (the pool does), never crash.
@@ -86,7 +89,7 @@ export class PgDatabase {
 
   /** Connect, check the server answers, and (unless opts.migrate === false) bring the schema up to date. */
   static async open(opts: PgDatabaseOptions): Promise<PgDatabase> {
-    const db = new PgDatabase(opts);
+    const db = new PgDatabase(opts, (await import('pg')).default);
     try {
       if (opts.migrate !== false) db.migration = await migrate(db);
       else await db.query('SELECT 1');

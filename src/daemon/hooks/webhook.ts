@@ -18,7 +18,8 @@
  * Timing (waits, backoff) runs on an injectable Clock; request timeouts and
  * the signature timestamp use real time.
  */
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent } from '../../core/fetch/undici-parts.js';
 import type { Logger } from '../../core/util/logger.js';
 import { parseRetryAfter } from '../../core/fetch/retry.js';
 import { realClock, type Clock } from './clock.js';
@@ -183,12 +184,14 @@ export class WebhookDeliverer {
     const onOuter = (): void => inner.abort(new Error('shutting down'));
     signal.addEventListener('abort', onOuter, { once: true });
     try {
-      const res = await request(e.target, {
+      const u = new URL(e.target);
+      const res = await this.dispatcher.request({
+        origin: u.origin,
+        path: `${u.pathname}${u.search}`,
         method: 'POST',
         headers,
         body,
         signal: inner.signal,
-        dispatcher: this.dispatcher,
         headersTimeout: this.o.timeoutMs,
         bodyTimeout: this.o.timeoutMs,
       });
