@@ -197,6 +197,8 @@ t.test('two daemons watching one inbox folder: each file taken once, one row and
   await waitFor(async () => (await pg.sql('SELECT 1 FROM mediacache.batches', [], db)).length === 0, { timeoutMs: 10_000, what: 'every row deleted' });
   t.same(fs.readdirSync(processed).sort(), names.flatMap((n) => [n, n + '.report.tsv']).sort(), 'one moved file and one report per file, nothing else');
   t.equal(reportsWritten(a, b), FILES, 'each report written once');
+  const leftAlone = [a, b].reduce((n, d) => n + (d.stderr().match(/taken by another daemon/g)?.length ?? 0), 0);
+  t.comment(`files one daemon found claimed by the other and left alone: ${leftAlone}`);
   for (let f = 0; f < FILES; f++) {
     const report = parseReport(fs.readFileSync(path.join(processed, `s${f}.urls.report.tsv`), 'utf8'));
     t.same(
