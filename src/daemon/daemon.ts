@@ -279,6 +279,10 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     const clusterInbox = parts.cluster && parts.scheduler instanceof ClusterScheduler
       ? { batches: new PgBatchStore(new PgBatches(parts.cluster.db), parts.cluster.nodeId), adoptJobs: parts.scheduler.adopt.bind(parts.scheduler) }
       : {};
+    const localBatches = parts.store.batches().length;
+    if ('batches' in clusterInbox && localBatches > 0) {
+      logger.warn(`inbox: ${localBatches} unreported batch file(s) in the state dir from embedded mode are not resumed in cluster mode (no report is written for them)`);
+    }
     parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler as Scheduler, store: parts.store, logger, maxLines: config.inboxMaxLines, maxBytes: config.inboxMaxBytes, ...clusterInbox });
     await parts.inbox.start();
 
