@@ -312,7 +312,8 @@ export class Inbox {
           return await this.refuse(p, seen, 'E_TOO_LARGE', `file has more than ${this.maxLines} URL lines (--inbox-max-lines); split it`);
         }
       }
-      const batch = await this.newBatch(id, ident, p, { lines: [] });
+      // Its place in processed/ is chosen once the lines are in (as before the claim existed).
+      const batch: BatchRecord = { id, ident, inbox, sourcePath: p, processedPath: '', state: 'enqueued', createdAt: new Date(this.now()).toISOString(), lines: [] };
       if (!(await this.claim(batch))) return 'theirs';
       try {
         batch.lines = await this.enqueueAll(p, id, fh);
@@ -324,6 +325,7 @@ export class Inbox {
       const lines = batch.lines;
       // Jobs reused from an earlier attempt were created but maybe never written.
       await this.store.flush();
+      batch.processedPath = await this.destination(inbox, name);
       await this.batches.save(batch);
       this.attempts.delete(id);
       const jobs = lines.filter((l) => l[2]).length;
