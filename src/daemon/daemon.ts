@@ -20,6 +20,8 @@ import { Sweeper } from '../core/verify/sweep.js';
 import { resolveConfig, type DaemonConfig, type ResolveInput } from './config.js';
 import { createHandlers, type HandlerTable } from './rpc/handlers.js';
 import { Inbox } from './inbox/inbox.js';
+import { PgBatchStore } from './inbox/batch-store.js';
+import { PgBatches } from '../core/postgres/pg-batches.js';
 import { JobStore } from './jobs/job-store.js';
 import { Hooks } from './hooks/index.js';
 import { installSignalHandlers, type CacheLock, armShutdownDeadline, hardExit } from './lifecycle.js';
@@ -272,8 +274,16 @@ export async function runDaemon(initial: DaemonConfig, configInput: () => Resolv
     parts.cache.events.on('event', (ev) => rpc.broadcast(ev));
     parts.scheduler.start();
     parts.timer.start();
-    // The inbox uses enqueue, get and the job events, which ClusterScheduler has too (its batch state stays in this daemon's state dir).
-    parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler as Scheduler, store: parts.store, logger, maxLines: config.inboxMaxLines, maxBytes: config.inboxMaxBytes });
+    // The inbox uses enqueue, get and the job events, which ClusterScheduler has too. In a cluster its
+    // batches are rows of mediacache.batches (a shared inbox folder is taken once), else files in the state dir.
+    const clusterInbox = parts.cluster && parts.scheduler instanceof ClusterScheduler
+      ? { batches: new PgBatchStore(new PgBatches(parts.cluster.db), parts.cluster.nodeId), adoptJobs: parts.scheduler.adopt.bind(parts.scheduler) }
+      : {};
+    const localBatches = parts.store.batches().length;
+    if ('batches' in clusterInbox && localBatches > 0) {
+      logger.warn(`inbox: ${localBatches} unreported batch file(s) in the state dir from embedded mode are not resumed in cluster mode (no report is written for them)`);
+    }
+    parts.inbox = new Inbox({ dirs: config.inboxes, scheduler: parts.scheduler as Scheduler, store: parts.store, logger, maxLines: config.inboxMaxLines, maxBytes: config.inboxMaxBytes, ...clusterInbox });
     await parts.inbox.start();
 
     const { cache, scheduler, sweeper, timer, store, cluster } = parts;

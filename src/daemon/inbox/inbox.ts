@@ -38,8 +38,9 @@ import type { RpcEvent } from '../../core/protocol/rpc.js';
 import { echoPrefix, type UrlsLine } from '../../core/util/urls-file.js';
 import { DEFAULTS } from '../config.js';
 import { ensureProcessedDir, PROCESSED_DIR, processedPathOf, withProcessedDir } from './processed-dir.js';
-import { batchIdOf, countUrlLines, look, openInboxFile, RefusedFile, streamUrlLines, type Look } from './inbox-file.js';
+import { countUrlLines, look, openInboxFile, RefusedFile, streamUrlLines, type Look } from './inbox-file.js';
 import type { BatchIdent, BatchLine, BatchRecord, JobStore } from '../jobs/job-store.js';
+import { LocalBatchStore, type BatchStore } from './batch-store.js';
 import { REPORT_SUFFIX, reportRows, writeReport } from './report.js';
 import type { EnqueueItem, Scheduler } from '../jobs/scheduler.js';
 
@@ -53,6 +54,14 @@ export interface InboxOptions {
   dirs: string[];
   scheduler: Scheduler;
   store: JobStore;
+  /** Where batches are kept (default: `store`, files in the daemon's state dir; cluster mode: PostgreSQL). */
+  batches?: BatchStore;
+  /**
+   * Make the scheduler answer get() for jobs it does not know (queued before
+   * a restart, run by any daemon) and raise their job.done / job.failed
+   * (cluster mode: ClusterScheduler.adopt).
+   */
+  adoptJobs?: (ids: string[]) => Promise<void>;
   logger: Logger;
   /** Quiet time a file written in place needs before it is read (default 1000 ms). */
   stabilityMs?: number;
@@ -109,6 +118,8 @@ export class Inbox {
   private readonly dirs: string[];
   private readonly scheduler: Scheduler;
   private readonly store: JobStore;
+  private readonly batches: BatchStore;
+  private readonly adoptJobs: ((ids: string[]) => Promise<void>) | undefined;
   private readonly log: Logger;
   private readonly stabilityMs: number;
   private readonly chunkSize: number;
@@ -135,6 +146,8 @@ export class Inbox {
   private readonly tracking = new Set<string>();
   private reportChain: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Files of a shared folder another daemon has claimed (logged once each). */
+  private readonly othersFiles = new Set<string>();
   private readonly onEvent = (ev: RpcEvent): void => {
     if (ev.type === 'job.done' || ev.type === 'job.failed') this.jobEnded(ev.job.id);
   };
@@ -143,6 +156,8 @@ export class Inbox {
     this.dirs = [...new Set(o.dirs.map((d) => path.resolve(d)))];
     this.scheduler = o.scheduler;
     this.store = o.store;
+    this.batches = o.batches ?? new LocalBatchStore(o.store);
+    this.adoptJobs = o.adoptJobs;
     this.log = o.logger;
     this.stabilityMs = o.stabilityMs ?? 1000;
     this.chunkSize = Math.max(1, o.chunkSize ?? 250);
@@ -160,9 +175,16 @@ export class Inbox {
       await fs.promises.mkdir(dir, { recursive: true });
       await ensureProcessedDir(dir).catch((e: unknown) => this.log.error('inbox processed/ folder not usable; files stay in the inbox until it is', { dir, error: String(e) }));
     }
+    await this.batches.load();
+    // Own claims of a shared folder whose intake a crash cut short: kept while the same file is
+    // still in the inbox (the rescan takes it again), dropped when it is gone.
+    for (const c of this.batches.claims()) {
+      const now = await look(c.sourcePath);
+      if (!now || !c.ident || !sameIdent(identOf(now), c.ident)) await this.batches.release(c.id);
+    }
     // Batches a failure left between "recorded" and "moved", then reports still owed.
-    for (const b of this.store.batches()) if (b.state === 'enqueued') await this.resume(b).catch((e: unknown) => this.log.error('inbox batch not resumed; will retry at the next look', { batch: b.id, error: String(e) }));
-    for (const b of this.store.batches()) await this.track(b);
+    for (const b of this.batches.batches()) if (b.state === 'enqueued') await this.resume(b).catch((e: unknown) => this.log.error('inbox batch not resumed; will retry at the next look', { batch: b.id, error: String(e) }));
+    for (const b of this.batches.batches()) await this.track(b);
     for (const dir of this.dirs) {
       const w = watch(dir, {
         depth: 0,
@@ -184,6 +206,7 @@ export class Inbox {
   }
 
   private async rescan(): Promise<void> {
+    if (this.batches.shared) this.recheck();
     for (const dir of this.dirs) {
       if (this.closed) return;
       try {
@@ -230,12 +253,13 @@ export class Inbox {
   private async intake(p: string, seen: Look): Promise<void> {
     if (this.closed) return;
     try {
-      await this.process(p, seen);
+      const r = await this.process(p, seen);
       this.pending.delete(p);
       this.failures.delete(p);
       // Events for a new file of the same name that arrived during intake were
       // absorbed by the pending entry: look again (a no-op when nothing is there).
-      this.consider(p);
+      // A file another daemon has claimed waits for the periodic rescan instead.
+      if (r !== 'theirs') this.consider(p);
     } catch (e) {
       if (this.closed) return;
       if (e instanceof ChangedWhileRead) {
@@ -251,7 +275,7 @@ export class Inbox {
     }
   }
 
-  private async process(p: string, seen: Look): Promise<void> {
+  private async process(p: string, seen: Look): Promise<void | 'theirs'> {
     const name = path.basename(p);
     const inbox = path.dirname(p);
     if (!seen.regular) return this.refuse(p, seen, 'E_BAD_REQUEST', `not a regular file (a ${seen.kind}); only regular files are read`);
@@ -272,7 +296,7 @@ export class Inbox {
       const ident = identOf(st);
       if (!sameIdent(ident, identOf(seen))) throw new ChangedWhileRead();
       const id = this.batchId(inbox, name, ident);
-      const known = this.store.batch(id);
+      const known = this.batches.batch(id);
       if (known) {
         this.log.info('inbox file already recorded; moving it', { file: p, batch: id });
         await this.move(known);
@@ -288,11 +312,21 @@ export class Inbox {
           return await this.refuse(p, seen, 'E_TOO_LARGE', `file has more than ${this.maxLines} URL lines (--inbox-max-lines); split it`);
         }
       }
-      const lines = await this.enqueueAll(p, id, fh);
+      // Its place in processed/ is chosen once the lines are in (as before the claim existed).
+      const batch: BatchRecord = { id, ident, inbox, sourcePath: p, processedPath: '', state: 'enqueued', createdAt: new Date(this.now()).toISOString(), lines: [] };
+      if (!(await this.claim(batch))) return 'theirs';
+      try {
+        batch.lines = await this.enqueueAll(p, id, fh);
+      } catch (e) {
+        // The file changed: its next look has another identity, so another batch id.
+        if (e instanceof ChangedWhileRead) await this.batches.release(id).catch(() => undefined);
+        throw e;
+      }
+      const lines = batch.lines;
       // Jobs reused from an earlier attempt were created but maybe never written.
       await this.store.flush();
-      const batch = await this.newBatch(id, ident, p, { lines });
-      await this.store.saveBatch(batch);
+      batch.processedPath = await this.destination(inbox, name);
+      await this.batches.save(batch);
       this.attempts.delete(id);
       const jobs = lines.filter((l) => l[2]).length;
       this.log.info('inbox file enqueued', { file: p, lines: lines.length, jobs, invalid: lines.length - jobs });
@@ -302,12 +336,35 @@ export class Inbox {
     }
   }
 
+  /**
+   * Take the file for this daemon before anything is enqueued (always ours
+   * unless the store is shared). A shared claim is made good only if the file
+   * is still in the inbox afterwards: a daemon that opened it just before its
+   * owner moved it, reported it and dropped the row would otherwise take it
+   * a second time.
+   */
+  private async claim(b: BatchRecord): Promise<boolean> {
+    if (!(await this.batches.claim(b))) {
+      if (!this.othersFiles.has(b.id)) {
+        if (this.othersFiles.size >= 10_000) this.othersFiles.clear();
+        this.othersFiles.add(b.id);
+        this.log.info('inbox file taken by another daemon of the cluster; leaving it', { file: b.sourcePath, batch: b.id });
+      }
+      return false;
+    }
+    if (!this.batches.shared) return true;
+    const now = await look(b.sourcePath);
+    if (now && b.ident && sameIdent(identOf(now), b.ident)) return true;
+    await this.batches.release(b.id);
+    return false;
+  }
+
   /** A batch id not used by a different, still unreported batch (a file moved back from processed/). */
   private batchId(inbox: string, name: string, ident: BatchIdent): string {
-    const base = batchIdOf(inbox, name, ident);
+    const base = this.batches.idOf(inbox, name, ident);
     for (let n = 0; ; n++) {
       const id = n === 0 ? base : `${base}-${n}`;
-      const b = this.store.batch(id);
+      const b = this.batches.batch(id);
       if (!b || b.state === 'enqueued') return id;
     }
   }
@@ -382,16 +439,17 @@ export class Inbox {
   }
 
   /** Record a file that is not read, move it to processed/ and report why. */
-  private async refuse(p: string, seen: Look, code: ErrorCode, reason: string): Promise<void> {
+  private async refuse(p: string, seen: Look, code: ErrorCode, reason: string): Promise<void | 'theirs'> {
     const inbox = path.dirname(p);
     const name = path.basename(p);
     const ident = identOf(seen);
     const id = this.batchId(inbox, name, ident);
-    const known = this.store.batch(id);
+    const known = this.batches.batch(id);
     if (known) return this.move(known);
-    this.log.warn('inbox file refused', { file: echoPrefix(p, 300), reason, code });
     const batch = await this.newBatch(id, ident, p, { lines: [], refused: { code, reason } });
-    await this.store.saveBatch(batch);
+    if (!(await this.claim(batch))) return 'theirs';
+    this.log.warn('inbox file refused', { file: echoPrefix(p, 300), reason, code });
+    await this.batches.save(batch);
     await this.move(batch);
   }
 
@@ -399,7 +457,7 @@ export class Inbox {
   private async destination(inbox: string, name: string): Promise<string> {
     const ext = path.extname(name);
     const stem = name.slice(0, name.length - ext.length);
-    const promised = new Set(this.store.batches().map((b) => b.processedPath));
+    const promised = new Set(this.batches.batches().map((b) => b.processedPath));
     return withProcessedDir(inbox, async (dir) => {
       for (let n = 0; ; n++) {
         const cand = n === 0 ? name : `${stem}.${n}${ext}`;
@@ -416,7 +474,7 @@ export class Inbox {
     await withProcessedDir(b.inbox, async (dir, dfh) => {
       if (await exists(path.join(dir, path.basename(b.processedPath)))) {
         b.processedPath = await this.destination(b.inbox, path.basename(b.sourcePath));
-        await this.store.saveBatch(b);
+        await this.batches.save(b);
       }
       try {
         await fs.promises.rename(b.sourcePath, path.join(dir, path.basename(b.processedPath)));
@@ -428,7 +486,7 @@ export class Inbox {
       }
     });
     b.state = 'moved';
-    await this.store.saveBatch(b);
+    await this.batches.save(b);
     this.log.info('inbox file processed', { file: b.sourcePath, to: b.processedPath });
     await this.track(b);
   }
@@ -445,7 +503,7 @@ export class Inbox {
     }
     // Moved before the crash (or replaced by another file, which is a new batch).
     b.state = 'moved';
-    await this.store.saveBatch(b);
+    await this.batches.save(b);
   }
 
   /**
@@ -460,6 +518,11 @@ export class Inbox {
     this.batchLeft.set(b.id, left);
     this.tracking.add(b.id);
     try {
+      if (!(await this.adopt(b))) {
+        this.batchLeft.delete(b.id);
+        if (!this.closed) setTimeout(() => void this.track(b), this.retryMs).unref();
+        return;
+      }
       for (let i = 0; i < b.lines.length; i++) {
         if (i > 0 && i % TRACK_SLICE === 0) await new Promise((r) => setImmediate(r));
         const id = b.lines[i][2];
@@ -479,6 +542,41 @@ export class Inbox {
     if (left.size === 0) this.report(b.id);
   }
 
+  /**
+   * Jobs of the batch the scheduler does not know (cluster mode, after a
+   * restart: queued in an earlier run, maybe run by another daemon) are
+   * looked up first, so the batch waits for them and their end is raised
+   * here. False when that failed (database away): try again later.
+   */
+  private async adopt(b: BatchRecord): Promise<boolean> {
+    if (!this.adoptJobs) return true;
+    const unknown: string[] = [];
+    for (const l of b.lines) if (l[2] && !this.scheduler.get(l[2])) unknown.push(l[2]);
+    if (unknown.length === 0) return true;
+    try {
+      await this.adoptJobs(unknown);
+      return true;
+    } catch (e) {
+      this.log.warn('inbox batch jobs not looked up; will retry', { batch: b.id, error: String(e) });
+      return false;
+    }
+  }
+
+  /**
+   * Shared store: a job the scheduler now knows as ended whose end event
+   * this inbox never saw (it ended while not watched) still ends its batch.
+   */
+  private recheck(): void {
+    const ended: string[] = [];
+    for (const left of this.batchLeft.values()) {
+      for (const id of left) {
+        const st = this.scheduler.get(id)?.state;
+        if (st !== undefined && st !== 'queued' && st !== 'running') ended.push(id);
+      }
+    }
+    for (const id of ended) this.jobEnded(id);
+  }
+
   private jobEnded(jobId: string): void {
     const had = this.jobBatches.get(jobId);
     if (had === undefined) return;
@@ -493,12 +591,12 @@ export class Inbox {
 
   private report(batchId: string): void {
     this.reportChain = this.reportChain.then(async () => {
-      const b = this.store.batch(batchId);
+      const b = this.batches.batch(batchId);
       if (!b) return;
       const reportPath = b.processedPath + REPORT_SUFFIX;
       try {
         await withProcessedDir(b.inbox, (dir) => writeReport(dir, path.basename(reportPath), reportRows(b, (id) => this.scheduler.get(id))));
-        await this.store.deleteBatch(b.id);
+        await this.batches.delete(b.id);
         this.batchLeft.delete(b.id);
         this.log.info('inbox report written', { report: reportPath });
       } catch (e) {

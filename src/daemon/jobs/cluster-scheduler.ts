@@ -215,6 +215,17 @@ export class ClusterScheduler extends EventEmitter {
     }
   }
 
+  /**
+   * Look up jobs this daemon did not queue in this run (an inbox batch's,
+   * after a restart): get() answers for them from now on, and watch() raises
+   * their job.done / job.failed, whichever daemon runs them.
+   */
+  async adopt(ids: string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += 1000) {
+      for (const j of await this.o.queue.getMany(ids.slice(i, i + 1000))) if (!this.known.has(j.id)) this.remember(publicJob(j));
+    }
+  }
+
   /** A job this daemon queued or ran, as last seen (undefined for others' jobs). */
   get(id: string): JobInfo | undefined {
     return this.known.get(id);
