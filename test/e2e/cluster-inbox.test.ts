@@ -106,6 +106,7 @@ t.test('a file is recorded in the database before it moves; its report written w
     ],
   );
   await waitFor(async () => (await rows()).length === 0, { timeoutMs: 10_000, what: 'the row deleted after the report' });
+  await waitFor(() => reportsWritten(a) >= 1, { timeoutMs: 10_000, what: 'the report log line' });
   t.equal(reportsWritten(a), 1);
 });
 
@@ -153,9 +154,11 @@ t.test('kill -9 after the move, before the jobs end; restarted, the daemon still
     bodies.map((b, i) => [i + 1, 'done', md5Of(b)]),
     'complete: every line done with its md5, including the jobs ended before the restart',
   );
-  t.equal(reportsWritten(first, second), 1, 'written once');
   t.same(fs.readdirSync(path.join(inbox, 'processed')).sort(), ['k.urls', 'k.urls.report.tsv']);
   await waitFor(async () => (await pg.sql('SELECT 1 FROM mediacache.batches', [], db)).length === 0, { timeoutMs: 10_000, what: 'the row deleted' });
+  // The file can be seen before its log line comes through the pipe; the row goes after both.
+  await waitFor(() => reportsWritten(first, second) >= 1, { timeoutMs: 10_000, what: 'the report log line' });
+  t.equal(reportsWritten(first, second), 1, 'written once');
   t.same(batchFiles(shared, root), [], 'and still no batch file');
 });
 
@@ -196,6 +199,7 @@ t.test('two daemons watching one inbox folder: each file taken once, one row and
   await waitFor(() => names.every((n) => fs.existsSync(path.join(processed, n + '.report.tsv'))), { timeoutMs: 60_000, what: 'every report' });
   await waitFor(async () => (await pg.sql('SELECT 1 FROM mediacache.batches', [], db)).length === 0, { timeoutMs: 10_000, what: 'every row deleted' });
   t.same(fs.readdirSync(processed).sort(), names.flatMap((n) => [n, n + '.report.tsv']).sort(), 'one moved file and one report per file, nothing else');
+  await waitFor(() => reportsWritten(a, b) >= FILES, { timeoutMs: 10_000, what: 'the report log lines' });
   t.equal(reportsWritten(a, b), FILES, 'each report written once');
   const leftAlone = [a, b].reduce((n, d) => n + (d.stderr().match(/taken by another daemon/g)?.length ?? 0), 0);
   t.comment(`files one daemon found claimed by the other and left alone: ${leftAlone}`);
