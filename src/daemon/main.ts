@@ -109,6 +109,14 @@ async function main(): Promise<number> {
     }
     throw e;
   }
+  // Memory: undici parses HTTP/1 with a WebAssembly module (llhttp). V8 first
+  // runs it from its baseline compiler and later, once it is hot (a few
+  // seconds into a transfer), recompiles it with TurboFan on a background
+  // thread, whose working memory (~30 MiB for llhttp's large parser function)
+  // came on top of the downloads' buffers: the daemon's peak. --no-liftoff
+  // compiles each function with TurboFan once, on its first call (the first
+  // request), while little else is held.
+  (await import('node:v8')).setFlagsFromString('--no-liftoff');
   // Memory: bound the dead socket buffers of large downloads (young-gc.ts);
   // on 2 cores or fewer, no hash worker isolate (stream-hasher.ts).
   const { enableYoungGc } = await import('../core/util/young-gc.js');
