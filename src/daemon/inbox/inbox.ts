@@ -41,7 +41,8 @@ import { ensureProcessedDir, PROCESSED_DIR, processedPathOf, withProcessedDir } 
 import { countUrlLines, look, openInboxFile, RefusedFile, streamUrlLines, type Look } from './inbox-file.js';
 import type { BatchIdent, BatchLine, BatchRecord, JobStore } from '../jobs/job-store.js';
 import { LocalBatchStore, type BatchStore } from './batch-store.js';
-import { REPORT_SUFFIX, reportRows, writeReport } from './report.js';
+import { REPORT_SUFFIX } from './report.js';
+import { BatchReports } from './batch-reports.js';
 import type { EnqueueItem, Scheduler } from '../jobs/scheduler.js';
 
 export { PROCESSED_DIR } from './processed-dir.js';
@@ -80,8 +81,6 @@ export interface InboxOptions {
   now?: () => number;
 }
 
-/** Lines registered per event-loop turn when a batch's jobs are tracked. */
-const TRACK_SLICE = 5000;
 
 /** Names the inbox looks at: `*.urls`, no dotfiles. */
 export function isInboxCandidate(name: string): boolean {
@@ -119,7 +118,6 @@ export class Inbox {
   private readonly scheduler: Scheduler;
   private readonly store: JobStore;
   private readonly batches: BatchStore;
-  private readonly adoptJobs: ((ids: string[]) => Promise<void>) | undefined;
   private readonly log: Logger;
   private readonly stabilityMs: number;
   private readonly chunkSize: number;
@@ -138,18 +136,13 @@ export class Inbox {
   /** Batches whose intake started but is not recorded yet: the first sequence number of their jobs. */
   private readonly attempts = new Map<string, number>();
   private chain: Promise<void> = Promise.resolve();
-  /** Unfinished jobs per batch, and the batches each job belongs to. */
-  private readonly batchLeft = new Map<string, Set<string>>();
-  /** Job → its batch (an array in the rare case of several): one entry per job, no Set per job. */
-  private readonly jobBatches = new Map<string, string | string[]>();
-  /** Batches whose jobs are still being registered: no report before that is done. */
-  private readonly tracking = new Set<string>();
-  private reportChain: Promise<void> = Promise.resolve();
+  /** Moved batches waiting for their jobs, and their reports. */
+  private readonly reports: BatchReports;
   private closed = false;
   /** Files of a shared folder another daemon has claimed (logged once each). */
   private readonly othersFiles = new Set<string>();
   private readonly onEvent = (ev: RpcEvent): void => {
-    if (ev.type === 'job.done' || ev.type === 'job.failed') this.jobEnded(ev.job.id);
+    if (ev.type === 'job.done' || ev.type === 'job.failed') this.reports.jobEnded(ev.job.id);
   };
 
   constructor(o: InboxOptions) {
@@ -157,7 +150,6 @@ export class Inbox {
     this.scheduler = o.scheduler;
     this.store = o.store;
     this.batches = o.batches ?? new LocalBatchStore(o.store);
-    this.adoptJobs = o.adoptJobs;
     this.log = o.logger;
     this.stabilityMs = o.stabilityMs ?? 1000;
     this.chunkSize = Math.max(1, o.chunkSize ?? 250);
@@ -167,6 +159,7 @@ export class Inbox {
     this.maxBytes = Math.max(1, o.maxBytes ?? INBOX_MAX_BYTES);
     this.closeWaitMs = o.closeWaitMs ?? 5000;
     this.now = o.now ?? Date.now;
+    this.reports = new BatchReports({ scheduler: this.scheduler, batches: this.batches, logger: this.log, retryMs: this.retryMs, adoptJobs: o.adoptJobs, closed: () => this.closed });
   }
 
   async start(): Promise<void> {
@@ -184,7 +177,7 @@ export class Inbox {
     }
     // Batches a failure left between "recorded" and "moved", then reports still owed.
     for (const b of this.batches.batches()) if (b.state === 'enqueued') await this.resume(b).catch((e: unknown) => this.log.error('inbox batch not resumed; will retry at the next look', { batch: b.id, error: String(e) }));
-    for (const b of this.batches.batches()) await this.track(b);
+    for (const b of this.batches.batches()) await this.reports.track(b);
     for (const dir of this.dirs) {
       const w = watch(dir, {
         depth: 0,
@@ -206,7 +199,7 @@ export class Inbox {
   }
 
   private async rescan(): Promise<void> {
-    if (this.batches.shared) this.recheck();
+    if (this.batches.shared) this.reports.recheck();
     for (const dir of this.dirs) {
       if (this.closed) return;
       try {
@@ -488,7 +481,7 @@ export class Inbox {
     b.state = 'moved';
     await this.batches.save(b);
     this.log.info('inbox file processed', { file: b.sourcePath, to: b.processedPath });
-    await this.track(b);
+    await this.reports.track(b);
   }
 
   /** At start: a batch recorded but maybe not moved. The same file still in place → move it. */
@@ -507,106 +500,6 @@ export class Inbox {
   }
 
   /**
-   * Register a moved batch's unfinished jobs; report at once when none is
-   * left. Yields every TRACK_SLICE lines, so a large batch does not hold the
-   * event loop; a job that ends meanwhile is either not registered (already
-   * ended when looked at) or registered and then removed by jobEnded.
-   */
-  private async track(b: BatchRecord): Promise<void> {
-    if (b.state !== 'moved' || this.batchLeft.has(b.id)) return;
-    const left = new Set<string>();
-    this.batchLeft.set(b.id, left);
-    this.tracking.add(b.id);
-    try {
-      if (!(await this.adopt(b))) {
-        this.batchLeft.delete(b.id);
-        if (!this.closed) setTimeout(() => void this.track(b), this.retryMs).unref();
-        return;
-      }
-      for (let i = 0; i < b.lines.length; i++) {
-        if (i > 0 && i % TRACK_SLICE === 0) await new Promise((r) => setImmediate(r));
-        const id = b.lines[i][2];
-        if (!id || left.has(id)) continue;
-        // The scheduler's view (the job store's embedded, the shared queue's in cluster mode).
-        const j = this.scheduler.get(id);
-        if (!j || (j.state !== 'queued' && j.state !== 'running')) continue;
-        left.add(id);
-        const had = this.jobBatches.get(id);
-        if (had === undefined) this.jobBatches.set(id, b.id);
-        else if (typeof had === 'string') this.jobBatches.set(id, [had, b.id]);
-        else had.push(b.id);
-      }
-    } finally {
-      this.tracking.delete(b.id);
-    }
-    if (left.size === 0) this.report(b.id);
-  }
-
-  /**
-   * Jobs of the batch the scheduler does not know (cluster mode, after a
-   * restart: queued in an earlier run, maybe run by another daemon) are
-   * looked up first, so the batch waits for them and their end is raised
-   * here. False when that failed (database away): try again later.
-   */
-  private async adopt(b: BatchRecord): Promise<boolean> {
-    if (!this.adoptJobs) return true;
-    const unknown: string[] = [];
-    for (const l of b.lines) if (l[2] && !this.scheduler.get(l[2])) unknown.push(l[2]);
-    if (unknown.length === 0) return true;
-    try {
-      await this.adoptJobs(unknown);
-      return true;
-    } catch (e) {
-      this.log.warn('inbox batch jobs not looked up; will retry', { batch: b.id, error: String(e) });
-      return false;
-    }
-  }
-
-  /**
-   * Shared store: a job the scheduler now knows as ended whose end event
-   * this inbox never saw (it ended while not watched) still ends its batch.
-   */
-  private recheck(): void {
-    const ended: string[] = [];
-    for (const left of this.batchLeft.values()) {
-      for (const id of left) {
-        const st = this.scheduler.get(id)?.state;
-        if (st !== undefined && st !== 'queued' && st !== 'running') ended.push(id);
-      }
-    }
-    for (const id of ended) this.jobEnded(id);
-  }
-
-  private jobEnded(jobId: string): void {
-    const had = this.jobBatches.get(jobId);
-    if (had === undefined) return;
-    this.jobBatches.delete(jobId);
-    for (const id of typeof had === 'string' ? [had] : had) {
-      const left = this.batchLeft.get(id);
-      if (!left) continue;
-      left.delete(jobId);
-      if (left.size === 0 && !this.tracking.has(id)) this.report(id);
-    }
-  }
-
-  private report(batchId: string): void {
-    this.reportChain = this.reportChain.then(async () => {
-      const b = this.batches.batch(batchId);
-      if (!b) return;
-      const reportPath = b.processedPath + REPORT_SUFFIX;
-      try {
-        await withProcessedDir(b.inbox, (dir) => writeReport(dir, path.basename(reportPath), reportRows(b, (id) => this.scheduler.get(id))));
-        await this.batches.delete(b.id);
-        this.batchLeft.delete(b.id);
-        this.log.info('inbox report written', { report: reportPath });
-      } catch (e) {
-        this.log.error('inbox report not written; will retry', { report: reportPath, error: String(e) });
-        if (!this.closed) setTimeout(() => this.report(batchId), this.retryMs).unref();
-      }
-    });
-  }
-
-  /**
    * Stop watching; let a file being taken finish its current step (bounded by
    * closeWaitMs). Resolves false when that step did not finish: something
    * below it is stuck (a read on a dead mount), and a normal process exit
@@ -622,7 +515,7 @@ export class Inbox {
     await Promise.all(this.watchers.map((w) => w.close()));
     let timer: NodeJS.Timeout | undefined;
     const gaveUp = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.closeWaitMs)));
-    const settled = Promise.all([this.chain.catch(() => undefined), this.reportChain.catch(() => undefined)]).then(() => 'done' as const);
+    const settled = Promise.all([this.chain.catch(() => undefined), this.reports.settled()]).then(() => 'done' as const);
     const r = await Promise.race([settled, gaveUp]);
     clearTimeout(timer);
     if (r === 'timeout') this.log.warn(`inbox: a file being taken did not finish within ${this.closeWaitMs} ms of shutdown; it is taken again at the next start`);
