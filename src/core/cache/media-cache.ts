@@ -381,7 +381,8 @@ export class MediaCache {
     if ((await fileSize(p)) === stored.fileSize) {
       this.logger.debug('cache hit', { url: href, md5: stored.md5 });
       this.quota.touch(stored.md5);
-      return this.toRecord((await this.index.get(stored.md5)) ?? stored, href);
+      // touch() may have rewritten the embedded record (lastUsedAt); elsewhere it writes nothing and `stored` is current.
+      return this.toRecord((this.index.embedded ? await this.index.get(stored.md5) : undefined) ?? stored, href);
     }
     this.logger.warn('cached file missing or wrong size; fetching again', { url: href, md5: stored.md5, path: p });
     return undefined;
@@ -518,9 +519,8 @@ export class MediaCache {
 
   /** Inside the md5's critical section: dedup, collision check, or new entry. */
   private async commit(f: Fetched, href: string, forced: boolean, meta: MetadataOutcome | undefined): Promise<MediaRecord> {
-    const existing = await this.index.get(f.md5);
+    const { record: existing, urlMd5: prevMd5 } = await this.index.getWithUrl(f.md5, href);
     const nowIso = new Date(this.options.now()).toISOString();
-    const prevMd5 = await this.index.md5ForUrl(href);
     const change: UpstreamChange | undefined = prevMd5 !== undefined && prevMd5 !== f.md5 ? { url: href, from: prevMd5, to: f.md5, at: nowIso } : undefined;
     const pin = this.pinOnCommit.delete(href);
     if (existing && (existing.evictedAt !== undefined || existing.evicting) && existing.sha256 === f.sha256) {

@@ -25,6 +25,8 @@ export interface EntryStore {
   md5ForUrl(url: string): Promise<string | undefined>;
   /** The record a URL maps to. */
   getByUrl(url: string): Promise<StoredRecord | undefined>;
+  /** get(md5) and md5ForUrl(url) together (one round trip where that matters): what a download's commit checks. */
+  getWithUrl(md5: string, url: string): Promise<{ record: StoredRecord | undefined; urlMd5: string | undefined }>;
   /** Records whose md5 starts with `prefix` (1..32 hex digits), in md5 order; E_BAD_REQUEST otherwise. */
   findByPrefix(prefix: string, limit?: number): Promise<StoredRecord[]>;
   /** Insert or replace the record for rec.md5 (its URL list exactly). */
@@ -61,6 +63,10 @@ export class EmbeddedEntryStore implements EntryStore {
   async getByUrl(url: string): Promise<StoredRecord | undefined> {
     const md5 = this.embedded.md5ForUrl(url);
     return md5 === undefined ? undefined : this.embedded.get(md5);
+  }
+
+  async getWithUrl(md5: string, url: string): Promise<{ record: StoredRecord | undefined; urlMd5: string | undefined }> {
+    return { record: this.embedded.get(md5), urlMd5: this.embedded.md5ForUrl(url) };
   }
 
   async findByPrefix(prefix: string, limit?: number): Promise<StoredRecord[]> {

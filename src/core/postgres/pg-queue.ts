@@ -25,6 +25,7 @@ import type { JobState, QueueCounts } from '../protocol/rpc.js';
 import { readCounter } from './pg-counters.js';
 import type { PgDatabase, PgTx } from './pg-db.js';
 import { fromJobRow, hostOf, type JobRow, type PgJob } from './pg-job-row.js';
+import { writeBatcherOf } from './pg-write-batch.js';
 
 export type { PgJob } from './pg-job-row.js';
 
@@ -202,15 +203,14 @@ export class PgQueue {
     return rows.map((r) => String(r.id));
   }
 
-  /** Mark done with its content; the job, or undefined when another daemon holds it now. */
+  /**
+   * Mark done with its content; the job, or undefined when another daemon
+   * holds it now. Concurrent completions (and record upserts) share one
+   * transaction (pg-write-batch.ts); durable when it resolves.
+   */
   async complete(nodeId: string, jobId: string, md5: string): Promise<PgJob | undefined> {
-    const rows = await this.db.query<JobRow>(
-      `UPDATE mediacache.jobs SET state = 'done', md5 = $3, done_by = $2, lease_owner = NULL, lease_expires_at = NULL,
-              error_code = NULL, error_message = NULL, error_status = NULL, ended_at = now(), updated_at = now()
-        WHERE id = $1 AND ${MINE} RETURNING *`,
-      [jobId, nodeId, md5],
-    );
-    return rows[0] && fromJobRow(rows[0]);
+    const row = await writeBatcherOf(this.db).complete(nodeId, jobId, md5);
+    return row && fromJobRow(row);
   }
 
   /**
@@ -258,7 +258,7 @@ export class PgQueue {
   }
 
   async getMany(jobIds: string[]): Promise<PgJob[]> {
-    const rows = await this.db.query<JobRow>('SELECT * FROM mediacache.jobs WHERE id = ANY($1::int8[]) ORDER BY id', [jobIds]);
+    const rows = await this.db.query<JobRow>('SELECT * FROM mediacache.jobs WHERE id = ANY($1::int8[]) ORDER BY id', [jobIds], 'mc_jobs_many');
     return rows.map(fromJobRow);
   }
 
@@ -353,18 +353,19 @@ async function claimRound(
   limit: number,
   leaseMs: number,
 ): Promise<{ jobs: PgJob[]; candidates: number }> {
-  const cands = (await c.query<{ id: number; host: string }>(CANDIDATES, [n, limit])).rows;
+  const cands = (await c.query<{ id: number; host: string }>({ name: 'mc_claim_candidates', text: CANDIDATES, values: [n, limit] })).rows;
   if (cands.length === 0) return { jobs: [], candidates: 0 };
   let chosen = cands.map((r) => r.id);
   if (limit !== NO_LIMIT) {
     const hosts = [...new Set(cands.map((r) => r.host))];
-    await c.query('SELECT mediacache.lock_hosts($1::text[])', [hosts]);
+    await c.query({ name: 'mc_lock_hosts', text: 'SELECT mediacache.lock_hosts($1::text[])', values: [hosts] });
     // A new statement: its snapshot includes every claim committed before we got the locks.
     const running = new Map<string, number>();
-    const counted = await c.query<{ host: string; n: number }>(
-      "SELECT host, count(*)::int AS n FROM mediacache.jobs WHERE state = 'running' AND host = ANY($1::text[]) GROUP BY host",
-      [hosts],
-    );
+    const counted = await c.query<{ host: string; n: number }>({
+      name: 'mc_claim_running',
+      text: "SELECT host, count(*)::int AS n FROM mediacache.jobs WHERE state = 'running' AND host = ANY($1::text[]) GROUP BY host",
+      values: [hosts],
+    });
     for (const r of counted.rows) running.set(r.host, r.n);
     chosen = [];
     for (const r of cands) {
@@ -375,12 +376,13 @@ async function claimRound(
     }
     if (chosen.length === 0) return { jobs: [], candidates: cands.length };
   }
-  const rows = await c.query<JobRow>(
-    `UPDATE mediacache.jobs SET state = 'running', lease_owner = $2, lease_expires_at = now() + $3 * interval '1 millisecond',
+  const rows = await c.query<JobRow>({
+    name: 'mc_claim_take',
+    text: `UPDATE mediacache.jobs SET state = 'running', lease_owner = $2, lease_expires_at = now() + $3 * interval '1 millisecond',
             attempts = attempts + 1, updated_at = now()
       WHERE id = ANY($1::int8[]) RETURNING *`,
-    [chosen, nodeId, leaseMs],
-  );
+    values: [chosen, nodeId, leaseMs],
+  });
   const jobs = rows.rows.map(fromJobRow).sort((a, b) => a.priority - b.priority || Number(a.id) - Number(b.id));
   return { jobs, candidates: cands.length };
 }

@@ -140,9 +140,12 @@ export class ClusterScheduler extends EventEmitter {
 
   private async renew(): Promise<void> {
     if (this.running.size === 0) return;
+    // Only jobs claimed before the renewal was sent are judged by it: one whose claim committed
+    // while the UPDATE ran is outside that statement's snapshot, not lost.
+    const asked = [...this.running.entries()];
     const held = new Set(await this.o.queue.renewLeases(this.o.nodeId, this.o.leaseMs));
-    for (const [id, r] of this.running) {
-      if (!held.has(id)) {
+    for (const [id, r] of asked) {
+      if (this.running.get(id) === r && !held.has(id)) {
         this.o.logger.warn('job taken over by another daemon (lease lost); stopping it here', { id, url: r.job.url });
         r.ctl.abort(new MediaCacheError('E_ABORTED', 'lease lost'));
       }

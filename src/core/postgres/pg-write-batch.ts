@@ -1,0 +1,254 @@
+/**
+ * Group commit for the hot writes of cluster mode: record upserts (with their
+ * URLs) and job completions from every concurrent download of one process are
+ * collected while the previous batch commits (or for `windowMs` when idle) and
+ * written in ONE transaction of multi-row statements. One WAL flush and one
+ * run of each counter trigger per batch instead of per job.
+ *
+ * Invariants:
+ * - A caller's promise resolves only after the transaction holding its write
+ *   committed (durable: synchronous_commit is untouched), and rejects when it
+ *   did not; a batch is all or nothing (one transaction).
+ * - Each write means what it means alone, in call order: upserts of one md5
+ *   are merged (later fields win, URLs accumulate in order) and a URL claimed
+ *   twice in a batch ends with the later record, as two sequential calls would.
+ *   A job completed twice in one batch is left to the next batch.
+ * - A batch that fails for a reason other than the database being away (a
+ *   row the server refuses) is retried one write per transaction, so one bad
+ *   write fails alone and its neighbours still land. An unreachable database
+ *   rejects every caller of the batch (they retry as they would any
+ *   E_UNAVAILABLE).
+ * - Rows are written in key order (media by md5, jobs by id) so two daemons'
+ *   batches lock shared rows in one order; a deadlock left is retried by tx().
+ */
+import type { MediaCacheError } from '../errors.js';
+import { isConnectionError } from './pg-errors.js';
+import type { PgDatabase, PgTx } from './pg-db.js';
+import type { JobRow } from './pg-job-row.js';
+
+/** Column values of one media row, in UPSERT_MEDIA_BATCH's parameter order. */
+export type MediaValues = unknown[];
+
+interface UpsertOp {
+  kind: 'upsert';
+  md5: string;
+  values: MediaValues;
+  urls: string[];
+  resolve: (v: undefined) => void;
+  reject: (e: unknown) => void;
+}
+interface CompleteOp {
+  kind: 'complete';
+  jobId: string;
+  nodeId: string;
+  md5: string;
+  resolve: (v: JobRow | undefined) => void;
+  reject: (e: unknown) => void;
+}
+type Op = UpsertOp | CompleteOp;
+
+const MEDIA_COLUMNS = 'md5, sha256, size, mime, media_type, width, height, extension, storage_path, fetched_at, verified_at, etag, last_modified, extra';
+const MEDIA_TYPES = ['text', 'text', 'int8', 'text', 'text', 'int4', 'int4', 'text', 'text', 'timestamptz', 'timestamptz', 'text', 'text', 'jsonb'];
+
+const UPSERT_MEDIA_BATCH = `
+  INSERT INTO mediacache.media (${MEDIA_COLUMNS})
+    SELECT * FROM unnest(${MEDIA_TYPES.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})
+  ON CONFLICT (md5) DO UPDATE SET
+    sha256 = excluded.sha256, size = excluded.size, mime = excluded.mime, media_type = excluded.media_type,
+    width = excluded.width, height = excluded.height, extension = excluded.extension,
+    storage_path = excluded.storage_path, fetched_at = excluded.fetched_at, verified_at = excluded.verified_at,
+    etag = excluded.etag, last_modified = excluded.last_modified, extra = excluded.extra`;
+
+/** As pg-records' CLAIM_URLS, for (url, md5) pairs: association order is the array order. */
+const CLAIM_URLS_BATCH = `
+  INSERT INTO mediacache.media_url (url, md5)
+    SELECT u, m FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(u, m, i) ORDER BY i
+  ON CONFLICT (url_key) DO UPDATE SET md5 = excluded.md5, last_seen = now()
+    WHERE mediacache.media_url.md5 IS DISTINCT FROM excluded.md5`;
+
+/** As PgQueue.complete for many jobs: only the lease holder's running job, or one put back and not claimed again. */
+const COMPLETE_BATCH = `
+  UPDATE mediacache.jobs j SET state = 'done', md5 = x.md5, done_by = x.node, lease_owner = NULL, lease_expires_at = NULL,
+         error_code = NULL, error_message = NULL, error_status = NULL, ended_at = now(), updated_at = now()
+    FROM unnest($1::int8[], $2::text[], $3::text[]) AS x(id, node, md5)
+   WHERE j.id = x.id AND ((j.state = 'running' AND j.lease_owner = x.node) OR j.state = 'queued')
+  RETURNING j.*`;
+
+export interface WriteBatcherOptions {
+  /** How long the first write after an idle spell waits for company (default 2 ms). */
+  windowMs?: number;
+  /** Writes per transaction at most (default 500). */
+  maxBatch?: number;
+}
+
+/** Counts for tests and benches. */
+export interface WriteBatcherStats {
+  batches: number;
+  writes: number;
+  /** Batches split into one transaction per write after a refused row. */
+  splits: number;
+}
+
+export class PgWriteBatcher {
+  private pending: Op[] = [];
+  private running: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly windowMs: number;
+  private readonly maxBatch: number;
+  readonly stats: WriteBatcherStats = { batches: 0, writes: 0, splits: 0 };
+
+  constructor(
+    private readonly db: PgDatabase,
+    opts: WriteBatcherOptions = {},
+  ) {
+    this.windowMs = opts.windowMs ?? 2;
+    this.maxBatch = Math.max(1, opts.maxBatch ?? 500);
+  }
+
+  /** Insert or update a media row and add its URLs (PgRecords.upsert's meaning); resolves once committed. */
+  upsert(md5: string, values: MediaValues, urls: string[]): Promise<void> {
+    return new Promise<undefined>((resolve, reject) => this.add({ kind: 'upsert', md5, values, urls, resolve, reject }));
+  }
+
+  /** PgQueue.complete's meaning: the job row, or undefined when another daemon holds the job now. */
+  complete(nodeId: string, jobId: string, md5: string): Promise<JobRow | undefined> {
+    return new Promise<JobRow | undefined>((resolve, reject) => this.add({ kind: 'complete', jobId, nodeId, md5, resolve, reject }));
+  }
+
+  /** Resolves when every write handed in so far has been written or refused. */
+  async idle(): Promise<void> {
+    while (this.running || this.pending.length > 0) {
+      if (!this.running) this.start();
+      await this.running;
+    }
+  }
+
+  private add(op: Op): void {
+    this.pending.push(op);
+    if (this.running) return; // picked up when the batch in flight commits
+    if (this.pending.length >= this.maxBatch) this.start();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => this.start(), this.windowMs);
+      this.timer.unref?.();
+    }
+  }
+
+  private start(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.running || this.pending.length === 0) return;
+    this.running = this.drain().finally(() => {
+      this.running = undefined;
+    });
+  }
+
+  /** Write batches until nothing is pending; the writes that arrive meanwhile form the next batch. */
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.take();
+      await this.runBatch(batch);
+    }
+  }
+
+  /** Up to maxBatch pending writes; a second completion of a job already in the batch waits for the next. */
+  private take(): Op[] {
+    const batch: Op[] = [];
+    const rest: Op[] = [];
+    const jobs = new Set<string>();
+    for (const op of this.pending) {
+      if (batch.length >= this.maxBatch || (op.kind === 'complete' && jobs.has(op.jobId))) {
+        rest.push(op);
+        continue;
+      }
+      if (op.kind === 'complete') jobs.add(op.jobId);
+      batch.push(op);
+    }
+    this.pending = rest;
+    return batch;
+  }
+
+  private async runBatch(batch: Op[]): Promise<void> {
+    this.stats.batches++;
+    this.stats.writes += batch.length;
+    let rows: Map<string, JobRow>;
+    try {
+      rows = await this.db.tx((c) => writeBatch(c, batch));
+    } catch (e) {
+      if (batch.length === 1 || isConnectionError(e)) {
+        for (const op of batch) op.reject(e as MediaCacheError);
+        return;
+      }
+      // A row the server refused: find it by writing each alone.
+      this.stats.splits++;
+      for (const op of batch) await this.runBatch([op]);
+      return;
+    }
+    for (const op of batch) {
+      if (op.kind === 'upsert') op.resolve(undefined);
+      else op.resolve(rows.get(op.jobId));
+    }
+  }
+}
+
+/** The batch's statements in one transaction; the completed job rows by id. */
+async function writeBatch(c: PgTx, batch: Op[]): Promise<Map<string, JobRow>> {
+  // Upserts of one md5 merge in call order: later column values, URLs accumulated (first association first).
+  const media = new Map<string, { values: MediaValues; urls: string[] }>();
+  const urlOwner = new Map<string, string>(); // url -> md5 of the latest upsert listing it
+  const completes: CompleteOp[] = [];
+  for (const op of batch) {
+    if (op.kind === 'complete') {
+      completes.push(op);
+      continue;
+    }
+    const m = media.get(op.md5);
+    if (m) {
+      m.values = op.values;
+      for (const u of op.urls) if (!m.urls.includes(u)) m.urls.push(u);
+    } else media.set(op.md5, { values: op.values, urls: [...op.urls] });
+    for (const u of op.urls) {
+      urlOwner.delete(u); // re-inserted: Map order is then the order of the latest claim
+      urlOwner.set(u, op.md5);
+    }
+  }
+  if (media.size > 0) {
+    const md5s = [...media.keys()].sort();
+    const cols = MEDIA_TYPES.map((_t, i) => md5s.map((k) => media.get(k)!.values[i]));
+    await c.query({ name: 'mc_upsert_media_batch', text: UPSERT_MEDIA_BATCH, values: cols });
+    if (urlOwner.size > 0) {
+      // Grouped by record in md5 order, each record's URLs in its own order (their seq order).
+      const urls: string[] = [];
+      const owners: string[] = [];
+      for (const k of md5s) {
+        for (const u of media.get(k)!.urls) {
+          if (urlOwner.get(u) !== k) continue; // claimed later in the batch by another record
+          urls.push(u);
+          owners.push(k);
+        }
+      }
+      await c.query({ name: 'mc_claim_urls_batch', text: CLAIM_URLS_BATCH, values: [urls, owners] });
+    }
+  }
+  const out = new Map<string, JobRow>();
+  if (completes.length > 0) {
+    completes.sort((a, b) => Number(a.jobId) - Number(b.jobId));
+    const res = await c.query<JobRow>({
+      name: 'mc_complete_batch',
+      text: COMPLETE_BATCH,
+      values: [completes.map((o) => o.jobId), completes.map((o) => o.nodeId), completes.map((o) => o.md5)],
+    });
+    for (const r of res.rows) out.set(String(r.id), r);
+  }
+  return out;
+}
+
+const batchers = new WeakMap<PgDatabase, PgWriteBatcher>();
+
+/** The one batcher of a pool (records and queue share it, so a batch holds both kinds of writes). */
+export function writeBatcherOf(db: PgDatabase): PgWriteBatcher {
+  let b = batchers.get(db);
+  if (!b) batchers.set(db, (b = new PgWriteBatcher(db)));
+  return b;
+}
