@@ -455,10 +455,9 @@ export class MediaCache {
   private async commitNew(fetched: Fetched, href: string, forced: boolean, signal?: AbortSignal): Promise<MediaRecord> {
     let unreserve: (() => void) | undefined;
     try {
-      const meta = await this.metadataFor(fetched, href, signal);
       // Room for the new bytes first (evicting least recently used content), so the cache never holds more than its quota.
       unreserve = await this.quota.reserve(fetched.size, href);
-      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, forced, meta));
+      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, forced, signal));
     } catch (e) {
       // commit() renames or drops the tmp file when it succeeds; on failure it may be left.
       if (!fetched.body) await dropFile(fetched.tmpPath);
@@ -473,8 +472,8 @@ export class MediaCache {
    * holds it), unless the content is already indexed with it. Never fails the
    * download: a damaged container is stored without metadata.
    */
-  private async metadataFor(f: Fetched, href: string, signal: AbortSignal | undefined): Promise<MetadataOutcome | undefined> {
-    const known = (await this.index.get(f.md5))?.metadataVersion;
+  private async metadataFor(f: Fetched, href: string, existing: StoredRecord | undefined, signal: AbortSignal | undefined): Promise<MetadataOutcome | undefined> {
+    const known = existing?.metadataVersion;
     if (known !== undefined && known >= METADATA_VERSION) return undefined;
     return readRecordMetadata(f.tmpPath, { md5: f.md5, ...f.sniffed }, this.logger, {
       timeoutMs: this.options.timeoutMs,
@@ -493,9 +492,8 @@ export class MediaCache {
     const before = await this.index.md5ForUrl(href);
     let unreserve: (() => void) | undefined;
     try {
-      const meta = await this.metadataFor(f, href, undefined);
       unreserve = await this.quota.reserve(f.size, href);
-      const record = await this.md5Lock.run(f.md5, () => this.commit(f, href, false, meta));
+      const record = await this.md5Lock.run(f.md5, () => this.commit(f, href, false, undefined));
       const change = before !== undefined && before !== f.md5 ? record.upstreamChanges?.findLast((c) => c.url === href && c.from === before) : undefined;
       return change ? { record, change } : { record };
     } catch (e) {
@@ -517,8 +515,13 @@ export class MediaCache {
     this.emitEvent({ type: 'upstream.changed', change });
   }
 
-  /** Inside the md5's critical section: dedup, collision check, or new entry. */
-  private async commit(f: Fetched, href: string, forced: boolean, meta: MetadataOutcome | undefined): Promise<MediaRecord> {
+  /**
+   * Inside the md5's critical section: dedup, collision check, or new entry.
+   * One index read (the record and the URL's current md5) serves every check
+   * and the metadata decision; a second download of the same content waits
+   * here and then finds the metadata already recorded.
+   */
+  private async commit(f: Fetched, href: string, forced: boolean, signal: AbortSignal | undefined): Promise<MediaRecord> {
     const { record: existing, urlMd5: prevMd5 } = await this.index.getWithUrl(f.md5, href);
     const nowIso = new Date(this.options.now()).toISOString();
     const change: UpstreamChange | undefined = prevMd5 !== undefined && prevMd5 !== f.md5 ? { url: href, from: prevMd5, to: f.md5, at: nowIso } : undefined;
@@ -536,6 +539,7 @@ export class MediaCache {
           { url: href },
         );
       }
+      const meta = await this.metadataFor(f, href, existing, signal);
       const finalPath = storePath(this.cacheDir, existing);
       if (forced || (await fileSize(finalPath)) !== existing.fileSize) {
         // The cached copy may be gone or damaged (a same-size corruption is
@@ -562,6 +566,7 @@ export class MediaCache {
       this.logger.debug('deduplicated', { url: href, md5: f.md5 });
       return this.toRecord(updated, href);
     }
+    const meta = await this.metadataFor(f, href, undefined, signal);
     const rec: StoredRecord = {
       md5: f.md5,
       sha256: f.sha256,
