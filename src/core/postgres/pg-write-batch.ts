@@ -128,8 +128,8 @@ export class PgWriteBatcher {
     if (this.running) return; // picked up when the batch in flight commits
     if (this.pending.length >= this.maxBatch) this.start();
     else if (!this.timer) {
+      // Not unref'd: a caller is waiting on this write.
       this.timer = setTimeout(() => this.start(), this.windowMs);
-      this.timer.unref?.();
     }
   }
 
@@ -139,16 +139,19 @@ export class PgWriteBatcher {
       this.timer = undefined;
     }
     if (this.running || this.pending.length === 0) return;
-    this.running = this.drain().finally(() => {
-      this.running = undefined;
-    });
+    this.running = this.drain();
   }
 
-  /** Write batches until nothing is pending; the writes that arrive meanwhile form the next batch. */
+  /**
+   * Write batches until nothing is pending; the writes that arrive meanwhile
+   * form the next batch. `running` is cleared in the same step as the last
+   * look at `pending`: a write added after that look starts a new drain.
+   */
   private async drain(): Promise<void> {
-    while (this.pending.length > 0) {
-      const batch = this.take();
-      await this.runBatch(batch);
+    try {
+      while (this.pending.length > 0) await this.runBatch(this.take());
+    } finally {
+      this.running = undefined;
     }
   }
 

@@ -157,3 +157,17 @@ t.test('PgRecords.upsert and PgQueue.complete share the pool batcher; many concu
   t.equal((await db.query<{ n: number }>("SELECT count(*)::int AS n FROM mediacache.media_url WHERE url = 'http://h/shared'"))[0].n, 1);
 });
 
+
+t.test('a write handed in as the previous batch resolves is written (not stranded)', async (t) => {
+  const { db, records } = await fresh();
+  const b = new PgWriteBatcher(db, { windowMs: 0 });
+  const v = (r: StoredRecord): unknown[] => [r.md5, r.sha256, r.fileSize, r.mimeType, r.mediaType, null, null, r.extension, `images/${r.md5}.png`, r.fetchedAt, r.verifiedAt, null, null, '{}'];
+  // Each write is made in the continuation of the previous one's promise, nothing else keeps the loop busy.
+  for (let i = 0; i < 30; i++) {
+    const r = rec(`s${i}`);
+    await b.upsert(r.md5, v(r), r.urls);
+  }
+  await b.idle();
+  t.equal((await records.stats()).totalFiles, 30);
+  t.equal(b.stats.batches, 30);
+});
