@@ -23,7 +23,7 @@
  */
 import type { MediaCacheError } from '../errors.js';
 import { isConnectionError } from './pg-errors.js';
-import type { PgDatabase, PgTx } from './pg-db.js';
+import type { PgDatabase } from './pg-db.js';
 import type { JobRow } from './pg-job-row.js';
 
 /** Column values of one media row, in UPSERT_MEDIA_BATCH's parameter order. */
@@ -75,7 +75,11 @@ const COMPLETE_BATCH = `
   RETURNING j.*`;
 
 export interface WriteBatcherOptions {
-  /** How long the first write after an idle spell waits for company (default 2 ms). */
+  /**
+   * How long the first write after an idle spell waits for company (default
+   * 0: only the writes made in the same turn of the event loop). Under load
+   * the batches fill anyway: writes wait while the previous batch commits.
+   */
   windowMs?: number;
   /** Writes per transaction at most (default 500). */
   maxBatch?: number;
@@ -93,6 +97,7 @@ export class PgWriteBatcher {
   private pending: Op[] = [];
   private running: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private soon: NodeJS.Immediate | undefined;
   private readonly windowMs: number;
   private readonly maxBatch: number;
   readonly stats: WriteBatcherStats = { batches: 0, writes: 0, splits: 0 };
@@ -101,7 +106,7 @@ export class PgWriteBatcher {
     private readonly db: PgDatabase,
     opts: WriteBatcherOptions = {},
   ) {
-    this.windowMs = opts.windowMs ?? 2;
+    this.windowMs = opts.windowMs ?? 0;
     this.maxBatch = Math.max(1, opts.maxBatch ?? 500);
   }
 
@@ -127,9 +132,10 @@ export class PgWriteBatcher {
     this.pending.push(op);
     if (this.running) return; // picked up when the batch in flight commits
     if (this.pending.length >= this.maxBatch) this.start();
-    else if (!this.timer) {
+    else if (!this.timer && !this.soon) {
       // Not unref'd: a caller is waiting on this write.
-      this.timer = setTimeout(() => this.start(), this.windowMs);
+      if (this.windowMs > 0) this.timer = setTimeout(() => this.start(), this.windowMs);
+      else this.soon = setImmediate(() => this.start());
     }
   }
 
@@ -137,6 +143,10 @@ export class PgWriteBatcher {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
+    }
+    if (this.soon) {
+      clearImmediate(this.soon);
+      this.soon = undefined;
     }
     if (this.running || this.pending.length === 0) return;
     this.running = this.drain();
@@ -177,7 +187,11 @@ export class PgWriteBatcher {
     this.stats.writes += batch.length;
     let rows: Map<string, JobRow>;
     try {
-      rows = await this.db.tx((c) => writeBatch(c, batch));
+      // Completions alone are one statement: atomic without BEGIN/COMMIT round trips.
+      const oneStatement = batch.every((op) => op.kind === 'complete');
+      rows = oneStatement
+        ? await writeBatch((name, text, values) => this.db.query<JobRow>(text, values, name), batch)
+        : await this.db.tx((c) => writeBatch(async (name, text, values) => (await c.query<JobRow>({ name, text, values })).rows, batch));
     } catch (e) {
       if (batch.length === 1 || isConnectionError(e)) {
         for (const op of batch) op.reject(e as MediaCacheError);
@@ -195,8 +209,11 @@ export class PgWriteBatcher {
   }
 }
 
-/** The batch's statements in one transaction; the completed job rows by id. */
-async function writeBatch(c: PgTx, batch: Op[]): Promise<Map<string, JobRow>> {
+/** One named statement (prepared once per connection). */
+type Run = (name: string, text: string, values: unknown[]) => Promise<JobRow[]>;
+
+/** The batch's statements, in the caller's transaction; the completed job rows by id. */
+async function writeBatch(run: Run, batch: Op[]): Promise<Map<string, JobRow>> {
   // Upserts of one md5 merge in call order: later column values, URLs accumulated (first association first).
   const media = new Map<string, { values: MediaValues; urls: string[] }>();
   const urlOwner = new Map<string, string>(); // url -> md5 of the latest upsert listing it
@@ -219,7 +236,7 @@ async function writeBatch(c: PgTx, batch: Op[]): Promise<Map<string, JobRow>> {
   if (media.size > 0) {
     const md5s = [...media.keys()].sort();
     const cols = MEDIA_TYPES.map((_t, i) => md5s.map((k) => media.get(k)!.values[i]));
-    await c.query({ name: 'mc_upsert_media_batch', text: UPSERT_MEDIA_BATCH, values: cols });
+    await run('mc_upsert_media_batch', UPSERT_MEDIA_BATCH, cols);
     if (urlOwner.size > 0) {
       // Grouped by record in md5 order, each record's URLs in its own order (their seq order).
       const urls: string[] = [];
@@ -231,18 +248,14 @@ async function writeBatch(c: PgTx, batch: Op[]): Promise<Map<string, JobRow>> {
           owners.push(k);
         }
       }
-      await c.query({ name: 'mc_claim_urls_batch', text: CLAIM_URLS_BATCH, values: [urls, owners] });
+      await run('mc_claim_urls_batch', CLAIM_URLS_BATCH, [urls, owners]);
     }
   }
   const out = new Map<string, JobRow>();
   if (completes.length > 0) {
     completes.sort((a, b) => Number(a.jobId) - Number(b.jobId));
-    const res = await c.query<JobRow>({
-      name: 'mc_complete_batch',
-      text: COMPLETE_BATCH,
-      values: [completes.map((o) => o.jobId), completes.map((o) => o.nodeId), completes.map((o) => o.md5)],
-    });
-    for (const r of res.rows) out.set(String(r.id), r);
+    const res = await run('mc_complete_batch', COMPLETE_BATCH, [completes.map((o) => o.jobId), completes.map((o) => o.nodeId), completes.map((o) => o.md5)]);
+    for (const r of res) out.set(String(r.id), r);
   }
   return out;
 }
