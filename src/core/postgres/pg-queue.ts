@@ -262,6 +262,20 @@ export class PgQueue {
     return rows.map(fromJobRow);
   }
 
+  /**
+   * Of `jobIds`, those still queued or running with their state (ids only:
+   * what a poll for ended jobs needs, without shipping the rows of every job
+   * still waiting).
+   */
+  async stillActive(jobIds: string[]): Promise<Map<string, JobState>> {
+    const rows = await this.db.query<{ id: number; state: JobState }>(
+      `SELECT id, state FROM mediacache.jobs WHERE id = ANY($1::int8[]) AND ${ACTIVE}`,
+      [jobIds],
+      'mc_jobs_still_active',
+    );
+    return new Map(rows.map((r) => [String(r.id), r.state]));
+  }
+
   /** Jobs in a state (all when omitted): queued in claim order, running oldest first, ended newest first. */
   async list(opts: { state?: JobState; limit?: number } = {}): Promise<PgJob[]> {
     const order =

@@ -2,13 +2,14 @@
  * Group commit for the hot writes of cluster mode: record upserts (with their
  * URLs) and job completions from every concurrent download of one process are
  * collected while the previous batch commits (or for `windowMs` when idle) and
- * written in ONE transaction of multi-row statements. One WAL flush and one
- * run of each counter trigger per batch instead of per job.
+ * written by ONE multi-row statement (its own transaction). One round trip,
+ * one WAL flush and one run of each counter trigger per batch instead of
+ * several per job.
  *
  * Invariants:
  * - A caller's promise resolves only after the transaction holding its write
  *   committed (durable: synchronous_commit is untouched), and rejects when it
- *   did not; a batch is all or nothing (one transaction).
+ *   did not; a batch is all or nothing (one statement, one transaction).
  * - Each write means what it means alone, in call order: upserts of one md5
  *   are merged (later fields win, URLs accumulate in order) and a URL claimed
  *   twice in a batch ends with the later record, as two sequential calls would.
@@ -19,10 +20,10 @@
  *   rejects every caller of the batch (they retry as they would any
  *   E_UNAVAILABLE).
  * - Rows are written in key order (media by md5, jobs by id) so two daemons'
- *   batches lock shared rows in one order; a deadlock left is retried by tx().
+ *   batches lock shared rows in one order; a deadlock left is run again.
  */
 import type { MediaCacheError } from '../errors.js';
-import { isConnectionError } from './pg-errors.js';
+import { isConnectionError, isTransient } from './pg-errors.js';
 import type { PgDatabase } from './pg-db.js';
 import type { JobRow } from './pg-job-row.js';
 
@@ -50,27 +51,34 @@ type Op = UpsertOp | CompleteOp;
 const MEDIA_COLUMNS = 'md5, sha256, size, mime, media_type, width, height, extension, storage_path, fetched_at, verified_at, etag, last_modified, extra';
 const MEDIA_TYPES = ['text', 'text', 'int8', 'text', 'text', 'int4', 'int4', 'text', 'text', 'timestamptz', 'timestamptz', 'text', 'text', 'jsonb'];
 
-const UPSERT_MEDIA_BATCH = `
-  INSERT INTO mediacache.media (${MEDIA_COLUMNS})
-    SELECT * FROM unnest(${MEDIA_TYPES.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})
-  ON CONFLICT (md5) DO UPDATE SET
-    sha256 = excluded.sha256, size = excluded.size, mime = excluded.mime, media_type = excluded.media_type,
-    width = excluded.width, height = excluded.height, extension = excluded.extension,
-    storage_path = excluded.storage_path, fetched_at = excluded.fetched_at, verified_at = excluded.verified_at,
-    etag = excluded.etag, last_modified = excluded.last_modified, extra = excluded.extra`;
-
-/** As pg-records' CLAIM_URLS, for (url, md5) pairs: association order is the array order. */
-const CLAIM_URLS_BATCH = `
-  INSERT INTO mediacache.media_url (url, md5)
-    SELECT u, m FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(u, m, i) ORDER BY i
-  ON CONFLICT (url_key) DO UPDATE SET md5 = excluded.md5, last_seen = now()
-    WHERE mediacache.media_url.md5 IS DISTINCT FROM excluded.md5`;
-
-/** As PgQueue.complete for many jobs: only the lease holder's running job, or one put back and not claimed again. */
-const COMPLETE_BATCH = `
+/**
+ * The whole batch as ONE statement (data-modifying CTEs): atomic on its own,
+ * so no BEGIN/COMMIT round trips; one WAL flush at its commit. Parameters:
+ * $1-$14 media columns, $15/$16 (url, md5) pairs in association order,
+ * $17-$19 (job id, node, md5) completions. Empty arrays write nothing. The
+ * URL rows' foreign key is checked at the end of the statement, when the
+ * media rows of the same batch are there. Returns the completed job rows.
+ */
+const WRITE_BATCH = `
+  WITH media_in AS (
+    INSERT INTO mediacache.media (${MEDIA_COLUMNS})
+      SELECT * FROM unnest(${MEDIA_TYPES.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})
+    ON CONFLICT (md5) DO UPDATE SET
+      sha256 = excluded.sha256, size = excluded.size, mime = excluded.mime, media_type = excluded.media_type,
+      width = excluded.width, height = excluded.height, extension = excluded.extension,
+      storage_path = excluded.storage_path, fetched_at = excluded.fetched_at, verified_at = excluded.verified_at,
+      etag = excluded.etag, last_modified = excluded.last_modified, extra = excluded.extra
+    RETURNING 1
+  ), urls_in AS (
+    INSERT INTO mediacache.media_url (url, md5)
+      SELECT u, m FROM unnest($15::text[], $16::text[]) WITH ORDINALITY AS x(u, m, i) ORDER BY i
+    ON CONFLICT (url_key) DO UPDATE SET md5 = excluded.md5, last_seen = now()
+      WHERE mediacache.media_url.md5 IS DISTINCT FROM excluded.md5
+    RETURNING 1
+  )
   UPDATE mediacache.jobs j SET state = 'done', md5 = x.md5, done_by = x.node, lease_owner = NULL, lease_expires_at = NULL,
          error_code = NULL, error_message = NULL, error_status = NULL, ended_at = now(), updated_at = now()
-    FROM unnest($1::int8[], $2::text[], $3::text[]) AS x(id, node, md5)
+    FROM unnest($17::int8[], $18::text[], $19::text[]) AS x(id, node, md5)
    WHERE j.id = x.id AND ((j.state = 'running' AND j.lease_owner = x.node) OR j.state = 'queued')
   RETURNING j.*`;
 
@@ -185,35 +193,35 @@ export class PgWriteBatcher {
   private async runBatch(batch: Op[]): Promise<void> {
     this.stats.batches++;
     this.stats.writes += batch.length;
-    let rows: Map<string, JobRow>;
-    try {
-      // Completions alone are one statement: atomic without BEGIN/COMMIT round trips.
-      const oneStatement = batch.every((op) => op.kind === 'complete');
-      rows = oneStatement
-        ? await writeBatch((name, text, values) => this.db.query<JobRow>(text, values, name), batch)
-        : await this.db.tx((c) => writeBatch(async (name, text, values) => (await c.query<JobRow>({ name, text, values })).rows, batch));
-    } catch (e) {
-      if (batch.length === 1 || isConnectionError(e)) {
-        for (const op of batch) op.reject(e as MediaCacheError);
+    const values = batchValues(batch);
+    let rows: JobRow[];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        rows = await this.db.query<JobRow>(WRITE_BATCH, values, 'mc_write_batch');
+        break;
+      } catch (e) {
+        // A deadlock with another daemon's batch or claim: nothing was written, run it again.
+        if (isTransient((e as { cause?: unknown }).cause) && attempt < 5) continue;
+        if (batch.length === 1 || isConnectionError(e)) {
+          for (const op of batch) op.reject(e as MediaCacheError);
+          return;
+        }
+        // A row the server refused: find it by writing each alone.
+        this.stats.splits++;
+        for (const op of batch) await this.runBatch([op]);
         return;
       }
-      // A row the server refused: find it by writing each alone.
-      this.stats.splits++;
-      for (const op of batch) await this.runBatch([op]);
-      return;
     }
+    const done = new Map(rows.map((r) => [String(r.id), r]));
     for (const op of batch) {
       if (op.kind === 'upsert') op.resolve(undefined);
-      else op.resolve(rows.get(op.jobId));
+      else op.resolve(done.get(op.jobId));
     }
   }
 }
 
-/** One named statement (prepared once per connection). */
-type Run = (name: string, text: string, values: unknown[]) => Promise<JobRow[]>;
-
-/** The batch's statements, in the caller's transaction; the completed job rows by id. */
-async function writeBatch(run: Run, batch: Op[]): Promise<Map<string, JobRow>> {
+/** WRITE_BATCH's parameters for a batch. */
+function batchValues(batch: Op[]): unknown[] {
   // Upserts of one md5 merge in call order: later column values, URLs accumulated (first association first).
   const media = new Map<string, { values: MediaValues; urls: string[] }>();
   const urlOwner = new Map<string, string>(); // url -> md5 of the latest upsert listing it
@@ -228,36 +236,22 @@ async function writeBatch(run: Run, batch: Op[]): Promise<Map<string, JobRow>> {
       m.values = op.values;
       for (const u of op.urls) if (!m.urls.includes(u)) m.urls.push(u);
     } else media.set(op.md5, { values: op.values, urls: [...op.urls] });
-    for (const u of op.urls) {
-      urlOwner.delete(u); // re-inserted: Map order is then the order of the latest claim
-      urlOwner.set(u, op.md5);
+    for (const u of op.urls) urlOwner.set(u, op.md5);
+  }
+  const md5s = [...media.keys()].sort();
+  const cols = MEDIA_TYPES.map((_t, i) => md5s.map((k) => media.get(k)!.values[i]));
+  // Grouped by record in md5 order, each record's URLs in its own order (their seq order).
+  const urls: string[] = [];
+  const owners: string[] = [];
+  for (const k of md5s) {
+    for (const u of media.get(k)!.urls) {
+      if (urlOwner.get(u) !== k) continue; // claimed later in the batch by another record
+      urls.push(u);
+      owners.push(k);
     }
   }
-  if (media.size > 0) {
-    const md5s = [...media.keys()].sort();
-    const cols = MEDIA_TYPES.map((_t, i) => md5s.map((k) => media.get(k)!.values[i]));
-    await run('mc_upsert_media_batch', UPSERT_MEDIA_BATCH, cols);
-    if (urlOwner.size > 0) {
-      // Grouped by record in md5 order, each record's URLs in its own order (their seq order).
-      const urls: string[] = [];
-      const owners: string[] = [];
-      for (const k of md5s) {
-        for (const u of media.get(k)!.urls) {
-          if (urlOwner.get(u) !== k) continue; // claimed later in the batch by another record
-          urls.push(u);
-          owners.push(k);
-        }
-      }
-      await run('mc_claim_urls_batch', CLAIM_URLS_BATCH, [urls, owners]);
-    }
-  }
-  const out = new Map<string, JobRow>();
-  if (completes.length > 0) {
-    completes.sort((a, b) => Number(a.jobId) - Number(b.jobId));
-    const res = await run('mc_complete_batch', COMPLETE_BATCH, [completes.map((o) => o.jobId), completes.map((o) => o.nodeId), completes.map((o) => o.md5)]);
-    for (const r of res) out.set(String(r.id), r);
-  }
-  return out;
+  completes.sort((a, b) => Number(a.jobId) - Number(b.jobId));
+  return [...cols, urls, owners, completes.map((o) => o.jobId), completes.map((o) => o.nodeId), completes.map((o) => o.md5)];
 }
 
 const batchers = new WeakMap<PgDatabase, PgWriteBatcher>();

@@ -206,7 +206,7 @@ export class ClusterScheduler extends EventEmitter {
   private async watch(): Promise<void> {
     const open = [...this.known.values()].filter((j) => (j.state === 'queued' || j.state === 'running') && !this.running.has(j.id)).map((j) => j.id);
     for (let i = 0; i < open.length; i += 1000) {
-      for (const j of await this.o.queue.getMany(open.slice(i, i + 1000))) {
+      for (const j of await this.changedAmong(open.slice(i, i + 1000), { known: this.known })) {
         if (this.running.has(j.id)) continue;
         if (j.state === 'done' && j.md5) {
           const rec = await this.o.cache.find(j.md5);
@@ -216,6 +216,21 @@ export class ClusterScheduler extends EventEmitter {
         else this.known.set(j.id, publicJob(j));
       }
     }
+  }
+
+  /**
+   * Whole rows of the jobs of `ids` that ended (or, with `known`, changed
+   * state since last seen); the others only by id and state (added to
+   * `seen`), so a poll of a long queue does not ship every waiting row.
+   */
+  private async changedAmong(ids: string[], opts: { seen?: Set<string>; known?: Map<string, JobInfo> } = {}): Promise<PgJob[]> {
+    const active = await this.o.queue.stillActive(ids);
+    if (opts.seen) for (const id of active.keys()) opts.seen.add(id);
+    const rest = ids.filter((id) => {
+      const st = active.get(id);
+      return st === undefined || (opts.known !== undefined && opts.known.get(id)?.state !== st);
+    });
+    return rest.length === 0 ? [] : this.o.queue.getMany(rest);
   }
 
   /** A job this daemon queued or ran, as last seen (undefined for others' jobs). */
@@ -260,7 +275,7 @@ export class ClusterScheduler extends EventEmitter {
     while (open.length > 0) {
       const seen = new Set<string>();
       for (let i = 0; i < open.length; i += 1000) {
-        for (const j of await this.o.queue.getMany(open.slice(i, i + 1000))) {
+        for (const j of await this.changedAmong(open.slice(i, i + 1000), { seen })) {
           seen.add(j.id);
           if (j.state === 'done' || j.state === 'failed') ended.set(j.id, publicJob(j));
         }
