@@ -13,6 +13,7 @@ import { MediaCacheError } from '../errors.js';
 import type { PgDatabase } from './pg-db.js';
 import { SCHEMA_V1 } from './schema-v1.js';
 import { SCHEMA_V2 } from './schema-v2.js';
+import { SCHEMA_V3 } from './schema-v3.js';
 
 export interface Migration {
   version: number;
@@ -24,6 +25,7 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: SCHEMA_V1 },
   { version: 2, name: 'record fields without a column (media.extra)', sql: SCHEMA_V2 },
+  { version: 3, name: 'claim round in one call (claim_jobs)', sql: SCHEMA_V3 },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -8,7 +8,8 @@
  * - A job is claimed by one daemon at a time: claim locks the rows it takes
  *   (SKIP LOCKED: claimers never wait for each other's rows) and sets
  *   lease_owner in the same transaction.
- * - Cluster-wide per-host limit: claim takes the advisory lock of each host it
+ * - Cluster-wide per-host limit: claim (mediacache.claim_jobs, schema-v3.ts, one
+ *   call per round) takes the advisory lock of each host it
  *   is about to start (mediacache.lock_hosts, one global order, held to
  *   commit), then counts that host's running jobs with a fresh snapshot, so a
  *   concurrent claimer's committed jobs are always counted. Jobs become
@@ -23,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { MediaCacheError, type ErrorInfo } from '../errors.js';
 import type { JobState, QueueCounts } from '../protocol/rpc.js';
 import { readCounter } from './pg-counters.js';
-import type { PgDatabase, PgTx } from './pg-db.js';
+import type { PgDatabase } from './pg-db.js';
 import { fromJobRow, hostOf, type JobRow, type PgJob } from './pg-job-row.js';
 import { writeBatcherOf } from './pg-write-batch.js';
 
@@ -62,28 +63,7 @@ export interface NodeShare {
 }
 
 const ACTIVE = "state IN ('queued', 'running')";
-/** How many of the next queued jobs one claim looks at to fill its per-host slots. */
-const SCAN = 200;
 const NO_LIMIT = 2 ** 31 - 1;
-
-const CANDIDATES = `
-  WITH busy AS (
-    SELECT host, count(*)::int AS running FROM mediacache.jobs WHERE state = 'running' GROUP BY host
-  ), blocked AS (
-    SELECT host FROM busy WHERE running >= $2
-    UNION SELECT host FROM mediacache.hosts WHERE not_before > now()
-  ), scan AS (
-    SELECT id, host, priority FROM mediacache.jobs
-     WHERE state = 'queued' AND next_attempt_at <= now() AND host NOT IN (SELECT host FROM blocked)
-     ORDER BY priority, id LIMIT ${SCAN}
-  ), ranked AS (
-    SELECT s.id, row_number() OVER (PARTITION BY s.host ORDER BY s.priority, s.id) + coalesce(b.running, 0) AS slot
-      FROM scan s LEFT JOIN busy b ON b.host = s.host
-  )
-  SELECT j.id, j.host FROM mediacache.jobs j JOIN ranked r ON r.id = j.id
-   WHERE j.state = 'queued' AND r.slot <= $2
-   ORDER BY j.priority, j.id LIMIT $1
-   FOR UPDATE OF j SKIP LOCKED`;
 
 /**
  * Insert the URLs not already active. Ids follow the input order (FIFO within
@@ -181,9 +161,11 @@ export class PgQueue {
     // One that claimed nothing (every candidate's host at its limit) ends it: trying again at
     // once would only repeat the same transaction.
     for (let round = 0; round < 4 && out.length < n; round++) {
-      const got = await this.db.tx((c) => claimRound(c, nodeId, n - out.length, limit, opts.leaseMs));
-      out.push(...got.jobs);
-      if (got.candidates === 0 || got.jobs.length === 0) break;
+      // One round is one call of claim_jobs (schema-v3.ts): one round trip, its own transaction.
+      const rows = await this.db.query<JobRow>('SELECT * FROM mediacache.claim_jobs($1, $2, $3, $4)', [nodeId, n - out.length, limit, opts.leaseMs], 'mc_claim');
+      const got = rows.map(fromJobRow).sort((a, b) => a.priority - b.priority || Number(a.id) - Number(b.id));
+      out.push(...got);
+      if (got.length === 0) break;
     }
     return out;
   }
@@ -358,45 +340,4 @@ export class PgQueue {
     );
     return rows.length;
   }
-}
-
-async function claimRound(
-  c: PgTx,
-  nodeId: string,
-  n: number,
-  limit: number,
-  leaseMs: number,
-): Promise<{ jobs: PgJob[]; candidates: number }> {
-  const cands = (await c.query<{ id: number; host: string }>({ name: 'mc_claim_candidates', text: CANDIDATES, values: [n, limit] })).rows;
-  if (cands.length === 0) return { jobs: [], candidates: 0 };
-  let chosen = cands.map((r) => r.id);
-  if (limit !== NO_LIMIT) {
-    const hosts = [...new Set(cands.map((r) => r.host))];
-    await c.query({ name: 'mc_lock_hosts', text: 'SELECT mediacache.lock_hosts($1::text[])', values: [hosts] });
-    // A new statement: its snapshot includes every claim committed before we got the locks.
-    const running = new Map<string, number>();
-    const counted = await c.query<{ host: string; n: number }>({
-      name: 'mc_claim_running',
-      text: "SELECT host, count(*)::int AS n FROM mediacache.jobs WHERE state = 'running' AND host = ANY($1::text[]) GROUP BY host",
-      values: [hosts],
-    });
-    for (const r of counted.rows) running.set(r.host, r.n);
-    chosen = [];
-    for (const r of cands) {
-      const k = running.get(r.host) ?? 0;
-      if (k >= limit) continue;
-      running.set(r.host, k + 1);
-      chosen.push(r.id);
-    }
-    if (chosen.length === 0) return { jobs: [], candidates: cands.length };
-  }
-  const rows = await c.query<JobRow>({
-    name: 'mc_claim_take',
-    text: `UPDATE mediacache.jobs SET state = 'running', lease_owner = $2, lease_expires_at = now() + $3 * interval '1 millisecond',
-            attempts = attempts + 1, updated_at = now()
-      WHERE id = ANY($1::int8[]) RETURNING *`,
-    values: [chosen, nodeId, leaseMs],
-  });
-  const jobs = rows.rows.map(fromJobRow).sort((a, b) => a.priority - b.priority || Number(a.id) - Number(b.id));
-  return { jobs, candidates: cands.length };
 }
