@@ -271,20 +271,42 @@ export class ClusterScheduler extends EventEmitter {
    */
   async wait(jobIds: string[]): Promise<JobInfo[]> {
     const ended = new Map<string, JobInfo>();
-    let open = [...new Set(jobIds)];
-    while (open.length > 0) {
-      const seen = new Set<string>();
-      for (let i = 0; i < open.length; i += 1000) {
-        for (const j of await this.changedAmong(open.slice(i, i + 1000), { seen })) {
-          seen.add(j.id);
-          if (j.state === 'done' || j.state === 'failed') ended.set(j.id, publicJob(j));
+    const all = new Set(jobIds);
+    let open = [...all];
+    // Jobs that end here (or are seen ended by watch()) are taken from this daemon's own
+    // events: no poll needed for them, and the last one ends the wait at once.
+    let wake: (() => void) | undefined;
+    const onEvent = (ev: RpcEvent): void => {
+      if ((ev.type === 'job.done' || ev.type === 'job.failed') && all.has(ev.job.id) && !ended.has(ev.job.id)) {
+        ended.set(ev.job.id, ev.job);
+        if (ended.size === all.size) wake?.();
+      }
+    };
+    this.on('event', onEvent);
+    try {
+      while ((open = open.filter((id) => !ended.has(id))).length > 0) {
+        const seen = new Set<string>();
+        for (let i = 0; i < open.length; i += 1000) {
+          for (const j of await this.changedAmong(open.slice(i, i + 1000), { seen })) {
+            seen.add(j.id);
+            if (j.state === 'done' || j.state === 'failed') ended.set(j.id, publicJob(j));
+          }
         }
+        for (const id of open) {
+          if (!seen.has(id) && !ended.has(id)) ended.set(id, { id, url: '', state: 'failed', priority: 0, attempts: 0, createdAt: '', updatedAt: '', source: '', error: { code: 'E_NOT_FOUND', message: 'job pruned' } });
+        }
+        if (ended.size === all.size) break;
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, this.o.pollMs);
+          wake = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        wake = undefined;
       }
-      for (const id of open) {
-        if (!seen.has(id)) ended.set(id, { id, url: '', state: 'failed', priority: 0, attempts: 0, createdAt: '', updatedAt: '', source: '', error: { code: 'E_NOT_FOUND', message: 'job pruned' } });
-      }
-      open = open.filter((id) => !ended.has(id));
-      if (open.length > 0) await new Promise((r) => setTimeout(r, this.o.pollMs));
+    } finally {
+      this.off('event', onEvent);
     }
     return jobIds.map((id) => ended.get(id)!);
   }
