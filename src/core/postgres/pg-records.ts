@@ -16,6 +16,8 @@ import { emptyStats, MEDIA_TYPES, TYPE_DIRS, type CacheStats, type MediaType, ty
 import { readCounter } from './pg-counters.js';
 import type { PgDatabase, PgTx } from './pg-db.js';
 import { writeBatcherOf } from './pg-write-batch.js';
+import { fromJobRow } from './pg-job-row.js';
+import type { JobCompletion } from '../entry-index/store.js';
 
 interface MediaRow {
   md5: string;
@@ -198,10 +200,16 @@ export class PgRecords {
    * their URL, where two read-modify-write put() calls would lose one.
    * Concurrent upserts (and job completions) share one transaction
    * (pg-write-batch.ts); this resolves once the one holding it committed.
+   * With `completion`, that job is ended in the same statement (PgQueue.complete's meaning).
    */
-  async upsert(rec: StoredRecord): Promise<void> {
+  async upsert(rec: StoredRecord, completion?: JobCompletion): Promise<void> {
     assertRecord(rec);
-    await writeBatcherOf(this.db).upsert(rec.md5, mediaValues(rec), [...new Set(rec.urls)]);
+    const end = completion && { nodeId: completion.nodeId, jobId: completion.jobId };
+    const row = await writeBatcherOf(this.db).upsert(rec.md5, mediaValues(rec), [...new Set(rec.urls)], end);
+    if (completion) {
+      completion.written = true;
+      completion.job = row && fromJobRow(row);
+    }
   }
 
   /**

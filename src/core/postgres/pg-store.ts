@@ -5,7 +5,7 @@
  * concurrent writes (pg-write-batch.ts). Closing the store closes the pool only
  * when the store opened it.
  */
-import type { EntryStore } from '../entry-index/store.js';
+import type { EntryStore, JobCompletion } from '../entry-index/store.js';
 import type { CacheStats, StoredRecord } from '../types.js';
 import type { PgDatabase } from './pg-db.js';
 import { PgRecords } from './pg-records.js';
@@ -47,8 +47,8 @@ export class PgEntryStore implements EntryStore {
     return this.records_.put(rec);
   }
 
-  upsert(rec: StoredRecord): Promise<void> {
-    return this.records_.upsert(rec);
+  upsert(rec: StoredRecord, completion?: JobCompletion): Promise<void> {
+    return this.records_.upsert(rec, completion);
   }
 
   addUrl(md5: string, url: string): Promise<void> {

@@ -35,7 +35,9 @@ interface UpsertOp {
   md5: string;
   values: MediaValues;
   urls: string[];
-  resolve: (v: undefined) => void;
+  /** A job ended in the same statement. */
+  complete?: { nodeId: string; jobId: string };
+  resolve: (v: JobRow | undefined) => void;
   reject: (e: unknown) => void;
 }
 interface CompleteOp {
@@ -118,9 +120,14 @@ export class PgWriteBatcher {
     this.maxBatch = Math.max(1, opts.maxBatch ?? 500);
   }
 
-  /** Insert or update a media row and add its URLs (PgRecords.upsert's meaning); resolves once committed. */
-  upsert(md5: string, values: MediaValues, urls: string[]): Promise<void> {
-    return new Promise<undefined>((resolve, reject) => this.add({ kind: 'upsert', md5, values, urls, resolve, reject }));
+  /**
+   * Insert or update a media row and add its URLs (PgRecords.upsert's
+   * meaning); with `complete`, end that job in the same statement (resolves
+   * with its row, or undefined when the node no longer holds it). Resolves
+   * once committed.
+   */
+  upsert(md5: string, values: MediaValues, urls: string[], complete?: { nodeId: string; jobId: string }): Promise<JobRow | undefined> {
+    return new Promise<JobRow | undefined>((resolve, reject) => this.add({ kind: 'upsert', md5, values, urls, ...(complete ? { complete } : {}), resolve, reject }));
   }
 
   /** PgQueue.complete's meaning: the job row, or undefined when another daemon holds the job now. */
@@ -179,11 +186,12 @@ export class PgWriteBatcher {
     const rest: Op[] = [];
     const jobs = new Set<string>();
     for (const op of this.pending) {
-      if (batch.length >= this.maxBatch || (op.kind === 'complete' && jobs.has(op.jobId))) {
+      const job = op.kind === 'complete' ? op.jobId : op.complete?.jobId;
+      if (batch.length >= this.maxBatch || (job !== undefined && jobs.has(job))) {
         rest.push(op);
         continue;
       }
-      if (op.kind === 'complete') jobs.add(op.jobId);
+      if (job !== undefined) jobs.add(job);
       batch.push(op);
     }
     this.pending = rest;
@@ -214,8 +222,8 @@ export class PgWriteBatcher {
     }
     const done = new Map(rows.map((r) => [String(r.id), r]));
     for (const op of batch) {
-      if (op.kind === 'upsert') op.resolve(undefined);
-      else op.resolve(done.get(op.jobId));
+      const job = op.kind === 'complete' ? op.jobId : op.complete?.jobId;
+      op.resolve(job === undefined ? undefined : done.get(job));
     }
   }
 }
@@ -225,12 +233,13 @@ function batchValues(batch: Op[]): unknown[] {
   // Upserts of one md5 merge in call order: later column values, URLs accumulated (first association first).
   const media = new Map<string, { values: MediaValues; urls: string[] }>();
   const urlOwner = new Map<string, string>(); // url -> md5 of the latest upsert listing it
-  const completes: CompleteOp[] = [];
+  const completes: Array<{ nodeId: string; jobId: string; md5: string }> = [];
   for (const op of batch) {
     if (op.kind === 'complete') {
       completes.push(op);
       continue;
     }
+    if (op.complete) completes.push({ ...op.complete, md5: op.md5 });
     const m = media.get(op.md5);
     if (m) {
       m.values = op.values;

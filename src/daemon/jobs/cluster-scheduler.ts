@@ -25,6 +25,7 @@ import type { ActiveDownload, JobInfo, JobsResult, JobState, QueueCounts, RpcEve
 import type { MediaRecord } from '../../core/types.js';
 import type { Logger } from '../../core/util/logger.js';
 import type { DownloadOptions } from '../../core/cache/media-cache.js';
+import type { JobCompletion } from '../../core/entry-index/store.js';
 
 export interface ClusterSchedulerOptions {
   cache: { download(url: string, opts?: DownloadOptions): Promise<MediaRecord>; find(md5: string): Promise<MediaRecord | undefined> };
@@ -158,7 +159,10 @@ export class ClusterScheduler extends EventEmitter {
     this.running.set(job.id, entry);
     void (async () => {
       try {
+        // The completion rides in the record's transaction when the download commits one.
+        const completion: JobCompletion = { nodeId: this.o.nodeId, jobId: job.id };
         const rec = await this.o.cache.download(job.url, {
+          completeJob: completion,
           force: job.force,
           retries: 0,
           signal: ctl.signal,
@@ -167,7 +171,7 @@ export class ClusterScheduler extends EventEmitter {
             if (total !== undefined) entry.totalBytes = total;
           },
         });
-        const done = await this.untilWritten(() => this.o.queue.complete(this.o.nodeId, job.id, rec.md5));
+        const done = completion.written ? completion.job : await this.untilWritten(() => this.o.queue.complete(this.o.nodeId, job.id, rec.md5));
         if (done) this.emitEvent({ type: 'job.done', job: publicJob(done), record: rec });
       } catch (e) {
         const err = toMediaCacheError(e, job.url);

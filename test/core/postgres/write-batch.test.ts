@@ -171,3 +171,28 @@ t.test('a write handed in as the previous batch resolves is written (not strande
   t.equal((await records.stats()).totalFiles, 30);
   t.equal(b.stats.batches, 30);
 });
+
+t.test("a download's record and its job's completion are written by one transaction", async (t) => {
+  const { db, records, queue } = await fresh();
+  const [q] = await queue.enqueue([{ url: 'http://h.test/one' }]);
+  await queue.claim('n1', 1, { perHostLimit: 0, leaseMs: 60_000 });
+  const r = rec('one', { urls: ['http://h.test/one'] });
+  const completion: { nodeId: string; jobId: string; written?: boolean; job?: { state: string; md5?: string; doneBy?: string } } = { nodeId: 'n1', jobId: q.job.id };
+  await records.upsert(r, completion);
+  t.equal(completion.written, true);
+  t.same([completion.job?.state, completion.job?.md5, completion.job?.doneBy], ['done', r.md5, 'n1']);
+  const [x] = await db.query<{ same: boolean }>(
+    'SELECT (SELECT xmin::text FROM mediacache.media WHERE md5 = $1) = (SELECT xmin::text FROM mediacache.jobs WHERE id = $2) AS same',
+    [r.md5, q.job.id],
+  );
+  t.equal(x.same, true, 'same transaction');
+  // A job this node no longer holds: the record is written, the job is not ended by it.
+  const [q2] = await queue.enqueue([{ url: 'http://h.test/two' }]);
+  await queue.claim('n2', 1, { perHostLimit: 0, leaseMs: 60_000 });
+  const r2 = rec('two', { urls: ['http://h.test/two'] });
+  const lost: typeof completion = { nodeId: 'n1', jobId: q2.job.id };
+  await records.upsert(r2, lost);
+  t.same([lost.written, lost.job], [true, undefined]);
+  t.ok(await records.get(r2.md5));
+  t.equal((await queue.get(q2.job.id))?.state, 'running', 'still the lease holder\'s');
+});
