@@ -27,7 +27,7 @@ import { isConnectionError, isTransient } from './pg-errors.js';
 import type { PgDatabase } from './pg-db.js';
 import type { JobRow } from './pg-job-row.js';
 
-/** Column values of one media row, in UPSERT_MEDIA_BATCH's parameter order. */
+/** Column values of one media row, in MEDIA_COLUMNS order (pg-records' mediaValues). */
 export type MediaValues = unknown[];
 
 interface UpsertOp {

@@ -5,6 +5,7 @@ import { PgQueue } from '../../../src/core/postgres/pg-queue.js';
 import { PgRecords } from '../../../src/core/postgres/pg-records.js';
 import { PgWriteBatcher, writeBatcherOf } from '../../../src/core/postgres/pg-write-batch.js';
 import type { StoredRecord } from '../../../src/core/types.js';
+import type { JobCompletion } from '../../../src/core/entry-index/store.js';
 import { pgServer } from '../../helpers/postgres.js';
 
 const pg = await pgServer(t);
@@ -177,7 +178,7 @@ t.test("a download's record and its job's completion are written by one transact
   const [q] = await queue.enqueue([{ url: 'http://h.test/one' }]);
   await queue.claim('n1', 1, { perHostLimit: 0, leaseMs: 60_000 });
   const r = rec('one', { urls: ['http://h.test/one'] });
-  const completion: { nodeId: string; jobId: string; written?: boolean; job?: { state: string; md5?: string; doneBy?: string } } = { nodeId: 'n1', jobId: q.job.id };
+  const completion: JobCompletion = { nodeId: 'n1', jobId: q.job.id };
   await records.upsert(r, completion);
   t.equal(completion.written, true);
   t.same([completion.job?.state, completion.job?.md5, completion.job?.doneBy], ['done', r.md5, 'n1']);
@@ -190,7 +191,7 @@ t.test("a download's record and its job's completion are written by one transact
   const [q2] = await queue.enqueue([{ url: 'http://h.test/two' }]);
   await queue.claim('n2', 1, { perHostLimit: 0, leaseMs: 60_000 });
   const r2 = rec('two', { urls: ['http://h.test/two'] });
-  const lost: typeof completion = { nodeId: 'n1', jobId: q2.job.id };
+  const lost: JobCompletion = { nodeId: 'n1', jobId: q2.job.id };
   await records.upsert(r2, lost);
   t.same([lost.written, lost.job], [true, undefined]);
   t.ok(await records.get(r2.md5));
