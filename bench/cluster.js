@@ -5,7 +5,7 @@
  * content root, in the same run, against one origin.
  *
  *   npm run build && node bench/cluster.js [--count 2000] [--runs 3] [--workers 16]
- *                                          [--split] [--fast] [--json]
+ *                                          [--split] [--fast] [--statements] [--json]
  *
  * Sides (rounds in rotating order, each side on a settled disk and a fresh
  * cache root; each PostgreSQL side on a freshly created database, dropped
@@ -31,6 +31,11 @@
  * database's jobs and URL map for PostgreSQL sides, `mcctl stats`/`jobs` for
  * the embedded one); anything else throws.
  *
+ * --statements loads pg_stat_statements into the server and prints, after
+ * each PostgreSQL side, the statements (top level, BEGIN/COMMIT included)
+ * per job and the busiest ones by calls; its own overhead is small but it
+ * is off by default so timed runs compare like with like.
+ *
  * The server is private (test/helpers/pg-cluster.js: initdb into a temp dir,
  * Unix socket only), with fsync on as in production unless --fast. Targets
  * (issue): one daemon on PostgreSQL within 1.3x of the embedded one; two
@@ -50,6 +55,7 @@ const COUNT = numberArg(args, 'count', 2000);
 const RUNS = Math.max(1, numberArg(args, 'runs', 3));
 const WORKERS = numberArg(args, 'workers', 16);
 const SPLIT = Boolean(args.split);
+const STATEMENTS = Boolean(args.statements);
 const MiB = 1024 * 1024;
 
 if (!findPgBinDir()) {
@@ -134,8 +140,12 @@ async function main() {
       return f;
     });
     // A server sized like a small production one rather than the tests' (shared_buffers 32MB).
-    server = await startCluster({ durable: !args.fast, settings: ['shared_buffers=256MB'] });
+    server = await startCluster({
+      durable: !args.fast,
+      settings: ['shared_buffers=256MB', ...(STATEMENTS ? ['shared_preload_libraries=pg_stat_statements', 'pg_stat_statements.track=top'] : [])],
+    });
     const admin = server.connectionString('postgres');
+    if (STATEMENTS) await sql(admin, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
     let seq = 0;
 
     /**
@@ -157,6 +167,7 @@ async function main() {
           ds.push(await startDaemon(path.join(root, `d${k}`), WORKERS, { cacheDir, extraArgs: db ? ['--database', db.url] : [] }));
         }
         await settleDisk();
+        if (STATEMENTS && db) await sql(admin, 'SELECT pg_stat_statements_reset()');
         const load = os.loadavg()[0];
         const before = ds.map((d) => d.stat().cpuMs);
         const pg0 = usePg ? pgServerCpu(server.dataDir) : undefined;
@@ -176,6 +187,7 @@ async function main() {
           pgCpuMs: pg0 !== undefined && pg1 !== undefined ? pg1 - pg0 : undefined,
           peakRss: Math.max(...after.map((a) => a.hwm ?? 0)) || undefined,
         };
+        if (STATEMENTS && db) out.statements = await statements(db.name);
         out.shares = await check(key, ds, cacheDir, db);
         return out;
       } catch (e) {
@@ -185,6 +197,19 @@ async function main() {
         for (const d of ds) await d.stop();
         if (db) await sql(admin, `DROP DATABASE ${db.name}`);
       }
+    }
+
+    /** Top-level statements run in database `name` since the last reset: total and the busiest, per job. */
+    async function statements(name) {
+      const rows = await sql(
+        admin,
+        `SELECT s.calls::int8 AS calls, s.total_exec_time AS ms, s.query FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+          WHERE d.datname = $1 ORDER BY s.calls DESC`,
+        [name],
+      );
+      const total = rows.reduce((n, r) => n + Number(r.calls), 0);
+      const top = rows.slice(0, 12).map((r) => ({ perJob: +(Number(r.calls) / COUNT).toFixed(2), ms: Math.round(r.ms), query: r.query.replace(/\s+/g, ' ').slice(0, 110) }));
+      return { perJob: +(total / COUNT).toFixed(2), top };
     }
 
     /** Every URL done once, one file per content with the origin's bytes, no failure; returns each daemon's share of the jobs. */
@@ -223,6 +248,10 @@ async function main() {
         const s = sides[(k + r) % sides.length];
         const o = await runSide(s.key, s.daemons, s.pg);
         console.error(`round ${r + 1} ${s.label}: ${fmtMs(o.ms)}${o.shares ? `, jobs per daemon ${o.shares.join(' / ')}` : ''}`);
+        if (o.statements) {
+          console.error(`  statements per job: ${o.statements.perJob} (top level); busiest (per job, exec ms, statement):`);
+          for (const t of o.statements.top) console.error(`    ${String(t.perJob).padStart(6)} ${String(t.ms).padStart(6)}  ${t.query}`);
+        }
         got[s.key].push(o);
       }
     }

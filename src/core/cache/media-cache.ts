@@ -40,7 +40,7 @@ import { withRetries } from '../fetch/retry.js';
 import { ensureCacheLayout, removeDeadTmp, storePath } from '../content/store.js';
 import { GroupCommitter } from '../content/group-commit.js';
 import { CLOSE_COMPACT_BYTES, IndexDb } from '../entry-index/index-db.js';
-import { EmbeddedEntryStore, type EntryStore } from '../entry-index/store.js';
+import { EmbeddedEntryStore, type EntryStore, type JobCompletion } from '../entry-index/store.js';
 import { PgDatabase } from '../postgres/pg-db.js';
 import { PgEntryStore } from '../postgres/pg-store.js';
 import { hashFile, isNotRegularFile, type FileHashes } from '../hash/file-hash.js';
@@ -80,6 +80,12 @@ export interface DownloadOptions {
    * true: download() resolves after the journal commit.
    */
   durable?: boolean;
+  /**
+   * Cluster mode: end this queue job in the same transaction as the record
+   * the download commits (see JobCompletion; untouched when no commit was
+   * made, e.g. a cache hit, or by a store that cannot).
+   */
+  completeJob?: JobCompletion;
 }
 
 /** What fetchUrl() takes: `headers` makes a conditional request (no resume). */
@@ -266,7 +272,7 @@ export class MediaCache {
           const hit = await this.lookupFresh(parsed.href);
           if (hit) return hit;
         }
-        return this.fetchAndCommit(parsed, ctx, opts.retries);
+        return this.fetchAndCommit(parsed, ctx, opts.retries, opts.completeJob);
       },
       { fresh: force, signal: opts.signal, onProgress: opts.onProgress },
     ).catch((e: unknown) => {
@@ -381,13 +387,14 @@ export class MediaCache {
     if ((await fileSize(p)) === stored.fileSize) {
       this.logger.debug('cache hit', { url: href, md5: stored.md5 });
       this.quota.touch(stored.md5);
-      return this.toRecord((await this.index.get(stored.md5)) ?? stored, href);
+      // touch() may have rewritten the embedded record (lastUsedAt); elsewhere it writes nothing and `stored` is current.
+      return this.toRecord((this.index.embedded ? await this.index.get(stored.md5) : undefined) ?? stored, href);
     }
     this.logger.warn('cached file missing or wrong size; fetching again', { url: href, md5: stored.md5, path: p });
     return undefined;
   }
 
-  private async fetchAndCommit(parsed: URL, ctx: FlightContext, retries: number | undefined): Promise<MediaRecord> {
+  private async fetchAndCommit(parsed: URL, ctx: FlightContext, retries: number | undefined, completion?: JobCompletion): Promise<MediaRecord> {
     // The network slot is held until the file is published (written and
     // synced), as it was when each download synced its own file: the slots
     // bound how many bodies wait in memory or unsynced in .tmp/.
@@ -400,7 +407,7 @@ export class MediaCache {
         memoryMax: SMALL_BODY_MAX,
         sync: false, // the group commit syncs it before the rename
       });
-      return await this.commitNew(fetched, parsed.href, ctx.fresh, ctx.signal);
+      return await this.commitNew(fetched, parsed.href, ctx.fresh, ctx.signal, completion);
     } finally {
       release();
     }
@@ -451,13 +458,12 @@ export class MediaCache {
     );
   }
 
-  private async commitNew(fetched: Fetched, href: string, forced: boolean, signal?: AbortSignal): Promise<MediaRecord> {
+  private async commitNew(fetched: Fetched, href: string, forced: boolean, signal?: AbortSignal, completion?: JobCompletion): Promise<MediaRecord> {
     let unreserve: (() => void) | undefined;
     try {
-      const meta = await this.metadataFor(fetched, href, signal);
       // Room for the new bytes first (evicting least recently used content), so the cache never holds more than its quota.
       unreserve = await this.quota.reserve(fetched.size, href);
-      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, forced, meta));
+      return await this.md5Lock.run(fetched.md5, () => this.commit(fetched, href, forced, signal, completion));
     } catch (e) {
       // commit() renames or drops the tmp file when it succeeds; on failure it may be left.
       if (!fetched.body) await dropFile(fetched.tmpPath);
@@ -472,8 +478,8 @@ export class MediaCache {
    * holds it), unless the content is already indexed with it. Never fails the
    * download: a damaged container is stored without metadata.
    */
-  private async metadataFor(f: Fetched, href: string, signal: AbortSignal | undefined): Promise<MetadataOutcome | undefined> {
-    const known = (await this.index.get(f.md5))?.metadataVersion;
+  private async metadataFor(f: Fetched, href: string, existing: StoredRecord | undefined, signal: AbortSignal | undefined): Promise<MetadataOutcome | undefined> {
+    const known = existing?.metadataVersion;
     if (known !== undefined && known >= METADATA_VERSION) return undefined;
     return readRecordMetadata(f.tmpPath, { md5: f.md5, ...f.sniffed }, this.logger, {
       timeoutMs: this.options.timeoutMs,
@@ -492,9 +498,8 @@ export class MediaCache {
     const before = await this.index.md5ForUrl(href);
     let unreserve: (() => void) | undefined;
     try {
-      const meta = await this.metadataFor(f, href, undefined);
       unreserve = await this.quota.reserve(f.size, href);
-      const record = await this.md5Lock.run(f.md5, () => this.commit(f, href, false, meta));
+      const record = await this.md5Lock.run(f.md5, () => this.commit(f, href, false, undefined));
       const change = before !== undefined && before !== f.md5 ? record.upstreamChanges?.findLast((c) => c.url === href && c.from === before) : undefined;
       return change ? { record, change } : { record };
     } catch (e) {
@@ -516,15 +521,19 @@ export class MediaCache {
     this.emitEvent({ type: 'upstream.changed', change });
   }
 
-  /** Inside the md5's critical section: dedup, collision check, or new entry. */
-  private async commit(f: Fetched, href: string, forced: boolean, meta: MetadataOutcome | undefined): Promise<MediaRecord> {
-    const existing = await this.index.get(f.md5);
+  /**
+   * Inside the md5's critical section: dedup, collision check, or new entry.
+   * One index read (the record and the URL's current md5) serves every check
+   * and the metadata decision; a second download of the same content waits
+   * here and then finds the metadata already recorded.
+   */
+  private async commit(f: Fetched, href: string, forced: boolean, signal: AbortSignal | undefined, completion?: JobCompletion): Promise<MediaRecord> {
+    const { record: existing, urlMd5: prevMd5 } = await this.index.getWithUrl(f.md5, href);
     const nowIso = new Date(this.options.now()).toISOString();
-    const prevMd5 = await this.index.md5ForUrl(href);
     const change: UpstreamChange | undefined = prevMd5 !== undefined && prevMd5 !== f.md5 ? { url: href, from: prevMd5, to: f.md5, at: nowIso } : undefined;
     const pin = this.pinOnCommit.delete(href);
     if (existing && (existing.evictedAt !== undefined || existing.evicting) && existing.sha256 === f.sha256) {
-      return this.restore(existing, f, href, nowIso, change, pin);
+      return this.restore(existing, f, href, nowIso, change, pin, completion);
     }
     if (existing) {
       if (existing.sha256 !== f.sha256) {
@@ -536,6 +545,7 @@ export class MediaCache {
           { url: href },
         );
       }
+      const meta = await this.metadataFor(f, href, existing, signal);
       const finalPath = storePath(this.cacheDir, existing);
       if (forced || (await fileSize(finalPath)) !== existing.fileSize) {
         // The cached copy may be gone or damaged (a same-size corruption is
@@ -557,11 +567,12 @@ export class MediaCache {
       if (f.lastModified !== undefined) updated.lastModified = f.lastModified;
       if (pin) updated.pinned = true;
       if (change) updated = withUpstreamChange(updated, change);
-      await this.index.upsert(updated);
+      await this.index.upsert(updated, completion);
       if (change) await this.noteUpstreamChange(change);
       this.logger.debug('deduplicated', { url: href, md5: f.md5 });
       return this.toRecord(updated, href);
     }
+    const meta = await this.metadataFor(f, href, undefined, signal);
     const rec: StoredRecord = {
       md5: f.md5,
       sha256: f.sha256,
@@ -583,7 +594,7 @@ export class MediaCache {
     const finalPath = storePath(this.cacheDir, withMeta);
     await this.publish(f, finalPath);
     const stored = change ? withUpstreamChange(withMeta, change) : withMeta;
-    await this.index.upsert(stored);
+    await this.index.upsert(stored, completion);
     if (change) await this.noteUpstreamChange(change);
     this.logger.info('cached', { url: href, md5: rec.md5, path: finalPath, size: rec.fileSize });
     return this.toRecord(stored, href);
@@ -602,7 +613,7 @@ export class MediaCache {
    * the file's return, so a crash in between is settled at open by what is
    * on disk (see evict.ts).
    */
-  private async restore(existing: StoredRecord, f: Fetched, href: string, nowIso: string, change: UpstreamChange | undefined, pin: boolean): Promise<MediaRecord> {
+  private async restore(existing: StoredRecord, f: Fetched, href: string, nowIso: string, change: UpstreamChange | undefined, pin: boolean, completion?: JobCompletion): Promise<MediaRecord> {
     await this.index.put({ ...existing, evicting: true });
     await this.index.flush();
     await this.publish(f, storePath(this.cacheDir, existing));
@@ -619,7 +630,7 @@ export class MediaCache {
     if (f.lastModified !== undefined) rec.lastModified = f.lastModified;
     if (pin) rec.pinned = true;
     if (change) rec = withUpstreamChange(rec, change);
-    await this.index.upsert(rec);
+    await this.index.upsert(rec, completion);
     if (change) await this.noteUpstreamChange(change);
     this.logger.info('evicted content downloaded again', { url: href, md5: rec.md5, evictedAt: existing.evictedAt, size: rec.fileSize });
     return this.toRecord(rec, href);

@@ -14,7 +14,22 @@
  *   each write already is).
  */
 import type { CacheStats, StoredRecord } from '../types.js';
+import type { PgJob } from '../postgres/pg-job-row.js';
 import type { IndexDb } from './index-db.js';
+
+/**
+ * A queue job to end together with a download's record (cluster mode: the
+ * job's completion goes in the same transaction as the record, one commit
+ * instead of two). A store that did it sets `written`, and `job` to the ended
+ * job (undefined when this daemon no longer holds it); otherwise the caller
+ * completes the job itself.
+ */
+export interface JobCompletion {
+  nodeId: string;
+  jobId: string;
+  written?: boolean;
+  job?: PgJob;
+}
 
 export interface EntryStore {
   /** 'embedded' (IndexDb) or 'postgres'. */
@@ -25,12 +40,18 @@ export interface EntryStore {
   md5ForUrl(url: string): Promise<string | undefined>;
   /** The record a URL maps to. */
   getByUrl(url: string): Promise<StoredRecord | undefined>;
+  /** get(md5) and md5ForUrl(url) together (one round trip where that matters): what a download's commit checks. */
+  getWithUrl(md5: string, url: string): Promise<{ record: StoredRecord | undefined; urlMd5: string | undefined }>;
   /** Records whose md5 starts with `prefix` (1..32 hex digits), in md5 order; E_BAD_REQUEST otherwise. */
   findByPrefix(prefix: string, limit?: number): Promise<StoredRecord[]>;
   /** Insert or replace the record for rec.md5 (its URL list exactly). */
   put(rec: StoredRecord): Promise<void>;
-  /** Insert or update the record, adding rec.urls to those it has (never dropping one). */
-  upsert(rec: StoredRecord): Promise<void>;
+  /**
+   * Insert or update the record, adding rec.urls to those it has (never
+   * dropping one); with `completion`, end that queue job in the same write
+   * where the store can (see JobCompletion).
+   */
+  upsert(rec: StoredRecord, completion?: JobCompletion): Promise<void>;
   /** One more URL for existing content (E_NOT_FOUND when md5 is unknown). */
   addUrl(md5: string, url: string): Promise<void>;
   /** The removed record, or undefined when there was none. */
@@ -61,6 +82,10 @@ export class EmbeddedEntryStore implements EntryStore {
   async getByUrl(url: string): Promise<StoredRecord | undefined> {
     const md5 = this.embedded.md5ForUrl(url);
     return md5 === undefined ? undefined : this.embedded.get(md5);
+  }
+
+  async getWithUrl(md5: string, url: string): Promise<{ record: StoredRecord | undefined; urlMd5: string | undefined }> {
+    return { record: this.embedded.get(md5), urlMd5: this.embedded.md5ForUrl(url) };
   }
 
   async findByPrefix(prefix: string, limit?: number): Promise<StoredRecord[]> {

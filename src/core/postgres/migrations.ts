@@ -14,6 +14,7 @@ import type { PgDatabase } from './pg-db.js';
 import { SCHEMA_V1 } from './schema-v1.js';
 import { SCHEMA_V2 } from './schema-v2.js';
 import { SCHEMA_V3 } from './schema-v3.js';
+import { SCHEMA_V4 } from './schema-v4.js';
 
 export interface Migration {
   version: number;
@@ -26,6 +27,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: SCHEMA_V1 },
   { version: 2, name: 'record fields without a column (media.extra)', sql: SCHEMA_V2 },
   { version: 3, name: 'inbox batches shared by a cluster (batches.state taking, ident, refused)', sql: SCHEMA_V3 },
+  { version: 4, name: 'claim round in one call (claim_jobs)', sql: SCHEMA_V4 },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -8,7 +8,8 @@
  * - A job is claimed by one daemon at a time: claim locks the rows it takes
  *   (SKIP LOCKED: claimers never wait for each other's rows) and sets
  *   lease_owner in the same transaction.
- * - Cluster-wide per-host limit: claim takes the advisory lock of each host it
+ * - Cluster-wide per-host limit: claim (mediacache.claim_jobs, schema-v4.ts, one
+ *   call per round) takes the advisory lock of each host it
  *   is about to start (mediacache.lock_hosts, one global order, held to
  *   commit), then counts that host's running jobs with a fresh snapshot, so a
  *   concurrent claimer's committed jobs are always counted. Jobs become
@@ -23,8 +24,9 @@ import { performance } from 'node:perf_hooks';
 import { MediaCacheError, type ErrorInfo } from '../errors.js';
 import type { JobState, QueueCounts } from '../protocol/rpc.js';
 import { readCounter } from './pg-counters.js';
-import type { PgDatabase, PgTx } from './pg-db.js';
+import type { PgDatabase } from './pg-db.js';
 import { fromJobRow, hostOf, type JobRow, type PgJob } from './pg-job-row.js';
+import { writeBatcherOf } from './pg-write-batch.js';
 
 export type { PgJob } from './pg-job-row.js';
 
@@ -61,28 +63,7 @@ export interface NodeShare {
 }
 
 const ACTIVE = "state IN ('queued', 'running')";
-/** How many of the next queued jobs one claim looks at to fill its per-host slots. */
-const SCAN = 200;
 const NO_LIMIT = 2 ** 31 - 1;
-
-const CANDIDATES = `
-  WITH busy AS (
-    SELECT host, count(*)::int AS running FROM mediacache.jobs WHERE state = 'running' GROUP BY host
-  ), blocked AS (
-    SELECT host FROM busy WHERE running >= $2
-    UNION SELECT host FROM mediacache.hosts WHERE not_before > now()
-  ), scan AS (
-    SELECT id, host, priority FROM mediacache.jobs
-     WHERE state = 'queued' AND next_attempt_at <= now() AND host NOT IN (SELECT host FROM blocked)
-     ORDER BY priority, id LIMIT ${SCAN}
-  ), ranked AS (
-    SELECT s.id, row_number() OVER (PARTITION BY s.host ORDER BY s.priority, s.id) + coalesce(b.running, 0) AS slot
-      FROM scan s LEFT JOIN busy b ON b.host = s.host
-  )
-  SELECT j.id, j.host FROM mediacache.jobs j JOIN ranked r ON r.id = j.id
-   WHERE j.state = 'queued' AND r.slot <= $2
-   ORDER BY j.priority, j.id LIMIT $1
-   FOR UPDATE OF j SKIP LOCKED`;
 
 /**
  * Insert the URLs not already active. Ids follow the input order (FIFO within
@@ -180,9 +161,11 @@ export class PgQueue {
     // One that claimed nothing (every candidate's host at its limit) ends it: trying again at
     // once would only repeat the same transaction.
     for (let round = 0; round < 4 && out.length < n; round++) {
-      const got = await this.db.tx((c) => claimRound(c, nodeId, n - out.length, limit, opts.leaseMs));
-      out.push(...got.jobs);
-      if (got.candidates === 0 || got.jobs.length === 0) break;
+      // One round is one call of claim_jobs (schema-v4.ts): one round trip, its own transaction.
+      const rows = await this.db.query<JobRow>('SELECT * FROM mediacache.claim_jobs($1, $2, $3, $4)', [nodeId, n - out.length, limit, opts.leaseMs], 'mc_claim');
+      const got = rows.map(fromJobRow).sort((a, b) => a.priority - b.priority || Number(a.id) - Number(b.id));
+      out.push(...got);
+      if (got.length === 0) break;
     }
     return out;
   }
@@ -202,15 +185,14 @@ export class PgQueue {
     return rows.map((r) => String(r.id));
   }
 
-  /** Mark done with its content; the job, or undefined when another daemon holds it now. */
+  /**
+   * Mark done with its content; the job, or undefined when another daemon
+   * holds it now. Concurrent completions (and record upserts) share one
+   * transaction (pg-write-batch.ts); durable when it resolves.
+   */
   async complete(nodeId: string, jobId: string, md5: string): Promise<PgJob | undefined> {
-    const rows = await this.db.query<JobRow>(
-      `UPDATE mediacache.jobs SET state = 'done', md5 = $3, done_by = $2, lease_owner = NULL, lease_expires_at = NULL,
-              error_code = NULL, error_message = NULL, error_status = NULL, ended_at = now(), updated_at = now()
-        WHERE id = $1 AND ${MINE} RETURNING *`,
-      [jobId, nodeId, md5],
-    );
-    return rows[0] && fromJobRow(rows[0]);
+    const row = await writeBatcherOf(this.db).complete(nodeId, jobId, md5);
+    return row && fromJobRow(row);
   }
 
   /**
@@ -258,8 +240,22 @@ export class PgQueue {
   }
 
   async getMany(jobIds: string[]): Promise<PgJob[]> {
-    const rows = await this.db.query<JobRow>('SELECT * FROM mediacache.jobs WHERE id = ANY($1::int8[]) ORDER BY id', [jobIds]);
+    const rows = await this.db.query<JobRow>('SELECT * FROM mediacache.jobs WHERE id = ANY($1::int8[]) ORDER BY id', [jobIds], 'mc_jobs_many');
     return rows.map(fromJobRow);
+  }
+
+  /**
+   * Of `jobIds`, those still queued or running with their state (ids only:
+   * what a poll for ended jobs needs, without shipping the rows of every job
+   * still waiting).
+   */
+  async stillActive(jobIds: string[]): Promise<Map<string, JobState>> {
+    const rows = await this.db.query<{ id: number; state: JobState }>(
+      `SELECT id, state FROM mediacache.jobs WHERE id = ANY($1::int8[]) AND ${ACTIVE}`,
+      [jobIds],
+      'mc_jobs_still_active',
+    );
+    return new Map(rows.map((r) => [String(r.id), r.state]));
   }
 
   /** Jobs in a state (all when omitted): queued in claim order, running oldest first, ended newest first. */
@@ -344,43 +340,4 @@ export class PgQueue {
     );
     return rows.length;
   }
-}
-
-async function claimRound(
-  c: PgTx,
-  nodeId: string,
-  n: number,
-  limit: number,
-  leaseMs: number,
-): Promise<{ jobs: PgJob[]; candidates: number }> {
-  const cands = (await c.query<{ id: number; host: string }>(CANDIDATES, [n, limit])).rows;
-  if (cands.length === 0) return { jobs: [], candidates: 0 };
-  let chosen = cands.map((r) => r.id);
-  if (limit !== NO_LIMIT) {
-    const hosts = [...new Set(cands.map((r) => r.host))];
-    await c.query('SELECT mediacache.lock_hosts($1::text[])', [hosts]);
-    // A new statement: its snapshot includes every claim committed before we got the locks.
-    const running = new Map<string, number>();
-    const counted = await c.query<{ host: string; n: number }>(
-      "SELECT host, count(*)::int AS n FROM mediacache.jobs WHERE state = 'running' AND host = ANY($1::text[]) GROUP BY host",
-      [hosts],
-    );
-    for (const r of counted.rows) running.set(r.host, r.n);
-    chosen = [];
-    for (const r of cands) {
-      const k = running.get(r.host) ?? 0;
-      if (k >= limit) continue;
-      running.set(r.host, k + 1);
-      chosen.push(r.id);
-    }
-    if (chosen.length === 0) return { jobs: [], candidates: cands.length };
-  }
-  const rows = await c.query<JobRow>(
-    `UPDATE mediacache.jobs SET state = 'running', lease_owner = $2, lease_expires_at = now() + $3 * interval '1 millisecond',
-            attempts = attempts + 1, updated_at = now()
-      WHERE id = ANY($1::int8[]) RETURNING *`,
-    [chosen, nodeId, leaseMs],
-  );
-  const jobs = rows.rows.map(fromJobRow).sort((a, b) => a.priority - b.priority || Number(a.id) - Number(b.id));
-  return { jobs, candidates: cands.length };
 }

@@ -15,6 +15,9 @@ import { assertMd5, assertRecord, normalizePrefix } from '../entry-index/record-
 import { emptyStats, MEDIA_TYPES, TYPE_DIRS, type CacheStats, type MediaType, type StoredRecord } from '../types.js';
 import { readCounter } from './pg-counters.js';
 import type { PgDatabase, PgTx } from './pg-db.js';
+import { writeBatcherOf } from './pg-write-batch.js';
+import { fromJobRow } from './pg-job-row.js';
+import type { JobCompletion } from '../entry-index/store.js';
 
 interface MediaRow {
   md5: string;
@@ -142,6 +145,24 @@ export class PgRecords {
     return rows[0]?.md5;
   }
 
+  /**
+   * The record for md5 and the md5 `url` maps to now, in one round trip
+   * (what a download's commit checks before it writes).
+   */
+  async getWithUrl(md5: string, url: string): Promise<{ record: StoredRecord | undefined; urlMd5: string | undefined }> {
+    assertMd5(md5);
+    checkUrl(url);
+    const rows = await this.db.query<MediaRow & { url_md5: string | null }>(
+      `SELECT x.url_md5, m.*, (SELECT array_agg(u.url ORDER BY u.seq) FROM mediacache.media_url u WHERE u.md5 = m.md5) AS urls
+         FROM (SELECT (SELECT md5 FROM mediacache.media_url WHERE url_key = mediacache.url_key($2)) AS url_md5) x
+         LEFT JOIN mediacache.media m ON m.md5 = $1`,
+      [md5, url],
+      'mc_get_with_url',
+    );
+    const r = rows[0];
+    return { record: r && r.md5 !== null ? fromRow(r) : undefined, urlMd5: r?.url_md5 ?? undefined };
+  }
+
   /** The record a URL maps to, in one round trip. */
   async getByUrl(url: string): Promise<StoredRecord | undefined> {
     checkUrl(url);
@@ -177,15 +198,18 @@ export class PgRecords {
    * already has and never dropping one. This is what a download stores: two
    * daemons that fetch the same content from different URLs at once both keep
    * their URL, where two read-modify-write put() calls would lose one.
+   * Concurrent upserts (and job completions) share one transaction
+   * (pg-write-batch.ts); this resolves once the one holding it committed.
+   * With `completion`, that job is ended in the same statement (PgQueue.complete's meaning).
    */
-  async upsert(rec: StoredRecord): Promise<void> {
+  async upsert(rec: StoredRecord, completion?: JobCompletion): Promise<void> {
     assertRecord(rec);
-    const values = mediaValues(rec);
-    const urls = [...new Set(rec.urls)];
-    await this.db.tx(async (c) => {
-      await c.query(UPSERT_MEDIA, values);
-      if (urls.length > 0) await c.query(CLAIM_URLS, [rec.md5, urls]);
-    });
+    const end = completion && { nodeId: completion.nodeId, jobId: completion.jobId };
+    const row = await writeBatcherOf(this.db).upsert(rec.md5, mediaValues(rec), [...new Set(rec.urls)], end);
+    if (completion) {
+      completion.written = true;
+      completion.job = row && fromJobRow(row);
+    }
   }
 
   /**

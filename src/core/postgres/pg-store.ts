@@ -1,13 +1,15 @@
 /**
  * The EntryStore of cluster mode: records and the URL map in PostgreSQL,
  * shared by every daemon of the cluster. Each write is durable once it
- * resolves (flush has nothing to do). Closing the store closes the pool only
+ * resolves (flush has nothing to do); upserts share transactions with other
+ * concurrent writes (pg-write-batch.ts). Closing the store closes the pool only
  * when the store opened it.
  */
-import type { EntryStore } from '../entry-index/store.js';
+import type { EntryStore, JobCompletion } from '../entry-index/store.js';
 import type { CacheStats, StoredRecord } from '../types.js';
 import type { PgDatabase } from './pg-db.js';
 import { PgRecords } from './pg-records.js';
+import { writeBatcherOf } from './pg-write-batch.js';
 
 export class PgEntryStore implements EntryStore {
   readonly kind = 'postgres' as const;
@@ -33,6 +35,10 @@ export class PgEntryStore implements EntryStore {
     return this.records_.getByUrl(url);
   }
 
+  getWithUrl(md5: string, url: string): Promise<{ record: StoredRecord | undefined; urlMd5: string | undefined }> {
+    return this.records_.getWithUrl(md5, url);
+  }
+
   findByPrefix(prefix: string, limit?: number): Promise<StoredRecord[]> {
     return this.records_.findByPrefix(prefix, limit);
   }
@@ -41,8 +47,8 @@ export class PgEntryStore implements EntryStore {
     return this.records_.put(rec);
   }
 
-  upsert(rec: StoredRecord): Promise<void> {
-    return this.records_.upsert(rec);
+  upsert(rec: StoredRecord, completion?: JobCompletion): Promise<void> {
+    return this.records_.upsert(rec, completion);
   }
 
   addUrl(md5: string, url: string): Promise<void> {
@@ -68,6 +74,8 @@ export class PgEntryStore implements EntryStore {
   async flush(): Promise<void> {}
 
   async close(): Promise<void> {
+    // Writes already handed to the group commit land (or fail) before the pool goes.
+    await writeBatcherOf(this.db).idle().catch(() => {});
     if (this.ownsDb) await this.db.close();
   }
 }

@@ -25,6 +25,7 @@ import type { ActiveDownload, JobInfo, JobsResult, JobState, QueueCounts, RpcEve
 import type { MediaRecord } from '../../core/types.js';
 import type { Logger } from '../../core/util/logger.js';
 import type { DownloadOptions } from '../../core/cache/media-cache.js';
+import type { JobCompletion } from '../../core/entry-index/store.js';
 
 export interface ClusterSchedulerOptions {
   cache: { download(url: string, opts?: DownloadOptions): Promise<MediaRecord>; find(md5: string): Promise<MediaRecord | undefined> };
@@ -140,9 +141,12 @@ export class ClusterScheduler extends EventEmitter {
 
   private async renew(): Promise<void> {
     if (this.running.size === 0) return;
+    // Only jobs claimed before the renewal was sent are judged by it: one whose claim committed
+    // while the UPDATE ran is outside that statement's snapshot, not lost.
+    const asked = [...this.running.entries()];
     const held = new Set(await this.o.queue.renewLeases(this.o.nodeId, this.o.leaseMs));
-    for (const [id, r] of this.running) {
-      if (!held.has(id)) {
+    for (const [id, r] of asked) {
+      if (this.running.get(id) === r && !held.has(id)) {
         this.o.logger.warn('job taken over by another daemon (lease lost); stopping it here', { id, url: r.job.url });
         r.ctl.abort(new MediaCacheError('E_ABORTED', 'lease lost'));
       }
@@ -155,7 +159,10 @@ export class ClusterScheduler extends EventEmitter {
     this.running.set(job.id, entry);
     void (async () => {
       try {
+        // The completion rides in the record's transaction when the download commits one.
+        const completion: JobCompletion = { nodeId: this.o.nodeId, jobId: job.id };
         const rec = await this.o.cache.download(job.url, {
+          completeJob: completion,
           force: job.force,
           retries: 0,
           signal: ctl.signal,
@@ -164,7 +171,7 @@ export class ClusterScheduler extends EventEmitter {
             if (total !== undefined) entry.totalBytes = total;
           },
         });
-        const done = await this.untilWritten(() => this.o.queue.complete(this.o.nodeId, job.id, rec.md5));
+        const done = completion.written ? completion.job : await this.untilWritten(() => this.o.queue.complete(this.o.nodeId, job.id, rec.md5));
         if (done) this.emitEvent({ type: 'job.done', job: publicJob(done), record: rec });
       } catch (e) {
         const err = toMediaCacheError(e, job.url);
@@ -203,7 +210,7 @@ export class ClusterScheduler extends EventEmitter {
   private async watch(): Promise<void> {
     const open = [...this.known.values()].filter((j) => (j.state === 'queued' || j.state === 'running') && !this.running.has(j.id)).map((j) => j.id);
     for (let i = 0; i < open.length; i += 1000) {
-      for (const j of await this.o.queue.getMany(open.slice(i, i + 1000))) {
+      for (const j of await this.changedAmong(open.slice(i, i + 1000), { known: this.known })) {
         if (this.running.has(j.id)) continue;
         if (j.state === 'done' && j.md5) {
           const rec = await this.o.cache.find(j.md5);
@@ -224,6 +231,21 @@ export class ClusterScheduler extends EventEmitter {
     for (let i = 0; i < ids.length; i += 1000) {
       for (const j of await this.o.queue.getMany(ids.slice(i, i + 1000))) if (!this.known.has(j.id)) this.remember(publicJob(j));
     }
+  }
+
+  /**
+   * Whole rows of the jobs of `ids` that ended (or, with `known`, changed
+   * state since last seen); the others only by id and state (added to
+   * `seen`), so a poll of a long queue does not ship every waiting row.
+   */
+  private async changedAmong(ids: string[], opts: { seen?: Set<string>; known?: Map<string, JobInfo> } = {}): Promise<PgJob[]> {
+    const active = await this.o.queue.stillActive(ids);
+    if (opts.seen) for (const id of active.keys()) opts.seen.add(id);
+    const rest = ids.filter((id) => {
+      const st = active.get(id);
+      return st === undefined || (opts.known !== undefined && opts.known.get(id)?.state !== st);
+    });
+    return rest.length === 0 ? [] : this.o.queue.getMany(rest);
   }
 
   /** A job this daemon queued or ran, as last seen (undefined for others' jobs). */
@@ -264,20 +286,42 @@ export class ClusterScheduler extends EventEmitter {
    */
   async wait(jobIds: string[]): Promise<JobInfo[]> {
     const ended = new Map<string, JobInfo>();
-    let open = [...new Set(jobIds)];
-    while (open.length > 0) {
-      const seen = new Set<string>();
-      for (let i = 0; i < open.length; i += 1000) {
-        for (const j of await this.o.queue.getMany(open.slice(i, i + 1000))) {
-          seen.add(j.id);
-          if (j.state === 'done' || j.state === 'failed') ended.set(j.id, publicJob(j));
+    const all = new Set(jobIds);
+    let open = [...all];
+    // Jobs that end here (or are seen ended by watch()) are taken from this daemon's own
+    // events: no poll needed for them, and the last one ends the wait at once.
+    let wake: (() => void) | undefined;
+    const onEvent = (ev: RpcEvent): void => {
+      if ((ev.type === 'job.done' || ev.type === 'job.failed') && all.has(ev.job.id) && !ended.has(ev.job.id)) {
+        ended.set(ev.job.id, ev.job);
+        if (ended.size === all.size) wake?.();
+      }
+    };
+    this.on('event', onEvent);
+    try {
+      while ((open = open.filter((id) => !ended.has(id))).length > 0) {
+        const seen = new Set<string>();
+        for (let i = 0; i < open.length; i += 1000) {
+          for (const j of await this.changedAmong(open.slice(i, i + 1000), { seen })) {
+            seen.add(j.id);
+            if (j.state === 'done' || j.state === 'failed') ended.set(j.id, publicJob(j));
+          }
         }
+        for (const id of open) {
+          if (!seen.has(id) && !ended.has(id)) ended.set(id, { id, url: '', state: 'failed', priority: 0, attempts: 0, createdAt: '', updatedAt: '', source: '', error: { code: 'E_NOT_FOUND', message: 'job pruned' } });
+        }
+        if (ended.size === all.size) break;
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, this.o.pollMs);
+          wake = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        wake = undefined;
       }
-      for (const id of open) {
-        if (!seen.has(id)) ended.set(id, { id, url: '', state: 'failed', priority: 0, attempts: 0, createdAt: '', updatedAt: '', source: '', error: { code: 'E_NOT_FOUND', message: 'job pruned' } });
-      }
-      open = open.filter((id) => !ended.has(id));
-      if (open.length > 0) await new Promise((r) => setTimeout(r, this.o.pollMs));
+    } finally {
+      this.off('event', onEvent);
     }
     return jobIds.map((id) => ended.get(id)!);
   }
