@@ -239,6 +239,12 @@ export class PgQueue {
     return rows[0] && fromJobRow(rows[0]);
   }
 
+  /** The queued or running job of a URL (at most one: url_key is unique among active jobs). */
+  async activeByUrl(url: string): Promise<PgJob | undefined> {
+    const rows = await this.db.query<JobRow>(`SELECT * FROM mediacache.jobs WHERE url_key = mediacache.url_key($1) AND ${ACTIVE}`, [url]);
+    return rows[0] && fromJobRow(rows[0]);
+  }
+
   async getMany(jobIds: string[]): Promise<PgJob[]> {
     const rows = await this.db.query<JobRow>('SELECT * FROM mediacache.jobs WHERE id = ANY($1::int8[]) ORDER BY id', [jobIds], 'mc_jobs_many');
     return rows.map(fromJobRow);

@@ -20,6 +20,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { MediaCacheError, toMediaCacheError } from '../../core/errors.js';
+import { parseMediaUrl } from '../../core/fetch/url.js';
 import type { PgJob, PgQueue } from '../../core/postgres/pg-queue.js';
 import type { ActiveDownload, JobInfo, JobsResult, JobState, QueueCounts, RpcEvent } from '../../core/protocol/rpc.js';
 import type { MediaRecord } from '../../core/types.js';
@@ -348,15 +349,29 @@ export class ClusterScheduler extends EventEmitter {
     }));
   }
 
+  /**
+   * Cancel a job of the shared queue, by id or by URL (its queued or running
+   * job, whichever daemon queued it). A job running here is aborted at once;
+   * one running on another daemon stops when that daemon's lease renewal
+   * finds the job no longer its own.
+   */
   async cancel(o: { id?: string; url?: string }): Promise<{ job: JobInfo; cancelled: boolean }> {
-    if (!o.id) throw new MediaCacheError('E_BAD_REQUEST', 'in cluster mode cancel takes a job id');
-    const [j] = await this.o.queue.cancel([o.id]);
+    let id = o.id;
+    if (id === undefined) {
+      if (o.url === undefined) throw new MediaCacheError('E_BAD_REQUEST', 'cancel takes a job id or a URL');
+      const active = await this.o.queue.activeByUrl(parseMediaUrl(o.url).href);
+      if (!active) throw new MediaCacheError('E_NOT_FOUND', `no queued or running job for ${o.url}`);
+      id = active.id;
+    }
+    const [j] = await this.o.queue.cancel([id]);
     if (j) {
-      this.running.get(o.id)?.ctl.abort(new MediaCacheError('E_ABORTED', 'cancelled'));
+      // Running here: aborted (its run then finds the job no longer its own and writes nothing).
+      this.running.get(id)?.ctl.abort(new MediaCacheError('E_ABORTED', 'cancelled'));
+      this.emitEvent({ type: 'job.failed', job: publicJob(j), error: j.error ?? { code: 'E_ABORTED', message: 'cancelled' } });
       return { job: publicJob(j), cancelled: true };
     }
-    const cur = await this.o.queue.get(o.id);
-    if (!cur) throw new MediaCacheError('E_NOT_FOUND', `no job ${o.id}`);
+    const cur = await this.o.queue.get(id);
+    if (!cur) throw new MediaCacheError('E_NOT_FOUND', `no job ${id}`);
     return { job: publicJob(cur), cancelled: false };
   }
 

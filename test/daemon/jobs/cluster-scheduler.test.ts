@@ -11,7 +11,7 @@ import { MediaCache } from '../../../src/core/cache/media-cache.js';
 import { PgQueue } from '../../../src/core/postgres/index.js';
 import { silentLogger } from '../../../src/core/util/logger.js';
 import { ClusterScheduler } from '../../../src/daemon/jobs/cluster-scheduler.js';
-import { countingRoutes, startOrigin } from '../../helpers/origin.js';
+import { countingRoutes, heldRoute, startOrigin } from '../../helpers/origin.js';
 import { mediaBody, md5Of } from '../../helpers/media.js';
 import { pgServer } from '../../helpers/postgres.js';
 import { waitFor } from '../../helpers/wait.js';
@@ -98,4 +98,36 @@ t.test('a slot freed by a finished job is filled at once, not at the next poll',
   await a.sched.enqueue([...bodies.keys()].map((p) => ({ url: origin.url(p), source: 'rpc' })), { priority: 0 });
   await waitFor(async () => (await a.queue.counts()).done === 6, { timeoutMs: 20_000, what: 'six jobs done, one after another' });
   for (const p of bodies.keys()) t.equal(origin.hits(p), 1, `${p} fetched once`);
+});
+
+t.test('cancel by URL in cluster mode: a queued job of another daemon and one running here, both ended E_ABORTED with job.failed', async (t) => {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  const held = heldRoute(origin, '/held.png', mediaBody('held', 9000));
+  t.teardown(() => held.release());
+  const url = await pg.freshDatabase();
+  const root = t.testdir();
+  const a = await member(t, root, url, 'node-a', { concurrency: 1, perHost: 0 });
+  const b = await member(t, root, url, 'node-b', { concurrency: 1, perHost: 0 });
+  await b.sched.drain(0); // b only queues
+  const failed: string[] = [];
+  a.sched.on('event', (ev) => void (ev.type === 'job.failed' && failed.push(`a:${ev.job.id}:${ev.error.code}`)));
+  b.sched.on('event', (ev) => void (ev.type === 'job.failed' && failed.push(`b:${ev.job.id}:${ev.error.code}`)));
+  const [running] = await a.sched.enqueue([{ url: origin.url('/held.png'), source: 'rpc' }], { priority: 0 });
+  await waitFor(() => origin.hits('/held.png') === 1, { what: 'the held download started on a' });
+  const [queued] = await b.sched.enqueue([{ url: origin.url('/later.png'), source: 'rpc' }], { priority: 0 });
+
+  // Another spelling of the same URL finds the job (normalised as on enqueue).
+  const c1 = await a.sched.cancel({ url: origin.url('/later.png').replace('http://', 'HTTP://') });
+  t.same([c1.job.id, c1.cancelled, c1.job.state, c1.job.error?.code], [queued.id, true, 'failed', 'E_ABORTED'], 'the queued job b queued is cancelled from a');
+  const c2 = await b.sched.cancel({ url: origin.url('/held.png') });
+  t.same([c2.job.id, c2.cancelled], [running.id, true], "b cancels the job running on a");
+  const c3 = await a.sched.cancel({ url: origin.url('/held.png') }).catch((e: unknown) => e);
+  t.match(c3, { code: 'E_NOT_FOUND' }, 'no queued or running job left for that URL');
+  t.ok(failed.includes(`a:${queued.id}:E_ABORTED`) && failed.includes(`b:${running.id}:E_ABORTED`), 'job.failed raised where the cancel was asked');
+  held.release();
+  const [endedRunning, endedQueued] = await a.sched.wait([running.id, queued.id]);
+  t.same([endedRunning.state, endedRunning.error?.code, endedQueued.state], ['failed', 'E_ABORTED', 'failed'], 'neither is done afterwards');
+  t.equal(origin.hits('/later.png'), 0, 'the queued URL was never fetched');
+  t.same(await a.queue.counts(), { queued: 0, running: 0, done: 0, failed: 2 });
 });
