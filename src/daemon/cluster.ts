@@ -20,6 +20,8 @@ export class ClusterMember {
   readonly queue: PgQueue;
   private timer: NodeJS.Timeout | undefined;
   private failing = false;
+  /** Set by the first join: leases left by this node id's previous run are given back once, then. */
+  private started = false;
 
   constructor(
     readonly db: PgDatabase,
@@ -33,6 +35,14 @@ export class ClusterMember {
   async join(info: { version: string; socket: string; concurrency: number; perHost: number }): Promise<void> {
     const { version, ...rest } = info;
     await this.nodes.register({ id: this.nodeId, hostName: os.hostname(), pid: process.pid, version, info: rest });
+    if (!this.started) {
+      // Jobs still leased to this node id are left from its previous run (killed or cut off): nothing
+      // runs them now (the state dir holding the id is locked by this process), so they are queued
+      // again at once instead of after their lease runs out.
+      this.started = true;
+      const back = await this.queue.release(this.nodeId);
+      if (back > 0) this.logger.warn('jobs this daemon was running when it stopped are queued again', { jobs: back, nodeId: this.nodeId });
+    }
     this.timer = setInterval(() => void this.beat(info), HEARTBEAT_MS);
     this.timer.unref();
     this.logger.info('joined the cluster', { nodeId: this.nodeId, database: this.db.target });

@@ -145,8 +145,9 @@ t.test('kill -9 after the move, before the jobs end; restarted, the daemon still
 
   const second = await startDaemon(t, { root, cacheDir, args: ['--database', url] });
   t.equal((await second.rpc('status', {})).cluster!.nodeId, nodeId, 'the restarted daemon is the same node');
+  // The job it was running is queued again as it rejoins (no wait for the 30 s lease).
+  t.match(second.stderr(), /jobs this daemon was running when it stopped are queued again.*"jobs":1/);
   held.release();
-  // The held job's lease (30 s) must run out before it is claimed again.
   await waitFor(() => fs.existsSync(moved + '.report.tsv'), { timeoutMs: 90_000, what: 'the report after the restart' });
   const report = parseReport(fs.readFileSync(moved + '.report.tsv', 'utf8'));
   t.same(
