@@ -64,18 +64,25 @@ export async function watch(ctx: Ctx): Promise<number> {
     const closed = new Promise<Error | undefined>((resolve) => client!.onClose(resolve));
     client.onEvent(onEvent);
     client.onDropped(onDropped);
+    let subscribed = false;
     try {
       await client.call('subscribe', {}, { timeoutMs: ctx.timeout(DEFAULT_TIMEOUT_MS) });
       err.write(first ? `watching ${ctx.socketPath} (Ctrl-C to stop)\n` : `mcctl: reconnected to ${ctx.socketPath}; watching again\n`);
+      subscribed = true;
     } catch (e) {
-      // The first subscribe failing is an answer (exit code via cli.ts); after a restart, try again.
+      // The first subscribe failing is an answer (exit code via cli.ts). After a restart the
+      // daemon may answer before it is ready (E_UNAVAILABLE, "still starting"): connect again.
       if (first) throw e;
     }
     first = false;
-    // Runs until Ctrl-C/SIGTERM (cli.ts closes the connection: no error) or the daemon goes away.
-    const why = await closed;
-    if (!why || ctx.signal?.aborted) return EXIT.OK;
-    err.write(`mcctl: lost the daemon at ${ctx.socketPath}; reconnecting (Ctrl-C to stop)\n`);
+    if (subscribed) {
+      // Runs until Ctrl-C/SIGTERM (cli.ts closes the connection: no error) or the daemon goes away.
+      const why = await closed;
+      if (!why || ctx.signal?.aborted) return EXIT.OK;
+      err.write(`mcctl: lost the daemon at ${ctx.socketPath}; reconnecting (Ctrl-C to stop)\n`);
+    } else {
+      client.close();
+    }
     client = undefined;
     let wait = RECONNECT_FIRST_MS;
     while (!client) {
