@@ -53,7 +53,7 @@ t.test('two instances share one root without a writer lock; records and lookups 
   t.equal((await b.find(rec.md5.slice(0, 10)))?.md5, rec.md5, 'prefix lookup');
   const hit = await b.download(origin.url('/p1.jpg'));
   t.equal(hit.md5, rec.md5);
-  t.equal(origin.hits('/p1.jpg'), 1, 'answered from the shared index and root, not fetched again');
+  t.equal(origin.hits('/p1.jpg'), 1, 'answered from the common index and root, not fetched again');
   const stats = await a.stats();
   t.equal(stats.totalFiles, 1);
   t.equal(stats.byType.image.size, body.length);
@@ -62,7 +62,7 @@ t.test('two instances share one root without a writer lock; records and lookups 
 t.test('the same content through two instances and three URLs at once: one file, one record with every URL', async (t) => {
   const url = await pg.freshDatabase();
   const { root, a, b } = await twoCaches(t, url);
-  const body = mediaBody('shared', 200_000);
+  const body = mediaBody('same-content', 200_000);
   for (const p of ['/s1.png', '/s2.png', '/s3.png']) origin.route(p, { body, bytesPerSec: 400_000 });
   const recs = await Promise.all([
     a.download(origin.url('/s1.png')),
