@@ -9,10 +9,10 @@
  * - two daemons watching one inbox folder: each file is taken by one of
  *   them (one row, one report), every URL done once.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { heldRoute, startOrigin } from '../helpers/origin.js';
+import { heldRoute, startOrigin, type Origin } from '../helpers/origin.js';
 import { mediaBody, md5Of } from '../helpers/media.js';
 import { startDaemon, makeRoot, type DaemonHandle } from '../helpers/daemon.js';
 import { pgServer } from '../helpers/postgres.js';
@@ -27,6 +27,25 @@ interface BatchRow {
   state: string;
   lines: unknown[];
   source_path: string;
+}
+
+/** A folder removed when the test ends. */
+function tempRoot(t: Test): string {
+  const dir = makeRoot();
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** An origin with three URLs `/{p}0..2.png`, the last held until released. */
+async function threeUrls(t: Test, p: string): Promise<{ origin: Origin; bodies: Buffer[]; held: { release: () => void } }> {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  const bodies = [0, 1, 2].map((i) => mediaBody(`${p}${i}`, 5000));
+  origin.route(`/${p}0.png`, { body: bodies[0] });
+  origin.route(`/${p}1.png`, { body: bodies[1] });
+  const held = heldRoute(origin, `/${p}2.png`, bodies[2]);
+  t.teardown(() => held.release());
+  return { origin, bodies, held };
 }
 
 function dbName(url: string): string {
@@ -55,18 +74,11 @@ function batchFiles(...dirs: string[]): string[] {
 const reportsWritten = (...ds: DaemonHandle[]): number => ds.reduce((n, d) => n + (d.stderr().match(/inbox report written/g)?.length ?? 0), 0);
 
 t.test('a file is recorded in the database before it moves; its report written when its jobs end; the row deleted then', async (t) => {
-  const origin = await startOrigin();
-  t.teardown(() => origin.close());
-  const bodies = [0, 1, 2].map((i) => mediaBody(`rec${i}`, 5000));
-  origin.route('/r0.png', { body: bodies[0] });
-  origin.route('/r1.png', { body: bodies[1] });
-  const held = heldRoute(origin, '/r2.png', bodies[2]);
-  t.teardown(() => held.release());
+  const { origin, bodies, held } = await threeUrls(t, 'r');
   const url = await pg.freshDatabase();
   const db = dbName(url);
   const rows = (): Promise<BatchRow[]> => pg.sql<BatchRow>('SELECT id, node_id, state, lines, source_path FROM mediacache.batches', [], db);
-  const shared = makeRoot();
-  t.teardown(() => fs.rmSync(shared, { recursive: true, force: true }));
+  const shared = tempRoot(t);
   const cacheDir = path.join(shared, 'content');
   const a = await startDaemon(t, { cacheDir, args: ['--database', url] });
   const nodeId = (await a.rpc('status', {})).cluster!.nodeId;
@@ -111,20 +123,12 @@ t.test('a file is recorded in the database before it moves; its report written w
 });
 
 t.test('kill -9 after the move, before the jobs end; restarted, the daemon still writes the report, complete, once', async (t) => {
-  const origin = await startOrigin();
-  t.teardown(() => origin.close());
-  const bodies = [0, 1, 2].map((i) => mediaBody(`kill${i}`, 5000));
-  origin.route('/k0.png', { body: bodies[0] });
-  origin.route('/k1.png', { body: bodies[1] });
-  const held = heldRoute(origin, '/k2.png', bodies[2]);
-  t.teardown(() => held.release());
+  const { origin, bodies, held } = await threeUrls(t, 'k');
   const url = await pg.freshDatabase();
   const db = dbName(url);
-  const shared = makeRoot();
-  t.teardown(() => fs.rmSync(shared, { recursive: true, force: true }));
+  const shared = tempRoot(t);
   const cacheDir = path.join(shared, 'content');
-  const root = makeRoot();
-  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const root = tempRoot(t);
   const first = await startDaemon(t, { root, cacheDir, args: ['--database', url] });
   const nodeId = (await first.rpc('status', {})).cluster!.nodeId;
   const inbox = first.inboxes[0];
@@ -176,8 +180,7 @@ t.test('two daemons watching one inbox folder: each file taken once, one row and
   t.teardown(() => held.release());
   const url = await pg.freshDatabase();
   const db = dbName(url);
-  const shared = makeRoot();
-  t.teardown(() => fs.rmSync(shared, { recursive: true, force: true }));
+  const shared = tempRoot(t);
   const cacheDir = path.join(shared, 'content');
   const inbox = path.join(shared, 'inbox');
   fs.mkdirSync(inbox);
