@@ -4,6 +4,7 @@
  * sniffed from the leading bytes, so every body is a valid image/png).
  */
 import crypto from 'node:crypto';
+import type { StoredRecord } from '../../src/core/types.js';
 import { fixture } from './origin.js';
 
 const PNG = fixture('sample.png');
@@ -22,3 +23,21 @@ export function mediaBody(seed: string | number, size: number): Buffer {
 }
 
 export const md5Of = (b: Buffer): string => crypto.createHash('md5').update(b).digest('hex');
+
+const hex = (alg: string, s: string): string => crypto.createHash(alg).update(s).digest('hex');
+
+/** An index record for `name` (digests of the name, not of a file), as the index and database tests store them. */
+export function storedRecord(name: string, over: Partial<StoredRecord> = {}): StoredRecord {
+  return {
+    md5: hex('md5', name),
+    sha256: hex('sha256', name),
+    fileSize: 100,
+    mimeType: 'image/png',
+    mediaType: 'image',
+    extension: '.png',
+    urls: [`http://127.0.0.1/${name}`],
+    fetchedAt: '2026-01-01T00:00:00.000Z',
+    verifiedAt: '2026-01-02T03:04:05.678Z',
+    ...over,
+  };
+}

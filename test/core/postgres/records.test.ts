@@ -4,29 +4,14 @@ import { PgDatabase } from '../../../src/core/postgres/pg-db.js';
 import { PgRecords } from '../../../src/core/postgres/pg-records.js';
 import type { CacheStats, StoredRecord } from '../../../src/core/types.js';
 import { emptyStats } from '../../../src/core/types.js';
+import { storedRecord } from '../../helpers/media.js';
 import { pgServer } from '../../helpers/postgres.js';
 
 const pg = await pgServer(t);
 
 const md5Of = (s: string): string => createHash('md5').update(s).digest('hex');
-const sha256Of = (s: string): string => createHash('sha256').update(s).digest('hex');
 
-function rec(name: string, over: Partial<StoredRecord> = {}): StoredRecord {
-  return {
-    md5: md5Of(name),
-    sha256: sha256Of(name),
-    fileSize: 100,
-    mimeType: 'image/png',
-    mediaType: 'image',
-    extension: '.png',
-    width: 10,
-    height: 20,
-    urls: [`http://127.0.0.1/${name}`],
-    fetchedAt: '2026-01-01T00:00:00.000Z',
-    verifiedAt: '2026-01-02T03:04:05.678Z',
-    ...over,
-  };
-}
+const rec = (name: string, over: Partial<StoredRecord> = {}): StoredRecord => storedRecord(name, { width: 10, height: 20, ...over });
 
 async function fresh(): Promise<{ db: PgDatabase; records: PgRecords }> {
   const db = await PgDatabase.open({ database: await pg.freshDatabase() });
