@@ -24,7 +24,9 @@ t.test('SIGHUP reopens the log file and applies config changes', async (t) => {
   const cfgFile = path.join(root, 'config.json');
   const logFile = path.join(root, 'log', 'd.log');
   const writeCfg = (o: Record<string, unknown>): void => fs.writeFileSync(cfgFile, JSON.stringify(o));
-  writeCfg({ concurrency: 1, sweepSchedule: '0 3 * * *', logFile });
+  // Minute 15 never matches "*/30" (minutes 0 and 30), so the re-armed time
+  // differs from the first whatever the clock says (03:00 would not at 02:40).
+  writeCfg({ concurrency: 1, sweepSchedule: '15 3 * * *', logFile });
   const d = await startDaemon(t, { root, args: ['--config', cfgFile] });
 
   let st = await d.rpc('status', {});
@@ -58,6 +60,7 @@ t.test('SIGHUP reopens the log file and applies config changes', async (t) => {
   st = await d.rpc('status', {});
   t.equal(st.config.sweepSchedule, '*/30 * * * *', 'sweep schedule applied');
   t.not(st.nextSweepAt, before, 'next sweep re-armed');
+  t.ok([0, 30].includes(new Date(st.nextSweepAt!).getMinutes()), 'on the new schedule');
   t.ok(Date.parse(st.nextSweepAt!) - Date.now() <= 30 * 60_000 + 1000, 'next sweep within 30 min');
   t.equal(st.config.timeoutMs, 30_000, 'timeout needs a restart: not applied');
   await waitFor(() => /need a restart: timeoutMs/.test(d.stderr()), { what: 'restart-needed warning' });
