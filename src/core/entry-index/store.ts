@@ -42,6 +42,10 @@ export interface EntryStore {
   getByUrl(url: string): Promise<StoredRecord | undefined>;
   /** get(md5) and md5ForUrl(url) together (one round trip where that matters): what a download's commit checks. */
   getWithUrl(md5: string, url: string): Promise<{ record: StoredRecord | undefined; urlMd5: string | undefined }>;
+  /** get() of many md5s (one round trip per chunk where that matters), by md5; unknown ones are left out. */
+  getMany(md5s: readonly string[]): Promise<Map<string, StoredRecord>>;
+  /** getByUrl() of many URLs (one round trip per chunk where that matters), by URL as given; unmapped ones are left out. */
+  getManyByUrl(urls: readonly string[]): Promise<Map<string, StoredRecord>>;
   /** Records whose md5 starts with `prefix` (1..32 hex digits), in md5 order; E_BAD_REQUEST otherwise. */
   findByPrefix(prefix: string, limit?: number): Promise<StoredRecord[]>;
   /** Insert or replace the record for rec.md5 (its URL list exactly). */
@@ -86,6 +90,25 @@ export class EmbeddedEntryStore implements EntryStore {
 
   async getWithUrl(md5: string, url: string): Promise<{ record: StoredRecord | undefined; urlMd5: string | undefined }> {
     return { record: this.embedded.get(md5), urlMd5: this.embedded.md5ForUrl(url) };
+  }
+
+  async getMany(md5s: readonly string[]): Promise<Map<string, StoredRecord>> {
+    const out = new Map<string, StoredRecord>();
+    for (const m of md5s) {
+      const r = this.embedded.get(m);
+      if (r) out.set(m, r);
+    }
+    return out;
+  }
+
+  async getManyByUrl(urls: readonly string[]): Promise<Map<string, StoredRecord>> {
+    const out = new Map<string, StoredRecord>();
+    for (const u of urls) {
+      const md5 = this.embedded.md5ForUrl(u);
+      const r = md5 === undefined ? undefined : this.embedded.get(md5);
+      if (r) out.set(u, r);
+    }
+    return out;
   }
 
   async findByPrefix(prefix: string, limit?: number): Promise<StoredRecord[]> {

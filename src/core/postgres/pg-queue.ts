@@ -56,6 +56,12 @@ export interface ClaimOptions {
   maxAttempts?: number;
 }
 
+/** A job as claim() hands it out. */
+export interface ClaimedJob extends PgJob {
+  /** Its URL mapped to a record when it was claimed (false: the download need not look for a cache hit). */
+  urlMapped: boolean;
+}
+
 export interface NodeShare {
   running: number;
   done: number;
@@ -149,21 +155,30 @@ export class PgQueue {
    * in a Retry-After pause. Expired leases are taken back first (looked for
    * at most once a second per PgQueue; reclaimExpired() does it now).
    */
-  async claim(nodeId: string, n: number, opts: ClaimOptions): Promise<PgJob[]> {
+  async claim(nodeId: string, n: number, opts: ClaimOptions): Promise<ClaimedJob[]> {
     if (n <= 0) return [];
     if (performance.now() - this.lastReclaim >= RECLAIM_EVERY_MS) {
       await this.reclaimExpired(opts.maxAttempts ?? 5);
       this.lastReclaim = performance.now();
     }
     const limit = opts.perHostLimit > 0 ? opts.perHostLimit : NO_LIMIT;
-    const out: PgJob[] = [];
+    const out: ClaimedJob[] = [];
     // A round can come back short (a host filled up under us); a few more fill the rest.
     // One that claimed nothing (every candidate's host at its limit) ends it: trying again at
     // once would only repeat the same transaction.
     for (let round = 0; round < 4 && out.length < n; round++) {
       // One round is one call of claim_jobs (schema-v4.ts): one round trip, its own transaction.
-      const rows = await this.db.query<JobRow>('SELECT * FROM mediacache.claim_jobs($1, $2, $3, $4)', [nodeId, n - out.length, limit, opts.leaseMs], 'mc_claim');
-      const got = rows.map(fromJobRow).sort((a, b) => a.priority - b.priority || Number(a.id) - Number(b.id));
+      // With each job, whether its URL maps to a record now (the download's cache-hit lookup
+      // is skipped when it does not): read in the claim's round trip, not one more per job.
+      const rows = await this.db.query<JobRow & { url_mapped: boolean }>(
+        `SELECT c.*, EXISTS (SELECT 1 FROM mediacache.media_url u WHERE u.url_key = c.url_key) AS url_mapped
+           FROM mediacache.claim_jobs($1, $2, $3, $4) c`,
+        [nodeId, n - out.length, limit, opts.leaseMs],
+        'mc_claim',
+      );
+      const got = rows
+        .map((r): ClaimedJob => ({ ...fromJobRow(r), urlMapped: r.url_mapped }))
+        .sort((a, b) => a.priority - b.priority || Number(a.id) - Number(b.id));
       out.push(...got);
       if (got.length === 0) break;
     }

@@ -39,6 +39,14 @@ export class PgEntryStore implements EntryStore {
     return this.records_.getWithUrl(md5, url);
   }
 
+  getMany(md5s: readonly string[]): Promise<Map<string, StoredRecord>> {
+    return this.records_.getMany(md5s);
+  }
+
+  getManyByUrl(urls: readonly string[]): Promise<Map<string, StoredRecord>> {
+    return this.records_.getManyByUrl(urls);
+  }
+
   findByPrefix(prefix: string, limit?: number): Promise<StoredRecord[]> {
     return this.records_.findByPrefix(prefix, limit);
   }

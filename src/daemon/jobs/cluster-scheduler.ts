@@ -21,7 +21,7 @@
 import { EventEmitter } from 'node:events';
 import { MediaCacheError, toMediaCacheError } from '../../core/errors.js';
 import { parseMediaUrl } from '../../core/fetch/url.js';
-import type { PgJob, PgQueue } from '../../core/postgres/pg-queue.js';
+import type { ClaimedJob, PgJob, PgQueue } from '../../core/postgres/pg-queue.js';
 import type { ActiveDownload, JobInfo, JobsResult, JobState, QueueCounts, RpcEvent } from '../../core/protocol/rpc.js';
 import type { MediaRecord } from '../../core/types.js';
 import type { Logger } from '../../core/util/logger.js';
@@ -29,7 +29,7 @@ import type { DownloadOptions } from '../../core/cache/media-cache.js';
 import type { JobCompletion } from '../../core/entry-index/store.js';
 
 export interface ClusterSchedulerOptions {
-  cache: { download(url: string, opts?: DownloadOptions): Promise<MediaRecord>; find(md5: string): Promise<MediaRecord | undefined> };
+  cache: { download(url: string, opts?: DownloadOptions): Promise<MediaRecord>; findMany(md5s: readonly string[]): Promise<Map<string, MediaRecord>> };
   queue: PgQueue;
   nodeId: string;
   /** Downloads this daemon runs at once. */
@@ -55,8 +55,8 @@ interface Running {
   totalBytes?: number;
 }
 
-function publicJob(j: PgJob): JobInfo {
-  const { host: _h, force: _f, batchId: _b, leaseOwner: _o, leaseExpiresAt: _e, doneBy: _d, endedAt: _t, ...info } = j;
+function publicJob(j: PgJob | ClaimedJob): JobInfo {
+  const { host: _h, force: _f, batchId: _b, leaseOwner: _o, leaseExpiresAt: _e, doneBy: _d, endedAt: _t, urlMapped: _m, ...info } = j as PgJob & Partial<ClaimedJob>;
   return info;
 }
 
@@ -118,7 +118,7 @@ export class ClusterScheduler extends EventEmitter {
     const free = this.o.concurrency - this.running.size;
     if (free <= 0) return;
     this.claiming = true;
-    let jobs: PgJob[];
+    let jobs: ClaimedJob[];
     try {
       jobs = await this.o.queue.claim(this.o.nodeId, free, { perHostLimit: this.o.perHost, leaseMs: this.o.leaseMs });
     } finally {
@@ -154,7 +154,7 @@ export class ClusterScheduler extends EventEmitter {
     }
   }
 
-  private run(job: PgJob): void {
+  private run(job: ClaimedJob): void {
     const ctl = new AbortController();
     const entry: Running = { job, ctl, bytes: 0, startedAt: new Date().toISOString() };
     this.running.set(job.id, entry);
@@ -165,6 +165,7 @@ export class ClusterScheduler extends EventEmitter {
         const rec = await this.o.cache.download(job.url, {
           completeJob: completion,
           force: job.force,
+          ...(job.urlMapped ? {} : { knownUncached: true }),
           retries: 0,
           signal: ctl.signal,
           onProgress: (bytes, total) => {
@@ -211,10 +212,14 @@ export class ClusterScheduler extends EventEmitter {
   private async watch(): Promise<void> {
     const open = [...this.known.values()].filter((j) => (j.state === 'queued' || j.state === 'running') && !this.running.has(j.id)).map((j) => j.id);
     for (let i = 0; i < open.length; i += 1000) {
-      for (const j of await this.changedAmong(open.slice(i, i + 1000), { known: this.known })) {
+      const changed = (await this.changedAmong(open.slice(i, i + 1000), { known: this.known })).filter((j) => !this.running.has(j.id));
+      // The records of the done ones in one read, not one round trip per job.
+      const doneMd5s = changed.flatMap((j) => (j.state === 'done' && j.md5 ? [j.md5] : []));
+      const records = doneMd5s.length ? await this.o.cache.findMany(doneMd5s) : new Map<string, MediaRecord>();
+      for (const j of changed) {
         if (this.running.has(j.id)) continue;
         if (j.state === 'done' && j.md5) {
-          const rec = await this.o.cache.find(j.md5);
+          const rec = records.get(j.md5);
           if (rec) this.emitEvent({ type: 'job.done', job: publicJob(j), record: rec });
           else this.known.set(j.id, publicJob(j));
         } else if (j.state === 'failed') this.emitEvent({ type: 'job.failed', job: publicJob(j), error: j.error ?? { code: 'E_ABORTED', message: 'failed' } });

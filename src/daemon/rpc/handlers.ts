@@ -9,6 +9,7 @@ import { parseMediaUrl } from '../../core/fetch/url.js';
 import type { MediaRecord, CacheStats } from '../../core/types.js';
 import type { FileHashes } from '../../core/hash/file-hash.js';
 import { HashPool } from '../../core/hash/file-hash-pool.js';
+import { mapLimit } from '../../core/util/async-locks.js';
 import {
   EVENT_NAMES,
   JOB_STATES,
@@ -37,9 +38,6 @@ export const MAX_ADD_URLS = 10_000;
 /** Files `verify {all}` re-hashes at once, and the threads hashing them. */
 const VERIFY_ALL_CONCURRENCY = 4;
 const VERIFY_ALL_THREADS = 2;
-/** Cache-hit checks (a stat each) `add` runs at once. */
-const LOOKUP_CONCURRENCY = 16;
-
 /** The parts of the daemon the handlers use (MediaCache, Scheduler, Sweeper, SweepTimer). */
 export interface DaemonContext {
   readonly version: string;
@@ -50,8 +48,10 @@ export interface DaemonContext {
     stats(): Promise<CacheStats>;
     find(md5OrPrefix: string): Promise<MediaRecord | undefined>;
     findByUrl(url: string): Promise<MediaRecord | undefined>;
-    /** A cached record whose file is present (the cache-hit decision). */
-    lookupFresh(url: string): Promise<MediaRecord | undefined>;
+    /** find() of many full md5s in one index read, by md5 (unknown ones left out). */
+    findMany(md5s: readonly string[]): Promise<Map<string, MediaRecord>>;
+    /** For each URL (already parsed), its cached record when the file is present (the cache-hit decision), in one index read. */
+    lookupFreshMany(urls: readonly string[]): Promise<Array<MediaRecord | undefined>>;
     verify(
       md5OrPrefix: string,
       opts?: { hasher?: (path: string) => Promise<FileHashes | undefined> },
@@ -167,31 +167,17 @@ function jobIdParam(method: string, p: Params): string | undefined {
 
 // ---- helpers ----
 
-async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 function errorInfo(e: unknown, url?: string) {
   if (isMediaCacheError(e)) return e.toJSON();
   return { code: 'E_UNAVAILABLE' as const, message: e instanceof Error ? e.message : String(e), ...(url ? { url } : {}) };
 }
 
-/** Item for an ended job: the record when done, the error when failed. */
-async function endedItem(ctx: DaemonContext, url: string, j: JobInfo): Promise<AddItem> {
+/** Item for an ended job: the record when done (from `records`, by md5), the error when failed. */
+function endedItem(url: string, j: JobInfo, records: Map<string, MediaRecord>): AddItem {
   const item: AddItem = { url, state: j.state, jobId: j.id };
-  if (j.state === 'done' && j.md5) {
-    const rec = await ctx.cache.find(j.md5);
-    if (rec) item.record = { ...rec, url: rec.urls.includes(j.url) ? j.url : rec.url };
-  }
+  const rec = j.state === 'done' && j.md5 ? records.get(j.md5) : undefined;
+  if (rec) item.record = { ...rec, url: rec.urls.includes(j.url) ? j.url : rec.url };
   if (j.error) item.error = j.error;
   return item;
 }
@@ -238,7 +224,7 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
       });
       // A hit only when the file is there (one stat each): a deleted file is fetched again;
       // lookupFresh counts as a use (the quota keeps recently used content), evicted content downloads again.
-      const hits = force ? [] : await mapLimit(parsed, LOOKUP_CONCURRENCY, (p) => ctx.cache.lookupFresh(p.url));
+      const hits = force ? [] : await ctx.cache.lookupFreshMany(parsed.map((p) => p.url));
       parsed.forEach((p, k) => {
         const rec = hits[k];
         if (rec) {
@@ -260,9 +246,12 @@ export function createHandlers(ctx: DaemonContext): HandlerTable {
           { priority, force, ...(pin ? { pin } : {}), ...(retries !== undefined ? { retries } : {}) },
         );
         const ended = wait ? await ctx.scheduler.wait(jobs.map((j) => j.id)) : jobs;
+        // The records of the done ones in one index read, not one per job.
+        const doneMd5s = ended.flatMap((j) => (j.state === 'done' && j.md5 ? [j.md5] : []));
+        const records = doneMd5s.length ? await ctx.cache.findMany(doneMd5s) : new Map<string, MediaRecord>();
         for (const [k, q] of toQueue.entries()) {
           const j = ended[k]!;
-          items[q.i] = j.state === 'done' || j.state === 'failed' ? await endedItem(ctx, q.url, j) : { url: q.url, state: j.state, jobId: j.id };
+          items[q.i] = j.state === 'done' || j.state === 'failed' ? endedItem(q.url, j, records) : { url: q.url, state: j.state, jobId: j.id };
         }
       }
       return { items };

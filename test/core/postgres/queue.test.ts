@@ -1,6 +1,8 @@
 import t from 'tap';
 import { PgDatabase } from '../../../src/core/postgres/pg-db.js';
 import { PgQueue, type PgJob } from '../../../src/core/postgres/pg-queue.js';
+import { PgRecords } from '../../../src/core/postgres/pg-records.js';
+import { storedRecord } from '../../helpers/media.js';
 import { pgServer } from '../../helpers/postgres.js';
 import { waitFor } from '../../helpers/wait.js';
 
@@ -233,4 +235,21 @@ t.test('priority, Retry-After pauses, release, cancel, list and prune', async (t
   t.equal(await queue.prune({ keepEnded: 1, maxAgeMs: 3_600_000 }), 1, 'keeps the newest ended job');
   t.equal(await queue.prune({ keepEnded: 10, maxAgeMs: 0 }), 1, 'then the old one');
   t.same(await queue.counts(), { queued: 4, running: 0, done: 0, failed: 0 });
+});
+
+t.test('a claimed job says whether its URL already maps to a record (the download skips its cache-hit lookup when not)', async (t) => {
+  const url = await pg.freshDatabase();
+  const { db, queue } = await daemonOn(url);
+  const cached = 'http://m.test/cached.png';
+  const other = 'http://m.test/other.png';
+  await new PgRecords(db).put(storedRecord('mapped', { urls: [cached] }));
+  await queue.enqueue([{ url: cached }, { url: other }]);
+  const got = await queue.claim('A', 2, { perHostLimit: 0, leaseMs: 60_000 });
+  t.same(
+    got.map((j) => [j.url, j.urlMapped]),
+    [
+      [cached, true],
+      [other, false],
+    ],
+  );
 });
