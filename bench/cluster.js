@@ -5,7 +5,7 @@
  * content root, in the same run, against one origin.
  *
  *   npm run build && node bench/cluster.js [--count 2000] [--runs 3] [--workers 16]
- *                                          [--split] [--fast] [--statements] [--json]
+ *                                          [--split] [--fast] [--statements] [--profile DIR] [--json]
  *
  * Sides (rounds in rotating order, each side on a settled disk and a fresh
  * cache root; each PostgreSQL side on a freshly created database, dropped
@@ -164,7 +164,9 @@ async function main() {
       const ds = [];
       try {
         for (let k = 0; k < daemons; k++) {
-          ds.push(await startDaemon(path.join(root, `d${k}`), WORKERS, { cacheDir, extraArgs: db ? ['--database', db.url] : [] }));
+          // --profile DIR: each daemon writes a V8 CPU profile there when it stops (summarize with bench/_cpuprof.js).
+          const profileDir = args.profile ? path.join(String(args.profile), `${key}-${seq}-d${k}`) : undefined;
+          ds.push(await startDaemon(path.join(root, `d${k}`), WORKERS, { cacheDir, profileDir, extraArgs: db ? ['--database', db.url] : [] }));
         }
         await settleDisk();
         if (STATEMENTS && db) await sql(admin, 'SELECT pg_stat_statements_reset()');

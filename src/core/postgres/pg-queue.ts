@@ -111,11 +111,21 @@ const RECLAIM = `
 /** Rows a daemon may end: its own running job, or one put back in the queue and not claimed again. */
 const MINE = "((state = 'running' AND lease_owner = $2) OR state = 'queued')";
 
+/**
+ * Jobs this PgQueue inserts between two ANALYZE of the jobs table. Without
+ * statistics that know the queue is long (a young table, or one analyzed
+ * while its queue was empty) the planner reads and sorts the whole queue on
+ * every claim (measured: 39 ms a claim with 100,000 queued, 2 ms once
+ * analyzed); autovacuum catches up only after a minute or more.
+ */
+const ANALYZE_AFTER_INSERTS = 1000;
+
 /** A claim looks for expired leases at most this often (per PgQueue); leases are seconds long. */
 const RECLAIM_EVERY_MS = 1000;
 
 export class PgQueue {
   private lastReclaim = 0;
+  private insertedSinceAnalyze = 0;
 
   constructor(private readonly db: PgDatabase) {}
 
@@ -140,6 +150,12 @@ export class PgQueue {
       const existing = await this.db.tx(async (c) => (await c.query<JobRow>(RAISE_PRIORITY, known)).rows);
       for (const r of existing) found.set(r.url, { job: fromJobRow(r), created: false });
       pending = pending.filter((u) => !found.has(u));
+    }
+    this.insertedSinceAnalyze += [...found.values()].filter((e) => e.created).length;
+    if (this.insertedSinceAnalyze >= ANALYZE_AFTER_INSERTS) {
+      this.insertedSinceAnalyze = 0;
+      // The table's owner (who ran the migrations) may; another role gets a warning, not an error.
+      await this.db.query('ANALYZE mediacache.jobs');
     }
     if (pending.length > 0) {
       throw new MediaCacheError('E_UNAVAILABLE', `could not queue ${pending.length} URL(s): their jobs kept changing state; try again`, {

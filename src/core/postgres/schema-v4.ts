@@ -9,6 +9,15 @@
  * counted, and that count is a new statement of this VOLATILE function, so
  * its snapshot includes every claim committed before the locks were ours.
  * p_limit = 2147483647 means no limit (no host lock taken).
+ *
+ * The claim commits asynchronously (synchronous_commit off for its own
+ * transaction only): it is visible to every other transaction at commit as
+ * usual, but neither the caller nor the host locks wait for the WAL flush,
+ * so claimers on one host do not queue behind each other's fsync. Losing a
+ * claim in a server crash is harmless: the job is back to queued, which the
+ * claiming daemon may still end (complete/fail accept a queued job) or
+ * another daemon claims and runs again (content is stored by md5, once).
+ * The next synchronous commit (any record write) flushes it anyway.
  */
 export const SCHEMA_V4 = String.raw`
 CREATE FUNCTION mediacache.claim_jobs(p_node text, p_n integer, p_limit integer, p_lease_ms bigint)
@@ -21,6 +30,7 @@ DECLARE
   busy jsonb;
   k integer;
 BEGIN
+  PERFORM set_config('synchronous_commit', 'off', true);
   FOR r IN
     WITH busy AS (
       SELECT host, count(*)::int AS running FROM mediacache.jobs WHERE state = 'running' GROUP BY host

@@ -253,3 +253,32 @@ t.test('a claimed job says whether its URL already maps to a record (the downloa
     ],
   );
 });
+
+t.test('a large enqueue leaves the planner knowing the queue is long (claims read the queue index in order, not the whole queue)', async (t) => {
+  const url = await pg.freshDatabase();
+  const { db, queue } = await daemonOn(url);
+  const reltuples = async (): Promise<number> =>
+    Number((await db.query<{ n: number }>("SELECT reltuples::float8 AS n FROM pg_class WHERE oid = 'mediacache.jobs'::regclass"))[0]!.n);
+  await queue.enqueue(urls(10, 1, 'few').map((u) => ({ url: u })));
+  t.ok((await reltuples()) < 10, 'a few jobs: no statistics taken yet');
+  await queue.enqueue(urls(1500, 3, 'many').map((u) => ({ url: u })));
+  t.ok((await reltuples()) >= 1500, 'statistics count the queue after 1,000 inserts');
+  const plan = (await db.query<{ 'QUERY PLAN': string }>(
+    "EXPLAIN SELECT id, host, priority FROM mediacache.jobs WHERE state = 'queued' AND next_attempt_at <= now() ORDER BY priority, id LIMIT 200",
+  )).map((r) => r['QUERY PLAN']).join('\n');
+  t.match(plan, /Index (Only )?Scan using jobs_queued/, 'the queue index, in order');
+  t.notMatch(plan, /Sort/, 'no sort of the whole queue');
+});
+
+t.test("a claim's transaction commits without waiting for the WAL flush; other writes still wait", async (t) => {
+  const url = await pg.freshDatabase();
+  const { db, queue } = await daemonOn(url);
+  await queue.enqueue([{ url: 'http://s.test/a.png' }]);
+  const inClaim = await db.tx(async (c) => {
+    const claimed = (await c.query("SELECT id FROM mediacache.claim_jobs('A', 1, 4, 60000)")).rows;
+    return { claimed: claimed.length, mode: (await c.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]!.synchronous_commit };
+  });
+  t.same(inClaim, { claimed: 1, mode: 'off' });
+  const after = await db.tx(async (c) => (await c.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]!.synchronous_commit);
+  t.equal(after, 'on', 'only for that transaction');
+});
