@@ -152,17 +152,31 @@ export class PgQueue {
       pending = pending.filter((u) => !found.has(u));
     }
     this.insertedSinceAnalyze += [...found.values()].filter((e) => e.created).length;
-    if (this.insertedSinceAnalyze >= ANALYZE_AFTER_INSERTS) {
-      this.insertedSinceAnalyze = 0;
-      // The table's owner (who ran the migrations) may; another role gets a warning, not an error.
-      await this.db.query('ANALYZE mediacache.jobs');
-    }
+    if (this.insertedSinceAnalyze >= ANALYZE_AFTER_INSERTS) await this.analyzeJobs();
     if (pending.length > 0) {
       throw new MediaCacheError('E_UNAVAILABLE', `could not queue ${pending.length} URL(s): their jobs kept changing state; try again`, {
         retryable: true,
       });
     }
     return items.map((i) => found.get(i.url)!);
+  }
+
+  /**
+   * Fresh planner statistics for the jobs table (see ANALYZE_AFTER_INSERTS).
+   * The jobs are queued whatever happens here: a VACUUM holding the table
+   * (lock_timeout), a role that does not own it (PostgreSQL only warns) or an
+   * outage leaves it to autovacuum, and the next 1,000 inserts try again.
+   */
+  private async analyzeJobs(): Promise<void> {
+    try {
+      await this.db.tx(async (c) => {
+        await c.query("SET LOCAL lock_timeout = '200ms'");
+        await c.query('ANALYZE mediacache.jobs');
+      });
+      this.insertedSinceAnalyze = 0;
+    } catch {
+      // Statistics only: not a reason to fail an enqueue that committed.
+    }
   }
 
   /**

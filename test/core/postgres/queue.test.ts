@@ -282,3 +282,31 @@ t.test("a claim's transaction commits without waiting for the WAL flush; other w
   const after = await db.tx(async (c) => (await c.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]!.synchronous_commit);
   t.equal(after, 'on', 'only for that transaction');
 });
+
+t.test('a VACUUM holding the jobs table does not hold up an enqueue: statistics wait for the next one', async (t) => {
+  const url = await pg.freshDatabase();
+  const { db, queue } = await daemonOn(url);
+  const other = await daemonOn(url);
+  const reltuples = async (): Promise<number> =>
+    Number((await db.query<{ n: number }>("SELECT reltuples::float8 AS n FROM pg_class WHERE oid = 'mediacache.jobs'::regclass"))[0]!.n);
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => (locked = r));
+  // The lock a VACUUM or ANALYZE holds (inserts still go through).
+  const holder = other.db.tx(async (c) => {
+    await c.query('LOCK TABLE mediacache.jobs IN SHARE UPDATE EXCLUSIVE MODE');
+    locked();
+    await released;
+  });
+  await isLocked;
+  const t0 = Date.now();
+  const out = await queue.enqueue(urls(1500, 3, 'held').map((u) => ({ url: u })));
+  t.equal(out.filter((e) => e.created).length, 1500, 'every job queued');
+  t.ok(Date.now() - t0 < 10_000, 'not held until the lock went');
+  t.ok((await reltuples()) < 1500, 'no statistics while the table was held');
+  release();
+  await holder;
+  await queue.enqueue([{ url: 'http://held.test/one-more.png' }]);
+  t.ok((await reltuples()) >= 1500, 'taken by the next enqueue');
+});
