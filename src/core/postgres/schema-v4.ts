@@ -10,6 +10,13 @@
  * its snapshot includes every claim committed before the locks were ours.
  * p_limit = 2147483647 means no limit (no host lock taken).
  *
+ * Candidates: with no host blocked, the head of the queue in order (200
+ * rows at most). With a host at its limit or paused, walking the queue in
+ * order would read all of that host's queued jobs at every claim (46 ms a
+ * claim with 100,000 queued on one host, measured): then each other host
+ * that has queued work gives its own best jobs instead (a loose scan of
+ * jobs_queued_host, one index probe per host).
+ *
  * The claim commits asynchronously (synchronous_commit off for its own
  * transaction only): it is visible to every other transaction at commit as
  * usual, but neither the caller nor the host locks wait for the WAL flush,
@@ -20,39 +27,83 @@
  * The next synchronous commit (any record write) flushes it anyway.
  */
 export const SCHEMA_V4 = String.raw`
+CREATE INDEX jobs_queued_host ON mediacache.jobs (host, priority, id) WHERE state = 'queued';
+
 CREATE FUNCTION mediacache.claim_jobs(p_node text, p_n integer, p_limit integer, p_lease_ms bigint)
-  RETURNS SETOF mediacache.jobs LANGUAGE plpgsql VOLATILE AS $$
+  RETURNS SETOF mediacache.jobs LANGUAGE plpgsql VOLATILE
+  -- A short statement on indexes: compiling it (JIT, past jit_above_cost on a
+  -- pessimistic estimate) cost 17 ms a call where running it cost 1.6.
+  SET jit = off
+  AS $$
 DECLARE
   r record;
   ids bigint[] := '{}';
   hosts text[] := '{}';
   chosen bigint[] := '{}';
   busy jsonb;
+  blocked text[];
   k integer;
 BEGIN
   PERFORM set_config('synchronous_commit', 'off', true);
-  FOR r IN
-    WITH busy AS (
-      SELECT host, count(*)::int AS running FROM mediacache.jobs WHERE state = 'running' GROUP BY host
-    ), blocked AS (
-      SELECT host FROM busy WHERE running >= p_limit
-      UNION SELECT host FROM mediacache.hosts WHERE not_before > now()
-    ), scan AS (
-      SELECT id, host, priority FROM mediacache.jobs
-       WHERE state = 'queued' AND next_attempt_at <= now() AND host NOT IN (SELECT host FROM blocked)
-       ORDER BY priority, id LIMIT 200
-    ), ranked AS (
-      SELECT s.id, row_number() OVER (PARTITION BY s.host ORDER BY s.priority, s.id) + coalesce(b.running, 0) AS slot
-        FROM scan s LEFT JOIN busy b ON b.host = s.host
-    )
-    SELECT j.id, j.host FROM mediacache.jobs j JOIN ranked x ON x.id = j.id
-     WHERE j.state = 'queued' AND x.slot <= p_limit
-     ORDER BY j.priority, j.id LIMIT p_n
-     FOR UPDATE OF j SKIP LOCKED
-  LOOP
-    ids := ids || r.id;
-    hosts := hosts || r.host;
-  END LOOP;
+  SELECT coalesce(jsonb_object_agg(b.host, b.running), '{}'::jsonb) INTO busy FROM (
+    SELECT q.host, count(*)::int AS running FROM mediacache.jobs q WHERE q.state = 'running' GROUP BY q.host) b;
+  -- Hosts that can start nothing now: at their limit, or paused by a Retry-After.
+  SELECT array_agg(x.h) INTO blocked FROM (
+    SELECT e.key AS h FROM jsonb_each_text(busy) e WHERE e.value::int >= p_limit
+    UNION SELECT hs.host FROM mediacache.hosts hs WHERE hs.not_before > now()) x;
+  IF blocked IS NULL THEN
+    -- Nothing to skip: the head of the queue in (priority, id) order.
+    FOR r IN
+      WITH scan AS (
+        SELECT q.id, q.host, q.priority FROM mediacache.jobs q
+         WHERE q.state = 'queued' AND q.next_attempt_at <= now()
+         ORDER BY q.priority, q.id LIMIT 200
+      ), ranked AS (
+        SELECT s.id, row_number() OVER (PARTITION BY s.host ORDER BY s.priority, s.id) + coalesce((busy ->> s.host)::int, 0) AS slot
+          FROM scan s
+      )
+      SELECT j.id, j.host FROM mediacache.jobs j JOIN ranked x ON x.id = j.id
+       WHERE j.state = 'queued' AND x.slot <= p_limit
+       ORDER BY j.priority, j.id LIMIT p_n
+       FOR UPDATE OF j SKIP LOCKED
+    LOOP
+      ids := ids || r.id;
+      hosts := hosts || r.host;
+    END LOOP;
+  ELSE
+    -- Walking the queue in order would read every queued job of the blocked
+    -- hosts (all of it when one host has the whole queue, at every poll):
+    -- instead each other host with queued work (one probe each, by
+    -- jobs_queued_host) gives its own best jobs, as many as it has room for.
+    FOR r IN
+      WITH RECURSIVE qh AS (
+        (SELECT q.host FROM mediacache.jobs q WHERE q.state = 'queued' ORDER BY q.host LIMIT 1)
+        UNION ALL
+        SELECT (SELECT q.host FROM mediacache.jobs q WHERE q.state = 'queued' AND q.host > qh.host ORDER BY q.host LIMIT 1)
+          FROM qh WHERE qh.host IS NOT NULL
+      ), open AS (
+        SELECT qh.host, least(p_n, p_limit - coalesce((busy ->> qh.host)::int, 0)) AS room
+          FROM qh WHERE qh.host IS NOT NULL AND qh.host <> ALL (blocked)
+      ), cand AS (
+        -- A range of jobs_queued_host from the host's first entry, in its own order (the one
+        -- index that gives it: with "host = o.host" instead, a plan may walk jobs_queued and
+        -- filter, reading the whole queue again); rows past the host are dropped outside.
+        SELECT c.id FROM open o CROSS JOIN LATERAL (
+          SELECT q.id, q.host FROM mediacache.jobs q
+           WHERE q.state = 'queued' AND (q.host, q.priority, q.id) > (o.host, -2147483648, -1)
+             AND q.next_attempt_at <= now()
+           ORDER BY q.host, q.priority, q.id LIMIT o.room) c
+         WHERE c.host = o.host
+      )
+      SELECT j.id, j.host FROM mediacache.jobs j
+       WHERE j.id = ANY (ARRAY(SELECT cand.id FROM cand)) AND j.state = 'queued'
+       ORDER BY j.priority, j.id LIMIT p_n
+       FOR UPDATE OF j SKIP LOCKED
+    LOOP
+      ids := ids || r.id;
+      hosts := hosts || r.host;
+    END LOOP;
+  END IF;
   IF cardinality(ids) = 0 THEN
     RETURN;
   END IF;

@@ -310,3 +310,23 @@ t.test('a VACUUM holding the jobs table does not hold up an enqueue: statistics 
   await queue.enqueue([{ url: 'http://held.test/one-more.png' }]);
   t.ok((await reltuples()) >= 1500, 'taken by the next enqueue');
 });
+
+t.test("a host at its limit with a long queue: the other hosts' jobs behind it are claimed without reading that queue", async (t) => {
+  const url = await pg.freshDatabase();
+  const { db, queue } = await daemonOn(url);
+  await queue.enqueue(Array.from({ length: 3000 }, (_, i) => ({ url: `http://full.test/${i}.png` })));
+  await queue.enqueue(Array.from({ length: 5 }, (_, i) => ({ url: `http://other.test/${i}.png` })));
+  await queue.enqueue([{ url: 'http://paused.test/p.png' }]);
+  await queue.deferHost('paused.test', 60_000);
+  const first = await queue.claim('A', 2, { perHostLimit: 2, leaseMs: 60_000 });
+  t.same(first.map((j) => j.host), ['full.test', 'full.test'], 'the head of the queue first');
+  const { rows, read } = await db.tx(async (c) => {
+    const got = (await c.query<{ host: string; url: string }>("SELECT host, url FROM mediacache.claim_jobs('B', 10, 2, 60000)")).rows;
+    const st = await c.query<{ n: string }>("SELECT (coalesce(idx_tup_fetch, 0) + seq_tup_read)::text AS n FROM pg_stat_xact_user_tables WHERE schemaname = 'mediacache' AND relname = 'jobs'");
+    return { rows: got, read: Number(st.rows[0]!.n) };
+  });
+  t.same(rows.map((r) => r.url).sort(), ['http://other.test/0.png', 'http://other.test/1.png'], "the other host's best jobs, up to its limit; none of the full or paused host");
+  t.ok(read < 300, `rows of jobs read: ${read} (the full host has 2,998 queued)`);
+  const none = await queue.claim('C', 10, { perHostLimit: 2, leaseMs: 60_000 });
+  t.same(none, [], 'every host with queued work at its limit or paused: nothing');
+});
