@@ -42,6 +42,7 @@ DECLARE
   chosen bigint[] := '{}';
   busy jsonb;
   blocked text[];
+  cand bigint[];
   k integer;
 BEGIN
   PERFORM set_config('synchronous_commit', 'off', true);
@@ -51,9 +52,10 @@ BEGIN
   SELECT array_agg(x.h) INTO blocked FROM (
     SELECT e.key AS h FROM jsonb_each_text(busy) e WHERE e.value::int >= p_limit
     UNION SELECT hs.host FROM mediacache.hosts hs WHERE hs.not_before > now()) x;
+  -- Candidates (ids, not yet locked), by one of two walks.
   IF blocked IS NULL THEN
     -- Nothing to skip: the head of the queue in (priority, id) order.
-    FOR r IN
+    cand := ARRAY(
       WITH scan AS (
         SELECT q.id, q.host, q.priority FROM mediacache.jobs q
          WHERE q.state = 'queued' AND q.next_attempt_at <= now()
@@ -62,20 +64,13 @@ BEGIN
         SELECT s.id, row_number() OVER (PARTITION BY s.host ORDER BY s.priority, s.id) + coalesce((busy ->> s.host)::int, 0) AS slot
           FROM scan s
       )
-      SELECT j.id, j.host FROM mediacache.jobs j JOIN ranked x ON x.id = j.id
-       WHERE j.state = 'queued' AND x.slot <= p_limit
-       ORDER BY j.priority, j.id LIMIT p_n
-       FOR UPDATE OF j SKIP LOCKED
-    LOOP
-      ids := ids || r.id;
-      hosts := hosts || r.host;
-    END LOOP;
+      SELECT ranked.id FROM ranked WHERE ranked.slot <= p_limit);
   ELSE
     -- Walking the queue in order would read every queued job of the blocked
     -- hosts (all of it when one host has the whole queue, at every poll):
     -- instead each other host with queued work (one probe each, by
     -- jobs_queued_host) gives its own best jobs, as many as it has room for.
-    FOR r IN
+    cand := ARRAY(
       WITH RECURSIVE qh AS (
         (SELECT q.host FROM mediacache.jobs q WHERE q.state = 'queued' ORDER BY q.host LIMIT 1)
         UNION ALL
@@ -84,26 +79,27 @@ BEGIN
       ), open AS (
         SELECT qh.host, least(p_n, p_limit - coalesce((busy ->> qh.host)::int, 0)) AS room
           FROM qh WHERE qh.host IS NOT NULL AND qh.host <> ALL (blocked)
-      ), cand AS (
-        -- A range of jobs_queued_host from the host's first entry, in its own order (the one
-        -- index that gives it: with "host = o.host" instead, a plan may walk jobs_queued and
-        -- filter, reading the whole queue again); rows past the host are dropped outside.
-        SELECT c.id FROM open o CROSS JOIN LATERAL (
-          SELECT q.id, q.host FROM mediacache.jobs q
-           WHERE q.state = 'queued' AND (q.host, q.priority, q.id) > (o.host, -2147483648, -1)
-             AND q.next_attempt_at <= now()
-           ORDER BY q.host, q.priority, q.id LIMIT o.room) c
-         WHERE c.host = o.host
       )
-      SELECT j.id, j.host FROM mediacache.jobs j
-       WHERE j.id = ANY (ARRAY(SELECT cand.id FROM cand)) AND j.state = 'queued'
-       ORDER BY j.priority, j.id LIMIT p_n
-       FOR UPDATE OF j SKIP LOCKED
-    LOOP
-      ids := ids || r.id;
-      hosts := hosts || r.host;
-    END LOOP;
+      -- A range of jobs_queued_host from the host's first entry, in its own order (the one
+      -- index that gives it: with "host = o.host" instead, a plan may walk jobs_queued and
+      -- filter, reading the whole queue again); rows past the host are dropped outside.
+      SELECT c.id FROM open o CROSS JOIN LATERAL (
+        SELECT q.id, q.host FROM mediacache.jobs q
+         WHERE q.state = 'queued' AND (q.host, q.priority, q.id) > (o.host, -2147483648, -1)
+           AND q.next_attempt_at <= now()
+         ORDER BY q.host, q.priority, q.id LIMIT o.room) c
+       WHERE c.host = o.host);
   END IF;
+  -- The best of them, locked (a candidate another claimer holds is skipped).
+  FOR r IN
+    SELECT j.id, j.host FROM mediacache.jobs j
+     WHERE j.id = ANY (cand) AND j.state = 'queued'
+     ORDER BY j.priority, j.id LIMIT p_n
+     FOR UPDATE OF j SKIP LOCKED
+  LOOP
+    ids := ids || r.id;
+    hosts := hosts || r.host;
+  END LOOP;
   IF cardinality(ids) = 0 THEN
     RETURN;
   END IF;
