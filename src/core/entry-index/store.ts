@@ -84,6 +84,10 @@ export class EmbeddedEntryStore implements EntryStore {
   }
 
   async getByUrl(url: string): Promise<StoredRecord | undefined> {
+    return this.byUrl(url);
+  }
+
+  private byUrl(url: string): StoredRecord | undefined {
     const md5 = this.embedded.md5ForUrl(url);
     return md5 === undefined ? undefined : this.embedded.get(md5);
   }
@@ -104,8 +108,7 @@ export class EmbeddedEntryStore implements EntryStore {
   async getManyByUrl(urls: readonly string[]): Promise<Map<string, StoredRecord>> {
     const out = new Map<string, StoredRecord>();
     for (const u of urls) {
-      const md5 = this.embedded.md5ForUrl(u);
-      const r = md5 === undefined ? undefined : this.embedded.get(md5);
+      const r = this.byUrl(u);
       if (r) out.set(u, r);
     }
     return out;

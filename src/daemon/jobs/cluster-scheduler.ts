@@ -212,7 +212,7 @@ export class ClusterScheduler extends EventEmitter {
   private async watch(): Promise<void> {
     const open = [...this.known.values()].filter((j) => (j.state === 'queued' || j.state === 'running') && !this.running.has(j.id)).map((j) => j.id);
     for (let i = 0; i < open.length; i += 1000) {
-      const changed = (await this.changedAmong(open.slice(i, i + 1000), { known: this.known })).filter((j) => !this.running.has(j.id));
+      const changed = await this.changedAmong(open.slice(i, i + 1000), { known: this.known });
       // The records of the done ones in one read, not one round trip per job.
       const doneMd5s = changed.flatMap((j) => (j.state === 'done' && j.md5 ? [j.md5] : []));
       const records = doneMd5s.length ? await this.o.cache.findMany(doneMd5s) : new Map<string, MediaRecord>();
