@@ -131,3 +131,22 @@ t.test('cancel by URL in cluster mode: a queued job of another daemon and one ru
   t.equal(origin.hits('/later.png'), 0, 'the queued URL was never fetched');
   t.same(await a.queue.counts(), { queued: 0, running: 0, done: 0, failed: 2 });
 });
+
+t.test('a queued URL already cached is a cache hit when claimed (the claim says it is mapped): no second fetch', async (t) => {
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  const bodies = new Map<string, Buffer>([
+    ['/known.png', mediaBody('known', 9000)],
+    ['/new.png', mediaBody('new', 9000)],
+  ]);
+  countingRoutes(origin, bodies, 10);
+  const url = await pg.freshDatabase();
+  const a = await member(t, t.testdir(), url, 'node-a', { concurrency: 2, perHost: 0 });
+  await a.cache.download(origin.url('/known.png'));
+  t.equal(origin.hits('/known.png'), 1);
+  const jobs = await a.sched.enqueue([...bodies.keys()].map((p) => ({ url: origin.url(p), source: 'inbox:1' })), { priority: 10 });
+  const ended = await a.sched.wait(jobs.map((j) => j.id));
+  t.same(ended.map((j) => [j.state, j.md5]), [...bodies.values()].map((b) => ['done', md5Of(b)]));
+  t.equal(origin.hits('/known.png'), 1, 'the cached URL was not fetched again');
+  t.equal(origin.hits('/new.png'), 1, 'the new one was fetched once');
+});
